@@ -1,0 +1,37 @@
+# The two entry points of the README: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-data
+
+.PHONY: demo test lint typecheck pytest venv sysdeps clean bench fuzz soak
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# System packages some end-to-end tests drive (installed only when missing; CI starts from a fresh clone).
+sysdeps:
+	@scripts/install-sysdeps.sh
+
+demo: $(STAMP)
+	$(BIN)/python -m imapd demo --data-dir $(DEMO_DIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) sysdeps
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

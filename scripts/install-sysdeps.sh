@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that end-to-end tests drive, only when they are missing.
+# Runs as root here (CI and developer machines); elsewhere it tells what to install and goes on.
+set -u
+want=()
+command -v mbsync >/dev/null 2>&1 || want+=(isync)
+[ ${#want[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing system packages: ${want[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}") >/dev/null 2>&1 \
+        || echo "warning: could not install ${want[*]}; tests that need them will skip" >&2
+else
+    echo "note: install ${want[*]} for the full end-to-end suite" >&2
+fi
+exit 0

@@ -1,0 +1,325 @@
+"""One immutable object per IMAP command, as the parser hands them to the session.
+
+Every command carries ``tag``. UID variants are the same class with ``uid=True``. Mailbox names are
+Unicode ``str`` (mUTF-7 already decoded unless UTF8=ACCEPT is on); INBOX in any case is ``"INBOX"``.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import msgspec
+
+from .fetch_items import FetchItem
+from .search_keys import SearchKey
+from .sequence import SequenceSet
+
+__all__ = [
+    "Append",
+    "AppendMessage",
+    "Authenticate",
+    "Capability",
+    "Check",
+    "Close",
+    "Command",
+    "Copy",
+    "Create",
+    "Delete",
+    "Enable",
+    "Examine",
+    "Expunge",
+    "Fetch",
+    "Id",
+    "Idle",
+    "List",
+    "Login",
+    "Logout",
+    "Lsub",
+    "Move",
+    "Namespace",
+    "Noop",
+    "QresyncParams",
+    "Rename",
+    "Search",
+    "Select",
+    "Sort",
+    "SortKey",
+    "StartTLS",
+    "Status",
+    "Store",
+    "Subscribe",
+    "Thread",
+    "Unselect",
+    "Unsubscribe",
+    "XStateRestore",
+    "XStateSave",
+]
+
+
+class _Cmd(msgspec.Struct, frozen=True):
+    tag: str
+
+
+# --- any state ---------------------------------------------------------------------------------------
+class Capability(_Cmd, frozen=True):
+    pass
+
+
+class Noop(_Cmd, frozen=True):
+    pass
+
+
+class Logout(_Cmd, frozen=True):
+    pass
+
+
+class Id(_Cmd, frozen=True):
+    """RFC 2971; ``params`` is None for ``ID NIL``. Values may be None (NIL)."""
+
+    params: tuple[tuple[str, str | None], ...] | None = None
+
+
+class Enable(_Cmd, frozen=True):
+    """RFC 5161; capability names upper-cased."""
+
+    capabilities: tuple[str, ...] = ()
+
+
+# --- not authenticated ---------------------------------------------------------------------------------
+class StartTLS(_Cmd, frozen=True):
+    pass
+
+
+class Authenticate(_Cmd, frozen=True):
+    """``initial_response`` (SASL-IR): None when absent, ``b""`` for ``=``."""
+
+    mechanism: str
+    initial_response: bytes | None = None
+
+
+class Login(_Cmd, frozen=True):
+    username: str
+    password: str
+
+
+# --- authenticated --------------------------------------------------------------------------------------
+class QresyncParams(msgspec.Struct, frozen=True):
+    """``(QRESYNC (uidvalidity modseq [known-uids] [(seq-match uid-match)]))`` from RFC 7162."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+class Select(_Cmd, frozen=True):
+    mailbox: str
+    condstore: bool = False
+    qresync: QresyncParams | None = None
+
+
+class Examine(_Cmd, frozen=True):
+    mailbox: str
+    condstore: bool = False
+    qresync: QresyncParams | None = None
+
+
+class Create(_Cmd, frozen=True):
+    """``special_use`` from ``(USE (\\Sent ...))`` (RFC 6154)."""
+
+    mailbox: str
+    special_use: tuple[str, ...] = ()
+
+
+class Delete(_Cmd, frozen=True):
+    mailbox: str
+
+
+class Rename(_Cmd, frozen=True):
+    mailbox: str
+    new_name: str
+
+
+class Subscribe(_Cmd, frozen=True):
+    mailbox: str
+
+
+class Unsubscribe(_Cmd, frozen=True):
+    mailbox: str
+
+
+class List(_Cmd, frozen=True):
+    """LIST, with LIST-EXTENDED (RFC 5258), SPECIAL-USE and LIST-STATUS (RFC 5819) options.
+
+    ``selection`` and ``return_options`` are upper-cased option names; ``status_items`` is the
+    ``RETURN (STATUS (...))`` item list, or None when STATUS was not requested.
+    """
+
+    reference: str
+    patterns: tuple[str, ...]
+    selection: tuple[str, ...] = ()
+    return_options: tuple[str, ...] = ()
+    status_items: tuple[str, ...] | None = None
+
+
+class Lsub(_Cmd, frozen=True):
+    reference: str
+    pattern: str
+
+
+class Namespace(_Cmd, frozen=True):
+    pass
+
+
+class Status(_Cmd, frozen=True):
+    """Items upper-cased: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE DELETED."""
+
+    mailbox: str
+    items: tuple[str, ...]
+
+
+class AppendMessage(msgspec.Struct, frozen=True):
+    """One message of a (MULTI)APPEND; ``binary`` for literal8, ``utf8`` for ``UTF8 (~{n})``."""
+
+    data: bytes
+    flags: tuple[str, ...] = ()
+    internaldate: datetime.datetime | None = None
+    binary: bool = False
+    utf8: bool = False
+
+
+class Append(_Cmd, frozen=True):
+    mailbox: str
+    messages: tuple[AppendMessage, ...]
+
+
+class Idle(_Cmd, frozen=True):
+    pass
+
+
+# --- selected -------------------------------------------------------------------------------------------
+class Check(_Cmd, frozen=True):
+    pass
+
+
+class Close(_Cmd, frozen=True):
+    pass
+
+
+class Unselect(_Cmd, frozen=True):
+    pass
+
+
+class Expunge(_Cmd, frozen=True):
+    """``EXPUNGE`` or ``UID EXPUNGE set`` (UIDPLUS)."""
+
+    uid: bool = False
+    sequence: SequenceSet | None = None
+
+
+class Search(_Cmd, frozen=True):
+    """``return_options`` is None for a plain SEARCH, a tuple (maybe empty) for ESEARCH's RETURN."""
+
+    criteria: SearchKey
+    uid: bool = False
+    charset: str | None = None
+    return_options: tuple[str, ...] | None = None
+
+
+class Fetch(_Cmd, frozen=True):
+    sequence: SequenceSet
+    items: tuple[FetchItem, ...]
+    uid: bool = False
+    changedsince: int | None = None
+    vanished: bool = False
+
+
+class Store(_Cmd, frozen=True):
+    """``mode`` is "+" (add), "-" (remove) or "" (replace)."""
+
+    sequence: SequenceSet
+    mode: str
+    flags: tuple[str, ...]
+    uid: bool = False
+    silent: bool = False
+    unchangedsince: int | None = None
+
+
+class Copy(_Cmd, frozen=True):
+    sequence: SequenceSet
+    mailbox: str
+    uid: bool = False
+
+
+class Move(_Cmd, frozen=True):
+    sequence: SequenceSet
+    mailbox: str
+    uid: bool = False
+
+
+class SortKey(msgspec.Struct, frozen=True):
+    """ARRIVAL CC DATE FROM SIZE SUBJECT TO DISPLAYFROM DISPLAYTO, optionally REVERSE."""
+
+    key: str
+    reverse: bool = False
+
+
+class Sort(_Cmd, frozen=True):
+    keys: tuple[SortKey, ...]
+    charset: str
+    criteria: SearchKey
+    uid: bool = False
+    return_options: tuple[str, ...] | None = None
+
+
+class Thread(_Cmd, frozen=True):
+    algorithm: str
+    charset: str
+    criteria: SearchKey
+    uid: bool = False
+
+
+class XStateSave(_Cmd, frozen=True):
+    pass
+
+
+class XStateRestore(_Cmd, frozen=True):
+    token: str
+
+
+Command = (
+    Capability
+    | Noop
+    | Logout
+    | Id
+    | Enable
+    | StartTLS
+    | Authenticate
+    | Login
+    | Select
+    | Examine
+    | Create
+    | Delete
+    | Rename
+    | Subscribe
+    | Unsubscribe
+    | List
+    | Lsub
+    | Namespace
+    | Status
+    | Append
+    | Idle
+    | Check
+    | Close
+    | Unselect
+    | Expunge
+    | Search
+    | Fetch
+    | Store
+    | Copy
+    | Move
+    | Sort
+    | Thread
+    | XStateSave
+    | XStateRestore
+)

@@ -1,0 +1,294 @@
+"""Serializes typed responses to bytes. FETCH is the hot path: one type dispatch per value, one join."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import responses as r
+from .response_codes import (
+    AppendUidCode,
+    BadCharsetCode,
+    CapabilityCode,
+    Code,
+    CopyUidCode,
+    ModifiedCode,
+    NumberCode,
+    PermanentFlagsCode,
+    ResponseCode,
+)
+from .values import Atom, Literal8, Raw, Value
+from .wire import encode_str, mailbox_bytes, string_bytes, text_bytes
+
+__all__ = ["ResponseWriter"]
+
+_CODE_TEXT_BAD = str.maketrans({"]": " ", "\r": " ", "\n": " ", "\x00": " "})
+
+
+class ResponseWriter:
+    """Holds the output mode (``utf8``) and writes one response at a time."""
+
+    def __init__(self, utf8: bool = False) -> None:
+        self.utf8 = utf8
+        self._flag_cache: dict[str, bytes] = {}
+
+    def write(self, response: r.Response) -> bytes:
+        writer = _WRITERS.get(type(response))
+        if writer is None:
+            raise TypeError(f"not a response: {response!r}")
+        return writer(self, response)
+
+    # -- values -------------------------------------------------------------------------------------------------
+    def value(self, value: Value, out: list[bytes]) -> None:
+        v: Any = value  # dispatch on the exact type: much faster than an isinstance chain
+        t = type(v)
+        if t is int:
+            out.append(b"%d" % v)
+        elif t is str:
+            out.append(string_bytes(v, self.utf8))
+        elif v is None:
+            out.append(b"NIL")
+        elif t is Atom:
+            out.append(self.atom(v.text))
+        elif t is list or t is tuple:
+            out.append(b"(")
+            first = True
+            for item in v:
+                if not first:
+                    out.append(b" ")
+                first = False
+                self.value(item, out)
+            out.append(b")")
+        elif t is bytes:
+            out.append(b"{%d}\r\n" % len(v))
+            out.append(v)
+        elif t is Raw:
+            out.append(v.data)
+        elif t is Literal8:
+            out.append(b"~{%d}\r\n" % len(v.data))
+            out.append(v.data)
+        else:
+            raise TypeError(f"cannot serialize {t.__name__} as an IMAP value")
+
+    def atom(self, text: str) -> bytes:
+        cached = self._flag_cache.get(text)
+        if cached is None:
+            cached = text.encode("ascii", "replace")
+            for bad in (b" ", b"\r", b"\n", b"(", b")", b"\x00"):
+                cached = cached.replace(bad, b"_")
+            if len(self._flag_cache) < 4096:
+                self._flag_cache[text] = cached
+        return cached
+
+    def atoms(self, items: tuple[str, ...]) -> bytes:
+        return b"(" + b" ".join(self.atom(a) for a in items) + b")"
+
+    def code(self, code: ResponseCode) -> bytes:
+        t = type(code)
+        if t is Code:
+            assert isinstance(code, Code)
+            name = self.atom(code.name)
+            if code.text:
+                return b"[" + name + b" " + text_bytes(code.text.translate(_CODE_TEXT_BAD), self.utf8) + b"]"
+            return b"[" + name + b"]"
+        if isinstance(code, NumberCode):
+            return b"[%s %d]" % (self.atom(code.name), code.value)
+        if isinstance(code, AppendUidCode):
+            return b"[APPENDUID %d %s]" % (code.uidvalidity, str(code.uids).encode())
+        if isinstance(code, CopyUidCode):
+            return b"[COPYUID %d %s %s]" % (code.uidvalidity, str(code.source).encode(), str(code.destination).encode())
+        if isinstance(code, PermanentFlagsCode):
+            return b"[PERMANENTFLAGS " + self.atoms(code.flags) + b"]"
+        if isinstance(code, CapabilityCode):
+            return b"[CAPABILITY " + b" ".join(self.atom(c) for c in code.capabilities) + b"]"
+        if isinstance(code, BadCharsetCode):
+            if not code.charsets:
+                return b"[BADCHARSET]"
+            return b"[BADCHARSET (" + b" ".join(string_bytes(c, False) for c in code.charsets) + b")]"
+        if isinstance(code, ModifiedCode):
+            return b"[MODIFIED " + str(code.sequence).encode() + b"]"
+        raise TypeError(f"not a response code: {code!r}")
+
+    def status_tail(self, text: str, code: ResponseCode | None) -> bytes:
+        body = text_bytes(text, self.utf8)
+        if code is None:
+            return b" " + body + b"\r\n" if body else b"\r\n"
+        return b" " + self.code(code) + (b" " + body if body else b"") + b"\r\n"
+
+
+def _tagged(w: ResponseWriter, x: r.TaggedResponse) -> bytes:
+    return w.atom(x.tag) + b" " + w.atom(x.status) + w.status_tail(x.text, x.code)
+
+
+def _untagged(w: ResponseWriter, x: r.UntaggedStatus) -> bytes:
+    return b"* " + w.atom(x.status) + w.status_tail(x.text, x.code)
+
+
+def _continuation(w: ResponseWriter, x: r.ContinuationResponse) -> bytes:
+    return b"+ " + text_bytes(x.text, w.utf8) + b"\r\n"
+
+
+def _caps(w: ResponseWriter, x: r.CapabilityResponse) -> bytes:
+    return b"* CAPABILITY " + b" ".join(w.atom(c) for c in x.capabilities) + b"\r\n"
+
+
+def _enabled(w: ResponseWriter, x: r.EnabledResponse) -> bytes:
+    return b"* ENABLED" + b"".join(b" " + w.atom(c) for c in x.capabilities) + b"\r\n"
+
+
+def _exists(w: ResponseWriter, x: r.ExistsResponse) -> bytes:
+    return b"* %d EXISTS\r\n" % x.count
+
+
+def _recent(w: ResponseWriter, x: r.RecentResponse) -> bytes:
+    return b"* %d RECENT\r\n" % x.count
+
+
+def _expunge(w: ResponseWriter, x: r.ExpungeResponse) -> bytes:
+    return b"* %d EXPUNGE\r\n" % x.seq
+
+
+def _vanished(w: ResponseWriter, x: r.VanishedResponse) -> bytes:
+    return b"* VANISHED " + (b"(EARLIER) " if x.earlier else b"") + str(x.uids).encode() + b"\r\n"
+
+
+def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
+    out: list[bytes] = [b"* %d FETCH (" % x.seq]
+    append = out.append
+    value = w.value
+    atom = w.atom
+    sep = b""
+    for key, v in x.items:
+        append(sep + key.encode() + b" ")
+        sep = b" "
+        t = type(v)
+        if t is int:
+            append(b"%d" % v)  # type: ignore[str-format]
+        elif (t is list or t is tuple) and all(type(a) is Atom for a in v):  # type: ignore[union-attr]
+            append(b"(" + b" ".join([atom(a.text) for a in v]) + b")")  # type: ignore[union-attr]
+        else:
+            value(v, out)
+    append(b")\r\n")
+    return b"".join(out)
+
+
+def _flags(w: ResponseWriter, x: r.FlagsResponse) -> bytes:
+    return b"* FLAGS " + w.atoms(x.flags) + b"\r\n"
+
+
+def _delimiter(d: str | None) -> bytes:
+    return b"NIL" if d is None else string_bytes(d, False)
+
+
+def _list(w: ResponseWriter, x: r.ListResponse) -> bytes:
+    out = [b"* LIST ", w.atoms(x.attributes), b" ", _delimiter(x.delimiter), b" ", mailbox_bytes(x.mailbox, w.utf8)]
+    if x.extended:
+        items: list[bytes] = []
+        for name, values in x.extended:
+            vals = [mailbox_bytes(v, w.utf8) if name == "OLDNAME" else string_bytes(v, w.utf8) for v in values]
+            items.append(string_bytes(name, False) + b" (" + b" ".join(vals) + b")")
+        out.append(b" (" + b" ".join(items) + b")")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def _lsub(w: ResponseWriter, x: r.LsubResponse) -> bytes:
+    return (
+        b"* LSUB " + w.atoms(x.attributes) + b" " + _delimiter(x.delimiter) + b" "
+        + mailbox_bytes(x.mailbox, w.utf8) + b"\r\n"
+    )
+
+
+def _status(w: ResponseWriter, x: r.StatusResponse) -> bytes:
+    items = b" ".join(b"%s %d" % (w.atom(k), v) for k, v in x.items)
+    return b"* STATUS " + mailbox_bytes(x.mailbox, w.utf8) + b" (" + items + b")\r\n"
+
+
+def _numbers(name: bytes, numbers: tuple[int, ...], modseq: int | None) -> bytes:
+    out = b"* " + name + b"".join(b" %d" % n for n in numbers)
+    if modseq is not None:
+        out += b" (MODSEQ %d)" % modseq
+    return out + b"\r\n"
+
+
+def _search(w: ResponseWriter, x: r.SearchResponse) -> bytes:
+    return _numbers(b"SEARCH", x.numbers, x.modseq)
+
+
+def _sort(w: ResponseWriter, x: r.SortResponse) -> bytes:
+    return _numbers(b"SORT", x.numbers, x.modseq)
+
+
+def _esearch(w: ResponseWriter, x: r.EsearchResponse) -> bytes:
+    out = [b"* ESEARCH"]
+    if x.tag is not None:
+        out.append(b" (TAG " + string_bytes(x.tag, False) + b")")
+    if x.uid:
+        out.append(b" UID")
+    for name, value in x.results:
+        out.append(b" " + w.atom(name) + b" " + (b"%d" % value if isinstance(value, int) else str(value).encode()))
+    return b"".join(out) + b"\r\n"
+
+
+def _thread_bytes(thread: r.Thread) -> bytes:
+    out: list[bytes] = []
+    for i, item in enumerate(thread):
+        if isinstance(item, int):
+            out.append((b" %d" if i and isinstance(thread[i - 1], int) else b"%d") % item)
+        else:
+            if i and isinstance(thread[i - 1], int):
+                out.append(b" ")
+            out.append(_thread_bytes(item))
+    return b"(" + b"".join(out) + b")"
+
+
+def _thread(w: ResponseWriter, x: r.ThreadResponse) -> bytes:
+    return b"* THREAD" + (b" " if x.threads else b"") + b"".join(_thread_bytes(t) for t in x.threads) + b"\r\n"
+
+
+def _pairs(w: ResponseWriter, params: tuple[tuple[str, str | None], ...] | None, mailboxes: bool) -> bytes:
+    if params is None:
+        return b"NIL"
+    items: list[bytes] = []
+    for key, value in params:
+        k = mailbox_bytes(key, w.utf8) if mailboxes else string_bytes(key, w.utf8)
+        v = b"NIL" if value is None else string_bytes(value, w.utf8)
+        items.append(b"(" + k + b" " + v + b")" if mailboxes else k + b" " + v)
+    return b"(" + (b"" if mailboxes else b" ").join(items) + b")"
+
+
+def _id(w: ResponseWriter, x: r.IdResponse) -> bytes:
+    return b"* ID " + _pairs(w, x.params, False) + b"\r\n"
+
+
+def _namespace(w: ResponseWriter, x: r.NamespaceResponse) -> bytes:
+    return b"* NAMESPACE " + b" ".join(_pairs(w, ns, True) for ns in (x.personal, x.other, x.shared)) + b"\r\n"
+
+
+def _xstate(w: ResponseWriter, x: r.XStateResponse) -> bytes:
+    return b"* X-STATE " + encode_str(x.token) + b"\r\n"
+
+
+_WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
+    r.TaggedResponse: _tagged,
+    r.UntaggedStatus: _untagged,
+    r.ContinuationResponse: _continuation,
+    r.CapabilityResponse: _caps,
+    r.EnabledResponse: _enabled,
+    r.ExistsResponse: _exists,
+    r.RecentResponse: _recent,
+    r.ExpungeResponse: _expunge,
+    r.VanishedResponse: _vanished,
+    r.FetchResponse: _fetch,
+    r.FlagsResponse: _flags,
+    r.ListResponse: _list,
+    r.LsubResponse: _lsub,
+    r.StatusResponse: _status,
+    r.SearchResponse: _search,
+    r.SortResponse: _sort,
+    r.EsearchResponse: _esearch,
+    r.ThreadResponse: _thread,
+    r.IdResponse: _id,
+    r.NamespaceResponse: _namespace,
+    r.XStateResponse: _xstate,
+}

@@ -1,0 +1,195 @@
+"""Typed server responses: status (tagged and untagged), continuation, and data responses.
+
+Construct them in the session and hand them to :meth:`ServerConnection.send`. Examples::
+
+    TaggedResponse("a1", "OK", "SELECT completed", NumberCode("UIDNEXT", 42))
+    FetchResponse(3, [("UID", 17), ("FLAGS", [Atom("\\\\Seen")]), ("BODY[]", b"...")])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from .response_codes import ResponseCode
+from .sequence import SequenceSet
+from .values import Value
+
+__all__ = [
+    "CapabilityResponse",
+    "ContinuationResponse",
+    "EnabledResponse",
+    "EsearchResponse",
+    "ExistsResponse",
+    "ExpungeResponse",
+    "FetchResponse",
+    "FlagsResponse",
+    "IdResponse",
+    "ListResponse",
+    "LsubResponse",
+    "NamespaceResponse",
+    "RecentResponse",
+    "Response",
+    "SearchResponse",
+    "SortResponse",
+    "StatusResponse",
+    "TaggedResponse",
+    "Thread",
+    "ThreadResponse",
+    "UntaggedStatus",
+    "VanishedResponse",
+    "XStateResponse",
+]
+
+Thread = tuple["int | Thread", ...]
+"""One thread in RFC 5256 form: ``(3 6 (4 23)(44 7 96))`` is ``(3, 6, (4, 23), (44, 7, 96))``."""
+
+NamespaceList = tuple[tuple[str, str | None], ...] | None
+
+
+class TaggedResponse(msgspec.Struct, frozen=True):
+    """``tag OK|NO|BAD [code] text``."""
+
+    tag: str
+    status: str
+    text: str = ""
+    code: ResponseCode | None = None
+
+
+class UntaggedStatus(msgspec.Struct, frozen=True):
+    """``* OK|NO|BAD|BYE|PREAUTH [code] text``."""
+
+    status: str
+    text: str = ""
+    code: ResponseCode | None = None
+
+
+class ContinuationResponse(msgspec.Struct, frozen=True):
+    """``+ text`` (for SASL challenges, pass the base64 text)."""
+
+    text: str = ""
+
+
+class CapabilityResponse(msgspec.Struct, frozen=True):
+    capabilities: tuple[str, ...]
+
+
+class EnabledResponse(msgspec.Struct, frozen=True):
+    capabilities: tuple[str, ...]
+
+
+class ExistsResponse(msgspec.Struct, frozen=True):
+    count: int
+
+
+class RecentResponse(msgspec.Struct, frozen=True):
+    count: int
+
+
+class ExpungeResponse(msgspec.Struct, frozen=True):
+    seq: int
+
+
+class VanishedResponse(msgspec.Struct, frozen=True):
+    """RFC 7162 ``* VANISHED [(EARLIER)] uids``."""
+
+    uids: SequenceSet
+    earlier: bool = False
+
+
+class FetchResponse(msgspec.Struct, frozen=True):
+    """``* seq FETCH (key value ...)``; keys are written as given (``"BODY[HEADER]<0>"``, ``"UID"``)."""
+
+    seq: int
+    items: Sequence[tuple[str, Value]]
+
+
+class FlagsResponse(msgspec.Struct, frozen=True):
+    flags: tuple[str, ...]
+
+
+class ListResponse(msgspec.Struct, frozen=True):
+    """``* LIST (attrs) delim name [(ext-items)]``; ``extended`` holds e.g. ``("CHILDINFO", ("SUBSCRIBED",))``
+    (values are written as lists of strings) or ``("OLDNAME", (name,))``."""
+
+    attributes: tuple[str, ...]
+    delimiter: str | None
+    mailbox: str
+    extended: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+class LsubResponse(msgspec.Struct, frozen=True):
+    attributes: tuple[str, ...]
+    delimiter: str | None
+    mailbox: str
+
+
+class StatusResponse(msgspec.Struct, frozen=True):
+    mailbox: str
+    items: tuple[tuple[str, int], ...]
+
+
+class SearchResponse(msgspec.Struct, frozen=True):
+    """``* SEARCH n...`` with the RFC 7162 ``(MODSEQ n)`` suffix when ``modseq`` is set."""
+
+    numbers: tuple[int, ...]
+    modseq: int | None = None
+
+
+class EsearchResponse(msgspec.Struct, frozen=True):
+    """RFC 4731 ``* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set MODSEQ n``."""
+
+    tag: str | None
+    uid: bool
+    results: tuple[tuple[str, int | SequenceSet], ...]
+
+
+class SortResponse(msgspec.Struct, frozen=True):
+    numbers: tuple[int, ...]
+    modseq: int | None = None
+
+
+class ThreadResponse(msgspec.Struct, frozen=True):
+    threads: tuple[Thread, ...]
+
+
+class IdResponse(msgspec.Struct, frozen=True):
+    params: tuple[tuple[str, str | None], ...] | None
+
+
+class NamespaceResponse(msgspec.Struct, frozen=True):
+    personal: NamespaceList
+    other: NamespaceList = None
+    shared: NamespaceList = None
+
+
+class XStateResponse(msgspec.Struct, frozen=True):
+    """``* X-STATE token``: the signed session state for a later ``X-STATE RESTORE``."""
+
+    token: str
+
+
+Response = (
+    TaggedResponse
+    | UntaggedStatus
+    | ContinuationResponse
+    | CapabilityResponse
+    | EnabledResponse
+    | ExistsResponse
+    | RecentResponse
+    | ExpungeResponse
+    | VanishedResponse
+    | FetchResponse
+    | FlagsResponse
+    | ListResponse
+    | LsubResponse
+    | StatusResponse
+    | SearchResponse
+    | EsearchResponse
+    | SortResponse
+    | ThreadResponse
+    | IdResponse
+    | NamespaceResponse
+    | XStateResponse
+)

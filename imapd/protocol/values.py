@@ -1,0 +1,49 @@
+"""The generic value model for data the session puts into responses (FETCH items, LIST extensions).
+
+``None`` -> NIL, ``int`` -> number, ``str`` -> quoted string or literal (the writer picks),
+``bytes`` -> always a literal, :class:`Atom` -> an unquoted atom or flag, :class:`Literal8` -> ``~{n}``,
+list/tuple -> parenthesised list, :class:`Raw` -> bytes already serialized (the caller vouches for them).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import msgspec
+
+__all__ = ["Atom", "Literal8", "Raw", "Value", "format_internaldate"]
+
+
+class Atom(msgspec.Struct, frozen=True):
+    """An atom written as is, e.g. a flag ``\\Seen`` or a body type keyword."""
+
+    text: str
+
+
+class Literal8(msgspec.Struct, frozen=True):
+    """Binary data written as ``~{n}`` (RFC 3516 BINARY responses)."""
+
+    data: bytes
+
+
+class Raw(msgspec.Struct, frozen=True):
+    """Pre-serialized bytes inserted verbatim (cached BODYSTRUCTURE, ENVELOPE...)."""
+
+    data: bytes
+
+
+Value = None | int | str | bytes | Atom | Literal8 | Raw | list["Value"] | tuple["Value", ...]
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_internaldate(when: datetime.datetime) -> str:
+    """``dd-Mon-yyyy hh:mm:ss +zzzz`` for INTERNALDATE (naive datetimes are taken as UTC)."""
+    offset = when.utcoffset() or datetime.timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    minutes = abs(minutes)
+    return (
+        f"{when.day:2d}-{_MONTHS[when.month - 1]}-{when.year:04d} "
+        f"{when.hour:02d}:{when.minute:02d}:{when.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}"
+    )

@@ -1,0 +1,120 @@
+"""How mailbox open time and memory grow with message count (1k, 10k, 100k; ``--quick``: 1k, 10k).
+
+For each size: synthetic messages are written straight into a Maildir ``cur/`` (names carry ``,S=``, so
+indexing needs no stat), then we measure
+- ``first_index``: first open of the folder -> directory scan + index build (one transaction);
+- ``open_cold``: a new process-level Store opening the existing index (one query + two stats);
+- ``sync_noop``: ``sync()`` when nothing changed;
+- ``memory``: bytes allocated by the open Mailbox object (tracemalloc, cold open).
+One JSON line per measurement, then a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from imapd.store import Store
+
+
+def generate(folder: str, n: int) -> None:
+    cur = os.path.join(folder, "cur")
+    base_t = 1_600_000_000
+    for i in range(n):
+        body = f"From: a@example.org\r\nSubject: message {i}\r\n\r\nbody {i}\r\n".encode()
+        name = f"{base_t + i}.M{i}P1Q1.bench,S={len(body)}:2,{'S' if i % 3 else ''}"
+        fd = os.open(os.path.join(cur, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, body)
+        os.close(fd)
+
+
+def measure(n: int, workdir: str) -> list[dict[str, object]]:
+    data = os.path.join(workdir, f"d{n}")
+    store = Store(data, durability="normal")
+    us = store.create_user("bench")
+    folder = f"Big{n}"
+    us.create_mailbox(folder)
+    path = us.folder_path(folder)
+    store.close()
+    # the folder exists in the index but is empty; drop it so the first open indexes n files
+    shutil.rmtree(path)
+    os.makedirs(os.path.join(path, "cur"))
+    os.makedirs(os.path.join(path, "new"))
+    os.makedirs(os.path.join(path, "tmp"))
+    t = time.perf_counter()
+    generate(path, n)
+    gen = time.perf_counter() - t
+    out: list[dict[str, object]] = []
+    store = Store(data, durability="normal")
+    t = time.perf_counter()
+    mb = store.open_mailbox("bench", folder)
+    first = time.perf_counter() - t
+    assert mb.exists == n, (mb.exists, n)
+    store.close()
+    out.append({"bench": "store_scale", "messages": n, "metric": "first_index_ms", "value": round(first * 1e3, 2),
+                "generate_s": round(gen, 2)})
+    time.sleep(1.1)  # past the one-second dirty window, as a mailbox that is not being delivered to
+    warm = Store(data, durability="normal")
+    warm.open_mailbox("bench", folder).sync()  # records clean mtimes
+    warm.close()
+    gc.collect()
+    t = time.perf_counter()
+    store = Store(data, durability="normal")
+    mb = store.open_mailbox("bench", folder)
+    mb.sync()
+    cold = time.perf_counter() - t
+    store.close()
+    gc.collect()
+    tracemalloc.start()
+    snap0 = tracemalloc.take_snapshot()
+    store = Store(data, durability="normal")
+    mb = store.open_mailbox("bench", folder)
+    snap1 = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    mem = sum(s.size_diff for s in snap1.compare_to(snap0, "filename"))
+    t = time.perf_counter()
+    for _ in range(10):
+        mb.sync()
+    noop = (time.perf_counter() - t) / 10
+    out.append({"bench": "store_scale", "messages": n, "metric": "open_cold_ms", "value": round(cold * 1e3, 2)})
+    out.append({"bench": "store_scale", "messages": n, "metric": "sync_noop_ms", "value": round(noop * 1e3, 3)})
+    out.append({"bench": "store_scale", "messages": n, "metric": "memory_bytes", "value": mem,
+                "per_message": round(mem / n, 1), "arrays_bytes": mb.memory_bytes()})
+    store.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1k and 10k only")
+    ap.add_argument("--dir", help="work directory (default: a temporary one)")
+    args = ap.parse_args()
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+    workdir = args.dir or tempfile.mkdtemp(prefix="store-scale-")
+    rows: list[dict[str, object]] = []
+    try:
+        for n in sizes:
+            for row in measure(n, workdir):
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    finally:
+        if not args.dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\n{'messages':>9} {'first_index ms':>15} {'open_cold ms':>13} {'sync_noop ms':>13} {'B/msg':>7}")
+    for n in sizes:
+        r = {str(x["metric"]): x for x in rows if x["messages"] == n}
+        print(f"{n:>9} {r['first_index_ms']['value']:>15} {r['open_cold_ms']['value']:>13} "
+              f"{r['sync_noop_ms']['value']:>13} {r['memory_bytes']['per_message']:>7}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""In-process change feed: plain callbacks, called synchronously after the index commit.
+
+Subscribe per open mailbox ``(user, mailbox_id)`` for message events and per user for mailbox-list
+events. Callbacks run on the thread that made the change and must be cheap (queue the event and return);
+an exception in one callback is logged and does not stop delivery to the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+__all__ = [
+    "ChangeFeed",
+    "FlagsChanged",
+    "MailboxEvent",
+    "MailboxListChanged",
+    "MessageEvent",
+    "MessagesAdded",
+    "MessagesExpunged",
+    "Subscription",
+]
+
+log = logging.getLogger(__name__)
+
+
+class MessagesAdded(msgspec.Struct, frozen=True, tag=True):
+    user: str
+    mailbox_id: int
+    uids: list[int]
+    modseq: int
+    """The mailbox's HIGHESTMODSEQ after the change."""
+
+
+class FlagsChanged(msgspec.Struct, frozen=True, tag=True):
+    user: str
+    mailbox_id: int
+    changes: list[tuple[int, tuple[str, ...], int]]
+    """``(uid, flags, modseq)`` per changed message."""
+    modseq: int
+
+
+class MessagesExpunged(msgspec.Struct, frozen=True, tag=True):
+    user: str
+    mailbox_id: int
+    uids: list[int]
+    modseq: int
+
+
+class MailboxListChanged(msgspec.Struct, frozen=True, tag=True):
+    user: str
+    kind: str
+    """``created``, ``deleted``, ``renamed``, ``subscribed``, ``unsubscribed``."""
+    name: str
+    old_name: str | None = None
+    mailbox_id: int | None = None
+
+
+MessageEvent = MessagesAdded | FlagsChanged | MessagesExpunged
+MailboxEvent = MailboxListChanged
+MessageCallback = Callable[[MessageEvent], None]
+ListCallback = Callable[[MailboxListChanged], None]
+
+
+class Subscription:
+    """Returned by the subscribe methods; ``cancel()`` is idempotent."""
+
+    __slots__ = ("_cancel",)
+
+    def __init__(self, cancel: Callable[[], None]) -> None:
+        self._cancel: Callable[[], None] | None = cancel
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
+
+
+class ChangeFeed:
+    def __init__(self) -> None:
+        self._mailbox: dict[tuple[str, int], list[MessageCallback]] = {}
+        self._user: dict[str, list[ListCallback]] = {}
+
+    def subscribe_mailbox(self, user: str, mailbox_id: int, callback: MessageCallback) -> Subscription:
+        key = (user, mailbox_id)
+        self._mailbox.setdefault(key, []).append(callback)
+
+        def cancel() -> None:
+            lst = self._mailbox.get(key)
+            if lst is not None and callback in lst:
+                lst.remove(callback)
+                if not lst:
+                    del self._mailbox[key]
+
+        return Subscription(cancel)
+
+    def subscribe_user(self, user: str, callback: ListCallback) -> Subscription:
+        self._user.setdefault(user, []).append(callback)
+
+        def cancel() -> None:
+            lst = self._user.get(user)
+            if lst is not None and callback in lst:
+                lst.remove(callback)
+                if not lst:
+                    del self._user[user]
+
+        return Subscription(cancel)
+
+    def has_mailbox_subscribers(self, user: str, mailbox_id: int) -> bool:
+        return (user, mailbox_id) in self._mailbox
+
+    def publish(self, event: MessageEvent) -> None:
+        for cb in list(self._mailbox.get((event.user, event.mailbox_id), ())):
+            try:
+                cb(event)
+            except Exception:
+                log.exception("change-feed subscriber failed")
+
+    def publish_list(self, event: MailboxListChanged) -> None:
+        for cb in list(self._user.get(event.user, ())):
+            try:
+                cb(event)
+            except Exception:
+                log.exception("change-feed subscriber failed")

@@ -1,0 +1,135 @@
+"""Maildir file operations: unique names, tmp/ -> cur/ delivery with fsync, directory fsync, scans.
+
+Only this module writes message files. Every function raises plain ``OSError``; callers wrap it in
+:class:`~imapd.store.errors.StorageIOError` with the user and mailbox they know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+__all__ = [
+    "base_of",
+    "ensure_maildir",
+    "fsync_dir",
+    "info_from_name",
+    "link_or_copy",
+    "new_base_name",
+    "scan_names",
+    "write_tmp",
+]
+
+_counter = itertools.count(1)
+_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072").replace(".", "_") or "localhost"
+
+
+def new_base_name(size: int | None = None) -> str:
+    """A unique Maildir base name, ``<sec>.M<usec>P<pid>Q<n>.<host>[,S=<size>]``."""
+    now = time.time()
+    sec = int(now)
+    usec = int((now - sec) * 1_000_000)
+    base = f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST}"
+    if size is not None:
+        base += f",S={size}"
+    return base
+
+
+def base_of(fname: str) -> str:
+    return fname.partition(":")[0]
+
+
+def info_from_name(base: str) -> tuple[int | None, int | None]:
+    """(internaldate seconds, size) encoded in a base name (``<sec>.`` prefix, ``,S=`` field), if any."""
+    date: int | None = None
+    size: int | None = None
+    head = base.partition(".")[0]
+    if head.isdigit():
+        date = int(head)
+    for field in base.split(",")[1:]:
+        if field.startswith("S=") and field[2:].isdigit():
+            size = int(field[2:])
+    return date, size
+
+
+def ensure_maildir(path: str) -> None:
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_tmp(folder: str, data: bytes, mtime: float | None = None) -> tuple[str, str]:
+    """Write ``data`` to a new file in ``folder/tmp`` and fsync it; return (tmp path, base name).
+
+    On any error the partial file is removed before the error propagates.
+    """
+    base = new_base_name(len(data))
+    path = os.path.join(folder, "tmp", base)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quiet(path)
+        raise
+    os.close(fd)
+    if mtime is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path, (mtime, mtime))
+    return path, base
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """Hard-link ``src`` to ``dst`` (never overwriting); copy+fsync if links are not possible."""
+    try:
+        os.link(src, dst)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (18, 1, 95, 38):  # EXDEV, EPERM, EOPNOTSUPP, ENOSYS
+            raise
+    with open(src, "rb") as f:
+        data = f.read()
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quiet(dst)
+        raise
+    os.close(fd)
+
+
+def _unlink_quiet(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+unlink_quiet = _unlink_quiet
+
+
+def scan_names(path: str) -> Iterator[str]:
+    """File names in a Maildir subdirectory (no stat, no open); dot files skipped."""
+    with os.scandir(path) as it:
+        for entry in it:
+            if not entry.name.startswith("."):
+                yield entry.name

@@ -1,0 +1,138 @@
+"""The process-level root of the storage layer: users' stores, the open-mailbox registry, the change feed.
+
+One :class:`Store` per process. Mailbox objects are shared: ``(user, mailbox id)`` -> :class:`Mailbox`
+with a reference count. When the last reference is released, ``on_idle(mailbox)`` is called if set (the
+warm cache keeps it and later calls :meth:`Store.evict`); without ``on_idle`` the object is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable
+
+from imapd.store import maildir
+from imapd.store.changefeed import ChangeFeed
+from imapd.store.errors import NoSuchUser, StorageIOError
+from imapd.store.mailbox import Mailbox
+from imapd.store.userstore import UserStore
+
+__all__ = ["Store", "valid_username"]
+
+_USERNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@+\-]{0,127}")
+
+
+def valid_username(name: str) -> bool:
+    return bool(_USERNAME.fullmatch(name)) and ".." not in name
+
+
+class Store:
+    def __init__(self, data_dir: str | os.PathLike[str], *, history_limit: int = 10_000,
+                 durability: str = "full", on_idle: Callable[[Mailbox], None] | None = None) -> None:
+        self.data_dir = os.fspath(data_dir)
+        self.mail_root = os.path.join(self.data_dir, "mail")
+        self.history_limit = history_limit
+        self.durability = durability
+        self.on_idle = on_idle
+        self.feed = ChangeFeed()
+        self._users: dict[str, UserStore] = {}
+        self._open: dict[tuple[str, int], Mailbox] = {}
+        self._lock = threading.RLock()
+
+    def user_root(self, user: str) -> str:
+        if not valid_username(user):
+            raise NoSuchUser(f"invalid user name {user!r}")
+        return os.path.join(self.mail_root, user)
+
+    def user(self, user: str) -> UserStore:
+        """The user's store; NoSuchUser if the user has no mail directory."""
+        with self._lock:
+            us = self._users.get(user)
+            if us is None:
+                root = self.user_root(user)
+                if not os.path.isdir(os.path.join(root, "cur")):
+                    raise NoSuchUser(f"no mailbox for user {user!r}")
+                us = self._users[user] = UserStore(self, user, root)
+            return us
+
+    def create_user(self, user: str) -> UserStore:
+        """Create the user's Maildir++ root, INBOX and the special-use folders (idempotent)."""
+        root = self.user_root(user)
+        try:
+            os.makedirs(self.mail_root, mode=0o700, exist_ok=True)
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            maildir.ensure_maildir(root)
+            maildir.fsync_dir(self.mail_root)
+        except OSError as exc:
+            raise StorageIOError(user, None, "create user", exc) from exc
+        us = self.user(user)
+        us.provision()
+        return us
+
+    def remove_user(self, user: str) -> None:
+        """Forget the open state of a user (their files are left to the caller)."""
+        with self._lock:
+            us = self._users.pop(user, None)
+            for key in [k for k in self._open if k[0] == user]:
+                self._open.pop(key).deleted = True
+        if us is not None:
+            us.close()
+
+    def open_mailbox(self, user: str, name: str) -> Mailbox:
+        return self.user(user).open(name)
+
+    # ---------------------------------------------------------------------------- registry
+
+    def acquire(self, owner: UserStore, mailbox_id: int, name: str) -> Mailbox:
+        with self._lock:
+            key = (owner.user, mailbox_id)
+            mb = self._open.get(key)
+            if mb is None or mb.deleted:
+                mb = Mailbox(owner, mailbox_id, name)
+                mb.sync()  # a cold object catches up with the Maildir once; later SELECTs call sync()
+                self._open[key] = mb
+            mb.refcount += 1
+            return mb
+
+    def registry_get(self, user: str, mailbox_id: int) -> Mailbox | None:
+        return self._open.get((user, mailbox_id))
+
+    def open_mailboxes(self) -> list[Mailbox]:
+        with self._lock:
+            return list(self._open.values())
+
+    def release(self, mailbox: Mailbox) -> None:
+        with self._lock:
+            if mailbox.refcount <= 0:
+                raise RuntimeError(f"mailbox {mailbox.name!r} released more often than opened")
+            mailbox.refcount -= 1
+            if mailbox.refcount:
+                return
+        if self.on_idle is not None:
+            self.on_idle(mailbox)
+        else:
+            self.evict(mailbox)
+
+    def evict(self, mailbox: Mailbox) -> None:
+        """Drop an unreferenced mailbox object from the registry (the warm cache calls this)."""
+        with self._lock:
+            key = (mailbox.user, mailbox.mailbox_id)
+            if mailbox.refcount == 0 and self._open.get(key) is mailbox:
+                del self._open[key]
+
+    # ------------------------------------------------------------------------------ watcher
+
+    async def watch(self, stop_event: object | None = None, debounce_ms: int = 50) -> None:
+        """Watch the whole mail root; sync open mailboxes whose directories changed. See watcher.py."""
+        from imapd.store.watcher import watch
+
+        await watch(self, stop_event=stop_event, debounce_ms=debounce_ms)
+
+    def close(self) -> None:
+        with self._lock:
+            users = list(self._users.values())
+            self._users.clear()
+            self._open.clear()
+        for us in users:
+            us.close()

@@ -113,6 +113,13 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def to_crlf(data: bytes) -> bytes:
+    """MTAs pipe messages with bare LF line ends; IMAP serves CRLF, and sizes must match what is served."""
+    if b"\n" not in data.replace(b"\r\n", b""):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 def cmd_deliver(args: argparse.Namespace) -> int:
     if _passwd(args).get(args.user) is None:
         _err(f"no user {args.user!r}")
@@ -124,6 +131,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     if len(data) > MAX_MESSAGE:
         _err("message too large")
         return EX_DATAERR
+    data = to_crlf(data)
     store = Store(args.data_dir)
     try:
         try:

@@ -1,0 +1,100 @@
+"""The ``imapd`` command line: ``serve``, ``demo``, ``user ...``, ``deliver``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from imapd import __version__
+
+__all__ = ["main"]
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the IMAP server")
+    p.add_argument("--config", metavar="FILE", help="TOML config file (all settings have defaults)")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./imapd-data)")
+    p.add_argument("--listen", metavar="HOST:PORT", action="append", default=None,
+                   help="plain (STARTTLS-capable) listener; repeatable (default 127.0.0.1:1143)")
+    p.add_argument("--tls-listen", metavar="HOST:PORT", action="append", default=None,
+                   help="implicit-TLS listener; repeatable")
+    p.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override a setting, e.g. -o cache.ttl=60 (see docs/configuration.md)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from imapd.config import ConfigError, load_settings
+    from imapd.server.main import run_server
+
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"server.data_dir={_toml_str(args.data_dir)}")
+    if args.listen:
+        overrides.append("server.listen=[" + ",".join(_toml_str(x) for x in args.listen) + "]")
+    if args.tls_listen:
+        overrides.append("server.tls_listen=[" + ",".join(_toml_str(x) for x in args.tls_listen) + "]")
+    try:
+        settings = load_settings(args.config, overrides)
+    except ConfigError as exc:
+        print(f"imapd: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    _setup_logging(args.verbose)
+    return run_server(settings)
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="seed demo users and mail, then serve them (what `make demo` runs)")
+    p.add_argument("--data-dir", metavar="DIR", default="demo-data")
+    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:1143")
+    p.add_argument("--tls-listen", metavar="HOST:PORT", default="127.0.0.1:1993")
+    p.add_argument("--web-listen", metavar="HOST:PORT", default="127.0.0.1:8080")
+    p.add_argument("--seed-only", action="store_true", help="seed and exit without serving")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from imapd.demo import run_demo
+
+    _setup_logging(False)
+    return run_demo(args.data_dir, args.listen, args.tls_listen, args.web_listen, serve=not args.seed_only)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imapd", description="IMAP server for webmail, over Maildir")
+    parser.add_argument("--version", action="version", version=f"imapd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    _add_demo(sub)
+    from imapd.store.admin import register_cli
+
+    register_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        if args.command is None:
+            # `imapd` with no arguments serves ./imapd-data on 127.0.0.1:1143, as documented.
+            args = parser.parse_args(["serve", *(argv or [])])
+        else:
+            parser.print_help()
+            return 64
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,140 @@
+"""Typed server settings: embedded defaults, an optional TOML file, then ``-o section.key=value`` overrides.
+
+Every setting has a default so ``imapd serve`` runs with no file at all. Errors name the offending key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(Exception):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    data_dir: str = "./imapd-data"
+    listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:1143"])
+    tls_listen: list[str] = msgspec.field(default_factory=list)
+    greeting: str = "imapd ready"
+    use_uvloop: bool = True
+    shutdown_grace: float = 5.0
+
+
+class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    cert: str = ""
+    key: str = ""
+    # Plaintext LOGIN/AUTHENTICATE is refused on non-TLS connections except from loopback, unless this is set.
+    allow_plaintext_auth: bool = False
+
+
+class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    max_line: int = 65536
+    max_literal: int = 64 * 1024 * 1024
+    max_nesting: int = 64
+    max_connections_per_user: int = 50
+    max_connections_per_address: int = 500
+    idle_timeout: float = 1800.0
+    preauth_timeout: float = 60.0
+    max_output_buffer: int = 4 * 1024 * 1024
+    max_bad_commands: int = 20
+
+
+class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    failure_delay: float = 1.0
+    max_failures: int = 5
+    penalty_delay: float = 5.0
+    failure_window: float = 300.0
+
+
+class CacheSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    ttl: float = 300.0
+    max_bytes: int = 256 * 1024 * 1024
+
+
+class XStateSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    max_age: float = 7 * 24 * 3600.0
+    clock_skew: float = 30.0
+    authenticates: bool = True
+    key_file: str = ""
+
+
+class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    expunge_history: int = 100_000
+    fsync: bool = True
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+
+def _parse_override_value(text: str) -> Any:
+    """Read ``-o`` values as TOML scalars/arrays when they parse, else as plain strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(tree: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. -o cache.ttl=60")
+    parts = key.split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"override {key!r}: expected SECTION.KEY, e.g. cache.ttl")
+    section, name = parts
+    fields = {f.name: f for f in msgspec.structs.fields(Settings)}
+    if section not in fields:
+        raise ConfigError(f"unknown setting section {section!r} in override {key!r}")
+    tree.setdefault(section, {})[name] = _parse_override_value(value.strip())
+
+
+def load_settings(config_file: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
+    """Build settings from defaults, the TOML file, then overrides (last wins)."""
+    tree: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            tree = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    for override in overrides or []:
+        _apply_override(tree, override)
+    try:
+        return msgspec.convert(tree, Settings, str_keys=True)
+    except msgspec.ValidationError as exc:
+        # msgspec says e.g. "Expected `int`, got `str` - at `$.cache.ttl`"; turn the path into the key name.
+        msg = str(exc).replace("$.", "")
+        raise ConfigError(f"invalid setting: {msg}") from exc
+
+
+def settings_reference() -> list[tuple[str, Any, str]]:
+    """(key, default, type) for every setting: the source of docs/configuration.md's table."""
+    rows: list[tuple[str, Any, str]] = []
+    defaults = Settings()
+    for section in msgspec.structs.fields(Settings):
+        sub = getattr(defaults, section.name)
+        for f in msgspec.structs.fields(type(sub)):
+            rows.append((f"{section.name}.{f.name}", getattr(sub, f.name), str(f.type)))
+    return rows

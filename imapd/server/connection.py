@@ -1,0 +1,238 @@
+"""One client connection: an asyncio Protocol that moves bytes between the socket and the sans-IO parser.
+
+Idle connections cost as little as possible: no task and no StreamReader/StreamWriter pair per client.
+A task exists only while commands are being executed; an IDLE session has none (pushes are written
+straight from the change feed callback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from typing import TYPE_CHECKING, cast
+
+from imapd.protocol import (
+    NEED_DATA,
+    CommandReceived,
+    ConnectionClosed,
+    ContinuationRequest,
+    IdleDone,
+    ProtocolError,
+    SaslResponse,
+    ServerConnection,
+)
+from imapd.protocol.responses import Response
+
+if TYPE_CHECKING:
+    from imapd.server.listener import ConnectionRegistry
+    from imapd.session.context import ServerContext
+    from imapd.session.session import Session
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IMAPConnection"]
+
+
+class OutputOverflow(Exception):
+    """The client stopped reading and its output buffer passed the limit."""
+
+
+class IMAPConnection(asyncio.Protocol):
+    __slots__ = (
+        "_closing",
+        "_drain_waiter",
+        "_paused_reading",
+        "_paused_writing",
+        "_registry",
+        "_task",
+        "ctx",
+        "is_tls",
+        "last_activity",
+        "peer_host",
+        "proto",
+        "session",
+        "transport",
+    )
+
+    def __init__(self, ctx: ServerContext, registry: ConnectionRegistry, *, implicit_tls: bool) -> None:
+        self.ctx = ctx
+        self._registry = registry
+        self.is_tls = implicit_tls
+        self.transport: asyncio.Transport | None = None
+        limits = ctx.settings.limits
+        self.proto = ServerConnection(
+            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting
+        )
+        self.session: Session | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._paused_reading = False
+        self._paused_writing = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self.peer_host = ""
+        self.last_activity = time.monotonic()
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        from imapd.session.session import Session
+
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same API.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        self.peer_host = str(peer[0]) if peer else "unknown"
+        self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        if not self._registry.admit(self):
+            self.write_bytes(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+            self._closing = True
+            self.transport.close()
+            return
+        self.session = Session(self.ctx, self)
+        self.send(self.session.greeting())
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.last_activity = time.monotonic()
+        self.proto.receive_data(data)
+        if self.proto.pending_bytes > self.ctx.settings.limits.max_line * 2 and not self._paused_reading:
+            # A long pipeline of commands: stop reading until the backlog is parsed and executed.
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._paused_reading = True
+        self._pump()
+
+    def eof_received(self) -> bool | None:
+        self.proto.receive_data(b"")
+        self._pump()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._registry.discard(self)
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
+        if self._task is not None:
+            self._task.cancel()
+        if self.session is not None:
+            self.session.connection_lost()
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- the ResponseSink used by the session -----------------------------------------------------
+    @property
+    def is_loopback(self) -> bool:
+        return self.peer_host in ("127.0.0.1", "::1") or self.peer_host.startswith("127.")
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def send(self, response: Response) -> None:
+        self.write_bytes(self.proto.send(response))
+
+    def expect_idle_done(self) -> None:
+        self.proto.expect_idle_done()
+
+    def expect_sasl_response(self) -> None:
+        self.proto.expect_sasl_response()
+
+    def set_utf8(self, enabled: bool) -> None:
+        self.proto.utf8 = enabled
+
+    def write_bytes(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.ctx.settings.limits.max_output_buffer:
+            # The client is not reading (slowloris in reverse): drop it rather than grow without bound.
+            log.info("closing connection from %s: output buffer over limit", self.peer_host)
+            self.abort()
+
+    async def drain(self) -> None:
+        """Wait until the client has read enough of what we wrote (back-pressure for long outputs)."""
+        if not self._paused_writing or self._closing:
+            if self._closing:
+                raise ConnectionResetError("connection closing")
+            return
+        loop = asyncio.get_running_loop()
+        self._drain_waiter = loop.create_future()
+        try:
+            await self._drain_waiter
+        finally:
+            self._drain_waiter = None
+
+    def close(self) -> None:
+        """Close after flushing what is buffered (LOGOUT, BYE)."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Upgrade in place (STARTTLS). Input buffered before the handshake is discarded (RFC 3501 6.2.1)."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        old_proto = self.proto
+        limits = self.ctx.settings.limits
+        self.proto = ServerConnection(
+            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting
+        )
+        del old_proto
+        new_transport = await loop.start_tls(self.transport, self, context, server_side=True)
+        if new_transport is None:
+            raise ConnectionResetError("TLS handshake failed")
+        self.transport = new_transport
+        self.is_tls = True
+
+    # -- command loop -------------------------------------------------------------------------------
+    def _pump(self) -> None:
+        if self._task is None and not self._closing:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while not self._closing:
+                event = self.proto.next_event()
+                if event is NEED_DATA:
+                    break
+                session = self.session
+                assert session is not None
+                if isinstance(event, CommandReceived):
+                    self.last_activity = time.monotonic()
+                    await session.execute(event.command)
+                elif isinstance(event, ContinuationRequest):
+                    self.write_bytes(b"+ " + event.text.encode("utf-8", "replace") + b"\r\n")
+                elif isinstance(event, IdleDone):
+                    session.idle_done()
+                elif isinstance(event, SaslResponse):
+                    await session.sasl_response(event)
+                elif isinstance(event, ProtocolError):
+                    session.protocol_error(event)
+                elif isinstance(event, ConnectionClosed):
+                    self.close()
+                    break
+                if self._paused_reading and self.proto.pending_bytes <= self.ctx.settings.limits.max_line:
+                    assert self.transport is not None
+                    self._paused_reading = False
+                    self.transport.resume_reading()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("internal error on connection from %s", self.peer_host)
+            self.write_bytes(b"* BYE [SERVERBUG] Internal server error\r\n")
+            self.close()
+        finally:
+            self._task = None

@@ -1,0 +1,43 @@
+"""What we advertise. Only what is implemented: a capability here is a promise to clients."""
+
+from __future__ import annotations
+
+__all__ = ["capabilities"]
+
+# Advertised in every state.
+_ALWAYS = (
+    "IMAP4rev1",
+    "LITERAL+",
+    "SASL-IR",
+    "ID",
+    "ENABLE",
+    "IDLE",
+    "NAMESPACE",
+    "UNSELECT",
+    "UIDPLUS",
+    "MOVE",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
+    "X-STATE",
+)
+
+
+def capabilities(
+    *,
+    authenticated: bool,
+    tls_active: bool,
+    starttls_available: bool,
+    plaintext_auth_allowed: bool,
+    append_limit: int,
+) -> list[str]:
+    caps = list(_ALWAYS)
+    if not authenticated:
+        if starttls_available and not tls_active:
+            caps.append("STARTTLS")
+        if plaintext_auth_allowed:
+            caps.append("AUTH=PLAIN")
+        else:
+            caps.append("LOGINDISABLED")
+    caps.append(f"APPENDLIMIT={append_limit}")
+    return caps

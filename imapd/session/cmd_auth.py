@@ -1,0 +1,163 @@
+"""Commands valid in any state, and the ways in: STARTTLS, LOGIN, AUTHENTICATE PLAIN."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from imapd import __version__
+from imapd.protocol import commands as c
+from imapd.protocol.events import SaslResponse
+from imapd.protocol.response_codes import CapabilityCode, Code
+from imapd.protocol.responses import (
+    CapabilityResponse,
+    ContinuationResponse,
+    EnabledResponse,
+    IdResponse,
+    TaggedResponse,
+    UntaggedStatus,
+)
+from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.session import Done, Session, State
+
+log = logging.getLogger(__name__)
+
+# Extensions ENABLE can turn on (RFC 5161); the set grows as the extensions land.
+ENABLEABLE: frozenset[str] = frozenset()
+
+
+async def capability(s: Session, cmd: c.Capability) -> Done:
+    s.send(CapabilityResponse(tuple(s.capability_list())))
+    return Done("CAPABILITY completed")
+
+
+async def noop(s: Session, cmd: c.Noop | c.Check) -> Done:
+    view = s.selected
+    if view is not None:
+        view.mailbox.sync()
+    return Done(f"{type(cmd).__name__.upper()} completed")
+
+
+async def logout(s: Session, cmd: c.Logout) -> None:
+    s.send(UntaggedStatus("BYE", "Logging out"))
+    s.send(TaggedResponse(cmd.tag, "OK", "LOGOUT completed"))
+    s.logout()
+
+
+async def id_(s: Session, cmd: c.Id) -> Done:
+    if cmd.params:
+        client = ", ".join(f"{k}={v}" for k, v in cmd.params[:8])
+        log.debug("client %s identifies as %s", s.conn.peer_host, client)
+    s.send(IdResponse((("name", "imapd"), ("version", __version__), ("vendor", "imapd-webmail"))))
+    return Done("ID completed")
+
+
+async def enable(s: Session, cmd: c.Enable) -> Done:
+    newly = [name for name in cmd.capabilities if name in ENABLEABLE and name not in s.enabled]
+    s.enabled.update(newly)
+    if "UTF8=ACCEPT" in newly:
+        s.utf8 = True
+        s.conn.set_utf8(True)
+    s.send(EnabledResponse(tuple(newly)))
+    return Done("ENABLE completed")
+
+
+async def starttls(s: Session, cmd: c.StartTLS) -> None:
+    context = s.ctx.tls_context
+    if context is None:
+        raise CommandNo("STARTTLS is not configured on this server", "CANNOT")
+    if s.conn.is_tls:
+        raise CommandBad("TLS is already active")
+    s.send(TaggedResponse(cmd.tag, "OK", "Begin TLS negotiation now"))
+    try:
+        await s.conn.start_tls(context)
+    except (OSError, ConnectionError) as exc:
+        log.info("STARTTLS handshake with %s failed: %s", s.conn.peer_host, exc)
+        s.conn.close()
+
+
+def _check_plaintext(s: Session) -> None:
+    if not s.plaintext_auth_allowed:
+        raise CommandNo("Plaintext authentication is disabled on an unencrypted connection; use STARTTLS",
+                        "PRIVACYREQUIRED")
+
+
+async def login_user(s: Session, username: str, password: str) -> None:
+    """Verify a password (off the event loop: the hash is slow on purpose) and enter AUTHENTICATED."""
+    ctx = s.ctx
+    address = s.conn.peer_host
+    record = await asyncio.to_thread(ctx.users.verify, username, password)
+    if record is None:
+        delay = ctx.throttle.record_failure(address)
+        log.info("authentication failed for %r from %s", username, address)
+        await asyncio.sleep(delay)
+        raise CommandNo("Invalid credentials", "AUTHENTICATIONFAILED")
+    ctx.throttle.record_success(address)
+    enter_authenticated(s, record.name)
+
+
+def enter_authenticated(s: Session, username: str) -> None:
+    ctx = s.ctx
+    if not ctx.admit_user(s, username):
+        raise CommandNo(f"Too many connections for user {username}", "LIMIT")
+    s.user_name = username
+    try:
+        s.user = ctx.store.user(username)
+    except Exception:
+        ctx.release_user(s)
+        raise
+    s.state = State.AUTHENTICATED
+
+
+def _auth_done(s: Session, text: str) -> Done:
+    return Done(text, CapabilityCode(tuple(s.capability_list())))
+
+
+async def login(s: Session, cmd: c.Login) -> Done:
+    _check_plaintext(s)
+    await login_user(s, cmd.username, cmd.password)
+    return _auth_done(s, "LOGIN completed")
+
+
+async def authenticate(s: Session, cmd: c.Authenticate) -> Done | None:
+    if cmd.mechanism.upper() != "PLAIN":
+        raise CommandNo(f"Unsupported SASL mechanism {cmd.mechanism}", "CANNOT")
+    _check_plaintext(s)
+    if cmd.initial_response is None:
+        s.pending_sasl = cmd.tag
+        s.conn.expect_sasl_response()
+        s.send(ContinuationResponse(""))
+        return None
+    return await _finish_plain(s, cmd.initial_response)
+
+
+async def continue_authenticate(s: Session, event: SaslResponse) -> None:
+    tag = s.pending_sasl
+    s.pending_sasl = None
+    if tag is None:
+        return
+    if event.cancelled:
+        s.send(TaggedResponse(tag, "BAD", "AUTHENTICATE cancelled"))
+        return
+    try:
+        done = await _finish_plain(s, event.data)
+    except CommandNo as exc:
+        s.send(TaggedResponse(tag, "NO", exc.text, Code(exc.code) if exc.code else None))
+        return
+    except CommandBad as exc:
+        s.send(TaggedResponse(tag, "BAD", exc.text))
+        return
+    s.send(TaggedResponse(tag, "OK", done.text, done.code))
+
+
+async def _finish_plain(s: Session, data: bytes) -> Done:
+    # RFC 4616: [authzid] NUL authcid NUL passwd
+    parts = data.split(b"\0")
+    if len(parts) != 3:
+        raise CommandBad("Malformed PLAIN response")
+    authzid, authcid, passwd = (p.decode("utf-8", "replace") for p in parts)
+    if authzid and authzid != authcid:
+        raise CommandNo("Authorization identity must match the authentication identity",
+                        "AUTHORIZATIONFAILED")
+    await login_user(s, authcid, passwd)
+    return _auth_done(s, "AUTHENTICATE completed")

@@ -1,0 +1,275 @@
+"""Commands on mailboxes as a whole (AUTHENTICATED and SELECTED states)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from imapd.protocol import commands as c
+from imapd.protocol.flags import STORABLE_SYSTEM_FLAGS
+from imapd.protocol.response_codes import AppendUidCode, Code, NumberCode, PermanentFlagsCode
+from imapd.protocol.responses import (
+    ExistsResponse,
+    FlagsResponse,
+    ListResponse,
+    LsubResponse,
+    NamespaceResponse,
+    RecentResponse,
+    StatusResponse,
+    UntaggedStatus,
+)
+from imapd.protocol.sequence import SequenceSet
+from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.session import Done, Session, State
+from imapd.session.view import SelectedView
+from imapd.store.errors import NoSuchMailbox
+from imapd.store.mailbox import AppendItem, Mailbox
+from imapd.store.userstore import MailboxInfo
+
+SEPARATOR = "/"
+_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE"})
+
+
+def _user(s: Session):  # type: ignore[no-untyped-def]
+    assert s.user is not None
+    return s.user
+
+
+# -- SELECT / EXAMINE ------------------------------------------------------------------------------------
+async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
+    readonly = isinstance(cmd, c.Examine)
+    if s.selected is not None:
+        s.close_selected()
+        s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
+    try:
+        mailbox = _user(s).open(cmd.mailbox)
+    except NoSuchMailbox:
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT") from None
+    try:
+        mailbox.sync()
+    except Exception:
+        s.ctx.release_mailbox(mailbox)
+        raise
+    view = attach_view(s, mailbox, readonly=readonly)
+    send_select_untagged(s, view)
+    return Done("SELECT completed" if not readonly else "EXAMINE completed",
+                Code("READ-ONLY" if readonly else "READ-WRITE"))
+
+
+def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView:
+    """Make ``mailbox`` the selected one, listening to its change feed."""
+    view = SelectedView(mailbox, readonly=readonly)
+    key = (mailbox.user, mailbox.mailbox_id)
+    claimed = s.ctx.recent_claimed.get(key, mailbox.uidnext)
+    view.recent_from = claimed
+    s.ctx.recent_claimed[key] = mailbox.uidnext
+
+    def on_change(event: object) -> None:
+        from imapd.store.changefeed import FlagsChanged, MessagesAdded, MessagesExpunged
+
+        if isinstance(event, MessagesExpunged):
+            view.on_expunged(event.uids)
+        elif isinstance(event, FlagsChanged):
+            view.on_flags([u for u, _, _ in event.changes])
+        elif isinstance(event, MessagesAdded):
+            view.on_added()
+
+    view.set_listener(mailbox.subscribe(on_change), None)
+    s.selected = view
+    s.state = State.SELECTED
+    return view
+
+
+def mailbox_flags(mailbox: Mailbox) -> tuple[str, ...]:
+    return (*STORABLE_SYSTEM_FLAGS, *mailbox.keywords())
+
+
+def send_select_untagged(s: Session, view: SelectedView) -> None:
+    mailbox = view.mailbox
+    flags = mailbox_flags(mailbox)
+    s.send(FlagsResponse(flags))
+    s.send(ExistsResponse(view.exists))
+    s.send(RecentResponse(view.recent_count()))
+    first_unseen = mailbox.first_unseen_uid()
+    if first_unseen is not None:
+        seq = view.seq_of(first_unseen)
+        if seq is not None:
+            s.send(UntaggedStatus("OK", f"Message {seq} is first unseen", NumberCode("UNSEEN", seq)))
+    if view.readonly:
+        s.send(UntaggedStatus("OK", "No permanent flags permitted", PermanentFlagsCode(())))
+    else:
+        s.send(UntaggedStatus("OK", "Flags permitted", PermanentFlagsCode((*flags, "\\*"))))
+    s.send(UntaggedStatus("OK", "UIDs valid", NumberCode("UIDVALIDITY", mailbox.uidvalidity)))
+    s.send(UntaggedStatus("OK", "Predicted next UID", NumberCode("UIDNEXT", mailbox.uidnext)))
+
+
+# -- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------------------------------------
+async def create(s: Session, cmd: c.Create) -> Done:
+    name = cmd.mailbox.rstrip(SEPARATOR)
+    if name.upper() == "INBOX":
+        raise CommandNo("INBOX always exists", "ALREADYEXISTS")
+    if len(cmd.special_use) > 1:
+        raise CommandNo("Only one special-use attribute per mailbox", "USEATTR")
+    use = cmd.special_use[0] if cmd.special_use else None
+    if use is not None and use not in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All",
+                                       "\\Flagged"):
+        raise CommandNo(f"Unsupported special-use attribute {use}", "USEATTR")
+    _user(s).create_mailbox(name, use)
+    return Done("CREATE completed")
+
+
+async def delete(s: Session, cmd: c.Delete) -> Done:
+    if cmd.mailbox == "INBOX":
+        raise CommandNo("INBOX cannot be deleted", "CANNOT")
+    view = s.selected
+    if view is not None and view.mailbox.name == cmd.mailbox:
+        s.close_selected()
+        s.send(UntaggedStatus("OK", "Selected mailbox is being deleted", Code("CLOSED")))
+    try:
+        _user(s).delete_mailbox(cmd.mailbox)
+    except NoSuchMailbox:
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT") from None
+    return Done("DELETE completed")
+
+
+async def rename(s: Session, cmd: c.Rename) -> Done:
+    try:
+        _user(s).rename_mailbox(cmd.mailbox, cmd.new_name.rstrip(SEPARATOR))
+    except NoSuchMailbox:
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT") from None
+    return Done("RENAME completed")
+
+
+async def subscribe(s: Session, cmd: c.Subscribe) -> Done:
+    user = _user(s)
+    if not user.exists(cmd.mailbox):
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT")
+    user.subscribe(cmd.mailbox)
+    return Done("SUBSCRIBE completed")
+
+
+async def unsubscribe(s: Session, cmd: c.Unsubscribe) -> Done:
+    _user(s).unsubscribe(cmd.mailbox)
+    return Done("UNSUBSCRIBE completed")
+
+
+async def namespace(s: Session, cmd: c.Namespace) -> Done:
+    s.send(NamespaceResponse(((("", SEPARATOR),)), None, None))
+    return Done("NAMESPACE completed")
+
+
+# -- LIST / LSUB ---------------------------------------------------------------------------------------------
+def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+    """RFC 3501 6.3.8: ``*`` matches anything, ``%`` anything but the hierarchy separator."""
+    full = reference + pattern
+    out = []
+    for ch in full:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append(f"[^{re.escape(SEPARATOR)}]*")
+        else:
+            out.append(re.escape(ch))
+    regex = "".join(out)
+    # INBOX is case-insensitive wherever it appears as the first component.
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in SEPARATOR + "*%"):
+        regex = "(?i:INBOX)" + "".join(out[5:])
+    return re.compile(regex, re.DOTALL)
+
+
+def _attributes(info: MailboxInfo, *, subscribed: bool) -> tuple[str, ...]:
+    attrs: list[str] = []
+    if info.noselect:
+        attrs.append("\\Noselect")
+    attrs.append("\\HasChildren" if info.has_children else "\\HasNoChildren")
+    if info.special_use:
+        attrs.append(info.special_use)
+    if subscribed and info.subscribed:
+        attrs.append("\\Subscribed")
+    return tuple(attrs)
+
+
+async def list_(s: Session, cmd: c.List) -> Done:
+    user = _user(s)
+    if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.selection:
+        s.send(ListResponse(("\\Noselect",), SEPARATOR, ""))
+        return Done("LIST completed")
+    selection = set(cmd.selection)
+    returns = set(cmd.return_options)
+    only_subscribed = "SUBSCRIBED" in selection
+    only_special = "SPECIAL-USE" in selection
+    show_subscribed = only_subscribed or "SUBSCRIBED" in returns
+    regexes = [pattern_regex(cmd.reference, p) for p in cmd.patterns]
+    infos = user.list_mailboxes()
+    seen: set[str] = set()
+    for info in infos:
+        if not any(r.fullmatch(info.name) for r in regexes):
+            continue
+        if only_subscribed and not info.subscribed:
+            continue
+        if only_special and not info.special_use:
+            continue
+        seen.add(info.name)
+        s.send(ListResponse(_attributes(info, subscribed=show_subscribed), SEPARATOR, info.name))
+    if only_subscribed:
+        # Subscriptions to mailboxes that no longer exist (RFC 5258 \NonExistent).
+        for name in user.subscriptions():
+            if name not in seen and any(r.fullmatch(name) for r in regexes):
+                s.send(ListResponse(("\\NonExistent", "\\Subscribed"), SEPARATOR, name))
+    return Done("LIST completed")
+
+
+async def lsub(s: Session, cmd: c.Lsub) -> Done:
+    user = _user(s)
+    regex = pattern_regex(cmd.reference, cmd.pattern)
+    existing = {i.name: i for i in user.list_mailboxes()}
+    for name in user.subscriptions():
+        if regex.fullmatch(name):
+            info = existing.get(name)
+            attrs: tuple[str, ...] = ("\\Noselect",) if info is None or info.noselect else ()
+            s.send(LsubResponse(attrs, SEPARATOR, name))
+    return Done("LSUB completed")
+
+
+# -- STATUS --------------------------------------------------------------------------------------------------
+async def status(s: Session, cmd: c.Status) -> Done:
+    unknown = [i for i in cmd.items if i not in _STATUS_ITEMS]
+    if unknown:
+        raise CommandBad(f"Unknown STATUS item {unknown[0]}")
+    try:
+        st = _user(s).status(cmd.mailbox)
+    except NoSuchMailbox:
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT") from None
+    claimed = s.ctx.recent_claimed.get((st.mailbox_id and _user(s).user, st.mailbox_id), st.uidnext)
+    values = {
+        "MESSAGES": st.messages,
+        "RECENT": max(0, min(st.messages, st.uidnext - claimed)),
+        "UIDNEXT": st.uidnext,
+        "UIDVALIDITY": st.uidvalidity,
+        "UNSEEN": st.unseen,
+        "HIGHESTMODSEQ": st.highestmodseq,
+        "SIZE": st.size,
+    }
+    s.send(StatusResponse(cmd.mailbox, tuple((i, values[i]) for i in cmd.items)))
+    return Done("STATUS completed")
+
+
+# -- APPEND --------------------------------------------------------------------------------------------------
+async def append(s: Session, cmd: c.Append) -> Done:
+    user = _user(s)
+    items: list[AppendItem] = []
+    for msg in cmd.messages:
+        if not msg.data:
+            raise CommandNo("Cannot append an empty message", "CANNOT")
+        when = msg.internaldate.timestamp() if isinstance(msg.internaldate, datetime) else None
+        items.append(AppendItem(msg.data, tuple(f for f in msg.flags if f != "\\Recent"), when))
+    try:
+        mailbox = user.open(cmd.mailbox)
+    except NoSuchMailbox:
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
+    try:
+        uids = mailbox.append_many(items)
+        uidvalidity = mailbox.uidvalidity
+    finally:
+        s.ctx.release_mailbox(mailbox)
+    return Done("APPEND completed", AppendUidCode(uidvalidity, SequenceSet.of(uids)))

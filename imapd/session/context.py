@@ -1,0 +1,92 @@
+"""Everything sessions share within one server process: settings, the store, users, limits, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from imapd.config import Settings
+from imapd.session.auth import AuthThrottle
+from imapd.store.store import Store
+
+if TYPE_CHECKING:
+    from imapd.session.session import Session
+    from imapd.store.mailbox import Mailbox
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ServerContext"]
+
+
+class ServerContext:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = settings.data_path
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(
+            data_dir,
+            history_limit=settings.store.expunge_history,
+            durability="full" if settings.store.fsync else "normal",
+        )
+        from imapd.store.users import PasswdFile
+
+        self.users = PasswdFile(os.path.join(data_dir, "passwd"))
+        auth = settings.auth
+        self.throttle = AuthThrottle(
+            failure_delay=auth.failure_delay,
+            max_failures=auth.max_failures,
+            penalty_delay=auth.penalty_delay,
+            window=auth.failure_window,
+        )
+        self.tls_context: ssl.SSLContext | None = None
+        self.registry: Any = None
+        self.user_sessions: Counter[str] = Counter()
+        # \Recent (RFC 3501): the UIDNEXT up to which some session of this process has claimed it.
+        self.recent_claimed: dict[tuple[str, int], int] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_stop: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        self._watch_stop = asyncio.Event()
+        self._watch_task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        try:
+            await self.store.watch(stop_event=self._watch_stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("mail root watcher stopped; external deliveries are found on SELECT/NOOP only")
+
+    async def stop(self) -> None:
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch_task
+        self.store.close()
+
+    # -- users and sessions ------------------------------------------------------------------------
+    def admit_user(self, session: Session, user: str) -> bool:
+        if self.user_sessions[user] >= self.settings.limits.max_connections_per_user:
+            return False
+        self.user_sessions[user] += 1
+        return True
+
+    def release_user(self, session: Session) -> None:
+        user = session.user_name
+        if user is None:
+            return
+        session.user_name = None
+        self.user_sessions[user] -= 1
+        if self.user_sessions[user] <= 0:
+            del self.user_sessions[user]
+
+    def release_mailbox(self, mailbox: Mailbox) -> None:
+        self.store.release(mailbox)

@@ -1,0 +1,293 @@
+"""The per-connection IMAP state machine: NOT AUTHENTICATED -> AUTHENTICATED -> SELECTED -> LOGOUT.
+
+Handlers live in the ``cmd_*`` modules, one function per command; this module owns the state, the
+dispatch table, the one place where errors become ``NO``/``BAD``, and the rules for when untagged
+updates of the selected mailbox may be sent (RFC 3501 section 7.4.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from imapd.protocol import commands as c
+from imapd.protocol.events import ProtocolError, SaslResponse
+from imapd.protocol.response_codes import CapabilityCode, Code, ResponseCode
+from imapd.protocol.responses import (
+    ExistsResponse,
+    ExpungeResponse,
+    FetchResponse,
+    Response,
+    TaggedResponse,
+    UntaggedStatus,
+    VanishedResponse,
+)
+from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.values import Atom
+from imapd.session.capabilities import capabilities
+from imapd.session.errors import CommandError
+from imapd.store.errors import StoreError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from imapd.session.context import ServerContext
+    from imapd.session.view import SelectedView
+    from imapd.store.userstore import UserStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Done", "ResponseSink", "Session", "State"]
+
+
+class State(Enum):
+    NOT_AUTHENTICATED = 1
+    AUTHENTICATED = 2
+    SELECTED = 3
+    LOGOUT = 4
+
+
+class ResponseSink(Protocol):
+    """What the session needs from its connection (``imapd.server.connection.IMAPConnection``)."""
+
+    peer_host: str
+    is_tls: bool
+
+    @property
+    def is_loopback(self) -> bool: ...
+    @property
+    def closing(self) -> bool: ...
+    def send(self, response: Response) -> None: ...
+    def expect_idle_done(self) -> None: ...
+    def expect_sasl_response(self) -> None: ...
+    def set_utf8(self, enabled: bool) -> None: ...
+    def write_bytes(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+    async def start_tls(self, context: ssl.SSLContext) -> None: ...
+
+
+class Done:
+    """A command's successful end: ``tag OK [code] text``."""
+
+    __slots__ = ("code", "text")
+
+    def __init__(self, text: str, code: ResponseCode | None = None) -> None:
+        self.text = text
+        self.code = code
+
+
+Handler = Callable[["Session", Any], Awaitable[Done | None]]
+
+_ANY = frozenset(State) - {State.LOGOUT}
+_AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})
+_SELECTED = frozenset({State.SELECTED})
+_NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
+
+# Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1): they use message sequence numbers.
+_NO_EXPUNGE = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
+_NEEDS_SELECTED = (*_NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
+
+
+class Session:
+    __slots__ = (
+        "_bad_count",
+        "_idle_tag",
+        "conn",
+        "ctx",
+        "enabled",
+        "pending_sasl",
+        "search_result",
+        "selected",
+        "state",
+        "user",
+        "user_name",
+        "utf8",
+    )
+
+    def __init__(self, ctx: ServerContext, conn: ResponseSink) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.state = State.NOT_AUTHENTICATED
+        self.user: UserStore | None = None
+        self.user_name: str | None = None
+        self.selected: SelectedView | None = None
+        self.enabled: set[str] = set()
+        self.utf8 = False
+        self._idle_tag: str | None = None
+        self.pending_sasl: str | None = None
+        self.search_result: list[int] | None = None
+        self._bad_count = 0
+
+    # -- facts the handlers ask for ------------------------------------------------------------------
+    @property
+    def authenticated(self) -> bool:
+        return self.state in (State.AUTHENTICATED, State.SELECTED)
+
+    @property
+    def plaintext_auth_allowed(self) -> bool:
+        return self.conn.is_tls or self.conn.is_loopback or self.ctx.settings.tls.allow_plaintext_auth
+
+    def capability_list(self) -> list[str]:
+        return capabilities(
+            authenticated=self.authenticated,
+            tls_active=self.conn.is_tls,
+            starttls_available=self.ctx.tls_context is not None,
+            plaintext_auth_allowed=self.plaintext_auth_allowed,
+            append_limit=self.ctx.settings.limits.max_literal,
+        )
+
+    def greeting(self) -> Response:
+        code = CapabilityCode(tuple(self.capability_list()))
+        return UntaggedStatus("OK", self.ctx.settings.server.greeting, code)
+
+    def send(self, response: Response) -> None:
+        self.conn.send(response)
+
+    # -- execution ----------------------------------------------------------------------------------
+    async def execute(self, command: c.Command) -> None:
+        from imapd.session.dispatch import DISPATCH
+
+        entry = DISPATCH.get(type(command))
+        tag = command.tag
+        if entry is None:
+            self._tagged(tag, "BAD", "Command not implemented")
+            return
+        states, handler = entry
+        if self.state not in states:
+            self._bad_state(tag, command)
+            return
+        try:
+            done = await handler(self, command)
+        except CommandError as exc:
+            self._flush_updates(command)
+            code = Code(exc.code, exc.code_args) if exc.code else None
+            self._tagged(tag, exc.status, exc.text, code)
+            if exc.status == "BAD":
+                self._count_bad()
+            return
+        except StoreError as exc:
+            self._flush_updates(command)
+            code = Code(exc.code) if exc.code else None
+            self._tagged(tag, "NO", str(exc), code)
+            return
+        if done is None:  # the handler answered (IDLE, LOGOUT, AUTHENTICATE in progress)
+            return
+        self._flush_updates(command)
+        self._bad_count = 0
+        self._tagged(tag, "OK", done.text, done.code)
+
+    def _bad_state(self, tag: str, command: c.Command) -> None:
+        name = type(command).__name__.upper()
+        if self.state is State.NOT_AUTHENTICATED:
+            text = f"{name} needs authentication first"
+        elif self.state is State.AUTHENTICATED and isinstance(command, _NEEDS_SELECTED):
+            text = f"{name} needs a selected mailbox"
+        else:
+            text = f"{name} is not allowed in this state"
+        self._tagged(tag, "BAD", text)
+        self._count_bad()
+
+    def _tagged(self, tag: str, status: str, text: str, code: ResponseCode | None = None) -> None:
+        self.conn.send(TaggedResponse(tag, status, text, code))
+
+    def _count_bad(self) -> None:
+        self._bad_count += 1
+        if self._bad_count >= self.ctx.settings.limits.max_bad_commands:
+            self.conn.send(UntaggedStatus("BYE", "Too many invalid commands"))
+            self.logout()
+
+    def protocol_error(self, event: ProtocolError) -> None:
+        code = Code(event.code) if event.code else None
+        if event.fatal:
+            self.conn.send(UntaggedStatus("BYE", event.text, code))
+            self.logout()
+            return
+        if event.tag is not None:
+            self._tagged(event.tag, "BAD", event.text, code)
+        else:
+            self.conn.send(UntaggedStatus("BAD", event.text, code))
+        self._count_bad()
+
+    def logout(self) -> None:
+        self.state = State.LOGOUT
+        self.close_selected()
+        self.conn.close()
+
+    def connection_lost(self) -> None:
+        self.state = State.LOGOUT
+        self.close_selected()
+        self.ctx.release_user(self)
+
+    # -- selected mailbox -----------------------------------------------------------------------------
+    def close_selected(self) -> None:
+        view = self.selected
+        if view is not None:
+            self.selected = None
+            view.close()
+            self.ctx.release_mailbox(view.mailbox)
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    def _flush_updates(self, command: c.Command | None) -> None:
+        """Send what the client must learn about its selected mailbox before the tagged reply."""
+        view = self.selected
+        if view is None or not view.has_pending:
+            return
+        allow_expunge = command is None or not (isinstance(command, _NO_EXPUNGE) and not command.uid)
+        self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished="QRESYNC" in self.enabled))
+
+    def send_updates(self, updates: list[tuple[Any, ...]]) -> None:
+        view = self.selected
+        if view is None:
+            return
+        condstore = "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+        for update in updates:
+            kind = update[0]
+            if kind == "EXPUNGE":
+                self.conn.send(ExpungeResponse(update[1]))
+            elif kind == "VANISHED":
+                self.conn.send(VanishedResponse(SequenceSet.of(update[1])))
+            elif kind == "EXISTS":
+                self.conn.send(ExistsResponse(update[1]))
+            elif kind == "FETCH":
+                seq, uid = update[1], update[2]
+                items: list[tuple[str, Any]] = []
+                if condstore or "QRESYNC" in self.enabled:
+                    items.append(("UID", uid))
+                items.append(("FLAGS", [Atom(f) for f in view.mailbox.flags(uid) or ()]))
+                if condstore:
+                    items.append(("MODSEQ", [view.mailbox.modseq(uid) or 0]))
+                self.conn.send(FetchResponse(seq, items))
+
+    # -- IDLE ---------------------------------------------------------------------------------------------
+    def start_idle(self, tag: str) -> None:
+        self._idle_tag = tag
+        view = self.selected
+        if view is not None:
+            view.set_notify(self._idle_push)
+            self._idle_push()
+
+    def _idle_push(self) -> None:
+        view = self.selected
+        if view is not None and self._idle_tag is not None and view.has_pending:
+            self.send_updates(view.take_updates(allow_expunge=True, vanished="QRESYNC" in self.enabled))
+
+    def idle_done(self) -> None:
+        tag = self._idle_tag
+        if tag is None:
+            return
+        self._idle_tag = None
+        if self.selected is not None:
+            self.selected.set_notify(None)
+        self._flush_updates(None)
+        self._tagged(tag, "OK", "IDLE terminated")
+
+    # -- SASL -----------------------------------------------------------------------------------------------
+    async def sasl_response(self, event: SaslResponse) -> None:
+        from imapd.session.cmd_auth import continue_authenticate
+
+        await continue_authenticate(self, event)
+

@@ -1,0 +1,187 @@
+"""The selected mailbox as one client sees it: its sequence-number map and what it has not been told yet.
+
+The store keeps one shared mailbox object per process; a view never copies the mailbox's data while
+it is in step with it. It holds a reference to the mailbox's UID array and the count of messages the
+client knows. The store only ever *appends* to that array in place (new UIDs are always larger) and
+builds a new array when messages are expunged, so ``uids[:exists]`` stays exactly the client's map
+until the view reports the change. Only when an update must be held back (no EXPUNGE during FETCH,
+STORE or SEARCH, RFC 3501 7.4.1) while new mail must still be announced does a view take a private
+copy, and it drops it at the next point where expunges may be sent.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imapd.store.mailbox import Mailbox
+
+__all__ = ["SelectedView", "Update"]
+
+# An update for the client, in the order it must be sent:
+#   ("EXPUNGE", seq) | ("VANISHED", [uids]) | ("EXISTS", n) | ("FETCH", seq, uid)
+Update = tuple[Any, ...]
+
+
+class SelectedView:
+    __slots__ = (
+        "_notify",
+        "_subscription",
+        "exists",
+        "mailbox",
+        "pending_expunged",
+        "pending_flags",
+        "readonly",
+        "recent_from",
+        "reported_modseq",
+        "uids",
+    )
+
+    def __init__(self, mailbox: Mailbox, *, readonly: bool) -> None:
+        self.mailbox = mailbox
+        self.readonly = readonly
+        self.uids: array[int] = mailbox.uid_array
+        self.exists = len(self.uids)
+        self.pending_expunged: set[int] | None = None
+        self.pending_flags: set[int] | None = None
+        self.reported_modseq = mailbox.highestmodseq
+        self.recent_from = mailbox.uidnext  # UIDs from here on are \Recent for this session
+        self._notify: Callable[[], None] | None = None
+        self._subscription: Any = None
+
+    # -- sequence numbers ---------------------------------------------------------------------------
+    def uid_of(self, seq: int) -> int:
+        return self.uids[seq - 1]
+
+    def seq_of(self, uid: int) -> int | None:
+        """Sequence number of ``uid`` in the client's view, or None."""
+        i = bisect.bisect_left(self.uids, uid, 0, self.exists)
+        if i < self.exists and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    @property
+    def max_uid(self) -> int:
+        return self.uids[self.exists - 1] if self.exists else 0
+
+    def seq_range_uids(self, first: int, last: int) -> Iterator[tuple[int, int]]:
+        """(seq, uid) for a resolved, clipped message-number range."""
+        uids = self.uids
+        for seq in range(first, last + 1):
+            yield seq, uids[seq - 1]
+
+    def uid_range_seqs(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """(seq, uid) for the known messages whose UID is within [lo, hi]."""
+        uids = self.uids
+        start = bisect.bisect_left(uids, lo, 0, self.exists)
+        stop = bisect.bisect_right(uids, hi, start, self.exists)
+        for i in range(start, stop):
+            yield i + 1, uids[i]
+
+    def is_expunged(self, uid: int) -> bool:
+        return self.pending_expunged is not None and uid in self.pending_expunged
+
+    # -- change feed --------------------------------------------------------------------------------
+    def set_listener(self, subscription: Any, notify: Callable[[], None] | None) -> None:
+        self._subscription = subscription
+        self._notify = notify
+
+    def set_notify(self, notify: Callable[[], None] | None) -> None:
+        """Called on every change while the session is in IDLE."""
+        self._notify = notify
+
+    def recent_count(self) -> int:
+        return self.exists - bisect.bisect_left(self.uids, self.recent_from, 0, self.exists)
+
+    def close(self) -> None:
+        if self._subscription is not None:
+            self._subscription.cancel()
+            self._subscription = None
+        self._notify = None
+
+    def on_expunged(self, uids: list[int]) -> None:
+        top = self.max_uid
+        known = [u for u in uids if u <= top]
+        if known:
+            if self.pending_expunged is None:
+                self.pending_expunged = set()
+            self.pending_expunged.update(known)
+            if self.pending_flags:
+                self.pending_flags.difference_update(known)
+        if self._notify is not None:
+            self._notify()
+
+    def on_flags(self, uids: list[int]) -> None:
+        top = self.max_uid
+        known = [u for u in uids if u <= top]
+        if known:
+            if self.pending_flags is None:
+                self.pending_flags = set()
+            self.pending_flags.update(known)
+        if self._notify is not None:
+            self._notify()
+
+    def on_added(self) -> None:
+        if self._notify is not None:
+            self._notify()
+
+    def forget_flag_updates(self, uids: list[int]) -> None:
+        """This session reported these flags itself (STORE without .SILENT)."""
+        if self.pending_flags:
+            self.pending_flags.difference_update(uids)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.pending_expunged or self.pending_flags) or len(self.mailbox.uid_array) != self.exists
+
+    # -- catching the client up -----------------------------------------------------------------------
+    def take_updates(self, *, allow_expunge: bool, vanished: bool) -> list[Update]:
+        """Updates to send now, already applied to the view. Expunges first, then EXISTS, then flags."""
+        out: list[Update] = []
+        current = self.mailbox.uid_array
+        if self.pending_expunged and allow_expunge:
+            gone = sorted(self.pending_expunged)
+            self.pending_expunged = None
+            if vanished:
+                out.append(("VANISHED", gone))
+            else:
+                # Highest first, so every number sent is valid at the moment it is sent.
+                for uid in reversed(gone):
+                    seq = self.seq_of(uid)
+                    if seq is not None:
+                        out.append(("EXPUNGE", seq))
+            # Everything still known is in ``current`` in the same order, followed by new arrivals.
+            self.exists -= len(gone)
+            self.uids = current
+        if self.pending_expunged:
+            # Held back: keep the old map (the store replaced its array on expunge) and graft the
+            # new arrivals onto a private copy of it.
+            start = bisect.bisect_right(current, self.max_uid)
+            if start < len(current):
+                self._graft(current[start:])
+        elif self.uids is not current:
+            self.uids = current
+        n = len(self.uids)
+        if n != self.exists:
+            self.exists = n
+            out.append(("EXISTS", n))
+        if self.pending_flags:
+            changed = sorted(self.pending_flags)
+            self.pending_flags = None
+            for uid in changed:
+                if self.pending_expunged and uid in self.pending_expunged:
+                    continue
+                seq = self.seq_of(uid)
+                if seq is not None:
+                    out.append(("FETCH", seq, uid))
+        return out
+
+    def _graft(self, new_uids: array[int]) -> None:
+        base = self.uids[: self.exists]
+        if not isinstance(base, array):  # pragma: no cover - slicing an array gives an array
+            base = array("I", base)
+        base.extend(new_uids)
+        self.uids = base

@@ -32,6 +32,8 @@ class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key: str = ""
     # Plaintext LOGIN/AUTHENTICATE is refused on non-TLS connections except from loopback, unless this is set.
     allow_plaintext_auth: bool = False
+    # Treat loopback clients as secure. Turn off behind a local proxy, where every client seems to be 127.0.0.1.
+    trust_loopback: bool = True
 
 
 class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

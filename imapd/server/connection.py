@@ -129,6 +129,8 @@ class IMAPConnection(asyncio.Protocol):
     # -- the ResponseSink used by the session -----------------------------------------------------
     @property
     def is_loopback(self) -> bool:
+        if not self.ctx.settings.tls.trust_loopback:
+            return False
         return self.peer_host in ("127.0.0.1", "::1") or self.peer_host.startswith("127.")
 
     @property
@@ -152,8 +154,9 @@ class IMAPConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         transport.write(data)
-        if transport.get_write_buffer_size() > self.ctx.settings.limits.max_output_buffer:
-            # The client is not reading (slowloris in reverse): drop it rather than grow without bound.
+        if self._task is None and transport.get_write_buffer_size() > self.ctx.settings.limits.max_output_buffer:
+            # Unsolicited output (IDLE pushes) to a client that stopped reading: drop it rather than grow
+            # without bound. Command output is bounded by drain() instead.
             log.info("closing connection from %s: output buffer over limit", self.peer_host)
             self.abort()
 

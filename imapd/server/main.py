@@ -49,7 +49,8 @@ class ServerHandle:
 
     async def _sweeper(self) -> None:
         while True:
-            await asyncio.sleep(min(30.0, self.settings.limits.preauth_timeout / 2))
+            limits = self.settings.limits
+            await asyncio.sleep(max(0.2, min(30.0, limits.preauth_timeout / 2, limits.idle_timeout / 2)))
             self.registry.sweep()
 
     async def stop(self) -> None:

@@ -19,10 +19,6 @@ from imapd.session.session import Done, Session
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
 
-# How many FETCH responses to write before waiting for the client to read (back-pressure).
-_DRAIN_EVERY = 256
-
-
 def _view(s: Session) -> SelectedView:
     view = s.selected
     assert view is not None
@@ -83,7 +79,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
         infos = {i.uid: i for i in mailbox.message_info([u for _, u in live])}
     want_uid = cmd.uid and not plan.wants_uid
     recent_from = view.recent_from
-    for n, (seq, u) in enumerate(live, 1):
+    for seq, u in live:
         flags = mailbox.flags(u)
         if flags is None:
             gone = True
@@ -100,8 +96,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
         if want_uid:
             items.insert(0, ("UID", u))
         s.send(FetchResponse(seq, items))
-        if n % _DRAIN_EVERY == 0:
-            await s.conn.drain()
+        await s.conn.drain()
     if gone:
         raise CommandNo("Some of the requested messages no longer exist", "EXPUNGEISSUED")
     return Done("FETCH completed")

@@ -19,6 +19,7 @@ from imapd.session.session import Done, Session
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
 
+
 def _view(s: Session) -> SelectedView:
     view = s.selected
     assert view is not None

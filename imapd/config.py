@@ -55,19 +55,6 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     failure_window: float = 300.0
 
 
-class CacheSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    ttl: float = 300.0
-    max_bytes: int = 256 * 1024 * 1024
-
-
-class XStateSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    enabled: bool = True
-    max_age: float = 7 * 24 * 3600.0
-    clock_skew: float = 30.0
-    authenticates: bool = True
-    key_file: str = ""
-
-
 class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expunge_history: int = 100_000
     fsync: bool = True
@@ -78,8 +65,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
-    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
-    xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
 
     @property
@@ -99,10 +84,10 @@ def _apply_override(tree: dict[str, Any], override: str) -> None:
     key, sep, value = override.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. -o cache.ttl=60")
+        raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. -o limits.idle_timeout=600")
     parts = key.split(".")
     if len(parts) != 2:
-        raise ConfigError(f"override {key!r}: expected SECTION.KEY, e.g. cache.ttl")
+        raise ConfigError(f"override {key!r}: expected SECTION.KEY, e.g. limits.idle_timeout")
     section, name = parts
     fields = {f.name: f for f in msgspec.structs.fields(Settings)}
     if section not in fields:
@@ -126,7 +111,7 @@ def load_settings(config_file: str | Path | None = None, overrides: list[str] | 
     try:
         return msgspec.convert(tree, Settings, str_keys=True)
     except msgspec.ValidationError as exc:
-        # msgspec says e.g. "Expected `int`, got `str` - at `$.cache.ttl`"; turn the path into the key name.
+        # msgspec says e.g. "Expected `int`, got `str` - at `$.limits.idle_timeout`"; turn the path into the key name.
         msg = str(exc).replace("$.", "")
         raise ConfigError(f"invalid setting: {msg}") from exc
 

@@ -43,7 +43,7 @@ def test_errors_name_the_key(override: str, message: str) -> None:
 def test_bad_toml_file_names_the_file(tmp_path: Path) -> None:
     cfg = tmp_path / "broken.toml"
     cfg.write_text("[server\n")
-    with pytest.raises(ConfigError, match="broken.toml"):
+    with pytest.raises(ConfigError, match=r"broken\.toml"):
         load_settings(cfg)
 
 

@@ -22,8 +22,8 @@ from imapd.session.session import Done, Session, State
 
 log = logging.getLogger(__name__)
 
-# Extensions ENABLE can turn on (RFC 5161); the set grows as the extensions land.
-ENABLEABLE: frozenset[str] = frozenset()
+# Extensions ENABLE can turn on (RFC 5161).
+ENABLEABLE: frozenset[str] = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT"})
 
 
 async def capability(s: Session, cmd: c.Capability) -> Done:
@@ -53,7 +53,10 @@ async def id_(s: Session, cmd: c.Id) -> Done:
 
 
 async def enable(s: Session, cmd: c.Enable) -> Done:
-    newly = [name for name in cmd.capabilities if name in ENABLEABLE and name not in s.enabled]
+    newly = [name for name in dict.fromkeys(cmd.capabilities) if name in ENABLEABLE and name not in s.enabled]
+    if "QRESYNC" in newly:
+        # RFC 7162 3.2.3: enabling QRESYNC also enables CONDSTORE.
+        s.enable_condstore()
     s.enabled.update(newly)
     if "UTF8=ACCEPT" in newly:
         s.utf8 = True

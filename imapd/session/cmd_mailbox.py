@@ -10,6 +10,7 @@ from imapd.protocol.flags import STORABLE_SYSTEM_FLAGS
 from imapd.protocol.response_codes import AppendUidCode, Code, NumberCode, PermanentFlagsCode
 from imapd.protocol.responses import (
     ExistsResponse,
+    FetchResponse,
     FlagsResponse,
     ListResponse,
     LsubResponse,
@@ -17,9 +18,12 @@ from imapd.protocol.responses import (
     RecentResponse,
     StatusResponse,
     UntaggedStatus,
+    VanishedResponse,
 )
 from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.values import Atom
 from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.resync import changed_since, vanished_since
 from imapd.session.session import Done, Session, State
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
@@ -38,6 +42,10 @@ def _user(s: Session):  # type: ignore[no-untyped-def]
 # -- SELECT / EXAMINE ------------------------------------------------------------------------------------
 async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
     readonly = isinstance(cmd, c.Examine)
+    if cmd.qresync is not None and "QRESYNC" not in s.enabled:
+        raise CommandBad("The QRESYNC parameter needs ENABLE QRESYNC first")
+    if cmd.condstore:
+        s.enabled.add("CONDSTORE")  # its HIGHESTMODSEQ comes with the SELECT responses
     if s.selected is not None:
         s.close_selected()
         s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
@@ -52,6 +60,8 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
         raise
     view = attach_view(s, mailbox, readonly=readonly)
     send_select_untagged(s, view)
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == mailbox.uidvalidity:
+        await send_catch_up(s, view, cmd.qresync.modseq, cmd.qresync.known_uids)
     return Done("SELECT completed" if not readonly else "EXAMINE completed",
                 Code("READ-ONLY" if readonly else "READ-WRITE"))
 
@@ -101,6 +111,25 @@ def send_select_untagged(s: Session, view: SelectedView) -> None:
         s.send(UntaggedStatus("OK", "Flags permitted", PermanentFlagsCode((*flags, "\\*"))))
     s.send(UntaggedStatus("OK", "UIDs valid", NumberCode("UIDVALIDITY", mailbox.uidvalidity)))
     s.send(UntaggedStatus("OK", "Predicted next UID", NumberCode("UIDNEXT", mailbox.uidnext)))
+    s.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", mailbox.highestmodseq)))
+
+
+async def send_catch_up(s: Session, view: SelectedView, modseq: int, known: SequenceSet | None) -> None:
+    """RFC 7162 3.2.5.2: VANISHED (EARLIER) for what is gone, then FETCH for what changed."""
+    mailbox = view.mailbox
+    vanished = vanished_since(mailbox, modseq, known)
+    if vanished.ranges:
+        s.send(VanishedResponse(vanished, earlier=True))
+    for uid in changed_since(mailbox, modseq):
+        seq = view.seq_of(uid)
+        flags = mailbox.flags(uid)
+        if seq is None or flags is None:
+            continue
+        if uid >= view.recent_from:
+            flags = (*flags, "\\Recent")
+        s.send(FetchResponse(seq, [("UID", uid), ("FLAGS", [Atom(f) for f in flags]),
+                                   ("MODSEQ", [mailbox.modseq(uid) or 0])]))
+        await s.conn.drain()
 
 
 # -- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------------------------------------
@@ -141,10 +170,9 @@ async def rename(s: Session, cmd: c.Rename) -> Done:
 
 
 async def subscribe(s: Session, cmd: c.Subscribe) -> Done:
-    user = _user(s)
-    if not user.exists(cmd.mailbox):
-        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT")
-    user.subscribe(cmd.mailbox)
+    # RFC 3501 6.3.6 lets the server check existence; like Dovecot we don't, so clients can subscribe
+    # ahead of a CREATE or keep a subscription across a DELETE/CREATE.
+    _user(s).subscribe(cmd.mailbox)
     return Done("SUBSCRIBE completed")
 
 
@@ -196,25 +224,49 @@ async def list_(s: Session, cmd: c.List) -> Done:
         return Done("LIST completed")
     selection = set(cmd.selection)
     returns = set(cmd.return_options)
+    unknown = selection - {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
+    if unknown:
+        raise CommandBad(f"Unknown LIST selection option {sorted(unknown)[0]}")
+    if selection == {"RECURSIVEMATCH"} or selection == {"RECURSIVEMATCH", "REMOTE"}:
+        raise CommandBad("RECURSIVEMATCH needs another selection option")  # RFC 5258 3
+    if cmd.status_items is not None:
+        bad = [i for i in cmd.status_items if i not in _STATUS_ITEMS]
+        if bad:
+            raise CommandBad(f"Unknown STATUS item {bad[0]}")
     only_subscribed = "SUBSCRIBED" in selection
     only_special = "SPECIAL-USE" in selection
+    recursive = "RECURSIVEMATCH" in selection
     show_subscribed = only_subscribed or "SUBSCRIBED" in returns
     regexes = [pattern_regex(cmd.reference, p) for p in cmd.patterns]
     infos = user.list_mailboxes()
-    seen: set[str] = set()
+    subscribed = set(user.subscriptions())
+    existing = {info.name for info in infos}
+
+    def matches(name: str) -> bool:
+        return any(r.fullmatch(name) for r in regexes)
+
+    def selected_by(name: str, info: MailboxInfo | None) -> bool:
+        if only_subscribed and name not in subscribed:
+            return False
+        return not (only_special and (info is None or not info.special_use))
+
     for info in infos:
-        if not any(r.fullmatch(info.name) for r in regexes):
+        if not matches(info.name):
             continue
-        if only_subscribed and not info.subscribed:
+        extended: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        if recursive and only_subscribed:
+            prefix = info.name + SEPARATOR
+            if any(n.startswith(prefix) for n in subscribed):
+                extended = (("CHILDINFO", ("SUBSCRIBED",)),)
+        if not selected_by(info.name, info) and not extended:
             continue
-        if only_special and not info.special_use:
-            continue
-        seen.add(info.name)
-        s.send(ListResponse(_attributes(info, subscribed=show_subscribed), SEPARATOR, info.name))
+        s.send(ListResponse(_attributes(info, subscribed=show_subscribed), SEPARATOR, info.name, extended))
+        if cmd.status_items and not info.noselect:
+            _send_status(s, info.name, cmd.status_items, quiet=True)
     if only_subscribed:
         # Subscriptions to mailboxes that no longer exist (RFC 5258 \NonExistent).
-        for name in user.subscriptions():
-            if name not in seen and any(r.fullmatch(name) for r in regexes):
+        for name in sorted(subscribed - existing):
+            if matches(name):
                 s.send(ListResponse(("\\NonExistent", "\\Subscribed"), SEPARATOR, name))
     return Done("LIST completed")
 
@@ -236,11 +288,22 @@ async def status(s: Session, cmd: c.Status) -> Done:
     unknown = [i for i in cmd.items if i not in _STATUS_ITEMS]
     if unknown:
         raise CommandBad(f"Unknown STATUS item {unknown[0]}")
+    _send_status(s, cmd.mailbox, cmd.items, quiet=False)
+    return Done("STATUS completed")
+
+
+def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) -> None:
+    """One ``* STATUS``; ``quiet`` (LIST-STATUS) skips mailboxes that cannot report instead of failing."""
+    user = _user(s)
+    if "HIGHESTMODSEQ" in items:
+        s.enable_condstore()
     try:
-        st = _user(s).status(cmd.mailbox)
+        st = user.status(name)
     except NoSuchMailbox:
-        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT") from None
-    claimed = s.ctx.recent_claimed.get((st.mailbox_id and _user(s).user, st.mailbox_id), st.uidnext)
+        if quiet:
+            return
+        raise CommandNo(f"Mailbox does not exist: {name}", "NONEXISTENT") from None
+    claimed = s.ctx.recent_claimed.get((user.user, st.mailbox_id), st.uidnext)
     values = {
         "MESSAGES": st.messages,
         "RECENT": max(0, min(st.messages, st.uidnext - claimed)),
@@ -250,8 +313,7 @@ async def status(s: Session, cmd: c.Status) -> Done:
         "HIGHESTMODSEQ": st.highestmodseq,
         "SIZE": st.size,
     }
-    s.send(StatusResponse(cmd.mailbox, tuple((i, values[i]) for i in cmd.items)))
-    return Done("STATUS completed")
+    s.send(StatusResponse(name, tuple((i, values[i]) for i in items)))
 
 
 # -- APPEND --------------------------------------------------------------------------------------------------

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from imapd.protocol import commands as c
+from imapd.protocol.fetch_items import FetchAttr
 from imapd.protocol.response_codes import CopyUidCode, ModifiedCode
 from imapd.protocol.responses import (
     ContinuationResponse,
+    EsearchResponse,
     FetchResponse,
     SearchResponse,
+    SortResponse,
+    ThreadResponse,
     UntaggedStatus,
+    VanishedResponse,
 )
+from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchModSeq, SearchNot, SearchOr
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Atom
+from imapd.protocol.values import Atom, Value
 from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.resync import vanished_since
 from imapd.session.session import Done, Session
 from imapd.session.view import SelectedView
+
+if TYPE_CHECKING:
+    from imapd.session.sorting import SortRow
 from imapd.store.errors import NoSuchMailbox
 
 
@@ -51,7 +62,7 @@ def resolve(s: Session, view: SelectedView, sequence: SequenceSet, *, uid: bool)
     return out
 
 
-def _flag_atoms(flags: Iterable[str]) -> list[Atom]:
+def _flag_atoms(flags: Iterable[str]) -> Value:
     return [Atom(f) for f in flags]
 
 
@@ -60,25 +71,52 @@ def _condstore(s: Session) -> bool:
 
 
 # -- FETCH --------------------------------------------------------------------------------------------------
+_MODSEQ_ITEM = FetchAttr("MODSEQ")
+_FLAGS_ITEM = FetchAttr("FLAGS")
+
+
 async def fetch(s: Session, cmd: c.Fetch) -> Done:
     from imapd.mime import UnknownEncoding
     from imapd.session.fetch import FetchPlan, render
 
     view = _view(s)
     mailbox = view.mailbox
+    items = cmd.items
+    if cmd.vanished and (not cmd.uid or cmd.changedsince is None or "QRESYNC" not in s.enabled):
+        raise CommandBad("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC (RFC 7162 3.2.6)")
+    if cmd.changedsince is not None:
+        s.enable_condstore()
+        if _MODSEQ_ITEM not in items:
+            items = (*items, _MODSEQ_ITEM)
+    elif _MODSEQ_ITEM in items:
+        s.enable_condstore()
+    plan = FetchPlan(items)
     pairs = resolve(s, view, cmd.sequence, uid=cmd.uid)
-    plan = FetchPlan(cmd.items)
+    if cmd.vanished and cmd.changedsince is not None:
+        vanished = vanished_since(mailbox, cmd.changedsince, cmd.sequence)
+        if vanished.ranges:
+            s.send(VanishedResponse(vanished, earlier=True))
     live = [(seq, u) for seq, u in pairs if u in mailbox]
     gone = len(live) != len(pairs)
+    if cmd.changedsince is not None:
+        since = cmd.changedsince
+        live = [(seq, u) for seq, u in live if (mailbox.modseq(u) or 0) > since]
+    seen_now: set[int] = set()
     if plan.sets_seen and not view.readonly:
         unseen = [u for _, u in live if "\\Seen" not in (mailbox.flags(u) or ())]
         if unseen:
-            mailbox.store_flags(unseen, "add", ["\\Seen"])
-            view.forget_flag_updates(unseen)
+            result = mailbox.store_flags(unseen, "add", ["\\Seen"])
+            seen_now = {u for u, _, _ in result.changed}
+            view.forget_flag_updates(list(seen_now))
     infos = {}
     if plan.needs_info:
         infos = {i.uid: i for i in mailbox.message_info([u for _, u in live])}
     want_uid = cmd.uid and not plan.wants_uid
+    # RFC 3501 6.4.5: when the fetch set \Seen, the client learns the new flags even if it did not ask.
+    extra_plan = None
+    if seen_now and not plan.wants_flags:
+        extra_plan = FetchPlan((_FLAGS_ITEM, _MODSEQ_ITEM) if s.condstore and not plan.wants_modseq
+                               else (_FLAGS_ITEM,))
     recent_from = view.recent_from
     for seq, u in live:
         flags = mailbox.flags(u)
@@ -87,16 +125,19 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
             continue
         if u >= recent_from:
             flags = (*flags, "\\Recent")
+        modseq = mailbox.modseq(u)
         try:
-            items = render(plan, mailbox, u, info=infos.get(u), flags=flags, modseq=mailbox.modseq(u))
+            out = render(plan, mailbox, u, info=infos.get(u), flags=flags, modseq=modseq)
+            if extra_plan is not None and u in seen_now:
+                out += render(extra_plan, mailbox, u, info=None, flags=flags, modseq=modseq)
         except UnknownEncoding as exc:
             raise CommandNo(f"Cannot decode message {u}: {exc}", "UNKNOWN-CTE") from None
-        except FileNotFoundError:
+        except (FileNotFoundError, KeyError):
             gone = True
             continue
         if want_uid:
-            items.insert(0, ("UID", u))
-        s.send(FetchResponse(seq, items))
+            out.insert(0, ("UID", u))
+        s.send(FetchResponse(seq, out))
         await s.conn.drain()
     if gone:
         raise CommandNo("Some of the requested messages no longer exist", "EXPUNGEISSUED")
@@ -111,53 +152,171 @@ async def store(s: Session, cmd: c.Store) -> Done:
     view = _view(s)
     if view.readonly:
         raise CommandNo("Mailbox is read-only", "READ-ONLY")
+    if cmd.unchangedsince is not None:
+        s.enable_condstore()
     mailbox = view.mailbox
     pairs = [(seq, u) for seq, u in resolve(s, view, cmd.sequence, uid=cmd.uid) if u in mailbox]
     uids = [u for _, u in pairs]
     result = mailbox.store_flags(uids, _MODES[cmd.mode], cmd.flags,  # type: ignore[arg-type]
                                  unchanged_since=cmd.unchangedsince)
     failed = set(result.failed)
+    changed = {u for u, _, _ in result.changed}
     view.forget_flag_updates([u for u in uids if u not in failed])
-    condstore = _condstore(s) or cmd.unchangedsince is not None
+    condstore = s.condstore
     for seq, u in pairs:
         if u in failed:
             continue
-        if cmd.silent:
+        out: list[tuple[str, Value]] = []
+        if cmd.uid or (condstore and "QRESYNC" in s.enabled):
+            out.append(("UID", u))
+        if not cmd.silent:
+            flags = mailbox.flags(u) or ()
+            if u >= view.recent_from:
+                flags = (*flags, "\\Recent")
+            out.append(("FLAGS", _flag_atoms(flags)))
+        elif not (condstore and u in changed):
+            # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ of changed messages under CONDSTORE.
             continue
-        flags = mailbox.flags(u) or ()
-        if u >= view.recent_from:
-            flags = (*flags, "\\Recent")
-        items: list[tuple[str, object]] = []
-        if cmd.uid:
-            items.append(("UID", u))
-        items.append(("FLAGS", _flag_atoms(flags)))
         if condstore:
-            items.append(("MODSEQ", [mailbox.modseq(u) or 0]))
-        s.send(FetchResponse(seq, items))  # type: ignore[arg-type]
+            out.append(("MODSEQ", [mailbox.modseq(u) or 0]))
+        s.send(FetchResponse(seq, out))
     if failed:
         numbers = sorted(failed) if cmd.uid else sorted(seq for seq, u in pairs if u in failed)
         return Done("Conditional STORE failed for some messages", ModifiedCode(SequenceSet.of(numbers)))
     return Done("STORE completed")
 
 
-# -- SEARCH -------------------------------------------------------------------------------------------------
-async def search(s: Session, cmd: c.Search) -> Done:
-    from imapd.session.search import BadCharset
+# -- SEARCH / SORT / THREAD ---------------------------------------------------------------------------------
+def _has_modseq(key: SearchKey) -> bool:
+    if isinstance(key, SearchModSeq):
+        return True
+    if isinstance(key, SearchNot):
+        return _has_modseq(key.key)
+    if isinstance(key, SearchOr):
+        return _has_modseq(key.left) or _has_modseq(key.right)
+    if isinstance(key, SearchAnd):
+        return any(_has_modseq(k) for k in key.keys)
+    return False
+
+
+def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
     from imapd.session.search import search as run_search
 
+    if _has_modseq(criteria):
+        s.enable_condstore()
+    return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
+                      charset=charset, recent_from=view.recent_from)
+
+
+def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:
+    if uid:
+        return uids
+    return [seq for u in uids if (seq := view.seq_of(u)) is not None]
+
+
+_ESEARCH_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+
+
+async def search(s: Session, cmd: c.Search) -> Done:
     view = _view(s)
-    known = view.uids[: view.exists]
+    options = set(cmd.return_options or ())
+    if options - _ESEARCH_OPTIONS:
+        raise CommandBad(f"Unknown SEARCH return option {sorted(options - _ESEARCH_OPTIONS)[0]}")
     try:
-        uids = run_search(view.mailbox, known, cmd.criteria, saved=s.search_result, charset=cmd.charset,
-                          recent_from=view.recent_from)
-    except BadCharset:
-        raise CommandNo(f"Unsupported charset {cmd.charset}", "BADCHARSET", "(UTF-8 US-ASCII)") from None
-    if cmd.uid:
-        numbers = tuple(uids)
-    else:
-        numbers = tuple(seq for u in uids if (seq := view.seq_of(u)) is not None)
-    s.send(SearchResponse(numbers))
+        uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    except CommandNo:
+        if "SAVE" in options:
+            s.search_result = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties $
+        raise
+    modseq = None
+    if _has_modseq(cmd.criteria) and uids:
+        modseq = max(view.mailbox.modseq(u) or 0 for u in uids)
+    if cmd.return_options is None:
+        s.send(SearchResponse(tuple(_numbers(view, uids, uid=cmd.uid)), modseq))
+        return Done("SEARCH completed")
+    if not options:
+        options = {"ALL"}  # RETURN () means ALL (RFC 4731 3.1)
+    if "SAVE" in options:
+        if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
+            # RFC 5182 2.4: with only MIN and/or MAX, $ holds just those messages.
+            saved = [u for u in (uids[:1] if "MIN" in options else []) + (uids[-1:] if "MAX" in options else [])]
+            saved = sorted(set(saved))
+        else:
+            saved = list(uids)
+        s.search_result = saved
+        if options == {"SAVE"}:
+            return Done("SEARCH completed, result saved")
+    numbers = _numbers(view, uids, uid=cmd.uid)
+    results: list[tuple[str, int | SequenceSet]] = []
+    if numbers:
+        if "MIN" in options:
+            results.append(("MIN", numbers[0]))
+        if "MAX" in options:
+            results.append(("MAX", numbers[-1]))
+        if "ALL" in options:
+            results.append(("ALL", SequenceSet.of(numbers)))
+    if "COUNT" in options:
+        results.append(("COUNT", len(numbers)))
+    if modseq is not None and numbers:
+        results.append(("MODSEQ", modseq))
+    s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
     return Done("SEARCH completed")
+
+
+def _sort_rows(s: Session, view: SelectedView, uids: list[int], *, uid: bool) -> list[SortRow]:
+    from imapd.session.sorting import SortRow
+
+    mailbox = view.mailbox
+    infos = {i.uid: i for i in mailbox.message_info(uids)}
+    rows = []
+    for u in uids:
+        info = infos.get(u)
+        if info is None:
+            continue
+        number = u if uid else view.seq_of(u)
+        if number is None:
+            continue
+        rows.append(SortRow(number, u, info.internaldate, info.size, mailbox.metadata(u)))
+    return rows
+
+
+_CHARSETS = ("UTF-8", "US-ASCII")
+
+
+def _check_charset(charset: str) -> None:
+    if charset.upper() not in _CHARSETS:
+        raise CommandNo(f"Unsupported charset {charset}", "BADCHARSET", "(UTF-8 US-ASCII)")
+
+
+async def sort(s: Session, cmd: c.Sort) -> Done:
+    from imapd.session.sorting import sort_messages
+
+    view = _view(s)
+    _check_charset(cmd.charset)
+    if cmd.return_options is not None:
+        raise CommandBad("SORT RETURN (ESORT) is not supported")
+    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    ordered = sort_messages(_sort_rows(s, view, uids, uid=cmd.uid), cmd.keys)
+    s.send(SortResponse(tuple(_numbers(view, ordered, uid=cmd.uid))))
+    return Done("SORT completed")
+
+
+async def thread(s: Session, cmd: c.Thread) -> Done:
+    from imapd.session import threads
+
+    view = _view(s)
+    algorithms = {
+        "ORDEREDSUBJECT": threads.thread_orderedsubject,
+        "REFERENCES": threads.thread_references,
+        "REFS": threads.thread_refs,
+    }
+    algorithm = algorithms.get(cmd.algorithm.upper())
+    if algorithm is None:
+        raise CommandBad(f"Unsupported THREAD algorithm {cmd.algorithm}")
+    _check_charset(cmd.charset)
+    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    s.send(ThreadResponse(tuple(algorithm(_sort_rows(s, view, uids, uid=cmd.uid)))))
+    return Done("THREAD completed")
 
 
 # -- COPY / MOVE --------------------------------------------------------------------------------------------

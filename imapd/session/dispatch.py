@@ -18,7 +18,7 @@ DISPATCH: dict[type, tuple[frozenset[State], Any]] = {
     c.Noop: (_ANY, cmd_auth.noop),
     c.Logout: (_ANY, cmd_auth.logout),
     c.Id: (_ANY, cmd_auth.id_),
-    c.Enable: (_AUTHED, cmd_auth.enable),
+    c.Enable: (frozenset({State.AUTHENTICATED}), cmd_auth.enable),  # RFC 5161: authenticated state only
     c.StartTLS: (_NOT_AUTHED, cmd_auth.starttls),
     c.Login: (_NOT_AUTHED, cmd_auth.login),
     c.Authenticate: (_NOT_AUTHED, cmd_auth.authenticate),
@@ -44,4 +44,6 @@ DISPATCH: dict[type, tuple[frozenset[State], Any]] = {
     c.Store: (_SELECTED, cmd_selected.store),
     c.Copy: (_SELECTED, cmd_selected.copy),
     c.Move: (_SELECTED, cmd_selected.copy),
+    c.Sort: (_SELECTED, cmd_selected.sort),
+    c.Thread: (_SELECTED, cmd_selected.thread),
 }

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from imapd.protocol import commands as c
 from imapd.protocol.events import ProtocolError, SaslResponse
-from imapd.protocol.response_codes import CapabilityCode, Code, ResponseCode
+from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, ResponseCode
 from imapd.protocol.responses import (
     ExistsResponse,
     ExpungeResponse,
@@ -221,8 +221,23 @@ class Session:
         self.close_selected()
         self.ctx.release_user(self)
 
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 3.1); the first one in SELECTED state announces the
+        mailbox's HIGHESTMODSEQ so the client has a base for the MODSEQs it will now see."""
+        if "CONDSTORE" in self.enabled:
+            return
+        self.enabled.add("CONDSTORE")
+        view = self.selected
+        if view is not None:
+            self.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", view.mailbox.highestmodseq)))
+
     # -- selected mailbox -----------------------------------------------------------------------------
     def close_selected(self) -> None:
+        self.search_result = None
         view = self.selected
         if view is not None:
             self.selected = None
@@ -243,7 +258,8 @@ class Session:
         view = self.selected
         if view is None:
             return
-        condstore = "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+        condstore = self.condstore
+        qresync = "QRESYNC" in self.enabled
         for update in updates:
             kind = update[0]
             if kind == "EXPUNGE":
@@ -255,9 +271,12 @@ class Session:
             elif kind == "FETCH":
                 seq, uid = update[1], update[2]
                 items: list[tuple[str, Any]] = []
-                if condstore or "QRESYNC" in self.enabled:
+                if condstore or qresync:
                     items.append(("UID", uid))
-                items.append(("FLAGS", [Atom(f) for f in view.mailbox.flags(uid) or ()]))
+                flags = view.mailbox.flags(uid) or ()
+                if uid >= view.recent_from:
+                    flags = (*flags, "\\Recent")
+                items.append(("FLAGS", [Atom(f) for f in flags]))
                 if condstore:
                     items.append(("MODSEQ", [view.mailbox.modseq(uid) or 0]))
                 self.conn.send(FetchResponse(seq, items))

@@ -231,15 +231,25 @@ def _esearch(w: ResponseWriter, x: r.EsearchResponse) -> bytes:
 
 
 def _thread_bytes(thread: r.Thread) -> bytes:
-    out: list[bytes] = []
-    for i, item in enumerate(thread):
-        if isinstance(item, int):
-            out.append((b" %d" if i and isinstance(thread[i - 1], int) else b"%d") % item)
-        else:
-            if i and isinstance(thread[i - 1], int):
+    """Iterative: a reply chain thousands of messages deep must not exhaust the Python stack."""
+    out: list[bytes] = [b"("]
+    stack: list[tuple[r.Thread, int]] = [(thread, 0)]
+    while stack:
+        node, i = stack.pop()
+        while i < len(node):
+            item = node[i]
+            after_number = i > 0 and isinstance(node[i - 1], int)
+            i += 1
+            if isinstance(item, int):
+                out.append((b" %d" if after_number else b"%d") % item)
+                continue
+            if after_number:
                 out.append(b" ")
-            out.append(_thread_bytes(item))
-    return b"(" + b"".join(out) + b")"
+            out.append(b"(")
+            stack.append((node, i))
+            node, i = item, 0
+        out.append(b")")
+    return b"".join(out)
 
 
 def _thread(w: ResponseWriter, x: r.ThreadResponse) -> bytes:

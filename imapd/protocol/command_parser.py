@@ -125,9 +125,16 @@ def _id(r: TokenReader, tag: str, uid: bool) -> c.Command:
         return c.Id(tag, None)
     r.open()
     params: list[tuple[str, str | None]] = []
+    # Lenient like Dovecot: aioimaplib sends ``ID ( "name" "x" )`` with spaces inside the parentheses.
+    while r.take(b" "):
+        pass
     while not r.take(b")"):
         if params:
             r.sp()
+            while r.take(b" "):
+                pass
+            if r.take(b")"):
+                break
         key = r.text(r.string())
         r.sp()
         value = r.nstring()

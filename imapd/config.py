@@ -55,6 +55,14 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     failure_window: float = 300.0
 
 
+class XStateSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    max_age: float = 7 * 24 * 3600.0
+    clock_skew: float = 30.0
+    authenticates: bool = True
+    key_file: str = ""
+
+
 class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expunge_history: int = 100_000
     fsync: bool = True
@@ -65,11 +73,16 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
 
     @property
     def data_path(self) -> Path:
         return Path(self.server.data_dir)
+
+    @property
+    def xstate_key_path(self) -> Path:
+        return Path(self.xstate.key_file) if self.xstate.key_file else self.data_path / "xstate.keys"
 
 
 def _parse_override_value(text: str) -> Any:

@@ -83,6 +83,9 @@ class MailboxView(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_f
     """UIDs the client knows: exact ranges, or a fingerprint when too irregular."""
     search_result: UidRanges | None = None
     """SEARCHRES ``$`` (RFC 5182) as UIDs, or None when nothing was saved."""
+    keywords_digest: _U32 = 0
+    """A 32-bit digest of the mailbox's keyword list the client saw, so a restore knows whether to send
+    ``FLAGS``/``PERMANENTFLAGS`` again (0: unknown, send them)."""
 
 
 class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=1):

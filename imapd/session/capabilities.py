@@ -33,7 +33,6 @@ _ALWAYS = (
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",
-    "X-STATE",
 )
 
 
@@ -44,8 +43,11 @@ def capabilities(
     starttls_available: bool,
     plaintext_auth_allowed: bool,
     append_limit: int,
+    xstate: bool = True,
 ) -> list[str]:
     caps = list(_ALWAYS)
+    if xstate:
+        caps.append("X-STATE")
     if not authenticated:
         if starttls_available and not tls_active:
             caps.append("STARTTLS")

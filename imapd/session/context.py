@@ -43,6 +43,9 @@ class ServerContext:
             penalty_delay=auth.penalty_delay,
             window=auth.failure_window,
         )
+        from statecodec import KeyRing
+
+        self.xstate_keys = KeyRing.load_or_create(settings.xstate_key_path)
         self.tls_context: ssl.SSLContext | None = None
         self.registry: Any = None
         self.user_sessions: Counter[str] = Counter()

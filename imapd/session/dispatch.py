@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from imapd.protocol import commands as c
-from imapd.session import cmd_auth, cmd_mailbox, cmd_selected
+from imapd.session import cmd_auth, cmd_mailbox, cmd_selected, cmd_xstate
 from imapd.session.session import State
 
 _ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
@@ -46,4 +46,6 @@ DISPATCH: dict[type, tuple[frozenset[State], Any]] = {
     c.Move: (_SELECTED, cmd_selected.copy),
     c.Sort: (_SELECTED, cmd_selected.sort),
     c.Thread: (_SELECTED, cmd_selected.thread),
+    c.XStateSave: (_AUTHED, cmd_xstate.save),
+    c.XStateRestore: (_ANY, cmd_xstate.restore),
 }

@@ -137,6 +137,7 @@ class Session:
             starttls_available=self.ctx.tls_context is not None,
             plaintext_auth_allowed=self.plaintext_auth_allowed,
             append_limit=self.ctx.settings.limits.max_literal,
+            xstate=self.ctx.settings.xstate.enabled,
         )
 
     def greeting(self) -> Response:
@@ -152,7 +153,8 @@ class Session:
 
         entry = DISPATCH.get(type(command))
         tag = command.tag
-        if entry is None:
+        if entry is None or (isinstance(command, (c.XStateSave, c.XStateRestore))
+                             and not self.ctx.settings.xstate.enabled):
             self._tagged(tag, "BAD", "Command not implemented")
             return
         states, handler = entry
@@ -245,6 +247,10 @@ class Session:
             self.ctx.release_mailbox(view.mailbox)
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
+
+    def flush_updates(self) -> None:
+        """Send every pending update now (a point where EXPUNGE is allowed)."""
+        self._flush_updates(None)
 
     def _flush_updates(self, command: c.Command | None) -> None:
         """Send what the client must learn about its selected mailbox before the tagged reply."""

@@ -12,10 +12,10 @@ from email.policy import SMTP
 from pathlib import Path
 
 import pytest
-from statecodec import KeyRing, SessionState
-from statecodec import encode as encode_token
 
 from imapd.client import xstate_restore, xstate_save
+from statecodec import KeyRing, SessionState
+from statecodec import encode as encode_token
 from tests.conftest import RunningServer, imapd_cli, start_server, stop_server
 from tests.rawimap import RawIMAP
 

@@ -74,12 +74,48 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.data_dir, args.listen, args.tls_listen, args.web_listen, serve=not args.seed_only)
 
 
+def _add_xstate_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("xstate-keys", help="rotate or retire the X-STATE signing keys")
+    p.add_argument("action", choices=["list", "rotate", "retire"])
+    p.add_argument("--data-dir", metavar="DIR", default="./imapd-data")
+    p.add_argument("--key-file", metavar="FILE", help="default: DIR/xstate.keys (setting xstate.key_file)")
+    p.add_argument("--count", type=int, default=1, help="retire: how many of the oldest keys to drop")
+    p.set_defaults(func=_run_xstate_keys)
+
+
+def _run_xstate_keys(args: argparse.Namespace) -> int:
+    """Keys live in one file, newest first; running servers pick up changes on SIGHUP."""
+    import hashlib
+    from pathlib import Path
+
+    from statecodec import KeyRing
+
+    path = Path(args.key_file) if args.key_file else Path(args.data_dir) / "xstate.keys"
+    ring = KeyRing.load_or_create(path)
+    if args.action == "rotate":
+        ring = ring.rotate()
+        ring.save(path)
+    elif args.action == "retire":
+        if args.count >= len(ring):
+            print(f"imapd: {path} has {len(ring)} key(s); the signing key cannot be retired", file=sys.stderr)
+            return 65
+        ring = ring.retire(args.count)
+        ring.save(path)
+    for i, key in enumerate(ring.keys):
+        role = "signs and verifies" if i == 0 else "verifies"
+        print(f"{hashlib.sha256(key).hexdigest()[:16]}  {role}")
+    if args.action != "list":
+        print(f"updated {path}; send SIGHUP to running servers (or restart them)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imapd", description="IMAP server for webmail, over Maildir")
     parser.add_argument("--version", action="version", version=f"imapd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
     _add_demo(sub)
+    _add_xstate_keys(sub)
     from imapd.store.admin import register_cli
 
     register_cli(sub)

@@ -48,20 +48,27 @@ class KeyRing:
     :meth:`save`), so a ring in use by concurrent coroutines never changes under them.
     """
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_keys", "_retired")
 
     _keys: tuple[bytes, ...]
+    _retired: tuple[bytes, ...]
 
-    def __init__(self, keys: Iterable[bytes]) -> None:
+    # Retired keys are kept (at most this many) only to tell "revoked" from "forged": a token that only a
+    # retired key verifies is reported expired, not invalid. They never make a token acceptable.
+    MAX_RETIRED = 16
+
+    def __init__(self, keys: Iterable[bytes], retired: Iterable[bytes] = ()) -> None:
         ks = tuple(keys)
+        rs = tuple(retired)[: self.MAX_RETIRED]
         if not ks:
             raise ValueError("a KeyRing needs at least one key")
-        for k in ks:
+        for k in ks + rs:
             if not isinstance(k, bytes) or len(k) < MIN_KEY_BYTES:
                 raise ValueError(f"each key must be at least {MIN_KEY_BYTES} bytes")
-        if len(set(ks)) != len(ks):
+        if len(set(ks + rs)) != len(ks + rs):
             raise ValueError("duplicate key in KeyRing")
         self._keys = ks
+        self._retired = rs
 
     @staticmethod
     def new_key() -> bytes:
@@ -76,6 +83,11 @@ class KeyRing:
         return self._keys
 
     @property
+    def retired(self) -> tuple[bytes, ...]:
+        """Keys no longer accepted, newest first; see :attr:`MAX_RETIRED`."""
+        return self._retired
+
+    @property
     def signing_key(self) -> bytes:
         return self._keys[0]
 
@@ -85,45 +97,51 @@ class KeyRing:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KeyRing):
             return NotImplemented
-        return self._keys == other._keys
+        return self._keys == other._keys and self._retired == other._retired
 
     def __hash__(self) -> int:
-        return hash(self._keys)
+        return hash((self._keys, self._retired))
 
     def __repr__(self) -> str:  # never show key material
         return f"<KeyRing of {len(self._keys)} key(s)>"
 
     def rotate(self, new_key: bytes | None = None) -> KeyRing:
         """A ring with a new signing key in front; the old keys still verify."""
-        return KeyRing((new_key if new_key is not None else self.new_key(), *self._keys))
+        return KeyRing((new_key if new_key is not None else self.new_key(), *self._keys), self._retired)
 
     def retire(self, n: int = 1) -> KeyRing:
-        """A ring without its ``n`` oldest keys. Tokens they signed become invalid.
+        """A ring without its ``n`` oldest keys. Tokens they signed are no longer accepted (they decode
+        as expired, so a server can tell the user to log in again rather than call them forged).
 
         The signing key cannot be retired: rotate first.
         """
         if n < 0 or n >= len(self._keys):
             raise ValueError(f"can retire 0..{len(self._keys) - 1} keys, not {n}")
-        return KeyRing(self._keys[: len(self._keys) - n])
+        keep = len(self._keys) - n
+        return KeyRing(self._keys[:keep], (*reversed(self._keys[keep:]), *self._retired))
 
     # -- key file -----------------------------------------------------------------------------
 
     def dumps(self) -> str:
-        return "".join(_b64(k) + "\n" for k in self._keys)
+        return "".join(_b64(k) + "\n" for k in self._keys) + "".join(f"retired {_b64(k)}\n" for k in self._retired)
 
     @classmethod
     def loads(cls, text: str) -> KeyRing:
         keys: list[bytes] = []
+        retired: list[bytes] = []
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
+            target = keys
+            if line.startswith("retired "):
+                target, line = retired, line.removeprefix("retired ").strip()
             try:
-                keys.append(_unb64(line))
+                target.append(_unb64(line))
             except (ValueError, binascii.Error):
                 raise KeyFileError(f"line {lineno}: not a base64url key") from None
         try:
-            return cls(keys)
+            return cls(keys, retired)
         except ValueError as exc:
             raise KeyFileError(str(exc)) from None
 

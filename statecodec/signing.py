@@ -58,12 +58,12 @@ _PURPOSE_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 class _Signer(TimestampSigner):
     """TimestampSigner with an injectable clock."""
 
-    def __init__(self, keys: KeyRing, purpose: str, now: float | None) -> None:
+    def __init__(self, keys: tuple[bytes, ...], purpose: str, now: float | None) -> None:
         if not _PURPOSE_RE.fullmatch(purpose):
             raise ValueError(f"bad purpose {purpose!r}")
         # itsdangerous signs with the LAST key and verifies with all; KeyRing signs with the first.
         super().__init__(
-            list(reversed(keys.keys)),
+            list(reversed(keys)),
             salt=b"statecodec." + purpose.encode("ascii"),
             sep=".",
             key_derivation="hmac",
@@ -109,7 +109,7 @@ def encode(
     ``now`` overrides the issue time (seconds since the epoch; for tests and replay tools).
     """
     payload = base64_encode(_frame(pack(state)))
-    return _Signer(keys, purpose, now).sign(payload).decode("ascii")
+    return _Signer(keys.keys, purpose, now).sign(payload).decode("ascii")
 
 
 def decode(
@@ -137,10 +137,12 @@ def decode(
     sig = token[-_SIG_CHARS:]
     if base64_encode(base64_decode(sig)).decode("ascii") != sig:  # spare bits must be zero
         raise TokenInvalid("non-canonical signature")
-    signer = _Signer(keys, purpose, now)
+    signer = _Signer(keys.keys, purpose, now)
     try:
         payload, signed_at = signer.unsign(token, return_timestamp=True)
     except BadData:
+        if keys.retired and _Signer(keys.retired, purpose, now).validate(token):
+            raise TokenExpired("signed with a retired key", age=math.inf, max_age=max_age) from None
         raise TokenInvalid("bad signature") from None
     issued = signed_at.timestamp()
     age = (time.time() if now is None else now) - issued

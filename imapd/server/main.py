@@ -81,6 +81,7 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, handle.ctx.reload_keys)
     addrs = ", ".join(f"{h}:{p}" for h, p in handle.addresses)
     log.info("imapd ready on %s (data dir %s)", addrs, settings.server.data_dir)
     await stop.wait()

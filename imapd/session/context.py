@@ -54,6 +54,17 @@ class ServerContext:
         self._watch_task: asyncio.Task[None] | None = None
         self._watch_stop: asyncio.Event | None = None
 
+    def reload_keys(self) -> None:
+        """SIGHUP: pick up rotated or retired X-STATE signing keys without a restart."""
+        from statecodec import KeyFileError, KeyRing
+
+        try:
+            self.xstate_keys = KeyRing.load(self.settings.xstate_key_path)
+        except (OSError, KeyFileError) as exc:
+            log.error("keeping the old X-STATE keys: cannot read %s: %s", self.settings.xstate_key_path, exc)
+            return
+        log.info("reloaded %d X-STATE key(s) from %s", len(self.xstate_keys), self.settings.xstate_key_path)
+
     async def start(self) -> None:
         self._watch_stop = asyncio.Event()
         self._watch_task = asyncio.create_task(self._watch())

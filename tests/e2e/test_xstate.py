@@ -340,3 +340,34 @@ def test_expiry_policy_and_failure_counting(tmp_path: Path) -> None:
 def test_signing_key_file_is_private_and_survives_restart(server: RunningServer) -> None:
     key = server.data_dir / "xstate.keys"
     assert key.exists() and (key.stat().st_mode & 0o077) == 0
+
+
+def test_key_rotation_and_retirement_with_sighup(tmp_path: Path) -> None:
+    import signal
+
+    data = tmp_path / "data"
+    imapd_cli("user", "add", "hal", "--password-stdin", "--data-dir", str(data), stdin="pw")
+    srv = start_server(data)
+    srv.users["hal"] = "pw"
+    try:
+        h = login(srv, "hal")
+        old = token_of(h.ok("X-STATE SAVE"))
+        out = imapd_cli("xstate-keys", "rotate", "--data-dir", str(data)).stdout.decode()
+        assert "signs and verifies" in out and out.count("verifies") == 2
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reloaded 2 X-STATE key(s)" not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        new = token_of(h.ok("X-STATE SAVE"))
+        assert new.rsplit(".", 1)[1] != old.rsplit(".", 1)[1]
+        assert b"OK" in h.command(f"X-STATE RESTORE {old}")[1]  # the old key still verifies
+        imapd_cli("xstate-keys", "retire", "--data-dir", str(data))
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while srv.log().count("X-STATE key(s)") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b"NO [X-STATE-EXPIRED]" in h.command(f"X-STATE RESTORE {old}")[1]
+        assert b"OK" in h.command(f"X-STATE RESTORE {new}")[1]
+        h.close()
+    finally:
+        stop_server(srv)

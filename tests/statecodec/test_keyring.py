@@ -37,7 +37,9 @@ def test_rotate_retire_save(tmp_path: Path) -> None:
     loaded = KeyRing.load(path)
     assert loaded == rotated
     assert KeyRing.loads(path.read_text()).signing_key == rotated.signing_key
-    assert rotated.retire(1) == KeyRing([rotated.signing_key])
+    assert rotated.retire(1) == KeyRing([rotated.signing_key], [ring.signing_key])
+    assert rotated.retire(1).keys == (rotated.signing_key,)
+    assert KeyRing.loads(rotated.retire(1).dumps()) == rotated.retire(1)  # retired keys persist
     assert rotated.retire(0) == rotated
     with pytest.raises(ValueError):
         rotated.retire(2)  # the signing key stays

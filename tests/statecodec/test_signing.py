@@ -123,9 +123,13 @@ def test_key_rotation() -> None:
         decode(new_token, old, max_age=60, now=T0)  # signed by the new key
     retired = rotated.retire(1)
     assert retired.keys == (rotated.signing_key,)
-    with pytest.raises(TokenInvalid):
+    with pytest.raises(TokenExpired):  # revoked, not forged: the client is told to log in again
         decode(token, retired, max_age=60, now=T0)
     assert decode(new_token, retired, max_age=60, now=T0) == SessionState("u", 1)
+    with pytest.raises(TokenInvalid):  # a retired key never makes a tampered token acceptable
+        decode(token[:-2] + ("AA" if not token.endswith("AA") else "BA"), retired, max_age=60, now=T0)
+    with pytest.raises(TokenInvalid):
+        decode(token, KeyRing(retired.keys), max_age=60, now=T0)  # retired key forgotten: unknown
 
 
 def test_max_age_boundary() -> None:

@@ -109,6 +109,37 @@ def _run_xstate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_stats(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("stats", help="print a running server's metrics (needs metrics.listen)")
+    p.add_argument("--metrics", metavar="HOST:PORT", default="127.0.0.1:9143",
+                   help="the server's metrics.listen address (default 127.0.0.1:9143)")
+    p.add_argument("--raw", action="store_true", help="Prometheus text as served")
+    p.set_defaults(func=_run_stats)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{args.metrics}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"imapd: cannot read {url}: {exc} (is the server running with -o metrics.listen={args.metrics}?)",
+              file=sys.stderr)
+        return 69
+    if args.raw:
+        print(text, end="")
+        return 0
+    for line in text.splitlines():
+        if line.startswith("#") or "_bucket{" in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        print(f"{name:60} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imapd", description="IMAP server for webmail, over Maildir")
     parser.add_argument("--version", action="version", version=f"imapd {__version__}")
@@ -116,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_demo(sub)
     _add_xstate_keys(sub)
+    _add_stats(sub)
     from imapd.store.admin import register_cli
 
     register_cli(sub)

@@ -55,6 +55,15 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     failure_window: float = 300.0
 
 
+class CacheSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    ttl: float = 300.0
+    max_bytes: int = 256 * 1024 * 1024
+
+
+class MetricsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    listen: str = ""
+
+
 class XStateSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
     max_age: float = 7 * 24 * 3600.0
@@ -73,6 +82,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
 

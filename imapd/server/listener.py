@@ -41,6 +41,7 @@ class ConnectionRegistry:
             return False
         self.per_address[conn.peer_host] += 1
         self.connections.add(conn)
+        self.ctx.metrics.set("imapd_connections", len(self.connections))
         return True
 
     def discard(self, conn: IMAPConnection) -> None:
@@ -49,6 +50,7 @@ class ConnectionRegistry:
             self.per_address[conn.peer_host] -= 1
             if self.per_address[conn.peer_host] <= 0:
                 del self.per_address[conn.peer_host]
+            self.ctx.metrics.set("imapd_connections", len(self.connections))
 
     def sweep(self) -> None:
         """Autologout: RFC 3501 5.4 asks for at least 30 minutes of inactivity; pre-auth gets less."""

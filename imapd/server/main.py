@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from typing import Any
 
 from imapd.config import Settings
 from imapd.server.listener import ConnectionRegistry, make_tls_context, start_listeners
@@ -27,6 +28,7 @@ class ServerHandle:
         self.ctx.registry = self.registry
         self.servers: list[asyncio.Server] = []
         self._background: list[asyncio.Task[None]] = []
+        self._metrics_runner: Any = None
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -46,12 +48,18 @@ class ServerHandle:
         await self.ctx.start()
         self.servers = await start_listeners(self.ctx, self.registry, tls_context)
         self._background.append(asyncio.create_task(self._sweeper()))
+        if self.settings.metrics.listen:
+            from imapd.server.metrics_http import start_metrics_server
+
+            self._metrics_runner = await start_metrics_server(self.ctx.metrics, self.settings.metrics.listen)
 
     async def _sweeper(self) -> None:
         while True:
             limits = self.settings.limits
-            await asyncio.sleep(max(0.2, min(30.0, limits.preauth_timeout / 2, limits.idle_timeout / 2)))
+            await asyncio.sleep(max(0.2, min(30.0, limits.preauth_timeout / 2, limits.idle_timeout / 2,
+                                             self.settings.cache.ttl / 4 or 30.0)))
             self.registry.sweep()
+            self.ctx.sweep()
 
     async def stop(self) -> None:
         for server in self.servers:
@@ -66,6 +74,8 @@ class ServerHandle:
             conn.abort()
         for server in self.servers:
             await server.wait_closed()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await self.ctx.stop()
 
 

@@ -89,7 +89,15 @@ async def login_user(s: Session, username: str, password: str) -> None:
     """Verify a password (off the event loop: the hash is slow on purpose) and enter AUTHENTICATED."""
     ctx = s.ctx
     address = s.conn.peer_host
+    known = ctx.users.get(username)
+    if known is not None and ctx.credentials.check(username, password, known.generation):
+        # Same user, same password within cache.ttl: skip the memory-hard hash (imapd/cache.py).
+        ctx.throttle.record_success(address)
+        enter_authenticated(s, known.name)
+        return
     record = await asyncio.to_thread(ctx.users.verify, username, password)
+    if record is not None:
+        ctx.credentials.remember(record.name, password, record.generation)
     if record is None:
         delay = ctx.throttle.record_failure(address)
         log.info("authentication failed for %r from %s", username, address)

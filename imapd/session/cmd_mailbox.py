@@ -50,7 +50,7 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
         s.close_selected()
         s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
     try:
-        mailbox = _user(s).open(cmd.mailbox)
+        mailbox = s.ctx.open_mailbox(s, cmd.mailbox)
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT") from None
     try:
@@ -318,7 +318,6 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
 
 # -- APPEND --------------------------------------------------------------------------------------------------
 async def append(s: Session, cmd: c.Append) -> Done:
-    user = _user(s)
     items: list[AppendItem] = []
     for msg in cmd.messages:
         if not msg.data:
@@ -326,7 +325,7 @@ async def append(s: Session, cmd: c.Append) -> Done:
         when = msg.internaldate.timestamp() if isinstance(msg.internaldate, datetime) else None
         items.append(AppendItem(msg.data, tuple(f for f in msg.flags if f != "\\Recent"), when))
     try:
-        mailbox = user.open(cmd.mailbox)
+        mailbox = s.ctx.open_mailbox(s, cmd.mailbox)
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
     try:

@@ -83,7 +83,7 @@ async def save(s: Session, cmd: c.XStateSave) -> Done:
     ctx = s.ctx
     user = s.user_name
     assert user is not None
-    record = await asyncio.to_thread(ctx.users.get, user)
+    record = ctx.users.get(user)  # a stat() while the passwd file is unchanged
     if record is None:
         raise CommandNo("User no longer exists", "EXPIRED")
     view_state: MailboxView | None = None
@@ -133,7 +133,7 @@ async def restore(s: Session, cmd: c.XStateRestore) -> Done | None:
         raise CommandNo("Not a state token of this server", "X-STATE-INVALID") from None
     if not authenticating and state.user != s.user_name:
         raise CommandNo("State token belongs to another user", "X-STATE-INVALID")
-    record = await asyncio.to_thread(ctx.users.get, state.user)
+    record = ctx.users.get(state.user)
     if record is None or record.generation != state.credential_generation:
         await _failed(s, authenticating)
         raise CommandNo("State token was revoked (password changed or user removed)", "X-STATE-EXPIRED")
@@ -180,7 +180,7 @@ def _reopen(s: Session, saved: MailboxView) -> SelectedView:
     user = s.user
     assert user is not None
     try:
-        mailbox = user.open(saved.name)
+        mailbox = s.ctx.open_mailbox(s, saved.name)
     except NoSuchMailbox:
         raise StaleMailbox("the mailbox no longer exists") from None
     try:

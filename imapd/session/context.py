@@ -33,7 +33,14 @@ class ServerContext:
             history_limit=settings.store.expunge_history,
             durability="full" if settings.store.fsync else "normal",
         )
+        from imapd.cache import CredentialCache, WarmCache
+        from imapd.metrics import Metrics
         from imapd.store.users import PasswdFile
+
+        self.metrics = Metrics()
+        self.cache = WarmCache(self.store, ttl=settings.cache.ttl, max_bytes=settings.cache.max_bytes,
+                               metrics=self.metrics)
+        self.credentials = CredentialCache(ttl=settings.cache.ttl, metrics=self.metrics)
 
         self.users = PasswdFile(os.path.join(data_dir, "passwd"))
         auth = settings.auth
@@ -77,6 +84,11 @@ class ServerContext:
         except Exception:
             log.exception("mail root watcher stopped; external deliveries are found on SELECT/NOOP only")
 
+    def sweep(self) -> None:
+        """Periodic housekeeping: expire warm mailboxes and remembered credentials."""
+        self.cache.sweep()
+        self.credentials.sweep()
+
     async def stop(self) -> None:
         if self._watch_stop is not None:
             self._watch_stop.set()
@@ -84,6 +96,7 @@ class ServerContext:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch_task
+        self.cache.clear()
         self.store.close()
 
     # -- users and sessions ------------------------------------------------------------------------
@@ -101,6 +114,13 @@ class ServerContext:
         self.user_sessions[user] -= 1
         if self.user_sessions[user] <= 0:
             del self.user_sessions[user]
+
+    def open_mailbox(self, session: Session, name: str) -> Mailbox:
+        """The shared mailbox object, warm if a recent session had it."""
+        assert session.user is not None
+        mailbox = session.user.open(name)
+        self.cache.note_open(mailbox)
+        return mailbox
 
     def release_mailbox(self, mailbox: Mailbox) -> None:
         self.store.release(mailbox)

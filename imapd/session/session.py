@@ -8,6 +8,7 @@ updates of the selected mailbox may be sent (RFC 3501 section 7.4.1).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -88,6 +89,10 @@ _NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
 
 # Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1): they use message sequence numbers.
 _NO_EXPUNGE = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
+# The reconnect path of a webmail request, timed for the metrics.
+_TIMED_NAMES = {c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SELECT", c.Examine: "EXAMINE",
+                c.XStateRestore: "X-STATE RESTORE"}
+_TIMED = tuple(_TIMED_NAMES)
 _NEEDS_SELECTED = (*_NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
 
 
@@ -161,6 +166,17 @@ class Session:
         if self.state not in states:
             self._bad_state(tag, command)
             return
+        if isinstance(command, _TIMED):
+            start = time.perf_counter()
+            try:
+                await self._run(tag, command, handler)
+            finally:
+                self.ctx.metrics.observe("imapd_command_seconds", _TIMED_NAMES[type(command)],
+                                         time.perf_counter() - start)
+            return
+        await self._run(tag, command, handler)
+
+    async def _run(self, tag: str, command: c.Command, handler: Handler) -> None:
         try:
             done = await handler(self, command)
         except CommandError as exc:

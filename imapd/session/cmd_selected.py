@@ -108,9 +108,8 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
             result = mailbox.store_flags(unseen, "add", ["\\Seen"])
             seen_now = {u for u, _, _ in result.changed}
             view.forget_flag_updates(list(seen_now))
-    infos = {}
-    if plan.needs_info:
-        infos = {i.uid: i for i in mailbox.message_info([u for _, u in live])}
+    # One metadata/info query per chunk of messages; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
+    batch = plan.prefetch(mailbox, [u for _, u in live], utf8=s.utf8)
     want_uid = cmd.uid and not plan.wants_uid
     # RFC 3501 6.4.5: when the fetch set \Seen, the client learns the new flags even if it did not ask.
     extra_plan = None
@@ -127,7 +126,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
             flags = (*flags, "\\Recent")
         modseq = mailbox.modseq(u)
         try:
-            out = render(plan, mailbox, u, info=infos.get(u), flags=flags, modseq=modseq)
+            out = render(plan, mailbox, u, info=None, flags=flags, modseq=modseq, batch=batch)
             if extra_plan is not None and u in seen_now:
                 out += render(extra_plan, mailbox, u, info=None, flags=flags, modseq=modseq)
         except UnknownEncoding as exc:
@@ -264,20 +263,11 @@ async def search(s: Session, cmd: c.Search) -> Done:
 
 
 def _sort_rows(s: Session, view: SelectedView, uids: list[int], *, uid: bool) -> list[SortRow]:
-    from imapd.session.sorting import SortRow
+    from imapd.session.sortrows import sort_rows
 
-    mailbox = view.mailbox
-    infos = {i.uid: i for i in mailbox.message_info(uids)}
-    rows = []
-    for u in uids:
-        info = infos.get(u)
-        if info is None:
-            continue
-        number = u if uid else view.seq_of(u)
-        if number is None:
-            continue
-        rows.append(SortRow(number, u, info.internaldate, info.size, mailbox.metadata(u)))
-    return rows
+    pairs = [(u, u if uid else view.seq_of(u)) for u in uids]
+    known = [(u, n) for u, n in pairs if n is not None]
+    return sort_rows(view.mailbox, [u for u, _ in known], [n for _, n in known])
 
 
 _CHARSETS = ("UTF-8", "US-ASCII")
@@ -289,14 +279,14 @@ def _check_charset(charset: str) -> None:
 
 
 async def sort(s: Session, cmd: c.Sort) -> Done:
-    from imapd.session.sorting import sort_messages
+    from imapd.session.sortrows import sort_uids
 
     view = _view(s)
     _check_charset(cmd.charset)
     if cmd.return_options is not None:
         raise CommandBad("SORT RETURN (ESORT) is not supported")
     uids = _run_search(s, view, cmd.criteria, cmd.charset)
-    ordered = sort_messages(_sort_rows(s, view, uids, uid=cmd.uid), cmd.keys)
+    ordered = sort_uids(view.mailbox, uids, cmd.keys)
     s.send(SortResponse(tuple(_numbers(view, ordered, uid=cmd.uid))))
     return Done("SORT completed")
 

@@ -13,12 +13,30 @@ Choices:
 - ``INTERNALDATE`` is written in UTC (the index keeps Unix seconds).
 - ``BINARY[...]`` is a ``literal8`` with the transfer encoding undone; :class:`imapd.mime.UnknownEncoding`
   propagates so the session can answer ``NO [UNKNOWN-CTE]``.
+
+Batches and the serialized-value cache (a FETCH of many messages, and webmails re-fetching a page):
+
+- :meth:`FetchPlan.prefetch` returns a :class:`FetchBatch` for the UIDs of one command. It loads cached
+  metadata with one :meth:`Mailbox.metadata_many` query per chunk of :data:`BATCH_SIZE` UIDs (and, when
+  the plan needs them, size/INTERNALDATE with one ``message_info`` per chunk) instead of one query per
+  message, and only for messages whose values are not in the cache.
+- ENVELOPE, BODY and BODYSTRUCTURE rendered through a batch are serialized once and kept as
+  :class:`~imapd.protocol.values.Raw` bytes in a per-process LRU (:data:`VALUE_CACHE`, bounded by bytes:
+  :data:`DEFAULT_CACHE_BYTES`, 32 MiB; a value over :data:`MAX_CACHED_VALUE` is not kept). The key is
+  ``(user, MAILBOXID, UIDVALIDITY, UID, utf8, item)``. A message never changes under a UID while the
+  UIDVALIDITY stays the same, and a UID is never reused within one UIDVALIDITY (RFC 3501 2.3.1.1), so an
+  entry can be stale only if the mailbox is re-created: MAILBOXID (RFC 8474, random per creation) and
+  UIDVALIDITY change then. Expunged messages' entries are never asked for again and age out of the LRU.
+  ``utf8`` is part of the key because the serializer writes 8-bit header strings differently under
+  UTF8=ACCEPT (quoted UTF-8) than without it (a literal).
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 from imapd.mime import (
@@ -34,10 +52,70 @@ from imapd.mime import (
     section_bytes,
 )
 from imapd.protocol.fetch_items import BinarySize, FetchAttr, FetchBody, FetchItem
-from imapd.protocol.values import Atom, Literal8, Value, format_internaldate
+from imapd.protocol.response_writer import ResponseWriter
+from imapd.protocol.values import Atom, Literal8, Raw, Value, format_internaldate
 from imapd.store.mailbox import Mailbox, MessageInfo
 
-__all__ = ["FetchPlan", "body_value", "envelope_value", "render"]
+__all__ = ["BATCH_SIZE", "DEFAULT_CACHE_BYTES", "MAX_CACHED_VALUE", "VALUE_CACHE", "FetchBatch", "FetchPlan",
+           "ValueCache", "body_value", "envelope_value", "render"]
+
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+"""Bound of :data:`VALUE_CACHE` (serialized bytes plus a per-entry allowance for the key)."""
+MAX_CACHED_VALUE = 256 * 1024
+"""A serialized value larger than this is rendered every time rather than cached."""
+BATCH_SIZE = 256
+"""UIDs whose metadata one :class:`FetchBatch` query loads."""
+_ENTRY_OVERHEAD = 200
+
+CacheKey = tuple[str, str, int, int, bool, str]
+
+
+class ValueCache:
+    """A byte-bounded LRU of serialized FETCH values (see the module docstring)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._data: OrderedDict[CacheKey, Raw] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: CacheKey) -> Raw | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: CacheKey, value: Raw) -> None:
+        cost = len(value.data) + _ENTRY_OVERHEAD
+        if len(value.data) > MAX_CACHED_VALUE or cost > self.max_bytes:
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old.data) + _ENTRY_OVERHEAD
+            self._data[key] = value
+            self.bytes += cost
+            while self.bytes > self.max_bytes:
+                _, dropped = self._data.popitem(last=False)
+                self.bytes -= len(dropped.data) + _ENTRY_OVERHEAD
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.bytes = 0
+
+
+VALUE_CACHE = ValueCache()
+_WRITERS = (ResponseWriter(utf8=False), ResponseWriter(utf8=True))
 
 _INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE"})
 _META_ATTRS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"})
@@ -48,19 +126,22 @@ _SEEN_ATTRS = frozenset({"RFC822", "RFC822.TEXT"})
 class _Message:
     """One message while it is rendered: what the caller passed, and what was loaded (once) on demand."""
 
-    __slots__ = ("_info", "_meta", "_raw", "flags", "mailbox", "modseq", "uid")
+    __slots__ = ("_info", "_meta", "_raw", "batch", "flags", "mailbox", "modseq", "uid")
 
     def __init__(self, mailbox: Mailbox, uid: int, info: MessageInfo | None, flags: tuple[str, ...],
-                 modseq: int | None) -> None:
+                 modseq: int | None, batch: FetchBatch | None = None) -> None:
         self.mailbox = mailbox
         self.uid = uid
         self.flags = flags
         self.modseq = modseq
+        self.batch = batch
         self._info = info
         self._meta: MessageMetadata | None = None
         self._raw: bytes | None = None
 
     def info(self) -> MessageInfo:
+        if self._info is None and self.batch is not None:
+            self._info = self.batch.info(self.uid)
         if self._info is None:
             rows = self.mailbox.message_info([self.uid])
             if not rows:
@@ -69,6 +150,8 @@ class _Message:
         return self._info
 
     def meta(self) -> MessageMetadata:
+        if self._meta is None and self.batch is not None:
+            self._meta = self.batch.meta(self.uid)
         if self._meta is None:
             self._meta = self.mailbox.metadata(self.uid)
         return self._meta
@@ -136,22 +219,104 @@ class FetchPlan:
         return _body_section(item)
 
     def render(self, mailbox: Mailbox, uid: int, *, info: MessageInfo | None, flags: tuple[str, ...],
-               modseq: int | None) -> list[tuple[str, Value]]:
+               modseq: int | None, batch: FetchBatch | None = None) -> list[tuple[str, Value]]:
         """See :func:`render`."""
-        message = _Message(mailbox, uid, info, flags, modseq)
-        return [(key, renderer(message)) for key, renderer in self._renderers]
+        message = _Message(mailbox, uid, info, flags, modseq, batch)
+        if batch is None:
+            return [(key, renderer(message)) for key, renderer in self._renderers]
+        out: list[tuple[str, Value]] = []
+        for key, renderer in self._renderers:
+            if key in _CACHEABLE:
+                out.append((key, batch.cached(message, key, renderer)))
+            else:
+                out.append((key, renderer(message)))
+        return out
+
+    def prefetch(self, mailbox: Mailbox, uids: Sequence[int], *, utf8: bool,
+                 cache: ValueCache | None = None) -> FetchBatch:
+        """A :class:`FetchBatch` for rendering ``uids`` (in this order) on a connection whose UTF8=ACCEPT
+        state is ``utf8``. Loading is lazy, :data:`BATCH_SIZE` messages at a time."""
+        return FetchBatch(self, mailbox, uids, utf8=utf8, cache=VALUE_CACHE if cache is None else cache)
+
+
+_CACHEABLE = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE"})
+
+
+class FetchBatch:
+    """Batched loading for one FETCH command (see the module docstring): pass it to :func:`render`.
+
+    When a message is rendered that the batch has not loaded, the batch loads it and the next
+    :data:`BATCH_SIZE` - 1 messages of its UID list (metadata only of those whose cacheable values are not
+    all in the cache), forgetting the previous chunk.
+    """
+
+    __slots__ = ("_cache", "_cached_items", "_infos", "_loaded", "_metas", "_pos", "_prefix", "mailbox",
+                 "plan", "uids", "utf8")
+
+    def __init__(self, plan: FetchPlan, mailbox: Mailbox, uids: Sequence[int], *, utf8: bool,
+                 cache: ValueCache) -> None:
+        self.plan = plan
+        self.mailbox = mailbox
+        self.uids = list(uids)
+        self.utf8 = utf8
+        self._cache = cache
+        self._pos = {u: i for i, u in enumerate(self.uids)}
+        self._prefix = (mailbox.user, mailbox.mailboxid, mailbox.uidvalidity)
+        self._cached_items = tuple(k for k, _ in plan._renderers if k in _CACHEABLE)
+        self._loaded: set[int] = set()
+        self._metas: dict[int, MessageMetadata] = {}
+        self._infos: dict[int, MessageInfo] = {}
+
+    def key(self, uid: int, item: str) -> CacheKey:
+        user, mailboxid, uidvalidity = self._prefix
+        return (user, mailboxid, uidvalidity, uid, self.utf8, item)
+
+    def _load(self, uid: int) -> None:
+        pos = self._pos.get(uid)
+        chunk = [uid] if pos is None else self.uids[pos : pos + BATCH_SIZE]
+        self._loaded = set(chunk)
+        plan = self.plan
+        self._infos = {i.uid: i for i in self.mailbox.message_info(chunk)} if plan.needs_info else {}
+        need = chunk
+        if plan.needs_metadata and self._cached_items and not plan.needs_raw:
+            # metadata is only needed for the cacheable items: skip messages whose values are all cached
+            peek = self._cache._data
+            need = [u for u in chunk if any(self.key(u, item) not in peek for item in self._cached_items)]
+        self._metas = self.mailbox.metadata_many(need) if plan.needs_metadata and need else {}
+
+    def info(self, uid: int) -> MessageInfo | None:
+        if uid not in self._loaded:
+            self._load(uid)
+        return self._infos.get(uid)
+
+    def meta(self, uid: int) -> MessageMetadata | None:
+        if uid not in self._loaded:
+            self._load(uid)
+        return self._metas.get(uid)
+
+    def cached(self, message: _Message, item: str, renderer: _Renderer) -> Value:
+        key = self.key(message.uid, item)
+        value = self._cache.get(key)
+        if value is None:
+            out: list[bytes] = []
+            _WRITERS[self.utf8].value(renderer(message), out)
+            value = Raw(b"".join(out))
+            self._cache.put(key, value)
+        return value
 
 
 def render(plan: FetchPlan, mailbox: Mailbox, uid: int, *, info: MessageInfo | None,
-           flags: tuple[str, ...], modseq: int | None) -> list[tuple[str, Value]]:
+           flags: tuple[str, ...], modseq: int | None, batch: FetchBatch | None = None) -> list[tuple[str, Value]]:
     """The FETCH items of ``plan`` for message ``uid``, in request order, with their response keys.
 
     ``info`` should come from a batched ``mailbox.message_info`` when ``plan.needs_info`` (it is looked
-    up alone otherwise); ``flags`` are the flags to show (the session adds ``\\Recent`` and the implicit
-    ``\\Seen``); ``modseq`` None means the mailbox's current value. Raises KeyError when the message is
-    gone and :class:`imapd.mime.UnknownEncoding` for BINARY of an unknown transfer encoding.
+    up alone otherwise, or from ``batch``); ``flags`` are the flags to show (the session adds ``\\Recent``
+    and the implicit ``\\Seen``); ``modseq`` None means the mailbox's current value. With ``batch`` (from
+    :meth:`FetchPlan.prefetch`), metadata comes from its batched queries and ENVELOPE/BODY/BODYSTRUCTURE
+    are :class:`~imapd.protocol.values.Raw` serialized bytes from the value cache. Raises KeyError when the
+    message is gone and :class:`imapd.mime.UnknownEncoding` for BINARY of an unknown transfer encoding.
     """
-    return plan.render(mailbox, uid, info=info, flags=flags, modseq=modseq)
+    return plan.render(mailbox, uid, info=info, flags=flags, modseq=modseq, batch=batch)
 
 
 # ----------------------------------------------------------------------------------------- value trees

@@ -15,7 +15,9 @@ Semantics:
 - Messages equal on every key are ordered by sequence number, ascending, whatever REVERSE says: REVERSE
   applies to its own key only. UIDs grow with sequence numbers, so the UID is the final key.
 
-Speed: one sort of one int per message, whatever the keys. Every key becomes a column of non-negative
+Speed: :func:`imapd.session.sortrows.sort_uids` runs :func:`sort_columns` over the mailbox's in-memory
+key columns (:mod:`imapd.store.sortkeys`), string keys ranked once per distinct value; no row objects.
+:func:`sort_messages` does the same from :class:`SortRow` objects. One sort of one int per message, whatever the keys. Every key becomes a column of non-negative
 ints, computed once per row in a list comprehension: numbers shifted to start at 0 (Unix times then
 stay on CPython's fast path for small ints), strings replaced by their rank among the distinct values.
 A key whose REVERSE differs from the first key's is mirrored (``high - value``), and the columns are
@@ -35,22 +37,26 @@ import msgspec
 
 from imapd.mime.structs import MessageMetadata
 from imapd.protocol.commands import SortKey
+from imapd.store.sortkeys import ThreadFields
 
-__all__ = ["SORT_KEYS", "SortRow", "UnknownSortKey", "casemap", "sent_date", "sort_messages"]
+__all__ = ["SORT_KEYS", "STRING_FIELDS", "Column", "SortRow", "UnknownSortKey", "casemap", "check_keys",
+           "numeric_ranks", "sent_date", "sort_columns", "sort_messages", "string_ranks"]
 
 
 class SortRow(msgspec.Struct, frozen=True, gc=False):
     """What SORT and THREAD know about one message.
 
     ``number`` is what a THREAD response shows for the message (the sequence number for THREAD, the UID
-    for UID THREAD); ``internaldate`` is Unix seconds; ``size`` is RFC822.SIZE.
+    for UID THREAD); ``internaldate`` is Unix seconds; ``size`` is RFC822.SIZE. ``meta`` is the full
+    cached metadata, or the store's :class:`~imapd.store.sortkeys.ThreadFields` (the same fields minus
+    ENVELOPE/BODYSTRUCTURE, which :func:`imapd.session.sortrows.sort_rows` does not decode).
     """
 
     number: int
     uid: int
     internaldate: int
     size: int
-    meta: MessageMetadata
+    meta: MessageMetadata | ThreadFields
 
 
 class UnknownSortKey(ValueError):
@@ -85,29 +91,26 @@ def _size(rows: list[SortRow]) -> list[int]:
     return [r.size for r in rows]
 
 
-def _subject(rows: list[SortRow]) -> list[str]:
+def _subject_form(text: str) -> str:
     # base_subject is already extracted and case-folded
-    return [s if (s := r.meta.base_subject).isascii() else unicodedata.normalize("NFKD", s) for r in rows]
+    return text if text.isascii() else unicodedata.normalize("NFKD", text)
 
 
-def _from(rows: list[SortRow]) -> list[str]:
-    return [casemap(r.meta.from_mailbox) for r in rows]
+STRING_FIELDS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "SUBJECT": ("base_subject", _subject_form),
+    "FROM": ("from_mailbox", casemap),
+    "TO": ("to_mailbox", casemap),
+    "CC": ("cc_mailbox", casemap),
+    "DISPLAYFROM": ("from_display", casemap),
+    "DISPLAYTO": ("to_display", casemap),
+}
+"""String sort key -> (the ``MessageMetadata`` field it reads, its collation form)."""
 
 
-def _to(rows: list[SortRow]) -> list[str]:
-    return [casemap(r.meta.to_mailbox) for r in rows]
-
-
-def _cc(rows: list[SortRow]) -> list[str]:
-    return [casemap(r.meta.cc_mailbox) for r in rows]
-
-
-def _display_from(rows: list[SortRow]) -> list[str]:
-    return [casemap(r.meta.from_display) for r in rows]
-
-
-def _display_to(rows: list[SortRow]) -> list[str]:
-    return [casemap(r.meta.to_display) for r in rows]
+def _strings(name: str) -> Callable[[list[SortRow]], list[str]]:
+    field, form = STRING_FIELDS[name]
+    get = attrgetter(field)
+    return lambda rows: [form(get(r.meta)) for r in rows]
 
 
 _NUMERIC: dict[str, Callable[[list[SortRow]], list[int]]] = {
@@ -115,34 +118,29 @@ _NUMERIC: dict[str, Callable[[list[SortRow]], list[int]]] = {
     "DATE": _date,
     "SIZE": _size,
 }
-_STRING: dict[str, Callable[[list[SortRow]], list[str]]] = {
-    "SUBJECT": _subject,
-    "FROM": _from,
-    "TO": _to,
-    "CC": _cc,
-    "DISPLAYFROM": _display_from,
-    "DISPLAYTO": _display_to,
-}
+_STRING: dict[str, Callable[[list[SortRow]], list[str]]] = {name: _strings(name) for name in STRING_FIELDS}
 SORT_KEYS = frozenset(_NUMERIC) | frozenset(_STRING)
 """Every sort key :func:`sort_messages` accepts (upper case)."""
 
 _uid: Callable[[SortRow], int] = attrgetter("uid")
 
-def _ranks(rows: list[SortRow], key: SortKey, flip: bool) -> tuple[list[int], int]:
-    """The column of ``key`` as non-negative ints in the key's order (mirrored when ``flip``), and the
-    number of distinct values they can take (the radix for combining columns)."""
-    name = key.key.upper()
-    numeric = _NUMERIC.get(name)
-    if numeric is not None:
-        values = numeric(rows)
-        low, high = min(values), max(values)
-        if flip:
-            return [high - v for v in values], high - low + 1
-        return ([v - low for v in values] if low else values), high - low + 1
-    strings = _STRING.get(name)
-    if strings is None:
-        raise UnknownSortKey(key.key)
-    column = strings(rows)
+Column = Callable[[str, bool], tuple[Sequence[int], int]]
+"""``column(key name, flip)``: the key's values as non-negative ints in the key's order (mirrored when
+``flip``) and the number of values they can take (the radix for combining columns)."""
+
+
+def numeric_ranks(values: Sequence[int], flip: bool) -> tuple[Sequence[int], int]:
+    """A numeric column as a :data:`Column` result (shifted to start at 0, or mirrored)."""
+    if not values:
+        return [], 1
+    low, high = min(values), max(values)
+    if flip:
+        return [high - v for v in values], high - low + 1
+    return ([v - low for v in values] if low else values), high - low + 1
+
+
+def string_ranks(column: Sequence[str], flip: bool) -> tuple[list[int], int]:
+    """A column of collation forms as a :data:`Column` result (ranks among the distinct values)."""
     distinct = sorted(set(column))
     count = len(distinct)
     if flip:
@@ -152,30 +150,52 @@ def _ranks(rows: list[SortRow], key: SortKey, flip: bool) -> tuple[list[int], in
     return [rank[text] for text in column], count
 
 
-def _feeder(column: list[int]) -> Callable[[object], int]:
+def _row_column(rows: list[SortRow]) -> Column:
+    def column(name: str, flip: bool) -> tuple[Sequence[int], int]:
+        numeric = _NUMERIC.get(name)
+        if numeric is not None:
+            return numeric_ranks(numeric(rows), flip)
+        return string_ranks(_STRING[name](rows), flip)
+
+    return column
+
+
+def _feeder(column: Sequence[int]) -> Callable[[object], int]:
     """A key function that returns ``column`` item by item: ``list.sort`` calls its key exactly once
     per element, in list order, before comparing anything."""
     next_value = iter(column).__next__
     return lambda _: next_value()
 
 
-def sort_messages(rows: Iterable[SortRow], keys: Sequence[SortKey]) -> list[int]:
-    """UIDs of ``rows`` in RFC 5256 SORT order for ``keys`` (the caller maps them to sequence numbers
-    for a plain SORT). Raises :class:`UnknownSortKey` for a key outside :data:`SORT_KEYS`."""
+def check_keys(keys: Sequence[SortKey]) -> None:
+    """Raise :class:`UnknownSortKey` for a key outside :data:`SORT_KEYS`."""
     for key in keys:
         if key.key.upper() not in SORT_KEYS:
             raise UnknownSortKey(key.key)
+
+
+def sort_columns(uids: list[int], keys: Sequence[SortKey], column: Column) -> list[int]:
+    """Sort ``uids`` (ascending, unique; sorted in place and returned) by ``keys``, whose values
+    ``column`` gives aligned with ``uids``. The core of :func:`sort_messages`, also used by
+    :mod:`imapd.session.sortrows` over the mailbox's in-memory key columns."""
+    if not uids or not keys:
+        return uids
+    reverse = keys[0].reverse  # sort in the first key's direction; mirror the keys that go the other way
+    combined, _ = column(keys[0].key.upper(), False)
+    for key in keys[1:]:
+        values, radix = column(key.key.upper(), key.reverse != reverse)
+        combined = [high * radix + low for high, low in zip(combined, values, strict=True)]
+    uids.sort(key=_feeder(combined), reverse=reverse)  # stable, also reversed: equal keys keep UID order
+    return uids
+
+
+def sort_messages(rows: Iterable[SortRow], keys: Sequence[SortKey]) -> list[int]:
+    """UIDs of ``rows`` in RFC 5256 SORT order for ``keys`` (the caller maps them to sequence numbers
+    for a plain SORT). Raises :class:`UnknownSortKey` for a key outside :data:`SORT_KEYS`."""
+    check_keys(keys)
     rows = list(rows)
     uids = [r.uid for r in rows]
     if uids != sorted(uids):  # the implicit last key: sequence number (UID) ascending
         rows.sort(key=_uid)
         uids = [r.uid for r in rows]
-    if not rows or not keys:
-        return uids
-    reverse = keys[0].reverse  # sort in the first key's direction; mirror the keys that go the other way
-    combined, _ = _ranks(rows, keys[0], False)
-    for key in keys[1:]:
-        column, radix = _ranks(rows, key, key.reverse != reverse)
-        combined = [high * radix + low for high, low in zip(combined, column, strict=True)]
-    uids.sort(key=_feeder(combined), reverse=reverse)  # stable, also reversed: equal keys keep UID order
-    return uids
+    return sort_columns(uids, keys, _row_column(rows))

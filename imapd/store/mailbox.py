@@ -35,6 +35,7 @@ from imapd.store.flags import (
 )
 from imapd.store.metadata import decode_metadata, parse_to_blob
 from imapd.store.reconcile import new_emailid, own_write_begin, own_write_end, reconcile, record_expunges
+from imapd.store.sortkeys import SortKeys
 
 if TYPE_CHECKING:
     from imapd.store.userstore import UserStore
@@ -105,6 +106,7 @@ class Mailbox:
         self.highestmodseq = 0
         self.mailboxid = ""
         self.special_use: str | None = None
+        self._sort_keys: SortKeys | None = None
         self._load()
 
     # ----------------------------------------------------------------- loading and catching up
@@ -358,6 +360,41 @@ class Mailbox:
         except FileNotFoundError:
             raise KeyError(uid) from None
 
+    def index_rows(self, uids: Iterable[int] | None, cols: str) -> list[Any]:
+        """Index rows ``(uid, *cols)`` of the given UIDs that exist (None: every message), ascending UID,
+        in one query. ``cols`` are columns of the ``messages`` table (store-internal callers only)."""
+        with self._index.lock:
+            if uids is not None:
+                return self._rows(uids, cols)
+            return self._index.conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? ORDER BY uid",
+                                            (self.mailbox_id,)).fetchall()
+
+    def metadata_blob(self, uid: int) -> bytes | None:
+        """The msgpack metadata blob of ``uid``, parsed from the file and stored now if missing; None when
+        it cannot be had (no such message, file gone, ``imapd.mime`` unavailable or failing)."""
+        with self._index.lock:
+            rows = self._rows([uid], "meta")
+        if not rows:
+            return None
+        blob: bytes | None = rows[0][1]
+        if blob is None:
+            try:
+                blob = self._parse_and_store(uid)
+            except (KeyError, RuntimeError):
+                return None
+        return blob
+
+    def _parse_and_store(self, uid: int) -> bytes:
+        blob = parse_to_blob(self.read_message(uid))
+        if blob is None:
+            raise RuntimeError("imapd.mime is not available or failed on this message")
+        try:
+            with self._index.write() as conn:
+                conn.execute("UPDATE messages SET meta=? WHERE mailbox=? AND uid=?", (blob, self.mailbox_id, uid))
+        except sqlite3.Error:
+            pass  # a cache write; the caller still gets the parsed value
+        return blob
+
     def metadata(self, uid: int) -> Any:
         """The cached ``imapd.mime.MessageMetadata`` of ``uid``, parsed and stored now if missing."""
         with self._index.lock:
@@ -366,16 +403,33 @@ class Mailbox:
             raise KeyError(uid)
         blob = rows[0][1]
         if blob is None:
-            blob = parse_to_blob(self.read_message(uid))
-            if blob is None:
-                raise RuntimeError("imapd.mime is not available or failed on this message")
-            try:
-                with self._index.write() as conn:
-                    conn.execute("UPDATE messages SET meta=? WHERE mailbox=? AND uid=?",
-                                 (blob, self.mailbox_id, uid))
-            except sqlite3.Error:
-                pass  # a cache write; the caller still gets the parsed value
+            blob = self._parse_and_store(uid)
         return decode_metadata(blob)
+
+    def metadata_many(self, uids: Iterable[int]) -> dict[int, Any]:
+        """``{uid: MessageMetadata}`` for the given UIDs that exist, in one query (messages whose metadata
+        is not cached yet are parsed and stored as by :meth:`metadata`; messages whose file vanished
+        meanwhile are left out)."""
+        out: dict[int, Any] = {}
+        with self._index.lock:
+            rows = self._rows(uids, "meta")
+        for uid, blob in rows:
+            if blob is None:
+                try:
+                    blob = self._parse_and_store(uid)
+                except KeyError:
+                    continue
+            out[uid] = decode_metadata(blob)
+        return out
+
+    def sort_keys(self) -> SortKeys:
+        """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one
+        query and brought up to date with the UIDs on every call."""
+        self._check()
+        keys = self._sort_keys
+        if keys is None or not keys.refresh(self):
+            keys = self._sort_keys = SortKeys.build(self)
+        return keys
 
     def status(self) -> MailboxStatus:
         with self._index.lock:
@@ -415,8 +469,13 @@ class Mailbox:
         """Deliver one message into ``cur/`` with its flags; return its UID once it is durable."""
         return self.append_many([AppendItem(data, tuple(flags), internaldate)])[0]
 
-    def append_many(self, items: Sequence[AppendItem]) -> list[int]:
-        """Deliver several messages in one index transaction (MULTIAPPEND); all or nothing."""
+    def append_many(self, items: Sequence[AppendItem], *, fsync: bool = True) -> list[int]:
+        """Deliver several messages in one index transaction (MULTIAPPEND); all or nothing.
+
+        ``fsync=False`` is the bulk-import path (benchmarks, migrations): the message files and ``cur/``
+        are not fsynced one by one, so a power loss can lose messages the index already lists (the next
+        reconcile drops those rows). Call ``os.sync()`` at the end of an import for durability.
+        """
         self._check()
         parsed = [split_flags(it.flags) for it in items]
         blobs = [parse_to_blob(it.data) for it in items]
@@ -424,7 +483,7 @@ class Mailbox:
         placed: list[str] = []
         try:
             for it in items:
-                tmp.append(maildir.write_tmp(self.path, it.data, it.internaldate))
+                tmp.append(maildir.write_tmp(self.path, it.data, it.internaldate, fsync=fsync))
         except OSError as exc:
             for path, _ in tmp:
                 maildir.unlink_quiet(path)
@@ -453,7 +512,8 @@ class Mailbox:
                                  new_emailid(), blob))
                     uids.append(uidnext)
                     uidnext += 1
-                maildir.fsync_dir(os.path.join(self.path, "cur"))
+                if fsync:
+                    maildir.fsync_dir(os.path.join(self.path, "cur"))
                 conn.executemany(
                     "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate, size,"
                     " emailid, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
@@ -690,9 +750,10 @@ class Mailbox:
         self._owner.release(self)
 
     def memory_bytes(self) -> int:
-        """Approximate bytes held for per-message state."""
+        """Approximate bytes held for per-message state (sort keys included once built)."""
         per = self._uids.itemsize + self._modseqs.itemsize + self._sysflags.itemsize
-        return len(self._uids) * per + len(self._kw) * 100
+        keys = self._sort_keys.memory_bytes() if self._sort_keys is not None else 0
+        return len(self._uids) * per + len(self._kw) * 100 + keys
 
 
 class _KeywordTable:

@@ -69,9 +69,10 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_tmp(folder: str, data: bytes, mtime: float | None = None) -> tuple[str, str]:
+def write_tmp(folder: str, data: bytes, mtime: float | None = None, *, fsync: bool = True) -> tuple[str, str]:
     """Write ``data`` to a new file in ``folder/tmp`` and fsync it; return (tmp path, base name).
 
+    ``fsync=False`` skips the fsync (bulk imports that sync once at the end, benchmarks).
     On any error the partial file is removed before the error propagates.
     """
     base = new_base_name(len(data))
@@ -82,7 +83,8 @@ def write_tmp(folder: str, data: bytes, mtime: float | None = None) -> tuple[str
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         _unlink_quiet(path)

@@ -1,0 +1,148 @@
+"""Batched FETCH (FetchPlan.prefetch) and the serialized ENVELOPE/BODYSTRUCTURE cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imapd.protocol.fetch_items import BodySection, FetchAttr, FetchBody
+from imapd.protocol.response_writer import ResponseWriter
+from imapd.protocol.responses import FetchResponse
+from imapd.protocol.values import Raw
+from imapd.session.fetch import FetchPlan, ValueCache, render
+from imapd.store import Mailbox, Store
+
+EIGHT_BIT = "From: José <jose@exämple.org>\r\nSubject: café ☕\r\nMessage-ID: <c@x>\r\n\r\nhi\r\n".encode()
+ITEMS = (FetchAttr("UID"), FetchAttr("FLAGS"), FetchAttr("RFC822.SIZE"), FetchAttr("ENVELOPE"),
+         FetchAttr("BODYSTRUCTURE"), FetchAttr("BODY"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "data", durability="normal")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def mailbox(store: Store) -> Iterator[Mailbox]:
+    mb = store.create_user("alice").open("INBOX")
+    mb.append(EIGHT_BIT, internaldate=1_700_000_000)
+    for i in range(2, 6):
+        mb.append(f"Subject: plain {i}\r\nFrom: a{i}@x\r\n\r\nbody\r\n".encode(), internaldate=1_700_000_000)
+    yield mb
+    mb.release()
+
+
+def _wire(mb: Mailbox, plan: FetchPlan, utf8: bool, cache: ValueCache | None = None) -> list[bytes]:
+    writer = ResponseWriter(utf8=utf8)
+    uids = list(mb.uids())
+    batch = plan.prefetch(mb, uids, utf8=utf8, cache=cache) if cache is not None else None
+    out = []
+    for seq, u in enumerate(uids, 1):
+        items = render(plan, mb, u, info=None, flags=mb.flags(u) or (), modseq=None, batch=batch)
+        out.append(writer.write(FetchResponse(seq, items)))
+    return out
+
+
+@pytest.mark.parametrize("utf8", [False, True])
+def test_batch_serializes_like_plain_render(mailbox: Mailbox, utf8: bool) -> None:
+    plan = FetchPlan(ITEMS)
+    cache = ValueCache()
+    expected = _wire(mailbox, plan, utf8)
+    assert _wire(mailbox, plan, utf8, cache) == expected  # cold: rendered, serialized, stored
+    assert cache.hits == 0 and len(cache) == 3 * 5
+    assert _wire(mailbox, plan, utf8, cache) == expected  # warm: every value from the cache
+    assert cache.hits == 3 * 5
+
+
+def test_utf8_mode_is_part_of_the_key(mailbox: Mailbox) -> None:
+    plan = FetchPlan((FetchAttr("ENVELOPE"),))
+    cache = ValueCache()
+    plain = _wire(mailbox, plan, False, cache)[0]
+    utf8 = _wire(mailbox, plan, True, cache)[0]
+    assert b'"caf\xc3\xa9 \xe2\x98\x95"' in utf8  # quoted UTF-8 under UTF8=ACCEPT
+    assert b'{9}\r\ncaf\xc3\xa9 \xe2\x98\x95' in plain  # a literal otherwise
+    assert cache.hits == 0 and len(cache) == 2 * 5
+    assert _wire(mailbox, plan, False, cache)[0] == plain
+
+
+def test_warm_batch_skips_metadata(mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = FetchPlan((FetchAttr("UID"), FetchAttr("ENVELOPE"), FetchAttr("BODYSTRUCTURE")))
+    cache = ValueCache()
+    calls: list[list[int]] = []
+    real = Mailbox.metadata_many
+
+    def spy(self: Mailbox, uids: list[int]) -> object:
+        calls.append(list(uids))
+        return real(self, uids)
+
+    monkeypatch.setattr(Mailbox, "metadata_many", spy)
+    monkeypatch.setattr(Mailbox, "metadata", lambda self, uid: pytest.fail("one query per message"))
+    first = _wire(mailbox, plan, False, cache)
+    assert calls == [list(mailbox.uids())]  # one query for the whole batch
+    calls.clear()
+    assert _wire(mailbox, plan, False, cache) == first
+    assert calls == []
+
+
+def test_sections_still_need_metadata(mailbox: Mailbox) -> None:
+    plan = FetchPlan((FetchAttr("ENVELOPE"), FetchBody(BodySection((), "HEADER", ()), None, True, False)))
+    cache = ValueCache()
+    first = _wire(mailbox, plan, False, cache)
+    assert _wire(mailbox, plan, False, cache) == first == _wire(mailbox, plan, False)
+
+
+def test_values_are_raw_only_with_a_batch(mailbox: Mailbox) -> None:
+    plan = FetchPlan((FetchAttr("ENVELOPE"),))
+    u = mailbox.uids()[0]
+    assert isinstance(render(plan, mailbox, u, info=None, flags=(), modseq=None)[0][1], list)
+    batch = plan.prefetch(mailbox, [u], utf8=False, cache=ValueCache())
+    assert isinstance(render(plan, mailbox, u, info=None, flags=(), modseq=None, batch=batch)[0][1], Raw)
+
+
+def test_recreated_mailbox_does_not_see_stale_values(store: Store) -> None:
+    """Same user, same name, same UIDs after DELETE + CREATE: MAILBOXID and UIDVALIDITY change."""
+    user = store.create_user("bob")
+    user.create_mailbox("Box")
+    plan = FetchPlan((FetchAttr("ENVELOPE"),))
+    cache = ValueCache()
+    mb = user.open("Box")
+    mb.append(b"Subject: old\r\n\r\nx\r\n")
+    old = _wire(mb, plan, False, cache)
+    mb.release()
+    user.delete_mailbox("Box")
+    user.create_mailbox("Box")
+    mb = user.open("Box")
+    mb.append(b"Subject: new\r\n\r\nx\r\n")
+    assert mb.uids()[0] == 1
+    new = _wire(mb, plan, False, cache)
+    assert b'"new"' in new[0] and new != old
+    mb.release()
+
+
+def test_expunged_uid_is_never_served_again(mailbox: Mailbox) -> None:
+    plan = FetchPlan((FetchAttr("ENVELOPE"),))
+    cache = ValueCache()
+    _wire(mailbox, plan, False, cache)
+    gone = mailbox.uids()[-1]
+    mailbox.expunge([gone])
+    batch = plan.prefetch(mailbox, [gone], utf8=False, cache=ValueCache())
+    with pytest.raises(KeyError):
+        render(plan, mailbox, gone, info=None, flags=(), modseq=None, batch=batch)
+    fresh = mailbox.append(b"Subject: later\r\n\r\nx\r\n")
+    assert fresh > gone  # a UID never comes back under the same UIDVALIDITY: the old entry is unreachable
+    assert b'"later"' in _wire(mailbox, plan, False, cache)[-1]
+
+
+def test_cache_is_bounded_by_bytes() -> None:
+    cache = ValueCache(max_bytes=2000)
+    for i in range(100):
+        cache.put(("u", "m", 1, i, False, "ENVELOPE"), Raw(b"x" * 100))
+    assert cache.bytes <= 2000 and len(cache) == 2000 // 300
+    assert cache.get(("u", "m", 1, 99, False, "ENVELOPE")) is not None
+    assert cache.get(("u", "m", 1, 0, False, "ENVELOPE")) is None
+    cache.put(("u", "m", 1, 1000, False, "BODY"), Raw(b"y" * 5000))  # larger than the whole cache
+    assert cache.get(("u", "m", 1, 1000, False, "BODY")) is None

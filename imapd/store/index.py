@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS messages(
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages(mailbox, base);
 CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox, modseq);
+-- Covering index for opening a mailbox: the table rows carry the metadata blob, so a scan of them reads
+-- ~1 KB per message, this index holds just what the in-memory arrays need (100k messages: 135 -> 73 ms).
+CREATE INDEX IF NOT EXISTS messages_state ON messages(mailbox, uid, modseq, flags, keywords);
 CREATE TABLE IF NOT EXISTS expunged(
     mailbox INTEGER NOT NULL,
     uid INTEGER NOT NULL,

@@ -88,6 +88,7 @@ class ServerContext:
         """Periodic housekeeping: expire warm mailboxes and remembered credentials."""
         self.cache.sweep()
         self.credentials.sweep()
+        self.store.close_idle_users(self.user_sessions)
 
     async def stop(self) -> None:
         if self._watch_stop is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from imapd.store import maildir
 from imapd.store.changefeed import ChangeFeed
@@ -78,6 +78,21 @@ class Store:
                 self._open.pop(key).deleted = True
         if us is not None:
             us.close()
+
+    def close_idle_users(self, keep: Container[str]) -> int:
+        """Close the index of every user not in ``keep`` that has no open (or warm) mailbox.
+
+        Each user's SQLite connection holds file descriptors; a long-running server that has seen many
+        users must give them back. Returns how many users were closed.
+        """
+        closed: list[UserStore] = []
+        with self._lock:
+            busy = {user for user, _ in self._open}
+            for name in [u for u in self._users if u not in keep and u not in busy]:
+                closed.append(self._users.pop(name))
+        for us in closed:
+            us.close()
+        return len(closed)
 
     def open_mailbox(self, user: str, name: str) -> Mailbox:
         return self.user(user).open(name)

@@ -142,3 +142,19 @@ def test_external_folder_is_indexed_and_implied_parent(alice: UserStore) -> None
     assert info["Lists"].noselect and info["Lists"].has_children and info["Lists"].mailbox_id is None
     with pytest.raises(NoSuchMailbox):
         alice.open("Lists")
+
+
+def test_close_idle_users_gives_back_the_index(tmp_path: Path) -> None:
+    from imapd.store.store import Store
+
+    store = Store(tmp_path)
+    store.create_user("a")
+    store.create_user("b")
+    mb = store.user("b").open("INBOX")
+    assert store.close_idle_users(keep={"x"}) == 1  # "a" closed; "b" has an open mailbox
+    assert store.close_idle_users(keep=set()) == 0
+    mb.release()
+    assert store.close_idle_users(keep={"b"}) == 0
+    assert store.close_idle_users(keep=set()) == 1
+    assert [m.name for m in store.user("a").list_mailboxes()][0] == "INBOX"  # reopens on demand
+    store.close()

@@ -144,7 +144,7 @@ def test_external_folder_is_indexed_and_implied_parent(alice: UserStore) -> None
         alice.open("Lists")
 
 
-def test_close_idle_users_gives_back_the_index(tmp_path: Path) -> None:
+def test_close_idle_users_gives_back_the_index(tmp_path: os.PathLike[str]) -> None:
     from imapd.store.store import Store
 
     store = Store(tmp_path)
@@ -156,5 +156,5 @@ def test_close_idle_users_gives_back_the_index(tmp_path: Path) -> None:
     mb.release()
     assert store.close_idle_users(keep={"b"}) == 0
     assert store.close_idle_users(keep=set()) == 1
-    assert [m.name for m in store.user("a").list_mailboxes()][0] == "INBOX"  # reopens on demand
+    assert "INBOX" in {m.name for m in store.user("a").list_mailboxes()}  # reopens on demand
     store.close()

@@ -1,0 +1,122 @@
+"""X-STATE figures (targets.md T5): token size by mailbox size, and restore time by number of changes.
+
+    python bench/xstate.py            # 1k, 10k, 100k messages; restore after 0, 10, 1,000, 100,000 changes
+    python bench/xstate.py --quick    # 1k and 10k; changes 0, 10, 1,000
+
+Mailboxes are built through the store (bench/extensions.py's generator) with five UID gaps each, served
+by a real ``imapd serve`` process, and measured over loopback with a raw socket client. One JSON line per
+measurement, then a table. Restore time is from sending ``X-STATE RESTORE`` to its tagged OK on a fresh
+connection (greeting excluded), including reading the whole catch-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from extensions import build, login, start_server, stop_server  # noqa: E402
+from imapclient import Client  # noqa: E402  (bench/imapclient.py: the raw client)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def emit(rows: list[dict[str, object]], **row: object) -> None:
+    row = {"bench": "xstate", **row}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def make_gaps(port: int) -> None:
+    """Expunge five messages spread over the mailbox (once per data dir)."""
+    c = login(port)
+    c.command("SELECT INBOX")
+    untagged, _ = c.command("UID SEARCH ALL")
+    uids = [int(x) for x in untagged[0].split()[2:]]
+    if len(uids) and uids[-1] == len(uids):  # no gaps yet
+        picks = [uids[len(uids) * k // 6] for k in range(1, 6)]
+        c.command("UID STORE " + ",".join(map(str, picks)) + " +FLAGS.SILENT (\\Deleted)")
+        c.command("UID EXPUNGE " + ",".join(map(str, picks)))
+    c.command("LOGOUT", check=False)
+
+
+def save_token(port: int) -> str:
+    c = login(port)
+    c.command("SELECT INBOX")
+    untagged, _ = c.command("X-STATE SAVE")
+    c.command("LOGOUT", check=False)
+    for line in untagged:
+        if line.startswith(b"* X-STATE "):
+            return line.split()[2].decode()
+    raise SystemExit("no X-STATE token: is this imapd?")
+
+
+def change(port: int, count: int, flag_on: bool) -> None:
+    """Flip \\Flagged on the first ``count`` messages (all of them when the mailbox has fewer)."""
+    if not count:
+        return
+    c = login(port)
+    untagged, _ = c.command("SELECT INBOX")
+    exists = next(int(ln.split()[1]) for ln in untagged if ln.rstrip().endswith(b" EXISTS"))
+    span = "1:*" if count >= exists else f"1:{count}"
+    c.command(f"STORE {span} {'+' if flag_on else '-'}FLAGS.SILENT (\\Flagged)")
+    c.command("LOGOUT", check=False)
+
+
+def restore_ms(port: int, token: str) -> tuple[float, int]:
+    c = Client("127.0.0.1", port, timeout=600)
+    start = time.perf_counter()
+    untagged, tagged = c.command(f"X-STATE RESTORE {token}")
+    elapsed = (time.perf_counter() - start) * 1e3
+    if b"OK" not in tagged:
+        raise SystemExit(f"restore failed: {tagged!r}")
+    c.command("LOGOUT", check=False)
+    return elapsed, len(untagged)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workdir", default="/tmp/imapd-bench-xstate")
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
+    rows: list[dict[str, object]] = []
+    for n in sizes:
+        data = os.path.join(args.workdir, f"x{n}")
+        build(data, n)
+        proc, port = start_server(data, ROOT)
+        try:
+            make_gaps(port)
+            token = save_token(port)
+            emit(rows, metric="token_bytes", messages=n, value=len(token))
+            for changes in (0, 10, 1000, 100_000):
+                if changes > n or (args.quick and changes > 1000):
+                    continue
+                times, lines = [], 0
+                for run in range(args.runs if changes < 100_000 else 2):
+                    token = save_token(port)
+                    change(port, changes, flag_on=run % 2 == 0)
+                    ms, lines = restore_ms(port, token)
+                    times.append(ms)
+                emit(rows, metric="restore_ms", messages=n, changes=changes, median=round(statistics.median(times), 2),
+                     best=round(min(times), 2), catch_up_lines=lines)
+        finally:
+            stop_server(proc)
+    print("\nmessages  token bytes")
+    for r in rows:
+        if r["metric"] == "token_bytes":
+            print(f"{r['messages']:>8}  {r['value']:>11}")
+    print("\nmessages   changes   restore median ms   best ms   catch-up lines")
+    for r in rows:
+        if r["metric"] == "restore_ms":
+            print(f"{r['messages']:>8}  {r['changes']:>8}  {r['median']:>18}  {r['best']:>8}  {r['catch_up_lines']:>14}")
+
+
+if __name__ == "__main__":
+    main()

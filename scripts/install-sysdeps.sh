@@ -4,6 +4,7 @@
 set -u
 want=()
 command -v mbsync >/dev/null 2>&1 || want+=(isync)
+[ -x /usr/bin/chromium ] || want+=(chromium)  # the webmail's browser tests (Playwright drives Debian's build)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages: ${want[*]}"

@@ -1,4 +1,4 @@
 """webmail_demo: an aiohttp webmail that reattaches to imapd with X-STATE on every request.
 
-Not built yet: this package only reserves the console script. See the project's issue list.
+``webmail-demo --imap HOST:PORT [--listen HOST:PORT] [--reattach xstate|login]``; see docs/webmail.md.
 """

@@ -1,0 +1,140 @@
+"""A real browser (Debian's Chromium driven by Playwright) against `webmail-demo` and a real imapd.
+
+Also takes the screenshots in docs/screenshots/. Never downloads a browser: it uses /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imapd.demo import seed_demo
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.webmail.conftest import Account, html_mail, text_mail
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"{CHROMIUM} is missing (scripts/install-sysdeps.sh installs Debian's chromium)")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data = tmp_path_factory.mktemp("browser") / "data"
+    seed_demo(data)  # the demo users with realistic mail: demo / demo
+    srv = start_server(data, "-o", "store.fsync=false")
+    srv.users["demo"] = "demo"
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def webmail(demo_server: RunningServer) -> Iterator[str]:
+    port = free_port()
+    log = open(demo_server.data_dir.parent / "webmail.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "webmail_demo", "--imap", f"127.0.0.1:{demo_server.port}",
+                             "--listen", f"127.0.0.1:{port}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError((demo_server.data_dir.parent / "webmail.log").read_text()) from None
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_browser_session(webmail: str, demo_server: RunningServer) -> None:
+    demo = Account(demo_server, "demo", "demo")
+    now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+    demo.deliver(html_mail("Weekly digest (HTML)", date=now))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(10_000)
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+
+        page.goto(webmail + "/")
+        page.wait_for_selector("form[action='/login']")
+        page.fill("input[name=user]", "demo")
+        page.screenshot(path=str(SHOTS / "login.png"))
+        page.fill("input[name=password]", "demo")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#msglist tbody tr[data-uid]")
+        page.wait_for_selector("body[data-live=ready]")
+        assert "via X-STATE RESTORE" in page.inner_text("footer")
+        page.screenshot(path=str(SHOTS / "mailbox.png"))
+
+        # New mail shows up without a reload (IDLE -> server-sent event -> the list refreshes).
+        page.evaluate("window.__noReload = true")
+        demo.deliver(text_mail("Arrived while you were looking", "Live Sender <live@example.org>",
+                               date=now))
+        page.wait_for_selector("#msglist tr.new >> text=Arrived while you were looking", timeout=15_000)
+        assert page.evaluate("window.__noReload") is True
+        assert page.is_visible("#live")
+
+        # Open the HTML message: sanitized, in a sandboxed iframe, remote images blocked.
+        page.click("#msglist a >> text=Weekly digest (HTML)")
+        page.wait_for_selector("iframe.mailbody")
+        assert "remote image" in page.inner_text("p.blocked")
+        frame = page.frame_locator("iframe.mailbody")
+        frame.locator("text=Big news").wait_for()
+        assert frame.locator("script").count() == 0 and frame.locator("img[src^='http']").count() == 0
+        page.screenshot(path=str(SHOTS / "message.png"), full_page=True)
+
+        # Flag it, then move it to Archive.
+        page.click("button[value=flag]")
+        page.wait_for_selector("h1 .star")
+        assert "\\Flagged" in demo.flags("INBOX", max(demo.uids("INBOX", "SUBJECT \"Weekly digest\"")))
+        page.select_option("select[name=target]", "Archive")
+        page.click("button[value=move]")
+        page.wait_for_selector(".flash >> text=Moved to Archive")
+        assert page.locator("#msglist a >> text=Weekly digest (HTML)").count() == 0
+        assert demo.uids("Archive", "SUBJECT \"Weekly digest\"")
+
+        page.click(".views a >> text=Threads")
+        page.wait_for_selector("#msglist .indent")
+        page.screenshot(path=str(SHOTS / "threads.png"))
+
+        page.click("header button >> text=Log out")
+        page.wait_for_selector(".flash >> text=You have logged out")
+        page.goto(webmail + "/mail?box=INBOX")
+        assert re.search(r"/login$", page.url)
+        assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+        browser.close()

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from imapd.config import load_settings
@@ -90,9 +91,19 @@ def run_demo(data_dir: str, listen: str, tls_listen: str, web_listen: str, *, se
     users = ", ".join(f"{u} / {p}" for u, p in DEMO_USERS)
     print(f"imapd demo: data in {data} ({'seeded ' + ', '.join(created) if created else 'already seeded'})")
     print(f"  IMAP      {listen} (STARTTLS)" + (f" and {tls_listen} (implicit TLS)" if tls else ""))
+    print(f"  webmail   http://{web_listen}/ (reattaches with X-STATE on every request)")
     print(f"  users     {users}")
-    print("  webmail   not built yet (see issue: webmail_demo); use any IMAP client meanwhile")
-    del web_listen
     if not serve:
         return 0
-    return run_server(settings)
+    # The webmail is an IMAP client of the server, so it runs as its own process next to it.
+    webmail = subprocess.Popen(
+        [sys.executable, "-m", "webmail_demo", "--imap", listen, "--listen", web_listen, "--reattach", "xstate"]
+    )
+    try:
+        return run_server(settings)
+    finally:
+        webmail.terminate()
+        try:
+            webmail.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            webmail.kill()

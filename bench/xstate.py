@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from extensions import build, login, start_server, stop_server  # noqa: E402
-from imapclient import Client  # noqa: E402  (bench/imapclient.py: the raw client)
+from extensions import build, login, start_server, stop_server
+from imapclient import Client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -218,6 +218,12 @@ class Session:
             self.logout()
 
     def protocol_error(self, event: ProtocolError) -> None:
+        if self._idle_tag is not None:
+            # Something other than DONE during IDLE: the parser has left IDLE mode, and the BAD it
+            # reports (with the IDLE command's tag) ends the IDLE command here too.
+            self._idle_tag = None
+            if self.selected is not None:
+                self.selected.set_notify(None)
         code = Code(event.code) if event.code else None
         if event.fatal:
             self.conn.send(UntaggedStatus("BYE", event.text, code))

@@ -248,3 +248,20 @@ def test_expunge_waits_during_fetch_for_other_session(server: RunningServer) -> 
     assert a.response("EXPUNGE") == ("EXPUNGE", [b"1"])
     a.logout()
     b.logout()
+
+
+def test_garbage_during_idle_ends_it_with_bad(server: RunningServer) -> None:
+    sock = raw_session(server)
+    exchange(sock, b"i1 LOGIN bob secret2\r\n", b"i1 ")
+    exchange(sock, b"i2 SELECT INBOX\r\n", b"i2 ")
+    assert exchange(sock, b"i3 IDLE\r\n", b"+ ").startswith(b"+")
+    assert b"i3 BAD" in exchange(sock, b"NOT DONE\r\n", b"i3 ")
+    other = connect(server, "bob")
+    other.append("INBOX", None, None, make_message("after idle"))
+    other.logout()
+    sock.settimeout(1.0)
+    with pytest.raises(TimeoutError):
+        sock.recv(4096)  # no longer idling: nothing is pushed until the next command
+    sock.settimeout(10)
+    assert re.search(rb"\* \d+ EXISTS", exchange(sock, b"i4 NOOP\r\n", b"i4 "))
+    sock.close()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 
-.PHONY: demo test lint typecheck pytest venv sysdeps clean bench fuzz soak
+.PHONY: demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz soak
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,6 +32,13 @@ pytest: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
+
+# Side-by-side figures against Dovecot (installed via apt when run as root); writes to /tmp/imapd-bench.
+bench: $(STAMP)
+	bench/run_all.sh
+
+bench-quick: $(STAMP)
+	bench/run_all.sh --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -46,6 +46,8 @@ _MODE_SASL = 2
 class ServerConnection:
     """Parser and serializer state for one client; see the module docstring."""
 
+    __slots__ = ("_closed", "_framer", "_last_tag", "_mode", "_writer", "max_nesting")
+
     def __init__(
         self, *, max_line: int = 65536, max_literal: int = 64 * 1024 * 1024, max_nesting: int = 64
     ) -> None:
@@ -89,9 +91,10 @@ class ServerConnection:
         if self._closed:
             return ConnectionClosed()
         try:
-            if self._mode != _MODE_COMMAND:
-                return self._next_line_event()
-            return self._next_command_event()
+            event = self._next_line_event() if self._mode != _MODE_COMMAND else self._next_command_event()
+            if event is NEED_DATA:
+                self._framer.release_if_consumed()
+            return event
         except Exception as exc:  # a parser bug must not take the server down
             return ProtocolError(self._last_tag, "SERVERBUG", f"Internal parser error: {type(exc).__name__}")
 

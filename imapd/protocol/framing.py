@@ -111,6 +111,11 @@ def literal_marker(line: bytes) -> tuple[int, bool, bool] | None:
 class CommandFramer:
     """Incremental framing state; the connection asks for one frame at a time."""
 
+    __slots__ = (
+        "_buf", "_discarding", "_drop", "_literal", "_parts", "_pos", "_scan", "_size", "_skipping_line",
+        "_tag", "_tail", "eof", "max_command", "max_line", "max_literal",
+    )
+
     def __init__(self, max_line: int, max_literal: int, max_command: int) -> None:
         self.max_line = max_line
         self.max_literal = max_literal
@@ -141,6 +146,14 @@ class CommandFramer:
             self._scan -= self._pos
             self._pos = 0
         self._buf += data
+
+    def release_if_consumed(self) -> None:
+        """Give back the input buffer when everything in it was used: an idle connection should not keep
+        the capacity its last command (say a large APPEND) grew it to."""
+        if self._pos and self._pos == len(self._buf) and not self._parts:
+            self._buf = bytearray()
+            self._pos = 0
+            self._scan = 0
 
     def in_command(self) -> bool:
         return bool(self._parts) or self._discarding or self._literal >= 0

@@ -57,7 +57,7 @@ async def enable(s: Session, cmd: c.Enable) -> Done:
     if "QRESYNC" in newly:
         # RFC 7162 3.2.3: enabling QRESYNC also enables CONDSTORE.
         s.enable_condstore()
-    s.enabled.update(newly)
+    s.enabled = s.enabled.union(newly)
     if "UTF8=ACCEPT" in newly:
         s.utf8 = True
         s.conn.set_utf8(True)

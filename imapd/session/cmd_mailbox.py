@@ -45,7 +45,7 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
     if cmd.qresync is not None and "QRESYNC" not in s.enabled:
         raise CommandBad("The QRESYNC parameter needs ENABLE QRESYNC first")
     if cmd.condstore:
-        s.enabled.add("CONDSTORE")  # its HIGHESTMODSEQ comes with the SELECT responses
+        s.enabled = s.enabled | {"CONDSTORE"}  # its HIGHESTMODSEQ comes with the SELECT responses
     if s.selected is not None:
         s.close_selected()
         s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
@@ -74,17 +74,7 @@ def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView
     view.recent_from = claimed
     s.ctx.recent_claimed[key] = mailbox.uidnext
 
-    def on_change(event: object) -> None:
-        from imapd.store.changefeed import FlagsChanged, MessagesAdded, MessagesExpunged
-
-        if isinstance(event, MessagesExpunged):
-            view.on_expunged(event.uids)
-        elif isinstance(event, FlagsChanged):
-            view.on_flags([u for u, _, _ in event.changes])
-        elif isinstance(event, MessagesAdded):
-            view.on_added()
-
-    view.set_listener(mailbox.subscribe(on_change), None)
+    view.set_listener(mailbox.subscribe(view.on_event), None)
     s.selected = view
     s.state = State.SELECTED
     return view

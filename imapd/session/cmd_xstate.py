@@ -147,7 +147,7 @@ async def restore(s: Session, cmd: c.XStateRestore) -> Done | None:
         s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
     for name in state.enabled:
         if name in ENABLEABLE:
-            s.enabled.add(name)
+            s.enabled = s.enabled | {name}
     if "UTF8=ACCEPT" in s.enabled and not s.utf8:
         s.utf8 = True
         s.conn.set_utf8(True)

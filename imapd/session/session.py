@@ -93,6 +93,7 @@ _NO_EXPUNGE = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 _TIMED_NAMES = {c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SELECT", c.Examine: "EXAMINE",
                 c.XStateRestore: "X-STATE RESTORE"}
 _TIMED = tuple(_TIMED_NAMES)
+_NOTHING_ENABLED: frozenset[str] = frozenset()
 _NEEDS_SELECTED = (*_NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
 
 
@@ -119,7 +120,7 @@ class Session:
         self.user: UserStore | None = None
         self.user_name: str | None = None
         self.selected: SelectedView | None = None
-        self.enabled: set[str] = set()
+        self.enabled: frozenset[str] = _NOTHING_ENABLED  # shared while empty: idle sessions are many
         self.utf8 = False
         self._idle_tag: str | None = None
         self.pending_sasl: str | None = None
@@ -254,7 +255,7 @@ class Session:
         mailbox's HIGHESTMODSEQ so the client has a base for the MODSEQs it will now see."""
         if "CONDSTORE" in self.enabled:
             return
-        self.enabled.add("CONDSTORE")
+        self.enabled = self.enabled | {"CONDSTORE"}
         view = self.selected
         if view is not None:
             self.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", view.mailbox.highestmodseq)))

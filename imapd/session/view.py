@@ -16,6 +16,8 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from imapd.store.changefeed import FlagsChanged, MessagesAdded, MessagesExpunged
+
 if TYPE_CHECKING:
     from imapd.store.mailbox import Mailbox
 
@@ -101,6 +103,15 @@ class SelectedView:
             self._subscription.cancel()
             self._subscription = None
         self._notify = None
+
+    def on_event(self, event: object) -> None:
+        """The change-feed callback (a bound method: no closure per session)."""
+        if isinstance(event, MessagesExpunged):
+            self.on_expunged(event.uids)
+        elif isinstance(event, FlagsChanged):
+            self.on_flags([u for u, _, _ in event.changes])
+        elif isinstance(event, MessagesAdded):
+            self.on_added()
 
     def on_expunged(self, uids: list[int]) -> None:
         top = self.max_uid

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -65,17 +66,29 @@ ListCallback = Callable[[MailboxListChanged], None]
 
 
 class Subscription:
-    """Returned by the subscribe methods; ``cancel()`` is idempotent."""
+    """Returned by the subscribe methods; ``cancel()`` is idempotent. One small object per subscriber
+    (thousands of IDLE sessions each hold one), so no closure."""
 
-    __slots__ = ("_cancel",)
+    __slots__ = ("_callback", "_key", "_table")
 
-    def __init__(self, cancel: Callable[[], None]) -> None:
-        self._cancel: Callable[[], None] | None = cancel
+    def __init__(self, table: dict[Any, list[Any]], key: Any, callback: Callable[[Any], None]) -> None:
+        self._table: dict[Any, list[Any]] | None = table
+        self._key = key
+        self._callback = callback
 
     def cancel(self) -> None:
-        if self._cancel is not None:
-            self._cancel()
-            self._cancel = None
+        table = self._table
+        if table is None:
+            return
+        self._table = None
+        lst = table.get(self._key)
+        if lst is not None:
+            for i, cb in enumerate(lst):
+                if cb is self._callback or cb == self._callback:
+                    del lst[i]
+                    break
+            if not lst:
+                del table[self._key]
 
 
 class ChangeFeed:
@@ -86,27 +99,11 @@ class ChangeFeed:
     def subscribe_mailbox(self, user: str, mailbox_id: int, callback: MessageCallback) -> Subscription:
         key = (user, mailbox_id)
         self._mailbox.setdefault(key, []).append(callback)
-
-        def cancel() -> None:
-            lst = self._mailbox.get(key)
-            if lst is not None and callback in lst:
-                lst.remove(callback)
-                if not lst:
-                    del self._mailbox[key]
-
-        return Subscription(cancel)
+        return Subscription(self._mailbox, key, callback)
 
     def subscribe_user(self, user: str, callback: ListCallback) -> Subscription:
         self._user.setdefault(user, []).append(callback)
-
-        def cancel() -> None:
-            lst = self._user.get(user)
-            if lst is not None and callback in lst:
-                lst.remove(callback)
-                if not lst:
-                    del self._user[user]
-
-        return Subscription(cancel)
+        return Subscription(self._user, user, callback)
 
     def has_mailbox_subscribers(self, user: str, mailbox_id: int) -> bool:
         return (user, mailbox_id) in self._mailbox

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from imapd.mime import UnknownEncoding
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_items import FetchAttr
 from imapd.protocol.response_codes import CopyUidCode, ModifiedCode
@@ -21,9 +22,13 @@ from imapd.protocol.responses import (
 from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchModSeq, SearchNot, SearchOr
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Atom, Value
+from imapd.session import threads
 from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.fetch import FetchPlan, render
 from imapd.session.resync import vanished_since
+from imapd.session.search import search as run_search
 from imapd.session.session import Done, Session
+from imapd.session.sortrows import sort_rows, sort_uids
 from imapd.session.view import SelectedView
 
 if TYPE_CHECKING:
@@ -76,9 +81,6 @@ _FLAGS_ITEM = FetchAttr("FLAGS")
 
 
 async def fetch(s: Session, cmd: c.Fetch) -> Done:
-    from imapd.mime import UnknownEncoding
-    from imapd.session.fetch import FetchPlan, render
-
     view = _view(s)
     mailbox = view.mailbox
     items = cmd.items
@@ -199,8 +201,6 @@ def _has_modseq(key: SearchKey) -> bool:
 
 
 def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
-    from imapd.session.search import search as run_search
-
     if _has_modseq(criteria):
         s.enable_condstore()
     return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
@@ -263,8 +263,6 @@ async def search(s: Session, cmd: c.Search) -> Done:
 
 
 def _sort_rows(s: Session, view: SelectedView, uids: list[int], *, uid: bool) -> list[SortRow]:
-    from imapd.session.sortrows import sort_rows
-
     pairs = [(u, u if uid else view.seq_of(u)) for u in uids]
     known = [(u, n) for u, n in pairs if n is not None]
     return sort_rows(view.mailbox, [u for u, _ in known], [n for _, n in known])
@@ -279,8 +277,6 @@ def _check_charset(charset: str) -> None:
 
 
 async def sort(s: Session, cmd: c.Sort) -> Done:
-    from imapd.session.sortrows import sort_uids
-
     view = _view(s)
     _check_charset(cmd.charset)
     if cmd.return_options is not None:
@@ -292,8 +288,6 @@ async def sort(s: Session, cmd: c.Sort) -> Done:
 
 
 async def thread(s: Session, cmd: c.Thread) -> Done:
-    from imapd.session import threads
-
     view = _view(s)
     algorithms = {
         "ORDEREDSUBJECT": threads.thread_orderedsubject,

@@ -73,6 +73,7 @@ class ServerContext:
         log.info("reloaded %d X-STATE key(s) from %s", len(self.xstate_keys), self.settings.xstate_key_path)
 
     async def start(self) -> None:
+        await self._warm_up()
         self._watch_stop = asyncio.Event()
         self._watch_task = asyncio.create_task(self._watch())
 
@@ -83,6 +84,25 @@ class ServerContext:
             raise
         except Exception:
             log.exception("mail root watcher stopped; external deliveries are found on SELECT/NOOP only")
+
+    async def _warm_up(self) -> None:
+        """Pay first-use costs before saying ready, so the first client of a fresh process is not the one
+        that waits for module imports, the thread pool and first-time code paths (T1 "cold")."""
+        import imapd.session.dispatch  # noqa: F401  - every command handler and what they import
+        from imapd.mime import parse_message
+        from imapd.protocol.connection import ServerConnection
+        from imapd.session.fetch import body_value, envelope_value
+
+        await asyncio.to_thread(self.users.load)  # starts the executor the password hash runs in
+        sample = (b"From: Warm Up <w@example.org>\r\nTo: x@example.org\r\nSubject: warm-up\r\n"
+                  b"Date: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <w@example.org>\r\n"
+                  b"Content-Type: text/plain; charset=utf-8\r\n\r\nwarm\r\n")
+        meta = parse_message(sample)
+        envelope_value(meta.envelope)
+        body_value(meta.body, True)
+        parser = ServerConnection()
+        parser.receive_data(b"w1 UID FETCH 1:50 (UID FLAGS ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+        parser.next_event()
 
     def sweep(self) -> None:
         """Periodic housekeeping: expire warm mailboxes and remembered credentials."""

@@ -42,6 +42,8 @@ class OutputOverflow(Exception):
 class IMAPConnection(asyncio.Protocol):
     __slots__ = (
         "_closing",
+        "_out",
+        "_out_size",
         "_drain_waiter",
         "_paused_reading",
         "_paused_writing",
@@ -71,6 +73,10 @@ class IMAPConnection(asyncio.Protocol):
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closing = False
+        # Output of the command being executed, written in one go at its end (or every 64 KiB): a FETCH
+        # of 50 messages is one send() instead of 50.
+        self._out: list[bytes] | None = None
+        self._out_size = 0
         self.peer_host = ""
         self.last_activity = time.monotonic()
 
@@ -150,6 +156,27 @@ class IMAPConnection(asyncio.Protocol):
         self.proto.utf8 = enabled
 
     def write_bytes(self, data: bytes) -> None:
+        if self._task is not None:  # inside a command: batch
+            if self._out is None:
+                self._out = [data]
+            else:
+                self._out.append(data)
+            self._out_size += len(data)
+            if self._out_size >= 65536:
+                self.flush()
+            return
+        self._write_now(data)
+
+    def flush(self) -> None:
+        """Write what the current command produced so far."""
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        self._out_size = 0
+        self._write_now(out[0] if len(out) == 1 else b"".join(out))
+
+    def _write_now(self, data: bytes) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -162,6 +189,8 @@ class IMAPConnection(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait until the client has read enough of what we wrote (back-pressure for long outputs)."""
+        if self._out_size >= 16384:
+            self.flush()
         if not self._paused_writing or self._closing:
             if self._closing:
                 raise ConnectionResetError("connection closing")
@@ -175,6 +204,7 @@ class IMAPConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close after flushing what is buffered (LOGOUT, BYE)."""
+        self.flush()
         self._closing = True
         if self.transport is not None:
             self.transport.close()
@@ -187,6 +217,7 @@ class IMAPConnection(asyncio.Protocol):
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Upgrade in place (STARTTLS). Input buffered before the handshake is discarded (RFC 3501 6.2.1)."""
         assert self.transport is not None
+        self.flush()  # the tagged OK goes out in the clear, before the handshake
         loop = asyncio.get_running_loop()
         old_proto = self.proto
         limits = self.ctx.settings.limits
@@ -216,6 +247,7 @@ class IMAPConnection(asyncio.Protocol):
                 if isinstance(event, CommandReceived):
                     self.last_activity = time.monotonic()
                     await session.execute(event.command)
+                    self.flush()
                 elif isinstance(event, ContinuationRequest):
                     self.write_bytes(b"+ " + event.text.encode("utf-8", "replace") + b"\r\n")
                 elif isinstance(event, IdleDone):
@@ -238,4 +270,5 @@ class IMAPConnection(asyncio.Protocol):
             self.write_bytes(b"* BYE [SERVERBUG] Internal server error\r\n")
             self.close()
         finally:
+            self.flush()
             self._task = None

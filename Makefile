@@ -40,5 +40,14 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	bench/run_all.sh --quick
 
+# Long versions of the reliability tests (crash kills, many clients, 15,000 connections); report figures.
+soak: $(STAMP)
+	IMAPD_SOAK=1 $(BIN)/python -m pytest -q -o timeout=3600 tests/reliability
+
+# Coverage-guided fuzzing of the protocol parser, time-bounded (FUZZ_SECONDS, default 60).
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet atheris
+	$(BIN)/python fuzz/fuzz_parser.py -max_total_time=$${FUZZ_SECONDS:-60}
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

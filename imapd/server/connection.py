@@ -42,9 +42,9 @@ class OutputOverflow(Exception):
 class IMAPConnection(asyncio.Protocol):
     __slots__ = (
         "_closing",
+        "_drain_waiter",
         "_out",
         "_out_size",
-        "_drain_waiter",
         "_paused_reading",
         "_paused_writing",
         "_registry",
@@ -100,10 +100,17 @@ class IMAPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self.last_activity = time.monotonic()
+        session = self.session
+        if session is not None and session.authenticated:
+            # Before login only whole commands count as activity, so a client trickling bytes
+            # (slowloris) is still logged out at preauth_timeout.
+            self.last_activity = time.monotonic()
         self.proto.receive_data(data)
-        if self.proto.pending_bytes > self.ctx.settings.limits.max_line * 2 and not self._paused_reading:
-            # A long pipeline of commands: stop reading until the backlog is parsed and executed.
+        if (self._task is not None and not self._paused_reading
+                and self.proto.pending_bytes > self.ctx.settings.limits.max_line * 2):
+            # A command is executing and input keeps coming (a long pipeline): stop reading until the
+            # backlog is worked off. Never while idle: the backlog may be an unfinished literal that
+            # only more input can complete.
             assert self.transport is not None
             self.transport.pause_reading()
             self._paused_reading = True
@@ -272,3 +279,6 @@ class IMAPConnection(asyncio.Protocol):
         finally:
             self.flush()
             self._task = None
+            if self._paused_reading and not self._closing and self.transport is not None:
+                self._paused_reading = False
+                self.transport.resume_reading()

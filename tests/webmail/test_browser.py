@@ -1,6 +1,7 @@
 """A real browser (Debian's Chromium driven by Playwright) against `webmail-demo` and a real imapd.
 
-Also takes the screenshots in docs/screenshots/. Never downloads a browser: it uses /usr/bin/chromium.
+Also takes screenshots: into docs/screenshots/ when IMAPD_SCREENSHOTS=1 (to refresh the docs), else into the
+test's temporary directory, so a test run never changes the work tree. Never downloads a browser: it uses /usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.webmail.conftest import Account, html_mail, text_mail
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
+DOC_SHOTS = ROOT / "docs" / "screenshots"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -78,7 +79,8 @@ def webmail(demo_server: RunningServer) -> Iterator[str]:
         log.close()
 
 
-def test_browser_session(webmail: str, demo_server: RunningServer) -> None:
+def test_browser_session(webmail: str, demo_server: RunningServer, tmp_path: Path) -> None:
+    SHOTS = DOC_SHOTS if os.environ.get("IMAPD_SCREENSHOTS") == "1" else tmp_path
     demo = Account(demo_server, "demo", "demo")
     now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
     demo.deliver(html_mail("Weekly digest (HTML)", date=now))

@@ -169,13 +169,17 @@ class SelectedView:
             self.uids = current
         if self.pending_expunged:
             # Held back: keep the old map (the store replaced its array on expunge) and graft the
-            # new arrivals onto a private copy of it.
+            # new arrivals onto a private copy of it. The old array may have grown in place before it
+            # was replaced, with UIDs since expunged, so only ``exists`` counts, never its length.
             start = bisect.bisect_right(current, self.max_uid)
+            n = self.exists
             if start < len(current):
                 self._graft(current[start:])
-        elif self.uids is not current:
-            self.uids = current
-        n = len(self.uids)
+                n = len(self.uids)
+        else:
+            if self.uids is not current:
+                self.uids = current
+            n = len(current)
         if n != self.exists:
             self.exists = n
             out.append(("EXISTS", n))

@@ -231,6 +231,14 @@ class Mailbox:
                 self._names_cache[key] = names
         return names
 
+    def _next_modseq(self, conn: sqlite3.Connection) -> int:
+        """The MODSEQ a write transaction will give its changes (the mailbox may have gone meanwhile)."""
+        row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (self.mailbox_id,)).fetchone()
+        if row is None:
+            self.deleted = True
+            raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
+        return int(row[0]) + 1
+
     def _check(self) -> None:
         if self.deleted:
             raise NoSuchMailbox(f"mailbox {self.name!r} was deleted")
@@ -563,11 +571,7 @@ class Mailbox:
         cur = os.path.join(self.path, "cur")
         try:
             with self._index.write() as conn:
-                row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (self.mailbox_id,)).fetchone()
-                if row is None:
-                    self.deleted = True
-                    raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
-                modseq = row[0] + 1
+                modseq = self._next_modseq(conn)
                 self._load_keywords(conn)
                 kwbits = self._keyword_bits(conn, kwnames, mode != "remove")
                 clean = own_write_begin(conn, self.mailbox_id, self.path)
@@ -621,11 +625,7 @@ class Mailbox:
         cur = os.path.join(self.path, "cur")
         try:
             with self._index.write() as conn:
-                row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (self.mailbox_id,)).fetchone()
-                if row is None:
-                    self.deleted = True
-                    raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
-                modseq = row[0] + 1
+                modseq = self._next_modseq(conn)
                 clean = own_write_begin(conn, self.mailbox_id, self.path)
                 for uid, fname in self._rows(uids, "fname"):
                     try:

@@ -71,3 +71,24 @@ class RawIMAP:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def open_session(host: str, port: int, timeout: float = 10.0) -> socket.socket:
+    """A plain socket past the greeting, for tests that need exact bytes (limits, hostile input)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    greeting = sock.recv(4096)
+    assert greeting.startswith(b"* "), greeting
+    return sock
+
+
+def exchange(sock: socket.socket, data: bytes, until: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data``, then read until ``until`` shows up (or the peer closes, or ``timeout``)."""
+    sock.sendall(data)
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while until not in buf and time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf

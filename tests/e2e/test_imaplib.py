@@ -12,6 +12,7 @@ from email.policy import SMTP
 import pytest
 
 from tests.conftest import RunningServer
+from tests.rawimap import exchange, open_session
 
 
 def make_message(subject: str, body: str = "Hello there.\n", sender: str = "carol@example.org") -> bytes:
@@ -32,21 +33,7 @@ def connect(server: RunningServer, user: str = "alice") -> imaplib.IMAP4:
 
 
 def raw_session(server: RunningServer) -> socket.socket:
-    sock = socket.create_connection((server.host, server.port), timeout=10)
-    sock.recv(4096)
-    return sock
-
-
-def exchange(sock: socket.socket, data: bytes, until: bytes) -> bytes:
-    sock.sendall(data)
-    buf = b""
-    deadline = time.monotonic() + 10
-    while until not in buf and time.monotonic() < deadline:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
+    return open_session(server.host, server.port)
 
 
 def test_greeting_advertises_capabilities(server: RunningServer) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningServer, imapd_cli, start_server, stop_server
+from tests.rawimap import exchange, open_session
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +37,10 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
 
 
 def _sock(server: RunningServer) -> socket.socket:
-    s = socket.create_connection((server.host, server.port), timeout=10)
-    greeting = s.recv(4096)
-    assert greeting.startswith(b"* ")
-    return s
+    return open_session(server.host, server.port)
 
 
-def _ask(s: socket.socket, data: bytes, until: bytes) -> bytes:
-    s.sendall(data)
-    buf = b""
-    deadline = time.monotonic() + 10
-    while until not in buf and time.monotonic() < deadline:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
+_ask = exchange
 
 
 def _read_until_closed(s: socket.socket, timeout: float = 10) -> bytes:

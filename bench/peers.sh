@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Dovecot 2.3 (Debian) as an unprivileged loopback test instance, the peer of the benchmarks.
+# The peers of the benchmarks as unprivileged loopback test instances: Dovecot 2.3 (Debian) and pymap (PyPI).
 #
-#   bench/peers.sh [start] [PORT]   install dovecot-imapd if missing, write the config, start (default port 11143)
-#   bench/peers.sh stop             stop it (by the PID in its pid file)
-#   bench/peers.sh status           print the master PID if running
-#   bench/peers.sh restart [PORT]   stop + start (a "cold" Dovecot: fresh processes, index on disk)
+#   bench/peers.sh [dovecot] [start] [PORT]   install dovecot-imapd if missing, write the config, start (port 11143)
+#   bench/peers.sh [dovecot] stop             stop it (by the PID in its pid file)
+#   bench/peers.sh [dovecot] status           print the master PID if running
+#   bench/peers.sh [dovecot] restart [PORT]   stop + start (a "cold" Dovecot: fresh processes, index on disk)
+#   bench/peers.sh pymap start|stop|status|restart [PORT]    the same for pymap (default port 11145)
+#
+# pymap: `pip install pymap` into its own venv ($BENCH_PYMAP_VENV, default /tmp/imapd-bench/pymap-venv, made
+# with $BENCH_PYMAP_PYTHON, default python3), run as `pymap --port PORT --host 127.0.0.1 maildir DIR` with its
+# maildir backend: DIR ($BENCH_PYMAP_DIR, default /tmp/imapd-bench/pymap) holds pymap-etc-passwd (user bench,
+# mailbox path bench/) and pymap-etc-shadow (password bench as a pbkdf2-sha256 hash of 1,000 rounds, so
+# LOGIN does not measure the hash), the Maildir is DIR/bench, its log DIR.log. One process, no TLS.
 #
 # Work dir: $BENCH_DOVECOT_DIR (default /tmp/imapd-bench/dovecot): dovecot.conf, passwd, mail/%u, run/, log.
 # One user, bench / bench ({PLAIN}, the same scheme the benchmarks give our server; BENCH_SCHEME=ARGON2ID
@@ -12,8 +19,14 @@
 # processes (imap, auth, ...) run as the Debian package's users instead (mail and internal as `dovecot`,
 # login as `dovenull`), since Dovecot refuses root for mail access and for its login processes.
 # imap-login runs in Dovecot's high-performance mode; BENCH_DOVECOT_LOGIN=security for Debian's default.
+# BENCH_DOVECOT_FSYNC=never (mail_fsync) only for seeding big mailboxes faster; the default is Dovecot's.
 # Limits are raised so the idle-session benchmark can hold 1,000+ sessions of one user from one address.
 set -euo pipefail
+
+PEER=dovecot
+case "${1:-}" in
+  dovecot|pymap) PEER=$1; shift ;;
+esac
 
 WORK=${BENCH_DOVECOT_DIR:-/tmp/imapd-bench/dovecot}
 CONF=$WORK/dovecot.conf
@@ -25,6 +38,7 @@ case "$cmd" in
   *) cmd=start ;;
 esac
 PORT=${1:-11143}
+if [ "$PEER" = pymap ]; then PORT=${1:-11145}; fi
 
 install() {
   if ! command -v dovecot >/dev/null 2>&1 || [ ! -x /usr/lib/dovecot/imap ]; then
@@ -102,6 +116,7 @@ mail_home = $WORK/mail/%u
 first_valid_uid = 0
 first_valid_gid = 0
 mail_location = maildir:$WORK/mail/%u
+mail_fsync = ${BENCH_DOVECOT_FSYNC:-optimized}
 mail_max_userip_connections = 5000
 default_process_limit = 1500
 default_client_limit = 5000
@@ -189,6 +204,91 @@ stop() {
   kill -9 "$p" 2>/dev/null || true
   echo "peers.sh: killed dovecot (pid $p)"
 }
+
+# ------------------------------------------------------------------------------------------ pymap
+PVENV=${BENCH_PYMAP_VENV:-/tmp/imapd-bench/pymap-venv}
+PDIR=${BENCH_PYMAP_DIR:-/tmp/imapd-bench/pymap}
+PPID_FILE=$PDIR.pid
+PLOG=$PDIR.log
+
+pymap_install() {
+  if [ ! -x "$PVENV/bin/pymap" ]; then
+    echo "peers.sh: installing pymap into $PVENV" >&2
+    "${BENCH_PYMAP_PYTHON:-python3}" -m venv "$PVENV"
+    "$PVENV/bin/pip" install -q pymap
+  fi
+}
+
+pymap_pid() {
+  if [ -f "$PPID_FILE" ]; then
+    local p
+    p=$(cat "$PPID_FILE")
+    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  fi
+  return 1
+}
+
+pymap_start() {
+  pymap_install
+  if p=$(pymap_pid); then
+    echo "peers.sh: pymap already running (pid $p)" >&2
+    return 0
+  fi
+  mkdir -p "$PDIR"
+  if [ ! -f "$PDIR/pymap-etc-shadow" ]; then
+    echo "bench:::::bench:" > "$PDIR/pymap-etc-passwd"
+    "$PVENV/bin/python" - "$PDIR/pymap-etc-shadow" <<'PY'
+import sys
+from pysasl.hashing import BuiltinHash
+with open(sys.argv[1], "w") as f:
+    f.write("bench:" + BuiltinHash(rounds=1000).hash("bench") + ":::::::\n")
+PY
+  fi
+  : > "$PLOG"
+  setsid "$PVENV/bin/pymap" --host 127.0.0.1 --port "$PORT" --no-tls maildir "$PDIR" \
+    >>"$PLOG" 2>&1 </dev/null &
+  echo $! > "$PPID_FILE"
+  for _ in $(seq 1 200); do
+    if python3 -c 'import socket, sys; sys.exit(0 if socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).recv(4096).startswith(b"* OK") else 1)' "$PORT" 2>/dev/null; then
+      echo "peers.sh: pymap $("$PVENV/bin/pymap" --version | cut -d' ' -f2) on 127.0.0.1:$PORT (pid $(pymap_pid), dir $PDIR, log $PLOG)"
+      return 0
+    fi
+    pymap_pid >/dev/null || break
+    sleep 0.1
+  done
+  echo "peers.sh: pymap did not start; log follows" >&2
+  cat "$PLOG" >&2
+  exit 1
+}
+
+pymap_stop() {
+  local p
+  if ! p=$(pymap_pid); then
+    echo "peers.sh: pymap not running" >&2
+    return 0
+  fi
+  kill "$p"
+  for _ in $(seq 1 100); do
+    kill -0 "$p" 2>/dev/null || { echo "peers.sh: stopped pymap (pid $p)"; rm -f "$PPID_FILE"; return 0; }
+    sleep 0.1
+  done
+  kill -9 "$p" 2>/dev/null || true
+  rm -f "$PPID_FILE"
+  echo "peers.sh: killed pymap (pid $p)"
+}
+
+if [ "$PEER" = pymap ]; then
+  case "$cmd" in
+    start) pymap_start ;;
+    stop) pymap_stop ;;
+    status) pymap_pid || { echo "not running" >&2; exit 1; } ;;
+    restart) pymap_stop; pymap_start ;;
+  esac
+  exit 0
+fi
 
 case "$cmd" in
   start) start ;;

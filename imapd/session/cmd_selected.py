@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from imapd.mime import UnknownEncoding
@@ -42,29 +43,27 @@ def _view(s: Session) -> SelectedView:
     return view
 
 
-def resolve(s: Session, view: SelectedView, sequence: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
-    """(seq, uid) pairs the set names in the client's view, ascending."""
+def iter_resolve(s: Session, view: SelectedView, sequence: SequenceSet, *, uid: bool) -> Iterator[tuple[int, int]]:
+    """(seq, uid) pairs the set names in the client's view, ascending, produced lazily so that a
+    ``FETCH 1:*`` of a huge mailbox never holds a list of it. Checks the set before yielding anything."""
     if sequence.saved:
-        saved = s.search_result or []
-        pairs = []
-        for u in saved:
-            seq = view.seq_of(u)
-            if seq is not None:
-                pairs.append((seq, u))
-        return pairs
-    out: list[tuple[int, int]] = []
+        saved = list(s.search_result or ())
+        return ((seq, u) for u in saved if (seq := view.seq_of(u)) is not None)
     if uid:
-        for lo, hi in sequence.resolve(max(view.max_uid, 0) or 0, clip=False):
-            if view.exists == 0:
-                break
-            out.extend(view.uid_range_seqs(lo, hi))
+        if view.exists == 0:
+            return iter(())
         # ``*`` on UIDs is the largest UID even if the range is reversed (RFC 3501 6.4.8).
-        return out
+        ranges = sequence.resolve(view.max_uid, clip=False)
+        return (pair for lo, hi in ranges for pair in view.uid_range_seqs(lo, hi))
     if view.exists == 0 or sequence.exceeds(view.exists):
         raise CommandBad("Message sequence number out of range")
-    for lo, hi in sequence.resolve(view.exists):
-        out.extend(view.seq_range_uids(lo, hi))
-    return out
+    ranges = sequence.resolve(view.exists)
+    return (pair for lo, hi in ranges for pair in view.seq_range_uids(lo, hi))
+
+
+def resolve(s: Session, view: SelectedView, sequence: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
+    """(seq, uid) pairs the set names in the client's view, ascending."""
+    return list(iter_resolve(s, view, sequence, uid=uid))
 
 
 def _flag_atoms(flags: Iterable[str]) -> Value:
@@ -93,11 +92,27 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
     elif _MODSEQ_ITEM in items:
         s.enable_condstore()
     plan = FetchPlan(items)
-    pairs = resolve(s, view, cmd.sequence, uid=cmd.uid)
+    pairs = iter_resolve(s, view, cmd.sequence, uid=cmd.uid)
     if cmd.vanished and cmd.changedsince is not None:
         vanished = vanished_since(mailbox, cmd.changedsince, cmd.sequence)
         if vanished.ranges:
             s.send(VanishedResponse(vanished, earlier=True))
+    gone = False
+    # In chunks, so memory stays bounded whatever the set: FETCH 1:* FLAGS of 100,000 messages streams.
+    while chunk := list(itertools.islice(pairs, _FETCH_CHUNK)):
+        gone |= await _fetch_chunk(s, view, cmd, plan, chunk)
+    if gone:
+        raise CommandNo("Some of the requested messages no longer exist", "EXPUNGEISSUED")
+    return Done("FETCH completed")
+
+
+_FETCH_CHUNK = 256
+
+
+async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: FetchPlan,
+                       pairs: list[tuple[int, int]]) -> bool:
+    """Send the FETCH responses of one chunk; True when some of its messages no longer exist."""
+    mailbox = view.mailbox
     live = [(seq, u) for seq, u in pairs if u in mailbox]
     gone = len(live) != len(pairs)
     if cmd.changedsince is not None:
@@ -110,7 +125,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
             result = mailbox.store_flags(unseen, "add", ["\\Seen"])
             seen_now = {u for u, _, _ in result.changed}
             view.forget_flag_updates(list(seen_now))
-    # One metadata/info query per chunk of messages; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
+    # One metadata/info query for the chunk; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
     batch = plan.prefetch(mailbox, [u for _, u in live], utf8=s.utf8)
     want_uid = cmd.uid and not plan.wants_uid
     # RFC 3501 6.4.5: when the fetch set \Seen, the client learns the new flags even if it did not ask.
@@ -140,9 +155,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
             out.insert(0, ("UID", u))
         s.send(FetchResponse(seq, out))
         await s.conn.drain()
-    if gone:
-        raise CommandNo("Some of the requested messages no longer exist", "EXPUNGEISSUED")
-    return Done("FETCH completed")
+    return gone
 
 
 # -- STORE --------------------------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ from imapd.store.sortkeys import SortKeys
 if TYPE_CHECKING:
     from imapd.store.userstore import UserStore
 
+# Maps a system-flags byte to 1 when \\Seen is set, 0 when not (for C-speed counting and searching).
+_SEEN_BIT = bytes((b & SEEN) and 1 for b in range(256))
+
 __all__ = ["AppendItem", "FlagMode", "Mailbox", "MailboxStatus", "MessageInfo", "StoreResult"]
 
 FlagMode = Literal["add", "remove", "replace"]
@@ -291,13 +294,12 @@ class Mailbox:
         return [self._kwnames[i] for i in sorted(self._kwnames)]
 
     def unseen_count(self) -> int:
-        return sum(1 for f in self._sysflags if not f & SEEN)
+        # In C rather than a Python loop: SELECT of a 100k-message mailbox asks for this.
+        return self._sysflags.tobytes().translate(_SEEN_BIT).count(0)
 
     def first_unseen_uid(self) -> int | None:
-        for i, f in enumerate(self._sysflags):
-            if not f & SEEN:
-                return self._uids[i]
-        return None
+        i = self._sysflags.tobytes().translate(_SEEN_BIT).find(0)
+        return None if i < 0 else self._uids[i]
 
     def changed_since(self, modseq: int) -> list[tuple[int, tuple[str, ...], int]]:
         """``(uid, flags, modseq)`` for every message with MODSEQ > ``modseq``, ascending UID.

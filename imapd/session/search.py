@@ -32,9 +32,11 @@ import bisect
 import datetime
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from imapd.mime import (
     Address,
-    MessageMetadata,
+    Envelope,
     SearchWhere,
     decode_words,
     header_values,
@@ -63,6 +65,21 @@ __all__ = ["SEARCH_CHARSETS", "BadCharset", "search"]
 SEARCH_CHARSETS = ("UTF-8", "US-ASCII")
 
 _MEMORY, _INDEX, _METADATA, _RAW = 0, 1, 2, 3
+_META_CHUNK = 1024
+
+# HEADER fields answered from the cached ENVELOPE (attribute of imapd.mime.Envelope).
+_ENVELOPE_HEADERS = {"SUBJECT": "subject", "FROM": "from_", "TO": "to", "CC": "cc", "BCC": "bcc",
+                     "REPLY-TO": "reply_to", "SENDER": "sender", "MESSAGE-ID": "message_id",
+                     "IN-REPLY-TO": "in_reply_to"}
+
+
+class _Envelope(msgspec.Struct, array_like=True, gc=False):
+    """The leading field of the cached ``MessageMetadata`` (the decoder ignores the trailing ones)."""
+
+    envelope: Envelope
+
+
+_ENVELOPE_DECODER = msgspec.msgpack.Decoder(_Envelope)
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 _SECONDS_PER_DAY = 86400
 
@@ -172,7 +189,7 @@ class _Evaluator:
         self.saved = frozenset(saved or ())
         self.recent_from = recent_from
         self._infos: dict[int, MessageInfo | None] = {}
-        self._metas: dict[int, MessageMetadata | None] = {}
+        self._metas: dict[int, _Envelope | None] = {}
         self._raw_pos = -1
         self._raw: bytes | None = None
 
@@ -193,16 +210,27 @@ class _Evaluator:
             self.prefetch_info([pos])
         return self._infos[uid]
 
-    def meta(self, pos: int) -> MessageMetadata | None:
+    def prefetch_meta(self, positions: Sequence[int]) -> None:
+        """Envelopes of these candidates in one index query, decoding nothing else of the cached metadata
+        (BODYSTRUCTURE and the rest are skipped undecoded). Replaces what was loaded before, so memory is
+        bounded by the chunk size, not the mailbox."""
+        uids = [self.uids[p] for p in positions]
+        metas: dict[int, _Envelope | None] = dict.fromkeys(uids)
+        for uid, blob in self.mailbox.index_rows(uids, "meta"):
+            if blob is None:
+                blob = self.mailbox.metadata_blob(uid)
+            if blob is not None:
+                try:
+                    metas[uid] = _ENVELOPE_DECODER.decode(blob)
+                except msgspec.DecodeError:
+                    metas[uid] = None
+        self._metas = metas
+
+    def meta(self, pos: int) -> _Envelope | None:
         uid = self.uids[pos]
-        if uid in self._metas:
-            return self._metas[uid]
-        try:
-            meta: MessageMetadata | None = self.mailbox.metadata(uid)
-        except KeyError:
-            meta = None
-        self._metas[uid] = meta
-        return meta
+        if uid not in self._metas:
+            self.prefetch_meta([pos])
+        return self._metas[uid]
 
     def raw(self, pos: int) -> bytes | None:
         """The raw message; only the last one read is kept (messages are visited one at a time)."""
@@ -357,6 +385,11 @@ class _Evaluator:
 
     def _header(self, key: SearchHeader) -> _Leaf:
         needle, name, raw_of = _needle(key.value), key.field, self.raw
+        field = name.upper()
+        if field in _ENVELOPE_HEADERS:
+            # Webmails search HEADER SUBJECT/FROM/...: answer those from the cached ENVELOPE instead of
+            # reading every message file. An empty string matches every message that has the field.
+            return self._envelope_header(field, needle)
 
         def test(pos: int) -> bool:
             raw = raw_of(pos)
@@ -366,15 +399,41 @@ class _Evaluator:
 
         return _Leaf(_RAW, test)
 
+    def _envelope_header(self, field: str, needle: str) -> _Leaf:
+        meta_of = self.meta
+        attr = _ENVELOPE_HEADERS[field]
+
+        def test(pos: int) -> bool:
+            meta = meta_of(pos)
+            if meta is None:
+                return False
+            value = getattr(meta.envelope, attr)
+            if value is None:
+                return False
+            if isinstance(value, list):
+                text = _address_text(value)
+            else:
+                text = decode_words(value).casefold() if field == "SUBJECT" else value.casefold()
+            return needle in text
+
+        return _Leaf(_METADATA, test)
+
     # -- evaluating ----------------------------------------------------------------------------------------
     def select(self, node: _Node, cands: list[int]) -> list[int]:
         """The candidates (ascending positions) that match ``node``."""
         if not cands:
             return cands
         if isinstance(node, _Leaf):
+            test = node.test
             if node.cost == _INDEX:
                 self.prefetch_info(cands)
-            test = node.test
+            elif node.cost == _METADATA:
+                out: list[int] = []
+                for i in range(0, len(cands), _META_CHUNK):
+                    chunk = cands[i : i + _META_CHUNK]
+                    self.prefetch_meta(chunk)
+                    out.extend(p for p in chunk if test(p))
+                return out
             return [p for p in cands if test(p)]
         if isinstance(node, _And):
             rest: list[_Node] = []

@@ -255,7 +255,7 @@ def test_expensive_keys_only_read_survivors(mailbox: Mailbox, monkeypatch: pytes
     assert reads == [1, 6]
     reads.clear()
     assert run(mailbox, "BODY nothing TEXT here HEADER Subject n UNSEEN") == [4, 5]
-    assert reads == [2, 3, 4, 5]
+    assert reads == [3, 4, 5]  # HEADER Subject comes from the cached envelope and runs before BODY
     reads.clear()
     assert run(mailbox, "OR FLAGGED BODY lait") == [2]
     assert reads == [1, 3, 4, 5, 6]
@@ -267,3 +267,18 @@ def test_expensive_keys_only_read_survivors(mailbox: Mailbox, monkeypatch: pytes
 def test_parser_shapes_are_accepted(mailbox: Mailbox) -> None:
     key = SearchAnd((SearchAnd(()), SearchFlag("\\SEEN")))
     assert run(mailbox, key) == [1, 6]
+
+
+def test_envelope_headers_come_from_the_index(mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Roundcube searches HEADER SUBJECT/FROM: answered from the cached envelope, no file read."""
+    reads: list[int] = []
+    real = mailbox.read_message
+
+    def spy(uid: int) -> bytes:
+        reads.append(uid)
+        return real(uid)
+
+    monkeypatch.setattr(mailbox, "read_message", spy)
+    assert run(mailbox, "HEADER SUBJECT meeting") == run(mailbox, "SUBJECT meeting") != []
+    assert run(mailbox, "OR HEADER SUBJECT meeting HEADER FROM bob") == run(mailbox, "OR SUBJECT meeting FROM bob")
+    assert reads == []

@@ -20,7 +20,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -147,31 +147,25 @@ def imap_date(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime('"%d-%b-%Y %H:%M:%S +0000"')
 
 
-def seed_imap(host: str, port: int, user: str, password: str, mailbox: str, count: int, seed: int,
-              batch: int = 200) -> None:
-    c = Client(host, port)
-    untagged, _ = c.command("CAPABILITY")
-    caps = b" ".join(untagged).upper()
-    c.command(f"LOGIN {quote(user)} {quote(password)}")
-    if mailbox.upper() != "INBOX":
-        # LIST first: pymap 0.36 drops the connection on CREATE of an existing mailbox instead of NO
-        listed, _ = c.command(f'LIST "" {quote(mailbox)}')
-        if not listed:
-            c.command(f"CREATE {quote(mailbox)}")
-    plus = b"LITERAL+" in caps
+def append_pipelined(c: Client, mailbox: str, items: Iterable[tuple[bytes, tuple[str, ...], float]], *,
+                     plus: bool, batch: int = 200) -> int:
+    """APPEND every (raw, flags, time) into ``mailbox``: pipelined LITERAL+ in batches when ``plus``,
+    else one synchronizing literal at a time. Returns the bytes of message data sent."""
     pending: list[bytes] = []
     out = bytearray()
+    total = 0
 
     def flush() -> None:
         c.sock.sendall(out)
         out.clear()
         for tag in pending:
             _, done = c.read_tagged(tag)
-            if b" OK" not in done[:len(tag) + 4]:
+            if not done[len(tag) + 1:].startswith(b"OK"):
                 raise SystemExit(f"APPEND failed: {done!r}")
         pending.clear()
 
-    for raw, flags, ts in messages(count, seed, user):
+    for raw, flags, ts in items:
+        total += len(raw)
         tag = c.next_tag()
         head = f"APPEND {quote(mailbox)} ({' '.join(flags)}) {imap_date(ts)} ".encode()
         if plus:
@@ -188,6 +182,21 @@ def seed_imap(host: str, port: int, user: str, password: str, mailbox: str, coun
             pending.append(tag)
             flush()
     flush()
+    return total
+
+
+def seed_imap(host: str, port: int, user: str, password: str, mailbox: str, count: int, seed: int,
+              batch: int = 200) -> None:
+    c = Client(host, port)
+    untagged, _ = c.command("CAPABILITY")
+    caps = b" ".join(untagged).upper()
+    c.command(f"LOGIN {quote(user)} {quote(password)}")
+    if mailbox.upper() != "INBOX":
+        # LIST first: pymap 0.36 drops the connection on CREATE of an existing mailbox instead of NO
+        listed, _ = c.command(f'LIST "" {quote(mailbox)}')
+        if not listed:
+            c.command(f"CREATE {quote(mailbox)}")
+    append_pipelined(c, mailbox, messages(count, seed, user), plus=b"LITERAL+" in caps, batch=batch)
     c.command("LOGOUT", check=False)
     c.close()
 

@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from imapclient import Client, IMAPError, quote
-from seed import imap_date, messages
+from seed import append_pipelined, messages
 
 MAILBOX = "t4-append"
 
@@ -55,39 +55,9 @@ def listed(c: Client, name: str) -> bool:
 
 def append_all(c: Client, count: int, plus: bool, batch: int = 200) -> tuple[int, float]:
     """APPEND ``count`` messages into MAILBOX; (bytes of message data, seconds)."""
-    pending: list[bytes] = []
-    out = bytearray()
-    total = 0
-
-    def flush() -> None:
-        c.sock.sendall(out)
-        out.clear()
-        for tag in pending:
-            _, done = c.read_tagged(tag)
-            if not done[len(tag) + 1:].startswith(b"OK"):
-                raise SystemExit(f"APPEND failed: {done!r}")
-        pending.clear()
-
     items = list(messages(count, seed=7, body_size=(8000, 10500)))
     t = time.perf_counter()
-    for raw, flags, ts in items:
-        total += len(raw)
-        tag = c.next_tag()
-        head = f"APPEND {MAILBOX} ({' '.join(flags)}) {imap_date(ts)} ".encode()
-        if plus:
-            out += tag + b" " + head + b"{%d+}\r\n" % len(raw) + raw + b"\r\n"
-            pending.append(tag)
-            if len(pending) >= batch:
-                flush()
-        else:
-            c.sock.sendall(tag + b" " + head + b"{%d}\r\n" % len(raw))
-            line = c.read_line()
-            if not line.startswith(b"+"):
-                raise SystemExit(f"APPEND refused: {line!r}")
-            c.sock.sendall(raw + b"\r\n")
-            pending.append(tag)
-            flush()
-    flush()
+    total = append_pipelined(c, MAILBOX, items, plus=plus, batch=batch)
     return total, time.perf_counter() - t
 
 

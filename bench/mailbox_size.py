@@ -35,18 +35,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from idle_sessions import _children  # noqa: E402  (one /proc walker for both scripts)
 from imapclient import Client, quote  # noqa: E402
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return out
 
 
 def tree(pid: int, descend: bool) -> list[int]:

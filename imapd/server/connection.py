@@ -414,7 +414,8 @@ class IMAPConnection(asyncio.Protocol):
         except OSError as exc:
             log.warning("serving %s here: cannot hand the connection from %s to %s: %s", user, self.peer_host,
                         path.name, exc)
-            self.proto.receive_data(unread[len(first):])
+            if len(unread) > len(first):
+                self.proto.receive_data(unread[len(first):])
             if not self._closing:
                 transport.resume_reading()
             return False

@@ -155,6 +155,7 @@ def _add_stats(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--metrics", metavar="HOST:PORT", default="127.0.0.1:9143",
                    help="the server's metrics.listen address (default 127.0.0.1:9143)")
     p.add_argument("--raw", action="store_true", help="Prometheus text as served")
+    p.add_argument("--users", metavar="DATA_DIR", help="instead: which worker serves which user's sessions")
     p.set_defaults(func=_run_stats)
 
 
@@ -162,6 +163,8 @@ def _run_stats(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    if args.users:
+        return _print_users(args.users)
     url = f"http://{args.metrics}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -178,6 +181,29 @@ def _run_stats(args: argparse.Namespace) -> int:
             continue
         name, _, value = line.rpartition(" ")
         print(f"{name:60} {value}")
+    return 0
+
+
+def _print_users(data_dir: str) -> int:
+    """Each worker writes ``DIR/run/users-g<generation>-w<slot>.users`` every second."""
+    import json
+    from pathlib import Path
+
+    from imapd.server.worker import read_generation
+
+    run_dir = Path(data_dir) / "run"
+    gen = read_generation(run_dir)
+    if gen is None:
+        print(f"imapd: no multi-worker server runs on {data_dir}", file=sys.stderr)
+        return 69
+    print(f"generation {gen.generation}, {gen.workers} workers")
+    for slot in range(gen.workers):
+        try:
+            users = json.loads((run_dir / f"users-g{gen.generation}-w{slot}.users").read_text())
+        except (OSError, ValueError):
+            users = {}
+        listed = ", ".join(f"{u} ({n})" for u, n in sorted(users.items())) or "-"
+        print(f"worker {slot}: {len(users)} user(s), {sum(users.values())} session(s): {listed}")
     return 0
 
 

@@ -54,6 +54,7 @@ class IMAPConnection(asyncio.Protocol):
         "_in_lane_command",
         "_lane_out",
         "_lane_out_size",
+        "_lane_unconfirmed",
         "_loop",
         "_out",
         "_out_size",
@@ -106,6 +107,7 @@ class IMAPConnection(asyncio.Protocol):
         # Output produced on the user's lane during a command, handed to the loop in one piece.
         self._lane_out: list[bytes] = []
         self._lane_out_size = 0
+        self._lane_unconfirmed = 0  # bytes handed to the loop since the last drain round trip
         self._in_lane_command = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
@@ -260,6 +262,7 @@ class IMAPConnection(asyncio.Protocol):
         out = self._lane_out
         if not out:
             return
+        self._lane_unconfirmed += self._lane_out_size
         self._lane_out = []
         self._lane_out_size = 0
         loop = self._loop
@@ -292,10 +295,17 @@ class IMAPConnection(asyncio.Protocol):
     async def drain(self) -> None:
         """Wait until the client has read enough of what we wrote (back-pressure for long outputs)."""
         if not self._on_loop():
-            # On the user's lane: hand over what is batched, then wait on the network loop.
-            self._post_lane_out()
+            # On the user's lane. A round trip to the network loop costs two thread switches, so it is
+            # made only when the client may be behind: its transport said so, or 256 KiB went out since
+            # the last one. That bounds what a slow reader makes us hold, as on the loop.
             if self._closing:
                 raise ConnectionResetError("connection closing")
+            if self._lane_out_size >= 16384:
+                self._post_lane_out()
+            if not self._paused_writing and self._lane_unconfirmed < 262144:
+                return
+            self._post_lane_out()
+            self._lane_unconfirmed = 0
             assert self._loop is not None
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.drain(), self._loop))
             return

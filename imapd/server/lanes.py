@@ -38,7 +38,7 @@ class Lane:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_loop()
         self.pinned = 0  # users pinned here (network-loop bookkeeping)
         self.doing: tuple[str, str] | None = None  # (user, what) of the job running now, for stall reports
         self.busy_since = 0.0
@@ -113,20 +113,28 @@ class LanePool:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         lane = self._pin(user)
+        return asyncio.run_coroutine_threadsafe(_tracked(lane, user, what, coro), lane.loop)
+
+    def _unpin_when_done(self, user: str, fut: concurrent.futures.Future[Any]) -> None:
+        # The pin lasts until the job has really finished on its lane (also after a cancellation), so a
+        # user's work never runs on two lanes at once.
         loop = self._loop
-        fut = asyncio.run_coroutine_threadsafe(_tracked(lane, user, what, coro), lane.loop)
-
-        def done(_: object) -> None:
-            # The pin lasts until the job has really finished on its lane (also after a cancellation),
-            # so a user's work never runs on two lanes at once.
-            loop.call_soon_threadsafe(self._unpin, user)
-
-        fut.add_done_callback(done)
-        return fut
+        assert loop is not None
+        fut.add_done_callback(lambda _: loop.call_soon_threadsafe(self._unpin, user))
 
     async def run(self, user: str, what: str, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on ``user``'s lane and wait for it; cancelling the wait cancels the job."""
-        return await asyncio.wrap_future(self._start(user, what, coro))
+        fut = self._start(user, what, coro)
+        try:
+            result = await asyncio.wrap_future(fut)
+        except BaseException:
+            if fut.done():
+                self._unpin(user)
+            else:
+                self._unpin_when_done(user, fut)
+            raise
+        self._unpin(user)
+        return result
 
     def submit(self, user: str, what: str, fn: Callable[[], object]) -> None:
         """Run ``fn()`` on ``user``'s lane, in order with the user's other work; errors are logged."""
@@ -137,7 +145,7 @@ class LanePool:
             except Exception:
                 log.exception("%s for user %s failed", what, user)
 
-        self._start(user, what, job())
+        self._unpin_when_done(user, self._start(user, what, job()))
 
     # -- stall monitor -------------------------------------------------------------------------------------
     def start_monitor(self, interval: float = 0.05) -> None:
@@ -185,6 +193,15 @@ class LanePool:
             lane.stop()
         self.lanes.clear()
         self._pins.clear()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 async def _tracked(lane: Lane, user: str, what: str, coro: Coroutine[Any, Any, T]) -> T:

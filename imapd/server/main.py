@@ -60,7 +60,9 @@ class ServerHandle:
             ownership.on_transfer = self._adopt
             ownership.channel.open()
         self._background.append(asyncio.create_task(self._sweeper()))
-        if self.settings.metrics.listen:
+        if ownership is not None:
+            self._background.append(asyncio.create_task(self._publisher()))
+        if self.settings.metrics.listen and ownership is None:  # workers: the supervisor serves them
             from imapd.server.metrics_http import start_metrics_server
 
             self._metrics_runner = await start_metrics_server(self.ctx.metrics, self.settings.metrics.listen)
@@ -72,6 +74,30 @@ class ServerHandle:
                                              self.settings.cache.ttl / 4 or 30.0)))
             self.registry.sweep()
             self.ctx.sweep()
+
+    async def _publisher(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(self._write_worker_state)
+
+    def _write_worker_state(self) -> None:
+        """For the supervisor: this worker's metrics and who it serves (``imapd stats --users``)."""
+        import json
+        import os
+
+        ownership = self.ctx.ownership
+        assert ownership is not None
+        self.ctx.metrics.set("imapd_users", len(self.ctx.user_sessions))
+        base = ownership.run_dir / f"g{ownership.generation}-w{ownership.slot}"
+        for suffix, text in ((".prom", self.ctx.metrics.render()),
+                             (".users", json.dumps(dict(self.ctx.user_sessions), sort_keys=True))):
+            path = ownership.run_dir / f"{'metrics-' if suffix == '.prom' else 'users-'}{base.name}{suffix}"
+            tmp = path.with_suffix(".tmp")
+            try:
+                tmp.write_text(text)
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", path, exc)
 
     def reload(self) -> None:
         """SIGHUP: re-read the X-STATE keys and the TLS certificate; connections keep what they have."""

@@ -240,12 +240,23 @@ async def _supervise(settings: Settings, reload_settings: Callable[[], Settings]
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: sup.signal_all(signal.SIGHUP))
     loop.add_signal_handler(signal.SIGUSR2, sup.request_reload)
+    runner = None
+    if settings.metrics.listen:
+        from imapd.server.metrics_http import read_worker_metrics, start_metrics_server
+
+        try:
+            runner = await start_metrics_server(lambda: read_worker_metrics(sup.run_dir, sup.generation),
+                                                settings.metrics.listen)
+        except OSError as exc:
+            log.error("metrics endpoint %s: %s", settings.metrics.listen, exc)
     addrs = ", ".join(f"{h}:{p}" for h, p in sup.addresses)
     log.info("imapd ready on %s (data dir %s, %d workers, supervisor pid %d)", addrs, settings.server.data_dir,
              sup.workers, os.getpid())
     await stop.wait()
     log.info("imapd stopping")
     await sup.stop()
+    if runner is not None:
+        await runner.cleanup()
     return 0
 
 

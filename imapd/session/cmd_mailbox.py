@@ -258,21 +258,42 @@ async def list_(s: Session, cmd: c.List) -> Done:
         if not matches(info.name):
             continue
         extended: tuple[tuple[str, tuple[str, ...]], ...] = ()
-        if recursive and only_subscribed:
-            prefix = info.name + SEPARATOR
-            if any(n.startswith(prefix) for n in subscribed):
-                extended = (("CHILDINFO", ("SUBSCRIBED",)),)
-        if not selected_by(info.name, info) and not extended:
+        selected = selected_by(info.name, info)
+        if recursive and only_subscribed and not selected and _has_descendant(info.name, subscribed):
+            # RFC 5258 3.5 / 4: CHILDINFO says why a mailbox that does not itself match the selection
+            # is listed; a subscribed mailbox is listed for itself and gets none.
+            extended = _CHILDINFO_SUBSCRIBED
+        if not selected and not extended:
             continue
         s.send(ListResponse(_attributes(info, subscribed=show_subscribed), SEPARATOR, info.name, extended))
         if cmd.status_items and not info.noselect:
             _send_status(s, info.name, cmd.status_items, quiet=True)
     if only_subscribed:
         # Subscriptions to mailboxes that no longer exist (RFC 5258 \NonExistent).
-        for name in sorted(subscribed - existing):
-            if matches(name):
+        missing = subscribed - existing
+        parents = {p for n in missing for p in _ancestors(n)} - existing - subscribed if recursive else set()
+        for name in sorted(missing | parents):
+            if not matches(name):
+                continue
+            if name in parents:  # a parent that does not exist, listed for its subscribed descendants
+                s.send(ListResponse(("\\NonExistent",), SEPARATOR, name, _CHILDINFO_SUBSCRIBED))
+            else:
                 s.send(ListResponse(("\\NonExistent", "\\Subscribed"), SEPARATOR, name))
     return Done("LIST completed")
+
+
+_CHILDINFO_SUBSCRIBED = (("CHILDINFO", ("SUBSCRIBED",)),)
+
+
+def _ancestors(name: str) -> list[str]:
+    """``a/b/c`` -> ``a``, ``a/b``."""
+    parts = name.split(SEPARATOR)
+    return [SEPARATOR.join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _has_descendant(name: str, names: set[str]) -> bool:
+    prefix = name + SEPARATOR
+    return any(n.startswith(prefix) for n in names)
 
 
 async def lsub(s: Session, cmd: c.Lsub) -> Done:
@@ -281,11 +302,20 @@ async def lsub(s: Session, cmd: c.Lsub) -> Done:
         return Done("LSUB completed")
     regex = pattern_regex(cmd.reference, cmd.pattern)
     existing = {i.name: i for i in user.list_mailboxes()}
-    for name in user.subscriptions():
+    subscribed = user.subscriptions()
+    listed = set(subscribed)
+    sent: set[str] = set()
+    for name in subscribed:
         if regex.fullmatch(name):
             info = existing.get(name)
             attrs: tuple[str, ...] = ("\\Noselect",) if info is None or info.noselect else ()
             s.send(LsubResponse(attrs, SEPARATOR, name))
+            continue
+        # RFC 3501 6.3.9: with "a/b/c" subscribed, "%" matching "a/b" returns "a/b" as \Noselect.
+        for parent in _ancestors(name):
+            if parent not in listed and parent not in sent and regex.fullmatch(parent):
+                sent.add(parent)
+                s.send(LsubResponse(("\\Noselect",), SEPARATOR, parent))
     return Done("LSUB completed")
 
 

@@ -167,3 +167,42 @@ def test_name_not_modified_utf7_never_names_a_decoded_mailbox(alice: RawIMAP) ->
     _, tagged = alice.command("SELECT a&b")
     assert tagged.startswith(b"t") and b" NO [NONEXISTENT]" in tagged
     alice.ok("DELETE a&-b")
+
+
+# -- LSUB: RFC 3501 6.3.9 ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("pattern", "expected"), [
+    ("ls/%", [b'* LSUB (\\Noselect) "/" "ls/b"']),           # the RFC's example: a/b/c subscribed, a/% -> a/b
+    ("l%", [b'* LSUB (\\Noselect) "/" "ls"']),
+    ("ls/b/%", [b'* LSUB () "/" "ls/b/c"']),
+    ("ls/*", [b'* LSUB () "/" "ls/b/c"']),
+    ("ls/b/c", [b'* LSUB () "/" "ls/b/c"']),
+    ("ls/x%", []),
+])
+def test_lsub_returns_unsubscribed_parents_as_noselect(server: RunningServer, pattern: str,
+                                                       expected: list[bytes]) -> None:
+    c = login(server, "bob")
+    c.command("CREATE ls/b/c")
+    c.command("SUBSCRIBE ls/b/c")
+    assert c.ok(f'LSUB "" {pattern}') == expected
+    c.close()
+
+
+# -- LIST-EXTENDED: RFC 5258 3.5 and its examples ------------------------------------------------------------
+def test_list_recursivematch_childinfo_only_for_parents_listed_for_their_children(server: RunningServer) -> None:
+    c = login(server, "bob")
+    for name in ("rm/Foo/Bar", "rm/Foo2/Bar", "rm/Baz"):
+        c.ok(f"CREATE {name}")
+    for name in ("rm/Foo/Bar", "rm/Foo2", "rm/Foo2/Bar", "rm/Baz", "rm/Ghost/Child"):
+        c.ok(f"SUBSCRIBE {name}")
+    assert c.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" rm/%') == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "rm/Baz"',
+        b'* LIST (\\HasChildren) "/" "rm/Foo" ("CHILDINFO" ("SUBSCRIBED"))',
+        b'* LIST (\\HasChildren \\Subscribed) "/" "rm/Foo2"',
+        b'* LIST (\\NonExistent) "/" "rm/Ghost" ("CHILDINFO" ("SUBSCRIBED"))',
+    ]
+    # Without RECURSIVEMATCH no CHILDINFO and no unsubscribed parents.
+    assert c.ok('LIST (SUBSCRIBED) "" rm/%') == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "rm/Baz"',
+        b'* LIST (\\HasChildren \\Subscribed) "/" "rm/Foo2"',
+    ]
+    c.close()

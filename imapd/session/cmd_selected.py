@@ -130,6 +130,9 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
             result = mailbox.store_flags(unseen, "add", ["\\Seen"])
             seen_now = {u for u, _, _ in result.changed}
             view.forget_flag_updates(list(seen_now))
+    if plan.wants_flags and (plan.wants_modseq or not s.condstore):
+        # The client is about to learn these flags (and MODSEQ under CONDSTORE): no FETCH again later.
+        view.forget_flag_updates([u for _, u in live])
     # One metadata/info query for the chunk; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
     batch = plan.prefetch(mailbox, [u for _, u in live], utf8=s.utf8)
     want_uid = cmd.uid and not plan.wants_uid

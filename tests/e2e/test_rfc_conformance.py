@@ -206,3 +206,155 @@ def test_list_recursivematch_childinfo_only_for_parents_listed_for_their_childre
         b'* LIST (\\HasChildren \\Subscribed) "/" "rm/Foo2"',
     ]
     c.close()
+
+
+# -- binary parts: RFC 3501 4.3 (no NUL in a literal), RFC 3516 4.1-4.3; QP: RFC 2045 6.7 ----------------------
+_BLOB = bytes(range(256))
+
+
+def _binary_message() -> bytes:
+    return (b"From: a@example.org\r\nSubject: bin\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + _BLOB)
+
+
+def test_binary_part_goes_base64_in_body_and_raw_in_binary(server: RunningServer) -> None:
+    c = login(server)
+    c.ok("CREATE Bin")
+    data = _binary_message()
+    c.sock.sendall(b"ap APPEND Bin ~{%d+}\r\n" % len(data) + data + b"\r\n")
+    assert c.readline().startswith(b"ap OK")
+    c.ok("SELECT Bin")
+    b64 = b"".join(__import__("base64").b64encode(_BLOB[i:i + 57]) + b"\r\n" for i in range(0, 256, 57))
+    lines = c.ok("FETCH 1 (BODY.PEEK[1])")
+    assert lines == [b"* 1 FETCH (BODY[1] {%d}\r\n" % len(b64) + b64 + b")"]
+    lines = c.ok("FETCH 1 (BODY.PEEK[1]<0.10>)")
+    assert lines == [b"* 1 FETCH (BODY[1]<0> {10}\r\n" + b64[:10] + b")"]
+    whole = c.ok("FETCH 1 (BODY.PEEK[])")[0]
+    assert b"\0" not in whole and b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 in whole
+    assert c.ok("FETCH 1 (BINARY.PEEK[1])") == [b"* 1 FETCH (BINARY[1] ~{256}\r\n" + _BLOB + b")"]
+    assert c.ok("FETCH 1 (BINARY.SIZE[1])") == [b"* 1 FETCH (BINARY.SIZE[1] 256)"]
+    c.close()
+
+
+_QP_BODY = (b"Trailing blanks are transport padding    \r\n"
+            b"and a soft break= \r\n"
+            b"may have them too=\t\r\n"
+            b" =3D done\r\n")
+_QP_DECODED = b"Trailing blanks are transport padding\r\nand a soft breakmay have them too = done\r\n"
+
+
+@pytest.mark.parametrize(("item", "expected"), [
+    ("BINARY.SIZE[1]", b"BINARY.SIZE[1] %d" % len(_QP_DECODED)),
+    ("BINARY.PEEK[1]", b"BINARY[1] ~{%d}\r\n" % len(_QP_DECODED) + _QP_DECODED),
+    ("BINARY.PEEK[1]<0.20>", b"BINARY[1]<0> ~{20}\r\n" + _QP_DECODED[:20]),
+    ("BINARY.PEEK[1]<37.10>", b"BINARY[1]<37> ~{10}\r\n" + _QP_DECODED[37:47]),
+])
+def test_binary_decodes_quoted_printable_per_rfc2045(server: RunningServer, item: str, expected: bytes) -> None:
+    c = login(server)
+    if b"Qp" not in b"".join(c.ok('LIST "" Qp')):
+        create(server, "Qp", [plain("qp", body=_QP_BODY.decode(),
+                                    extra="MIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\n")])
+    c.ok("EXAMINE Qp")
+    assert c.ok(f"FETCH 1 ({item})") == [b"* 1 FETCH (" + expected + b")"]
+    c.close()
+
+
+# -- ESEARCH with CONDSTORE: RFC 7162 3.1.10 (RFC 4731) ------------------------------------------------------
+def test_esearch_min_max_modseq_is_that_of_the_returned_messages(server: RunningServer) -> None:
+    create(server, "Es", [plain("1"), plain("2"), plain("3")])
+    c = login(server)
+    c.ok("SELECT Es")
+    c.ok("STORE 3 +FLAGS.SILENT (\\Flagged)")
+    c.ok("STORE 1 +FLAGS.SILENT (\\Flagged)")
+    c.ok("STORE 2 +FLAGS.SILENT (\\Answered)")
+    modseq = {}
+    for line in untagged(c.ok("FETCH 1:3 (MODSEQ)"), b"FETCH"):
+        m = re.match(rb"\* (\d) FETCH \(MODSEQ \((\d+)\)\)", line)
+        assert m, line
+        modseq[int(m.group(1))] = int(m.group(2))
+    assert modseq[1] < modseq[2] and modseq[3] < modseq[1]
+    cases = [
+        ("MIN", f"MIN 1 MODSEQ {modseq[1]}"),
+        ("MAX", f"MAX 3 MODSEQ {modseq[3]}"),
+        ("MIN MAX", f"MIN 1 MAX 3 MODSEQ {modseq[1]}"),
+        ("COUNT", f"COUNT 3 MODSEQ {modseq[2]}"),
+        ("MIN ALL", f"MIN 1 ALL 1:3 MODSEQ {modseq[2]}"),
+    ]
+    for options, answer in cases:
+        lines, tagged = c.command(f"SEARCH RETURN ({options}) MODSEQ 1", tag="e1")
+        assert tagged.startswith(b"e1 OK"), tagged
+        assert lines == [f'* ESEARCH (TAG "e1") {answer}'.encode()], options
+    c.close()
+
+
+# -- CONDSTORE and implicit \Seen: RFC 7162 3.2.4; one rule for every flag-change FETCH ----------------------
+def test_condstore_fetch_that_sets_seen_carries_uid_and_modseq(server: RunningServer) -> None:
+    create(server, "Cs", [plain("1", body="x\r\n"), plain("2", body="y\r\n")])
+    c = login(server)
+    c.ok("ENABLE CONDSTORE")
+    c.ok("SELECT Cs")
+    uid1, uid2 = (int(x) for x in c.ok("UID SEARCH ALL")[0].split()[2:])
+    body = plain("2", body="y\r\n")
+    lines = c.ok("FETCH 2 (BODY[] FLAGS)")
+    m = re.fullmatch(rb"\* 2 FETCH \(UID (\d+) BODY\[\] \{(\d+)\}\r\n(.*) FLAGS \(\\Seen \\Recent\) MODSEQ \((\d+)\)\)",
+                     lines[0], re.DOTALL)
+    assert m and len(lines) == 1, lines
+    assert int(m.group(1)) == uid2 and m.group(3) == body
+    lines = c.ok("FETCH 1 (BODY[])")
+    m = re.fullmatch(rb"\* 1 FETCH \(UID (\d+) BODY\[\] \{\d+\}\r\n.* FLAGS \(\\Seen \\Recent\) MODSEQ \((\d+)\)\)",
+                     lines[0], re.DOTALL)
+    assert m and int(m.group(1)) == uid1, lines
+    # A second FETCH sets nothing: no unsolicited FLAGS, MODSEQ or UID.
+    lines = c.ok("FETCH 1 (BODY[])")
+    assert re.fullmatch(rb"\* 1 FETCH \(BODY\[\] \{\d+\}\r\n.*\)", lines[0], re.DOTALL), lines
+    # STORE under CONDSTORE: UID, FLAGS and MODSEQ (3.2.4), also without a UID command.
+    lines = c.ok("STORE 1 +FLAGS (\\Flagged)")
+    assert re.fullmatch(rb"\* 1 FETCH \(UID %d FLAGS \(\\Flagged \\Seen \\Recent\) MODSEQ \(\d+\)\)" % uid1,
+                        lines[0]), lines
+    c.close()
+
+
+def test_flag_updates_from_another_session_one_rule(server: RunningServer) -> None:
+    create(server, "Fu", [plain("1")])
+    a, b, q = login(server), login(server), login(server)
+    q.ok("ENABLE QRESYNC")
+    for x in (a, b, q):
+        x.ok("SELECT Fu")
+    uid = int(a.ok("UID SEARCH ALL")[0].split()[2])
+    b.ok("STORE 1 +FLAGS.SILENT (\\Answered)")
+    assert a.ok("NOOP") == [b"* 1 FETCH (FLAGS (\\Answered \\Recent))"]  # no CONDSTORE: FLAGS only
+    lines = q.ok("NOOP")  # QRESYNC implies CONDSTORE (RFC 7162 3.2.3): UID and MODSEQ
+    assert re.fullmatch(rb"\* 1 FETCH \(UID %d FLAGS \(\\Answered\) MODSEQ \(\d+\)\)" % uid, lines[0]), lines
+    for x in (a, b, q):
+        x.close()
+
+
+# -- keywords: RFC 3501 7.2.6 (FLAGS), 7.1 (PERMANENTFLAGS) before a FETCH shows them ------------------------
+_SYSTEM = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+
+def test_new_keyword_is_announced_before_use_to_every_session(server: RunningServer) -> None:
+    create(server, "Kw", [plain("1")])
+    a, b, e = login(server), login(server), login(server)
+    a.ok("SELECT Kw")
+    b.ok("SELECT Kw")
+    e.ok("EXAMINE Kw")
+    assert b.ok("STORE 1 +FLAGS ($Work)") == [
+        b"* FLAGS (" + _SYSTEM + b" $Work)",
+        b"* OK [PERMANENTFLAGS (" + _SYSTEM + b" $Work \\*)] Flags permitted",
+        b"* 1 FETCH (FLAGS ($Work))",
+    ]
+    assert a.ok("NOOP") == [
+        b"* FLAGS (" + _SYSTEM + b" $Work)",
+        b"* OK [PERMANENTFLAGS (" + _SYSTEM + b" $Work \\*)] Flags permitted",
+        b"* 1 FETCH (FLAGS ($Work \\Recent))",
+    ]
+    # A FETCH (no other updates allowed there) still says FLAGS first.
+    assert e.ok("FETCH 1 FLAGS") == [
+        b"* FLAGS (" + _SYSTEM + b" $Work)",
+        b"* OK [PERMANENTFLAGS ()] No permanent flags permitted",
+        b"* 1 FETCH (FLAGS ($Work))",
+    ]
+    assert a.ok("NOOP") == []
+    for x in (a, b, e):
+        x.close()

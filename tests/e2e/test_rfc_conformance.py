@@ -358,3 +358,38 @@ def test_new_keyword_is_announced_before_use_to_every_session(server: RunningSer
     assert a.ok("NOOP") == []
     for x in (a, b, e):
         x.close()
+
+
+# -- SORT: RFC 5256 2.1 (base subject), 3 (i;ascii-casemap), RFC 5957 (DISPLAYFROM/DISPLAYTO) ---------------
+_SORTED = [
+    # (subject, From, To, Cc)
+    ("_under", "Zed <zed@example.org>", "undisclosed-recipients:;", "group: a@b.example;"),
+    ("apple", "bob@example.org", "Yann <y@example.org>", "<c@example.org>"),
+    ("Re: [list] Banana (fwd)", "Amy <amy@example.org>", "team: Xavier <x@example.org>;", "zz@example.org"),
+    ("[bracket]", "lists: carl@example.org;", "w@example.org", "b@example.org"),
+]
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    # "_UNDER" and "[BRACKET]" sort after the letters under i;ascii-casemap (lower-casing put them first);
+    # "Re: [list] Banana (fwd)" has the base subject "Banana", "[bracket]" keeps its blob (nothing follows).
+    ("SUBJECT", "2 3 4 1"),
+    ("REVERSE SUBJECT", "1 4 3 2"),
+    # first From address: a group's name ("lists") is the key
+    ("FROM", "3 2 4 1"),
+    ("DISPLAYFROM", "3 2 4 1"),
+    # first To: "team" and "undisclosed-recipients" are groups
+    ("TO", "3 1 4 2"),
+    ("DISPLAYTO", "3 1 4 2"),
+    # first Cc: "group"
+    ("CC", "4 2 1 3"),
+])
+def test_sort_keys_and_comparator(server: RunningServer, keys: str, expected: str) -> None:
+    c = login(server)
+    if b"SortKeys" not in b"".join(c.ok('LIST "" SortKeys')):
+        create(server, "SortKeys", [plain(subj, extra=f"Cc: {cc}\r\n").replace(
+            b"From: a@example.org\r\nTo: b@example.org", f"From: {frm}\r\nTo: {to}".encode())
+            for subj, frm, to, cc in _SORTED])
+    c.ok("EXAMINE SortKeys")
+    assert c.ok(f"SORT ({keys}) UTF-8 ALL") == [f"* SORT {expected}".encode()]
+    c.close()

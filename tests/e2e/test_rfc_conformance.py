@@ -393,3 +393,19 @@ def test_sort_keys_and_comparator(server: RunningServer, keys: str, expected: st
     c.ok("EXAMINE SortKeys")
     assert c.ok(f"SORT ({keys}) UTF-8 ALL") == [f"* SORT {expected}".encode()]
     c.close()
+
+
+# -- THREAD=REFERENCES: RFC 5256 section 4, step 1C -----------------------------------------------------------
+def test_thread_references_own_references_replace_a_guess(server: RunningServer) -> None:
+    def msg(mid: str, refs: str, date: str) -> bytes:
+        extra = f"Message-ID: <{mid}@x>\r\n" + (f"References: {refs}\r\n" if refs else "")
+        return plain(mid, extra=extra).replace(b"Mon, 02 Nov 2026 10:00:00", date.encode())
+    create(server, "Thr", [
+        msg("m1", "", "Mon, 02 Nov 2026 10:05:00"),
+        msg("m2", "<m1@x> <m3@x>", "Mon, 02 Nov 2026 10:02:00"),  # guesses m1 -> m3 -> m2
+        msg("m3", "<m2@x>", "Mon, 02 Nov 2026 10:00:00"),         # its own parent would be a loop
+    ])
+    c = login(server)
+    c.ok("EXAMINE Thr")
+    assert c.ok("THREAD REFERENCES UTF-8 ALL") == [b"* THREAD (3 2)(1)"]
+    c.close()

@@ -133,9 +133,10 @@ class SelectedView:
         claims, user = self._claims, self._user
         if claims is None or user is None or hi < lo:
             return
+        # A claim also takes unclaimed UIDs below ``lo``: the client knows them, and nobody else may get them.
         won = claims.peek(user, self.mailbox, lo, hi) if self.readonly else claims.claim(user, self.mailbox, hi)
         if won is not None:
-            self.recent.add(max(won[0], lo), won[1])
+            self.recent.add(*won)
 
     def keywords_changed(self) -> Keywords | None:
         """The FLAGS update to send before anything shows a keyword the client was not told about."""

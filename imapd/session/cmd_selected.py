@@ -303,7 +303,9 @@ async def sort(s: Session, cmd: c.Sort) -> Done:
         raise CommandBad("SORT RETURN (ESORT) is not supported")
     uids = _run_search(s, view, cmd.criteria, cmd.charset)
     ordered = sort_uids(view.mailbox, uids, cmd.keys)
-    s.send(SortResponse(tuple(_numbers(view, ordered, uid=cmd.uid))))
+    # RFC 7162 3.1.9: with a MODSEQ criterion, SORT reports the highest MODSEQ of what it returns.
+    modseq = max(view.mailbox.modseq(u) or 0 for u in ordered) if ordered and _has_modseq(cmd.criteria) else None
+    s.send(SortResponse(tuple(_numbers(view, ordered, uid=cmd.uid)), modseq))
     return Done("SORT completed")
 
 

@@ -280,6 +280,9 @@ def test_esearch_min_max_modseq_is_that_of_the_returned_messages(server: Running
         ("COUNT", f"COUNT 3 MODSEQ {modseq[2]}"),
         ("MIN ALL", f"MIN 1 ALL 1:3 MODSEQ {modseq[2]}"),
     ]
+    # RFC 7162 3.1.9: SORT with a MODSEQ criterion reports the highest MODSEQ too; THREAD is not extended.
+    assert c.ok("SORT (REVERSE SUBJECT) UTF-8 MODSEQ 1") == [f"* SORT 3 2 1 (MODSEQ {modseq[2]})".encode()]
+    assert c.ok(f"SORT (ARRIVAL) UTF-8 MODSEQ {modseq[2] + 1}") == [b"* SORT"]
     for options, answer in cases:
         lines, tagged = c.command(f"SEARCH RETURN ({options}) MODSEQ 1", tag="e1")
         assert tagged.startswith(b"e1 OK"), tagged

@@ -93,22 +93,19 @@ class BadCharset(CommandNo):
 
 
 def search(mailbox: Mailbox, uids: Sequence[int], key: SearchKey, *, saved: Sequence[int] | None = None,
-           charset: str | None = None, recent_from: int | None = None,
-           recent: Container[int] | None = None, now: datetime.datetime | None = None) -> list[int]:
+           charset: str | None = None, recent: Container[int] | None = None,
+           now: datetime.datetime | None = None) -> list[int]:
     """UIDs (ascending) of the messages in ``uids`` that match ``key``.
 
     ``uids`` is the client's view in ascending order (message number n is ``uids[n - 1]``); ``saved``
     holds the UIDs of the SEARCHRES result (``$``); ``recent`` holds the UIDs that are ``\\Recent`` for
-    this session (``recent_from``, the older form, the first of a single range; neither: nothing is). ``charset`` must be None, US-ASCII or UTF-8, else
+    this session (None: nothing is). ``charset`` must be None, US-ASCII or UTF-8, else
     :class:`BadCharset` is raised before any work. ``now`` is accepted for date keys relative to the
     present (RFC 5032 YOUNGER/OLDER) that the parser does not produce yet; it is unused today.
     """
     del now
     if charset is not None and charset.upper() not in SEARCH_CHARSETS:
         raise BadCharset(charset)
-    if recent is None and recent_from is not None:
-        first = recent_from
-        recent = range(first, 1 << 32)
     evaluator = _Evaluator(mailbox, uids, saved, recent)
     root = evaluator.compile(key)
     matched = evaluator.select(root, list(range(len(uids))))

@@ -41,10 +41,10 @@ def _user(s: Session):  # type: ignore[no-untyped-def]
     return s.user
 
 
-def existing_name(name: str, code: str = "NONEXISTENT") -> str:
+def existing_name(name: str) -> str:
     """``name``, unless it is not valid modified UTF-7 (RFC 3501 5.1.3): then no mailbox has it, NO."""
     if isinstance(name, UndecodableName):
-        raise CommandNo(f"Mailbox does not exist: {name}", code)
+        raise CommandNo(f"Mailbox does not exist: {name}", "NONEXISTENT")
     return name
 
 
@@ -361,7 +361,7 @@ async def append(s: Session, cmd: c.Append) -> Done:
         when = msg.internaldate.timestamp() if isinstance(msg.internaldate, datetime) else None
         items.append(AppendItem(msg.data, tuple(f for f in msg.flags if f != "\\Recent"), when))
     try:
-        mailbox = s.ctx.open_mailbox(s, existing_name(cmd.mailbox, "TRYCREATE"))
+        mailbox = s.ctx.open_mailbox(s, existing_name(cmd.mailbox))  # no TRYCREATE: it cannot be created
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
     try:

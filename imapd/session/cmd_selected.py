@@ -335,7 +335,9 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
     uids = [u for _, u in resolve(s, view, cmd.sequence, uid=cmd.uid) if u in mailbox]
     user = s.user
     assert user is not None
-    if isinstance(cmd.mailbox, UndecodableName) or not user.exists(cmd.mailbox):
+    if isinstance(cmd.mailbox, UndecodableName):  # no mailbox can have that name, nor be created with it
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT")
+    if not user.exists(cmd.mailbox):
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE")
     if not uids:
         return Done(("MOVE" if move else "COPY") + " completed (no messages)")

@@ -153,6 +153,9 @@ _NOT_MUTF7 = "!#$&'+,-.0123456789:;<=>?@^_`|[}"  # valid astring syntax, '&' sta
     (f"LIST \"\" {_NOT_MUTF7}*", rb"OK"),
     (f"LSUB \"\" {_NOT_MUTF7}", rb"OK"),
     ("SELECT &Jjo", rb"NO \[NONEXISTENT\]"),
+    ("SUBSCRIBE a&b", rb"NO \[CANNOT\]"),
+    ("UNSUBSCRIBE a&b", rb"NO \[NONEXISTENT\]"),
+    ("APPEND a&b {1+}\r\nx", rb"NO \[NONEXISTENT\]"),  # not TRYCREATE: it cannot be created
 ])
 def test_names_that_are_not_modified_utf7(alice: RawIMAP, command: str, answer: bytes) -> None:
     lines, tagged = alice.command(command)
@@ -166,6 +169,11 @@ def test_name_not_modified_utf7_never_names_a_decoded_mailbox(alice: RawIMAP) ->
     assert alice.ok('LIST "" a*') == [b'* LIST (\\HasNoChildren) "/" "a&-b"']
     _, tagged = alice.command("SELECT a&b")
     assert tagged.startswith(b"t") and b" NO [NONEXISTENT]" in tagged
+    alice.ok("SELECT a&-b")
+    for command in ("UID COPY 1:* a&b", "UID MOVE 1:* a&b"):
+        _, tagged = alice.command(command)
+        assert b" NO [NONEXISTENT]" in tagged, (command, tagged)
+    alice.ok("CLOSE")
     alice.ok("DELETE a&-b")
 
 

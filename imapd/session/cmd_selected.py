@@ -123,13 +123,7 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
     if cmd.changedsince is not None:
         since = cmd.changedsince
         live = [(seq, u) for seq, u in live if (mailbox.modseq(u) or 0) > since]
-    seen_now: set[int] = set()
-    if plan.sets_seen and not view.readonly:
-        unseen = [u for _, u in live if "\\Seen" not in (mailbox.flags(u) or ())]
-        if unseen:
-            result = mailbox.store_flags(unseen, "add", ["\\Seen"])
-            seen_now = {u for u, _, _ in result.changed}
-            view.forget_flag_updates(list(seen_now))
+    seen_now = _set_seen(view, plan, live)
     if plan.wants_flags and (plan.wants_modseq or not s.condstore):
         # The client is about to learn these flags (and MODSEQ under CONDSTORE): no FETCH again later.
         view.forget_flag_updates([u for _, u in live])
@@ -153,21 +147,38 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
         except (FileNotFoundError, KeyError):
             gone = True
             continue
-        add_uid = want_uid
         if u in seen_now:
-            # RFC 3501 6.4.5: the client learns the flags the fetch set even if it did not ask; RFC 7162
-            # 3.2.4: under CONDSTORE that FETCH is caused by a flag change, so it carries UID and MODSEQ.
-            if not plan.wants_flags:
-                out.append(("FLAGS", _flag_atoms(flags)))
-            if condstore:
-                if not plan.wants_modseq:
-                    out.append(("MODSEQ", [modseq or 0]))
-                add_uid = not plan.wants_uid
-        if add_uid:
+            _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
+        elif want_uid:
             out.insert(0, ("UID", u))
         s.send(FetchResponse(seq, out))
         await s.conn.drain()
     return gone
+
+
+def _set_seen(view: SelectedView, plan: FetchPlan, live: list[tuple[int, int]]) -> set[int]:
+    """RFC 3501 6.4.5: BODY[...] (not .PEEK) sets \\Seen; the UIDs it was set on now."""
+    if not plan.sets_seen or view.readonly:
+        return set()
+    mailbox = view.mailbox
+    unseen = [u for _, u in live if "\\Seen" not in (mailbox.flags(u) or ())]
+    if not unseen:
+        return set()
+    seen_now = {u for u, _, _ in mailbox.store_flags(unseen, "add", ["\\Seen"]).changed}
+    view.forget_flag_updates(list(seen_now))
+    return seen_now
+
+
+def _add_seen_items(out: list[tuple[str, Value]], plan: FetchPlan, uid: int, flags: tuple[str, ...],
+                    modseq: int | None, *, condstore: bool, uid_added: bool) -> None:
+    """The client learns the flags the fetch set even if it did not ask (RFC 3501 6.4.5); under
+    CONDSTORE that FETCH is caused by a flag change, so it carries UID and MODSEQ too (RFC 7162 3.2.4)."""
+    if not plan.wants_flags:
+        out.append(("FLAGS", _flag_atoms(flags)))
+    if condstore and not plan.wants_modseq:
+        out.append(("MODSEQ", [modseq or 0]))
+    if uid_added or (condstore and not plan.wants_uid):
+        out.insert(0, ("UID", uid))
 
 
 # -- STORE --------------------------------------------------------------------------------------------------
@@ -273,13 +284,18 @@ async def search(s: Session, cmd: c.Search) -> Done:
     if "COUNT" in options:
         results.append(("COUNT", len(numbers)))
     if modseq is not None and numbers:
-        if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
-            # RFC 7162 3.1.10: with only MIN and/or MAX, the MODSEQ is the highest of the messages returned.
-            returned = (uids[:1] if "MIN" in options else []) + (uids[-1:] if "MAX" in options else [])
-            modseq = max(view.mailbox.modseq(u) or 0 for u in returned)
-        results.append(("MODSEQ", modseq))
+        results.append(("MODSEQ", _esearch_modseq(view, uids, options, modseq)))
     s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
     return Done("SEARCH completed")
+
+
+def _esearch_modseq(view: SelectedView, uids: list[int], options: set[str], highest: int) -> int:
+    """RFC 7162 3.1.10: with only MIN and/or MAX, the highest MODSEQ of the messages returned; else
+    ``highest``, that of all matches."""
+    if not options & {"MIN", "MAX"} or options & {"ALL", "COUNT"}:
+        return highest
+    returned = (uids[:1] if "MIN" in options else []) + (uids[-1:] if "MAX" in options else [])
+    return max(view.mailbox.modseq(u) or 0 for u in returned)
 
 
 def _sort_rows(s: Session, view: SelectedView, uids: list[int], *, uid: bool) -> list[SortRow]:

@@ -229,13 +229,8 @@ class SelectedView:
             if self.uids is not current:
                 self.uids = current
             n = len(current)
-        if n > self.exists:
-            # New mail: \Recent for this session if nobody was told first, then EXISTS and RECENT.
-            self.learn_recent(self.max_uid + 1, self.uids[n - 1])
         if n != self.exists:
-            self.exists = n
-            out.append(Exists(n))
-            out.append(Recent(self.recent_count()))
+            self._announce_size(out, n)
         keywords = self.keywords_changed()
         if keywords is not None:
             out.append(keywords)
@@ -249,6 +244,14 @@ class SelectedView:
                 if seq is not None:
                     out.append(FlagChange(seq, uid))
         return out
+
+    def _announce_size(self, out: list[Update], n: int) -> None:
+        """EXISTS and RECENT (RFC 3501 7.3.2); new mail is \\Recent here if nobody was told first."""
+        if n > self.exists:
+            self.learn_recent(self.max_uid + 1, self.uids[n - 1])
+        self.exists = n
+        out.append(Exists(n))
+        out.append(Recent(self.recent_count()))
 
     def _graft(self, new_uids: array[int]) -> None:
         base = self.uids[: self.exists]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import datetime
 
 from imapd.protocol import commands as c
@@ -22,7 +21,6 @@ from imapd.protocol.responses import (
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import UndecodableName
 from imapd.session.errors import CommandBad, CommandNo
-from imapd.session.recent import RecentUids
 from imapd.session.resync import changed_since, vanished_since
 from imapd.session.session import Done, Session, State
 from imapd.session.updates import flag_fetch, flag_list_responses
@@ -92,15 +90,6 @@ def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView
     s.selected = view
     s.state = State.SELECTED
     return view
-
-
-def restore_recent(s: Session, view: SelectedView, saved: Iterable[tuple[int, int]], client_uidnext: int) -> None:
-    """A restored (or handed-over) session is the same session: it keeps the \\Recent it held
-    (``saved``, inclusive UID ranges from its state) and claims, as SELECT would, the mail it is now
-    told about (UIDs from the client's old UIDNEXT on) if nobody claimed it meanwhile."""
-    del s
-    view.recent = RecentUids(saved)
-    view.learn_recent(client_uidnext, view.mailbox.uidnext - 1)
 
 
 def send_select_untagged(s: Session, view: SelectedView) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from imapd.protocol.flags import STORABLE_SYSTEM_FLAGS
@@ -137,6 +137,14 @@ class SelectedView:
         won = claims.peek(user, self.mailbox, lo, hi) if self.readonly else claims.claim(user, self.mailbox, hi)
         if won is not None:
             self.recent.add(*won)
+
+    def restore_recent(self, saved: Iterable[tuple[int, int]], client_uidnext: int) -> None:
+        """X-STATE RESTORE or a hand-off: a restored session is the same session, so it keeps the
+        \\Recent it held (``saved``: inclusive UID ranges from its state, e.g. ``UidRanges.to_set().ranges()``)
+        and, like a SELECT, claims the mail it is now told about (from the client's old UIDNEXT on) if
+        nobody was told first meanwhile."""
+        self.recent = RecentUids(saved)
+        self.learn_recent(client_uidnext, self.mailbox.uidnext - 1)
 
     def keywords_changed(self) -> Keywords | None:
         """The FLAGS update to send before anything shows a keyword the client was not told about."""

@@ -77,3 +77,23 @@ def test_view_claims_new_mail_as_it_is_announced(tmp_path: Path) -> None:
     assert first.take_updates(allow_expunge=True, vanished=False) == [Exists(1), Recent(0)]
     assert uid in second.recent and uid not in first.recent and uid in examine.recent
     store.close()
+
+
+def test_a_restored_view_keeps_its_recent_and_claims_what_it_is_told(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    user = store.create_user("u")
+    mb = user.open("INBOX")
+    claims = RecentClaims()
+    for n in range(2):
+        mb.append(b"Subject: %d\r\n\r\nx\r\n" % n)
+    saved = SelectedView(mb, readonly=False, claims=claims, user=user)
+    saved.learn_recent(1, mb.uidnext - 1)  # what SELECT does
+    state, client_uidnext = saved.recent.ranges(), mb.uidnext  # what a saved state carries
+    late = mb.append(b"Subject: late\r\n\r\nx\r\n")
+    restored = SelectedView(mb, readonly=False, claims=claims, user=user)
+    restored.restore_recent(state, client_uidnext)
+    assert restored.recent.ranges() == [(1, late)]
+    other = SelectedView(mb, readonly=False, claims=claims, user=user)
+    other.learn_recent(1, mb.uidnext - 1)
+    assert not other.recent
+    store.close()

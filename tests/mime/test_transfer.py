@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imapd.mime import (
     binary_size,
@@ -14,6 +16,9 @@ from imapd.mime import (
     literal_section,
     section_bytes,
 )
+from imapd.mime.sections import SectionKind
+from imapd.mime.tree import build, resolve
+from tests.mime.test_fuzz import FRAGMENTS
 
 QP_CASES: list[tuple[bytes, bytes]] = [
     (b"plain\r\n", b"plain\r\n"),
@@ -85,3 +90,24 @@ def test_no_nul_no_change() -> None:
     raw = _multipart(b"8bit \xe9 only")
     assert literal_safe(raw, 0, len(raw)) == raw
     assert literal_section(raw, (2,)) == b"8bit \xe9 only"
+
+
+
+_FRAGMENTS = [*FRAGMENTS, b"\x00\x01binary\x00\r\n", b"Content-Transfer-Encoding: binary\r\n"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=40).map(b"".join),
+       st.lists(st.integers(min_value=0, max_value=3), max_size=3).map(tuple), st.sampled_from(["", "TEXT"]))
+def test_literal_section_never_raises_and_changes_only_parts_holding_nul(raw: bytes, part: tuple[int, ...],
+                                                                         kind: SectionKind) -> None:
+    out = literal_section(raw, part, kind)
+    stored = section_bytes(raw, part, kind)
+    assert (out is None) == (stored is None)
+    if stored is not None and b"\0" not in stored:
+        assert out == stored
+    if part and kind == "" and stored is not None:
+        node = resolve(build(raw), part)
+        assert node is not None
+        if not node.children and node.message is None:  # a leaf: what the client gets holds no NUL
+            assert out is not None and b"\0" not in out

@@ -60,10 +60,10 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
         raise CommandBad("The QRESYNC parameter needs ENABLE QRESYNC first")
     if cmd.condstore:
         s.enabled = s.enabled | {"CONDSTORE"}  # its HIGHESTMODSEQ comes with the SELECT responses
-    existing_name(cmd.mailbox)
     if s.selected is not None:
         s.close_selected()
         s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
+    existing_name(cmd.mailbox)  # after deselecting: a failed SELECT leaves none selected (RFC 3501 6.3.1)
     try:
         mailbox = s.ctx.open_mailbox(s, cmd.mailbox)
     except NoSuchMailbox:

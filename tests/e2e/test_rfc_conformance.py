@@ -173,7 +173,11 @@ def test_name_not_modified_utf7_never_names_a_decoded_mailbox(alice: RawIMAP) ->
     for command in ("UID COPY 1:* a&b", "UID MOVE 1:* a&b"):
         _, tagged = alice.command(command)
         assert b" NO [NONEXISTENT]" in tagged, (command, tagged)
-    alice.ok("CLOSE")
+    # A failed SELECT deselects (RFC 3501 6.3.1), also when the name is not modified UTF-7.
+    lines, tagged = alice.command("SELECT a&b")
+    assert lines == [b"* OK [CLOSED] Previous mailbox closed"] and b" NO [NONEXISTENT]" in tagged
+    _, tagged = alice.command("CLOSE")
+    assert b" BAD " in tagged
     alice.ok("DELETE a&-b")
 
 

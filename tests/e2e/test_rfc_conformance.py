@@ -424,3 +424,30 @@ def test_thread_references_own_references_replace_a_guess(server: RunningServer)
     c.ok("EXAMINE Thr")
     assert c.ok("THREAD REFERENCES UTF-8 ALL") == [b"* THREAD (3 2)(1)"]
     c.close()
+
+
+def test_recent_is_claimed_once_across_server_processes(tmp_path: Path) -> None:
+    # Two server processes over one data directory (as workers would be): the claim lives in the index.
+    data = tmp_path / "data"
+    data.mkdir()
+    imapd_cli("user", "add", "alice", "--password-stdin", "--data-dir", str(data), stdin="secret1")
+    one, two = start_server(data), start_server(data)
+    try:
+        for srv in (one, two):
+            srv.users["alice"] = "secret1"
+        create(one, "Shared", [plain("before")])
+        a, b = login(one), login(two)
+        assert b"* 1 RECENT" in a.ok("SELECT Shared")
+        assert b"* 0 RECENT" in b.ok("SELECT Shared")
+        imapd_cli("deliver", "alice", "--mailbox", "Shared", "--data-dir", str(data), stdin=plain("delivered"))
+        got_b = b.ok("NOOP")  # the second process is told first this time
+        got_a = a.ok("NOOP")
+        assert untagged(got_b, b"EXISTS") == [b"* 2 EXISTS"] and b"* 1 RECENT" in got_b, got_b
+        assert untagged(got_a, b"EXISTS") == [b"* 2 EXISTS"] and b"* 1 RECENT" in got_a, got_a  # its old one
+        assert b.ok("FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS (\\Recent))"]
+        assert a.ok("FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS ())"]
+        a.close()
+        b.close()
+    finally:
+        stop_server(one)
+        stop_server(two)

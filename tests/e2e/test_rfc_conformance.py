@@ -371,6 +371,17 @@ def test_new_keyword_is_announced_before_use_to_every_session(server: RunningSer
         b"* 1 FETCH (FLAGS ($Work))",
     ]
     assert a.ok("NOOP") == []
+    # In IDLE the same three come at once.
+    a.sock.sendall(b"i2 IDLE\r\n")
+    assert a.readline() == b"+ idling\r\n"
+    b.ok("STORE 1 +FLAGS.SILENT ($Later)")
+    assert a.read_until(rb"FETCH") == [
+        b"* FLAGS (" + _SYSTEM + b" $Work $Later)",
+        b"* OK [PERMANENTFLAGS (" + _SYSTEM + b" $Work $Later \\*)] Flags permitted",
+        b"* 1 FETCH (FLAGS ($Work $Later \\Recent))",
+    ]
+    a.sock.sendall(b"DONE\r\n")
+    assert a.readline().startswith(b"i2 OK")
     for x in (a, b, e):
         x.close()
 

@@ -121,7 +121,7 @@ class RecentClaims:
 
     def peek(self, user: UserStore, mailbox: Mailbox, lo: int, hi: int) -> tuple[int, int] | None:
         """The part of ``lo..hi`` nobody has claimed (for EXAMINE: shown as ``\\Recent``, left unclaimed)."""
-        if hi < lo:
+        if hi < lo or self._known.get((user.user, mailbox.mailbox_id, mailbox.uidvalidity), 1) > hi:
             return None
         start = max(lo, self.horizon(user, mailbox.mailbox_id, mailbox.uidvalidity))
         return (start, hi) if start <= hi else None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
 from imapd.session.auth import AuthThrottle
+from imapd.session.recent import RecentClaims
 from imapd.store.store import Store
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ class ServerContext:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.store.run_for_user = self._run_for_user
         self.user_sessions: Counter[str] = Counter()
-        # \Recent (RFC 3501): the UIDNEXT up to which some session of this process has claimed it.
-        self.recent_claimed: dict[tuple[str, int], int] = {}
+        # \Recent (RFC 3501 2.3.2): who was told first about a message, kept in each user's index.
+        self.recent = RecentClaims()
         self._watch_task: asyncio.Task[None] | None = None
         self._watch_stop: threading.Event | None = None
 

@@ -21,6 +21,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,10 +96,10 @@ def _cpu_seconds(pid: int) -> float:
             continue
         seen.add(p)
         try:
-            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
             for task in os.listdir(f"/proc/{p}/task"):
-                children = open(f"/proc/{p}/task/{task}/children").read().split()
+                children = Path(f"/proc/{p}/task/{task}/children").read_text().split()
                 pids.extend(int(c) for c in children)
         except OSError:
             continue

@@ -4,7 +4,7 @@ Idle connections cost as little as possible: no task and no StreamReader/StreamW
 A task exists only while commands are being executed; an IDLE session has none (pushes are written
 straight from the change feed callback).
 
-Commands that touch a user's mail run on that user's lane (``imapd/server/lanes.py``), a thread of its
+Commands that touch a user's mail run on that user's lane (``imapd/lanes.py``), a thread of its
 own; the session then calls this object from that thread. The sink methods notice it and hand the bytes
 to the network loop (batched per command, in order), so the transport is only ever used on its loop.
 """
@@ -33,13 +33,14 @@ from imapd.protocol import (
 from imapd.protocol import commands as c
 from imapd.protocol.command_writer import write_command
 from imapd.protocol.responses import Response
+from imapd.session import dispatch
+from imapd.session.session import Session
 
 if TYPE_CHECKING:
     from imapd.server.handoff import Transfer
     from imapd.server.listener import ConnectionRegistry
     from imapd.session.context import ServerContext
     from imapd.session.handover import SessionSnapshot
-    from imapd.session.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,6 @@ class IMAPConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        from imapd.session.session import Session
-
         # uvloop's transports are not asyncio.Transport subclasses, but have the same API.
         self.transport = cast(asyncio.Transport, transport)
         self._loop = asyncio.get_running_loop()
@@ -527,9 +526,9 @@ class IMAPConnection(asyncio.Protocol):
                             and await self._hand_off(user, write_command(command, utf8=self.proto.utf8))):
                         break
                     if user is None:
-                        await session.execute(command)
+                        await dispatch.execute(session, command)
                     else:
-                        await self._on_lane(user, type(command).__name__.upper(), session.execute(command))
+                        await self._on_lane(user, type(command).__name__.upper(), dispatch.execute(session, command))
                     self.flush()
                 elif isinstance(event, ContinuationRequest):
                     self.write_bytes(b"+ " + event.text.encode("utf-8", "replace") + b"\r\n")
@@ -543,9 +542,9 @@ class IMAPConnection(asyncio.Protocol):
                         if await self._hand_off(user, write_command(again)):
                             break
                     if user is None:
-                        await session.sasl_response(event)
+                        await dispatch.continue_sasl(session, event)
                     else:
-                        await self._on_lane(user, "AUTHENTICATE", session.sasl_response(event))
+                        await self._on_lane(user, "AUTHENTICATE", dispatch.continue_sasl(session, event))
                 elif isinstance(event, ProtocolError):
                     await self._on_session_lane("BAD", functools.partial(session.protocol_error, event))
                 elif isinstance(event, ConnectionClosed):

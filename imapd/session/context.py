@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
+from imapd.lanes import LanePool
 from imapd.session.auth import AuthThrottle
 from imapd.session.recent import RecentClaims
 from imapd.store.store import Store
@@ -62,8 +63,6 @@ class ServerContext:
         self.registry: Any = None
         # This worker's place among its peers (None: a single process serves every user).
         self.ownership: Ownership | None = None
-        from imapd.server.lanes import LanePool
-
         self.lanes = LanePool(max_lanes=settings.server.max_lanes, stall_warning=settings.server.stall_warning,
                               observe_lag=self._observe_lag)
         # Work the store starts for a user (a Maildir change seen by the watcher, in its own thread) runs

@@ -1,19 +1,34 @@
-"""Which handler serves each command, and in which states it is valid (RFC 3501 section 6)."""
+"""Which handler serves each command, in which states it is valid (RFC 3501 section 6), and the one place
+where a command is executed against a session: state check, handler, errors turned into ``NO``/``BAD``,
+pending updates, the tagged reply. Like h11's state table, every transition is in this one file; the
+session itself imports no handler.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from imapd.protocol import commands as c
+from imapd.protocol.events import SaslResponse
+from imapd.protocol.response_codes import Code
 from imapd.session import cmd_auth, cmd_mailbox, cmd_selected, cmd_xstate
-from imapd.session.session import State
+from imapd.session.errors import CommandError
+from imapd.session.session import NO_EXPUNGE, Done, Session, State
+from imapd.store.errors import StoreError
+
+__all__ = ["DISPATCH", "continue_sasl", "execute"]
+
+Handler = Callable[[Session, Any], Awaitable[Done | None]]
+"""A handler takes the session and its own command type (checked where the table is built)."""
 
 _ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
 _NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
 _AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})
 _SELECTED = frozenset({State.SELECTED})
 
-DISPATCH: dict[type, tuple[frozenset[State], Any]] = {
+DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Capability: (_ANY, cmd_auth.capability),
     c.Noop: (_ANY, cmd_auth.noop),
     c.Logout: (_ANY, cmd_auth.logout),
@@ -49,3 +64,69 @@ DISPATCH: dict[type, tuple[frozenset[State], Any]] = {
     c.XStateSave: (_AUTHED, cmd_xstate.save),
     c.XStateRestore: (_ANY, cmd_xstate.restore),
 }
+
+# The reconnect path of a webmail request, timed for the metrics.
+_TIMED_NAMES: dict[type[c.Command], str] = {
+    c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SELECT", c.Examine: "EXAMINE",
+    c.XStateRestore: "X-STATE RESTORE"}
+_NEEDS_SELECTED = (*NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
+
+
+async def execute(s: Session, command: c.Command) -> None:
+    """Execute ``command`` in session ``s`` and answer it."""
+    entry = DISPATCH.get(type(command))
+    tag = command.tag
+    if entry is None or (isinstance(command, (c.XStateSave, c.XStateRestore))
+                         and not s.ctx.settings.xstate.enabled):
+        s.tagged(tag, "BAD", "Command not implemented")
+        return
+    states, handler = entry
+    if s.state not in states:
+        _bad_state(s, tag, command)
+        return
+    timed = _TIMED_NAMES.get(type(command))
+    if timed is None:
+        await _run(s, tag, command, handler)
+        return
+    start = time.perf_counter()
+    try:
+        await _run(s, tag, command, handler)
+    finally:
+        s.ctx.metrics.observe("imapd_command_seconds", timed, time.perf_counter() - start)
+
+
+async def _run(s: Session, tag: str, command: c.Command, handler: Handler) -> None:
+    try:
+        done = await handler(s, command)
+    except CommandError as exc:
+        s.flush_updates_for(command)
+        s.tagged(tag, exc.status, exc.text, Code(exc.code, exc.code_args) if exc.code else None)
+        if exc.status == "BAD":
+            s.count_bad()
+        return
+    except StoreError as exc:
+        s.flush_updates_for(command)
+        s.tagged(tag, "NO", str(exc), Code(exc.code) if exc.code else None)
+        return
+    if done is None:  # the handler answered (IDLE, LOGOUT, AUTHENTICATE in progress)
+        return
+    s.flush_updates_for(command)
+    s.bad_count = 0
+    s.tagged(tag, "OK", done.text, done.code)
+
+
+def _bad_state(s: Session, tag: str, command: c.Command) -> None:
+    name = type(command).__name__.upper()
+    if s.state is State.NOT_AUTHENTICATED:
+        text = f"{name} needs authentication first"
+    elif s.state is State.AUTHENTICATED and isinstance(command, _NEEDS_SELECTED):
+        text = f"{name} needs a selected mailbox"
+    else:
+        text = f"{name} is not allowed in this state"
+    s.tagged(tag, "BAD", text)
+    s.count_bad()
+
+
+async def continue_sasl(s: Session, event: SaslResponse) -> None:
+    """The client's answer to an AUTHENTICATE challenge."""
+    await cmd_auth.continue_authenticate(s, event)

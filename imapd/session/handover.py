@@ -19,7 +19,11 @@ from array import array
 import msgspec
 
 from imapd.protocol.responses import UntaggedStatus
+from imapd.session.cmd_auth import enter_authenticated
+from imapd.session.cmd_mailbox import attach_view
+from imapd.session.recent import RecentUids
 from imapd.session.session import Session, State
+from imapd.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +110,6 @@ async def resume(s: Session, snap: SessionSnapshot) -> None:
     A session that cannot be put back exactly (the user's password changed, its mailbox went away) is
     ended with ``* BYE``, as the old process would have ended it at its next command.
     """
-    from imapd.session.cmd_auth import enter_authenticated
-
     record = s.ctx.users.get(snap.user)
     if record is None or record.generation != snap.generation:
         _bye(s, "Your credentials changed; log in again")
@@ -133,9 +135,6 @@ async def resume(s: Session, snap: SessionSnapshot) -> None:
 
 
 def _reselect(s: Session, sel: SelectedSnapshot) -> bool:
-    from imapd.session.cmd_mailbox import attach_view
-    from imapd.store.errors import StoreError
-
     try:
         mailbox = s.ctx.open_mailbox(s, sel.name)
     except StoreError:
@@ -158,8 +157,6 @@ def _reselect(s: Session, sel: SelectedSnapshot) -> bool:
                   sel.exists)
         s.ctx.release_mailbox(mailbox)
         return False
-    from imapd.session.recent import RecentUids
-
     view = attach_view(s, mailbox, readonly=sel.readonly)
     view.recent = RecentUids(sel.recent)  # the same session: what it holds, not a new claim
     view.flags_sent = tuple(sel.flags_sent)

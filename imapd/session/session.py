@@ -1,27 +1,25 @@
-"""The per-connection IMAP state machine: NOT AUTHENTICATED -> AUTHENTICATED -> SELECTED -> LOGOUT.
+"""The per-connection IMAP session: its state (NOT AUTHENTICATED -> AUTHENTICATED -> SELECTED -> LOGOUT),
+what it has enabled and selected, and the rules for when untagged updates of the selected mailbox may be
+sent (RFC 3501 section 7.4.1).
 
-Handlers live in the ``cmd_*`` modules, one function per command; this module owns the state, the
-dispatch table, the one place where errors become ``NO``/``BAD``, and the rules for when untagged
-updates of the selected mailbox may be sent (RFC 3501 section 7.4.1).
+It imports no handler: ``session/dispatch.py`` holds the command table (which handler, in which states)
+and executes commands against a session, and the ``cmd_*`` modules hold the handlers.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from imapd.protocol import commands as c
-from imapd.protocol.events import ProtocolError, SaslResponse
+from imapd.protocol.events import ProtocolError
 from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, ResponseCode
 from imapd.protocol.responses import Response, TaggedResponse, UntaggedStatus
 from imapd.session.capabilities import capabilities
-from imapd.session.errors import CommandError
 from imapd.session.updates import Update
 from imapd.session.updates import render as render_updates
-from imapd.store.errors import StoreError
 
 if TYPE_CHECKING:
     import ssl
@@ -72,21 +70,9 @@ class Done:
         self.code = code
 
 
-Handler = Callable[["Session", Any], Awaitable[Done | None]]
-
-_ANY = frozenset(State) - {State.LOGOUT}
-_AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})
-_SELECTED = frozenset({State.SELECTED})
-_NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
-
 # Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1): they use message sequence numbers.
-_NO_EXPUNGE = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
-# The reconnect path of a webmail request, timed for the metrics.
-_TIMED_NAMES = {c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SELECT", c.Examine: "EXAMINE",
-                c.XStateRestore: "X-STATE RESTORE"}
-_TIMED = tuple(_TIMED_NAMES)
+NO_EXPUNGE = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 _NOTHING_ENABLED: frozenset[str] = frozenset()
-_NEEDS_SELECTED = (*_NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
 
 
 class Session:
@@ -158,66 +144,12 @@ class Session:
     def send(self, response: Response) -> None:
         self.conn.send(response)
 
-    # -- execution ----------------------------------------------------------------------------------
-    async def execute(self, command: c.Command) -> None:
-        from imapd.session.dispatch import DISPATCH
-
-        entry = DISPATCH.get(type(command))
-        tag = command.tag
-        if entry is None or (isinstance(command, (c.XStateSave, c.XStateRestore))
-                             and not self.ctx.settings.xstate.enabled):
-            self._tagged(tag, "BAD", "Command not implemented")
-            return
-        states, handler = entry
-        if self.state not in states:
-            self._bad_state(tag, command)
-            return
-        if isinstance(command, _TIMED):
-            start = time.perf_counter()
-            try:
-                await self._run(tag, command, handler)
-            finally:
-                self.ctx.metrics.observe("imapd_command_seconds", _TIMED_NAMES[type(command)],
-                                         time.perf_counter() - start)
-            return
-        await self._run(tag, command, handler)
-
-    async def _run(self, tag: str, command: c.Command, handler: Handler) -> None:
-        try:
-            done = await handler(self, command)
-        except CommandError as exc:
-            self._flush_updates(command)
-            code = Code(exc.code, exc.code_args) if exc.code else None
-            self._tagged(tag, exc.status, exc.text, code)
-            if exc.status == "BAD":
-                self._count_bad()
-            return
-        except StoreError as exc:
-            self._flush_updates(command)
-            code = Code(exc.code) if exc.code else None
-            self._tagged(tag, "NO", str(exc), code)
-            return
-        if done is None:  # the handler answered (IDLE, LOGOUT, AUTHENTICATE in progress)
-            return
-        self._flush_updates(command)
-        self._bad_count = 0
-        self._tagged(tag, "OK", done.text, done.code)
-
-    def _bad_state(self, tag: str, command: c.Command) -> None:
-        name = type(command).__name__.upper()
-        if self.state is State.NOT_AUTHENTICATED:
-            text = f"{name} needs authentication first"
-        elif self.state is State.AUTHENTICATED and isinstance(command, _NEEDS_SELECTED):
-            text = f"{name} needs a selected mailbox"
-        else:
-            text = f"{name} is not allowed in this state"
-        self._tagged(tag, "BAD", text)
-        self._count_bad()
-
-    def _tagged(self, tag: str, status: str, text: str, code: ResponseCode | None = None) -> None:
+    # -- answers ------------------------------------------------------------------------------------
+    def tagged(self, tag: str, status: str, text: str, code: ResponseCode | None = None) -> None:
         self.conn.send(TaggedResponse(tag, status, text, code))
 
-    def _count_bad(self) -> None:
+    def count_bad(self) -> None:
+        """One more BAD in a row; too many end the connection."""
         self._bad_count += 1
         if self._bad_count >= self.ctx.settings.limits.max_bad_commands:
             self.conn.send(UntaggedStatus("BYE", "Too many invalid commands"))
@@ -236,10 +168,10 @@ class Session:
             self.logout()
             return
         if event.tag is not None:
-            self._tagged(event.tag, "BAD", event.text, code)
+            self.tagged(event.tag, "BAD", event.text, code)
         else:
             self.conn.send(UntaggedStatus("BAD", event.text, code))
-        self._count_bad()
+        self.count_bad()
 
     def logout(self) -> None:
         self.state = State.LOGOUT
@@ -278,14 +210,14 @@ class Session:
 
     def flush_updates(self) -> None:
         """Send every pending update now (a point where EXPUNGE is allowed)."""
-        self._flush_updates(None)
+        self.flush_updates_for(None)
 
-    def _flush_updates(self, command: c.Command | None) -> None:
+    def flush_updates_for(self, command: c.Command | None) -> None:
         """Send what the client must learn about its selected mailbox before the tagged reply."""
         view = self.selected
         if view is None or not view.has_pending:
             return
-        allow_expunge = command is None or not (isinstance(command, _NO_EXPUNGE) and not command.uid)
+        allow_expunge = command is None or not (isinstance(command, NO_EXPUNGE) and not command.uid)
         self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished="QRESYNC" in self.enabled))
 
     def send_updates(self, updates: Sequence[Update | tuple[Any, ...]]) -> None:
@@ -316,12 +248,7 @@ class Session:
         self._idle_tag = None
         if self.selected is not None:
             self.selected.set_notify(None)
-        self._flush_updates(None)
-        self._tagged(tag, "OK", "IDLE terminated")
+        self.flush_updates_for(None)
+        self.tagged(tag, "OK", "IDLE terminated")
 
-    # -- SASL -----------------------------------------------------------------------------------------------
-    async def sasl_response(self, event: SaslResponse) -> None:
-        from imapd.session.cmd_auth import continue_authenticate
-
-        await continue_authenticate(self, event)
 

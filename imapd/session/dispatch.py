@@ -48,4 +48,5 @@ DISPATCH: dict[type, tuple[frozenset[State], Any]] = {
     c.Thread: (_SELECTED, cmd_selected.thread),
     c.XStateSave: (_AUTHED, cmd_xstate.save),
     c.XStateRestore: (_ANY, cmd_xstate.restore),
+    c.XStateRevoke: (_ANY, cmd_xstate.revoke),
 }

@@ -8,6 +8,7 @@ updates of the selected mailbox may be sent (RFC 3501 section 7.4.1).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
@@ -99,10 +100,12 @@ class Session:
         "pending_sasl",
         "search_result",
         "selected",
+        "session_id",
         "state",
         "user",
         "user_name",
         "utf8",
+        "xstate_lineage",
     )
 
     def __init__(self, ctx: ServerContext, conn: ResponseSink) -> None:
@@ -118,6 +121,8 @@ class Session:
         self.pending_sasl: str | None = None
         self.search_result: list[int] | None = None
         self._bad_count = 0
+        self.session_id = secrets.token_hex(6)  # names this session in log lines (imapd.audit)
+        self.xstate_lineage = b""  # X-STATE lineage id of this login (cmd_xstate), b"" until first needed
 
     # -- facts the handlers ask for ------------------------------------------------------------------
     @property
@@ -164,7 +169,7 @@ class Session:
 
         entry = DISPATCH.get(type(command))
         tag = command.tag
-        if entry is None or (isinstance(command, (c.XStateSave, c.XStateRestore))
+        if entry is None or (isinstance(command, (c.XStateSave, c.XStateRestore, c.XStateRevoke))
                              and not self.ctx.settings.xstate.enabled):
             self._tagged(tag, "BAD", "Command not implemented")
             return

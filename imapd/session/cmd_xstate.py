@@ -289,7 +289,11 @@ async def revoke(s: Session, cmd: c.XStateRevoke) -> Done:
             revoke_lineage(user, s.xstate_lineage, until=_revoked_until(s, now), now=now)  # ...refused
             return Done("X-STATE revoked (no state had been saved)")
     else:
-        state, user = await _verify(s, cmd.token, s.state is State.NOT_AUTHENTICATED)
+        authenticating = s.state is State.NOT_AUTHENTICATED
+        if authenticating and not s.plaintext_auth_allowed:  # a token is a credential: not in the clear
+            raise CommandNo("State tokens are refused on an unencrypted connection; use STARTTLS",
+                            "PRIVACYREQUIRED")
+        state, user = await _verify(s, cmd.token, authenticating)
         lineage = state.lineage
         if not lineage:
             raise CommandNo("This token predates lineages and cannot be revoked alone; it expires on its own",

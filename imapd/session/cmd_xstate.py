@@ -104,7 +104,10 @@ async def save(s: Session, cmd: c.XStateSave) -> Done:
     bound = client_address(s) if ctx.settings.xstate.bind_address else b""
     state = SessionState.create(user, record.generation, enabled=sorted(s.enabled), mailbox=view_state,
                                 lineage=lineage, bound_address=bound)
-    token = encode_token(state, ctx.xstate_keys)
+    try:
+        token = encode_token(state, ctx.xstate_keys)
+    except ValueError:  # e.g. names so long the token would exceed what RESTORE accepts
+        raise CommandNo("This session does not fit in a state token", "LIMIT") from None
     s.xstate_lineage = lineage
     s.send(XStateResponse(token))
     if dropped:
@@ -283,11 +286,9 @@ async def revoke(s: Session, cmd: c.XStateRevoke) -> Done:
     if cmd.token is None:
         if s.user is None:
             raise CommandBad("X-STATE REVOKE without a token needs an authenticated session")
+        if not s.xstate_lineage:  # nothing saved yet: end a lineage anyway, so no SAVE can follow
+            s.xstate_lineage = new_lineage()
         user, lineage = s.user, s.xstate_lineage
-        if not lineage:
-            s.xstate_lineage = new_lineage()  # nothing was saved yet; a later SAVE starts afresh...
-            revoke_lineage(user, s.xstate_lineage, until=_revoked_until(s, now), now=now)  # ...refused
-            return Done("X-STATE revoked (no state had been saved)")
     else:
         authenticating = s.state is State.NOT_AUTHENTICATED
         if authenticating and not s.plaintext_auth_allowed:  # a token is a credential: not in the clear

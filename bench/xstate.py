@@ -88,14 +88,24 @@ def expunge_one(port: int) -> None:
 
 def plan_ms(data: str) -> float | None:
     """In-process, no socket: the median time to compute RESTORE's catch-up (``resync.plan_restore``)
-    for a view saved just before one expunge, i.e. the server's own cost of issue 15.5. None when this
-    checkout has no ``plan_restore`` (before/after runs against an older one)."""
+    for a view saved just before one expunge, i.e. the server's own cost of issue 15.5. On a checkout
+    from before ``plan_restore`` it times what that one did instead (``cmd_xstate._client_map``: the
+    client's old UID map rebuilt), so before/after runs compare the same thing; None if neither exists."""
     from array import array
+    from collections.abc import Callable
+    from typing import Any
 
+    compute: Callable[[Any, Any], object]
     try:
         from imapd.session.resync import plan_restore
+
+        def compute(mb: Any, saved: Any) -> object:
+            return plan_restore(mb, saved, flags=None)
     except ImportError:
-        return None
+        try:
+            from imapd.session.cmd_xstate import _client_map as compute  # type: ignore[attr-defined,no-redef]
+        except ImportError:
+            return None
     from imapd.store import Store
     from statecodec import MailboxView, compact_uids
 
@@ -110,7 +120,7 @@ def plan_ms(data: str) -> float | None:
         times = []
         for _ in range(30):
             start = time.perf_counter()
-            plan_restore(mb, saved, flags=None)
+            compute(mb, saved)
             times.append((time.perf_counter() - start) * 1e3)
         mb.release()
         return statistics.median(times)

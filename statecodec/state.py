@@ -99,6 +99,10 @@ class MailboxView(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_f
     keywords_digest: _U32 = 0
     """A 32-bit digest of the mailbox's keyword list the client saw, so a restore knows whether to send
     ``FLAGS``/``PERMANENTFLAGS`` again (0: unknown, send them)."""
+    # -- version 2 --
+    recent: UidRanges | None = None
+    """The UIDs that are ``\\Recent`` for this session (RFC 3501 2.3.2), so a restored session keeps
+    them; None: none (or a version-1 state)."""
 
 
 class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=2):

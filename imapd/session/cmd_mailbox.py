@@ -22,7 +22,7 @@ from imapd.protocol.values import UndecodableName
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.resync import plan_qresync_select, send_catch_up
 from imapd.session.session import Done, Session, State
-from imapd.session.updates import flag_fetch, flag_list_responses
+from imapd.session.updates import flag_list_responses
 from imapd.session.updates import mailbox_flags as mailbox_flags  # cmd_xstate imports it from here
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
@@ -84,8 +84,13 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
 def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView:
     """Make ``mailbox`` the selected one, listening to its change feed. Nothing is \\Recent for the view
     yet: SELECT claims with :meth:`SelectedView.learn_recent`, a restore brings the session's own."""
-    view = SelectedView(mailbox, readonly=readonly, claims=s.ctx.recent, user=s.user)
-    view.set_listener(mailbox.subscribe(view.on_event), None)
+    return select_view(s, SelectedView(mailbox, readonly=readonly, claims=s.ctx.recent, user=s.user))
+
+
+def select_view(s: Session, view: SelectedView) -> SelectedView:
+    """Make a view built beforehand the selected one, listening to its mailbox's change feed (no I/O:
+    X-STATE RESTORE prepares its view, \\Recent claims included, before it changes the session)."""
+    view.set_listener(view.mailbox.subscribe(view.on_event), None)
     s.selected = view
     s.state = State.SELECTED
     return view

@@ -29,10 +29,11 @@ from imapd.protocol import commands as c
 from imapd.protocol.response_codes import CapabilityCode, Code
 from imapd.protocol.responses import CapabilityResponse, UntaggedStatus, XStateResponse
 from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated
-from imapd.session.cmd_mailbox import attach_view, mailbox_flags
+from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.resync import CatchUp, NotRestorable, plan_restore, send_catch_up
 from imapd.session.session import Done, Session, State
+from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
 from imapd.store.mailbox import Mailbox
 from imapd.store.revocations import is_revoked
@@ -43,6 +44,7 @@ from statecodec import (
     SessionState,
     TokenError,
     TokenExpired,
+    UidRanges,
     UidSet,
     bounded_search_result,
     compact_uids,
@@ -60,6 +62,8 @@ _INVALID = "X-STATE-INVALID"
 _EXPIRED = "X-STATE-EXPIRED"
 NOSEARCHRES = "X-STATE-NOSEARCHRES"
 """Tagged OK code of a SAVE whose SEARCHRES ``$`` was too large to keep (docs/x-state.md)."""
+_MAX_RECENT_BYTES = 64
+"""\\Recent is advisory: a session whose \\Recent UIDs are too scattered to fit saves none."""
 
 
 def mailbox_id_bytes(mailbox: Mailbox) -> bytes:
@@ -136,15 +140,22 @@ def _saved_view(s: Session) -> tuple[MailboxView | None, bool]:
         known_uids=compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False),
         search_result=search,
         keywords_digest=keywords_digest(mailbox),
+        recent=_recent_ranges(view),
     ), saved is not None and search is None
+
+
+def _recent_ranges(view: SelectedView) -> UidRanges | None:
+    data = UidSet.from_ranges(view.recent.ranges()).to_bytes()
+    return UidRanges(data) if data and len(data) <= _MAX_RECENT_BYTES else None
 
 
 # -- RESTORE ------------------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Prepared:
-    """What step 1 found: the mailbox to select and its catch-up, or why it cannot be put back."""
+    """What step 1 found: the view to select (not attached yet) and its catch-up, or why the mailbox
+    cannot be put back."""
 
-    mailbox: Mailbox | None = None
+    view: SelectedView | None = None
     plan: CatchUp | None = None
     stale: str | None = None
 
@@ -158,8 +169,8 @@ async def restore(s: Session, cmd: c.XStateRestore) -> Done:
     try:
         closed = _commit(s, state, prepared, authenticating)
     except BaseException:
-        if prepared.mailbox is not None:
-            s.ctx.release_mailbox(prepared.mailbox)
+        if prepared.view is not None:
+            s.ctx.release_mailbox(prepared.view.mailbox)
         raise
     return await _send(s, prepared, authenticating=authenticating, closed=closed)
 
@@ -219,7 +230,11 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
     s.ctx.cache.note_open(mailbox)
     try:
         mailbox.sync()
-        return _Prepared(mailbox, _plan(mailbox, saved))
+        plan = _plan(mailbox, saved)
+        view = SelectedView(mailbox, readonly=saved.read_only, claims=s.ctx.recent, user=user)
+        # The session keeps its own \Recent and claims the mail it is now told of, as a SELECT would.
+        view.restore_recent(saved.recent.to_set().ranges() if saved.recent else (), saved.uidnext)
+        return _Prepared(view, plan)
     except (NoSuchMailbox, NotRestorable) as exc:
         s.ctx.release_mailbox(mailbox)
         return _Prepared(stale=str(exc) if isinstance(exc, NotRestorable) else "the mailbox no longer exists")
@@ -238,8 +253,8 @@ def _plan(mailbox: Mailbox, saved: MailboxView) -> CatchUp:
 
 
 def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating: bool) -> bool:
-    """Make the session the restored one (no await, nothing fallible after the first step); True if a
-    selected mailbox was closed."""
+    """Make the session the restored one (no await, no I/O, nothing fallible after the first step);
+    True if a selected mailbox was closed."""
     if authenticating:
         enter_authenticated(s, state.user)  # NO [LIMIT] here leaves the session as it was
         s.ctx.throttle.record_success(s.conn.peer_host)
@@ -255,9 +270,8 @@ def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating
         s.utf8 = True
         s.conn.set_utf8(True)
     saved = state.mailbox
-    if prepared.mailbox is not None and saved is not None:
-        view = attach_view(s, prepared.mailbox, readonly=saved.read_only)
-        view.recent_from = prepared.mailbox.uidnext  # \Recent belongs to the session that saw it first
+    if prepared.view is not None and saved is not None:
+        select_view(s, prepared.view)
         if saved.search_result is not None:
             s.search_result = list(saved.search_result.to_set())
     return closed

@@ -27,9 +27,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from imapd.protocol.response_codes import NumberCode, PermanentFlagsCode
-from imapd.protocol.responses import FlagsResponse, UntaggedStatus, VanishedResponse
+from imapd.protocol.response_codes import NumberCode
+from imapd.protocol.responses import UntaggedStatus, VanishedResponse
 from imapd.protocol.sequence import SequenceSet
+from imapd.session.updates import Exists, Expunge, FlagChange, Keywords, Recent, Update
 from statecodec import MailboxView, UidFingerprint, UidRanges
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ def _expunge_seqs(runs: Ranges) -> Iterator[int]:
         yield from range(top, top - count, -1)
 
 
-def _batches(items: Iterable[tuple[object, ...]]) -> Iterator[list[tuple[object, ...]]]:
+def _batches(items: Iterable[Update]) -> Iterator[list[Update]]:
     it = iter(items)
     while batch := list(itertools.islice(it, BATCH)):
         yield batch
@@ -249,8 +250,9 @@ def _batches(items: Iterable[tuple[object, ...]]) -> Iterator[list[tuple[object,
 async def send_catch_up(s: Session, plan: CatchUp) -> None:
     """Write ``plan`` to the session's selected mailbox (already committed to the end state).
 
-    Unsolicited EXPUNGE, EXISTS and FETCH go through the session's one update path
-    (``Session.send_updates``), so they follow the same rules as every other update.
+    Every update goes through the session's one update path (``Session.send_updates``, rendered by
+    ``imapd.session.updates``), so a catch-up follows the same rules as every other update: RECENT with
+    EXISTS, ``\\Recent`` per session, UID and MODSEQ under CONDSTORE.
     """
     view = s.selected
     if view is None:
@@ -259,17 +261,15 @@ async def send_catch_up(s: Session, plan: CatchUp) -> None:
         if "QRESYNC" in s.enabled:
             s.send(VanishedResponse(SequenceSet(plan.vanished), earlier=plan.earlier))
         else:
-            for batch in _batches(("EXPUNGE", n) for n in _expunge_seqs(plan.expunge_runs)):
+            for batch in _batches(Expunge(n) for n in _expunge_seqs(plan.expunge_runs)):
                 s.send_updates(batch)
                 await s.conn.drain()
     if plan.exists is not None:
-        s.send_updates([("EXISTS", plan.exists)])
+        s.send_updates([Exists(plan.exists), Recent(view.recent_count())])
     if plan.flags is not None:
-        s.send(FlagsResponse(plan.flags))
-        s.send(UntaggedStatus("OK", "Flags permitted",
-                              PermanentFlagsCode(() if view.readonly else (*plan.flags, "\\*"))))
+        s.send_updates([Keywords(plan.flags)])
     changes = zip(plan.changed_seqs, plan.changed_uids, strict=True)
-    for batch in _batches(("FETCH", seq, uid) for seq, uid in changes):
+    for batch in _batches(FlagChange(seq, uid) for seq, uid in changes):
         s.send_updates(batch)
         await s.conn.drain()
     if plan.highest_modseq is not None:

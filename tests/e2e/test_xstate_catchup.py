@@ -341,3 +341,31 @@ def test_every_saved_token_restores_whatever_the_search_result(srv: RunningServe
     else:
         assert sorted(int(re.search(rb"UID (\d+)", ln).group(1)) for ln in got) == sorted(saved)  # type: ignore[union-attr]
     assert len(token) < 1200
+
+
+# -- \Recent: a restored session is the same session ---------------------------------------------------------
+def _append(c: RawIMAP, mailbox: str, subject: str) -> None:
+    data = b"From: a@example.org\r\nSubject: " + subject.encode() + b"\r\n\r\nx\r\n"
+    c.ok(b"APPEND " + mailbox.encode() + b" {%d+}\r\n" % len(data) + data)
+
+
+def test_restore_keeps_the_sessions_recent_and_claims_new_mail(srv: RunningServer) -> None:
+    b = login(srv)
+    b.ok("CREATE Fresh")
+    _append(b, "Fresh", "one")
+    _append(b, "Fresh", "two")
+    a = login(srv)
+    assert b"* 2 RECENT" in a.ok("SELECT Fresh")  # a is the first to be told: both are \Recent for it
+    token = token_of(a.ok("X-STATE SAVE"))
+    a.close()
+    _append(b, "Fresh", "three")  # arrives while no session has the mailbox open
+
+    c, untagged, tagged = restore(srv, token)
+    assert tagged.startswith(b"t1 OK [READ-WRITE]"), tagged
+    assert untagged[1:4] == [b"* 3 EXISTS", b"* 3 RECENT", b"* 3 FETCH (FLAGS (\\Recent))"], untagged
+    lines = c.ok("FETCH 1:* (FLAGS)")
+    assert lines == [b"* 1 FETCH (FLAGS (\\Recent))", b"* 2 FETCH (FLAGS (\\Recent))",
+                     b"* 3 FETCH (FLAGS (\\Recent))"]
+    c.close()
+    assert b"* 0 RECENT" in b.ok("SELECT Fresh")  # claimed once: nobody else gets them
+    b.close()

@@ -71,6 +71,9 @@ def mailbox_views(draw: st.DrawFn) -> MailboxView:
         highest_modseq=draw(st.integers(0, 2**63 - 1)),
         known_uids=known,
         search_result=search,
+        keywords_digest=draw(st.integers(0, MAX_UID)),
+        recent=draw(st.none() | st.lists(st.sampled_from(uids or [1]), unique=True).map(
+            lambda u: UidRanges.from_set(UidSet.from_uids(u)))),
     )
 
 

@@ -72,10 +72,11 @@ class MetricsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class XStateSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
-    max_age: float = 7 * 24 * 3600.0
+    max_age: float = 24 * 3600.0  # a refreshed token lives on; a stolen, unrefreshed one dies in a day
     clock_skew: float = 30.0
     authenticates: bool = True
     key_file: str = ""
+    bind_address: bool = False  # a token restores only from the address that saved it
 
 
 class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -106,10 +106,14 @@ def encode(
 ) -> str:
     """Sign ``state`` with ``keys.signing_key`` into an IMAP-atom token.
 
-    ``now`` overrides the issue time (seconds since the epoch; for tests and replay tools).
+    ``now`` overrides the issue time (seconds since the epoch; for tests and replay tools). Raises
+    ``ValueError`` for a state out of range or one whose token would exceed :data:`MAX_TOKEN_LENGTH`.
     """
     payload = base64_encode(_frame(pack(state)))
-    return _Signer(keys.keys, purpose, now).sign(payload).decode("ascii")
+    token = _Signer(keys.keys, purpose, now).sign(payload).decode("ascii")
+    if len(token) > MAX_TOKEN_LENGTH:  # never issue what decode() refuses
+        raise ValueError(f"state too large for a token ({len(token)} > {MAX_TOKEN_LENGTH} characters)")
+    return token
 
 
 def decode(

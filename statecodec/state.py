@@ -22,27 +22,32 @@ tagged with its schema version: the first array element is the version, starting
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from typing import Annotated, Final
 
 import msgspec
 
 from .errors import TokenInvalid, UnsupportedVersion
-from .uidset import MAX_UID, KnownUids, UidRanges
+from .uidset import MAX_UID, KnownUids, UidRanges, UidSet
 
 __all__ = [
     "CURRENT_VERSION",
     "EXTENSION_REGISTRY",
     "decode_extensions",
     "encode_extensions",
+    "LINEAGE_BYTES",
+    "MAX_SEARCH_RESULT_BYTES",
     "SUPPORTED_VERSIONS",
     "MailboxView",
+    "bounded_search_result",
+    "new_lineage",
     "SessionState",
     "pack",
     "unpack",
 ]
 
-CURRENT_VERSION: Final = 1
+CURRENT_VERSION: Final = 2
 
 EXTENSION_REGISTRY: Final[tuple[str, ...]] = (
     "CONDSTORE",
@@ -57,6 +62,14 @@ EXTENSION_REGISTRY: Final[tuple[str, ...]] = (
 position. Append-only: a name's position never changes. Other names travel as strings."""
 
 _EXTENSION_BIT: Final = {name: 1 << i for i, name in enumerate(EXTENSION_REGISTRY)}
+
+LINEAGE_BYTES: Final = 16
+"""Size of a new lineage id (:func:`new_lineage`): 128 random bits."""
+
+MAX_SEARCH_RESULT_BYTES: Final = 512
+"""Cap on the range encoding of a saved SEARCHRES ``$`` (:func:`bounded_search_result`). It keeps every
+token well inside :data:`~statecodec.signing.MAX_TOKEN_LENGTH` and a server's pre-login line limit:
+512 bytes hold a few hundred scattered UIDs, or any number of long runs."""
 
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=MAX_UID)]
 _UidNext = Annotated[int, msgspec.Meta(ge=0, le=MAX_UID + 1)]
@@ -86,9 +99,13 @@ class MailboxView(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_f
     keywords_digest: _U32 = 0
     """A 32-bit digest of the mailbox's keyword list the client saw, so a restore knows whether to send
     ``FLAGS``/``PERMANENTFLAGS`` again (0: unknown, send them)."""
+    # -- version 2 --
+    recent: UidRanges | None = None
+    """The UIDs that are ``\\Recent`` for this session (RFC 3501 2.3.2), so a restored session keeps
+    them; None: none (or a version-1 state)."""
 
 
-class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=1):
+class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=2):
     """Everything needed to resume an IMAP session. Holds no password and no secret."""
 
     user: str
@@ -100,6 +117,12 @@ class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_
     """Enabled extensions outside the registry, upper-cased and sorted."""
     mailbox: MailboxView | None = None
     """The selected mailbox, or None in the AUTHENTICATED state."""
+    # -- version 2 --
+    lineage: bytes = b""
+    """Random id of the login this state descends from, kept by every later save of a session restored
+    from it, so that revoking one lineage kills all its tokens (b"": none, a version-1 state)."""
+    bound_address: bytes = b""
+    """The client address the state may be restored from, as the server encodes it (b"": any)."""
 
     @classmethod
     def create(
@@ -109,10 +132,12 @@ class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_
         *,
         enabled: Iterable[str] = (),
         mailbox: MailboxView | None = None,
+        lineage: bytes = b"",
+        bound_address: bytes = b"",
     ) -> SessionState:
         """Build a state from extension names (case-insensitive) rather than a bitmask."""
         mask, others = encode_extensions(enabled)
-        return cls(user, credential_generation, mask, others, mailbox)
+        return cls(user, credential_generation, mask, others, mailbox, lineage, bound_address)
 
     @property
     def enabled(self) -> frozenset[str]:
@@ -148,14 +173,31 @@ class _VersionPeek(msgspec.Struct, array_like=True):
     version: int
 
 
-_OLDER_VERSIONS: Final[dict[int, type[SessionState]]] = {}
-"""Version tag -> subclass of :class:`SessionState` carrying that tag (none yet)."""
+class _SessionStateV1(SessionState, frozen=True, tag=1):
+    """Version 1: no ``lineage`` and no ``bound_address`` (they decode as their defaults)."""
+
+
+_OLDER_VERSIONS: Final[dict[int, type[SessionState]]] = {1: _SessionStateV1}
+"""Version tag -> subclass of :class:`SessionState` carrying that tag."""
 SUPPORTED_VERSIONS: Final = frozenset({CURRENT_VERSION, *_OLDER_VERSIONS})
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _PEEK: Final = msgspec.msgpack.Decoder(_VersionPeek)
-# With older versions this becomes Decoder(Union[SessionState, *_OLDER_VERSIONS.values()]).
-_DECODER: Final = msgspec.msgpack.Decoder(SessionState)
+_DECODER: Final = msgspec.msgpack.Decoder(SessionState | _SessionStateV1)
+
+
+def new_lineage() -> bytes:
+    """A fresh lineage id, for a session that logged in with a password (not from a state)."""
+    return secrets.token_bytes(LINEAGE_BYTES)
+
+
+def bounded_search_result(uids: UidSet | None) -> UidRanges | None:
+    """``uids`` as :class:`UidRanges` if its encoding fits :data:`MAX_SEARCH_RESULT_BYTES`, else None
+    (the state is then saved without ``$``, and the server says so)."""
+    if uids is None:
+        return None
+    data = uids.to_bytes()
+    return UidRanges(data) if len(data) <= MAX_SEARCH_RESULT_BYTES else None
 
 
 def pack(state: SessionState) -> bytes:
@@ -187,6 +229,8 @@ def unpack(data: bytes) -> SessionState:
         state = _DECODER.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise TokenInvalid(f"invalid state: {exc}") from None
-    if type(state) is not SessionState:  # an older version: upgrade (new fields keep defaults)
+    if type(state) is _SessionStateV1:  # an older version: upgrade (new fields keep defaults)
+        if state.lineage or state.bound_address:
+            raise TokenInvalid("invalid state: fields beyond version 1")
         state = SessionState(**msgspec.structs.asdict(state))
     return state

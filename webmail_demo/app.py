@@ -287,11 +287,31 @@ async def login_post(request: web.Request) -> web.Response:
 async def logout_post(request: web.Request) -> web.Response:
     ws = _session(request)
     if ws is not None:
+        if ws.token is not None:
+            await _revoke(request, ws.token)
         request.app[STORE].drop(ws)
         fresh = request.app[STORE].new()
         fresh.flash = "You have logged out."
         _state(request).ws = fresh
     raise web.HTTPSeeOther("/login")
+
+
+async def _revoke(request: web.Request, token: str) -> None:
+    """Kill the X-STATE lineage of this web session at logout: one round trip, no LOGIN (the token says
+    whose it is). If the server cannot be reached the logout still completes; the token then dies at
+    the server's ``xstate.max_age``."""
+    cfg = request.app[CONFIG]
+    try:
+        conn = await open_connection(cfg.imap_host, cfg.imap_port)
+    except ImapDown as exc:
+        log.warning("logout: X-STATE REVOKE not sent: %s", exc)
+        return
+    try:
+        await conn.revoke(token)
+    except (ImapDown, ImapError) as exc:
+        log.warning("logout: X-STATE REVOKE failed: %s", exc)
+    finally:
+        await conn.logout()
 
 
 # -- mailbox --------------------------------------------------------------------------------------------------

@@ -196,6 +196,13 @@ class Connection:
         except (aio.CommandTimeout, aio.Abort, OSError, ConnectionError) as exc:
             raise ImapDown(f"IMAP connection failed during X-STATE SAVE: {exc}") from exc
 
+    async def revoke(self, token: str) -> None:
+        """X-STATE REVOKE: end the token's lineage on the server, so no token of this web session (a
+        copy in a stolen cookie, an older one) can be restored again, on any IMAP node."""
+        res = await self.command(f"X-STATE REVOKE {token}", check=False)
+        if res.status != "OK" and res.code not in ("X-STATE-EXPIRED", "X-STATE-INVALID"):
+            raise ImapError(f"X-STATE REVOKE failed: {res.status} {res.text}", res.code)
+
     async def logout(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.logout(), 2)

@@ -528,7 +528,12 @@ def _x_state(r: TokenReader, tag: str, uid: bool) -> c.Command:
     if action == "RESTORE":
         r.sp()
         return c.XStateRestore(tag, r._match(_STATE_TOKEN, "a state token").decode("ascii"))
-    raise ParseError("Expected X-STATE SAVE or X-STATE RESTORE token")
+    if action == "REVOKE":
+        if r.at_end():
+            return c.XStateRevoke(tag)
+        r.sp()
+        return c.XStateRevoke(tag, r._match(_STATE_TOKEN, "a state token").decode("ascii"))
+    raise ParseError("Expected X-STATE SAVE, X-STATE RESTORE token or X-STATE REVOKE [token]")
 
 
 _COMMANDS: dict[str, Handler] = {

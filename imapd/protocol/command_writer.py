@@ -232,6 +232,7 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Unselect: _simple(b"UNSELECT"),
     c.XStateSave: _simple(b"X-STATE SAVE"),
     c.XStateRestore: lambda cmd, u: b"X-STATE RESTORE " + cmd.token.encode(),
+    c.XStateRevoke: lambda cmd, u: b"X-STATE REVOKE" + (b" " + cmd.token.encode() if cmd.token else b""),
     c.Id: _id_params,
     c.Enable: lambda cmd, u: b"ENABLE " + " ".join(cmd.capabilities).encode(),
     c.Authenticate: _authenticate,

@@ -52,6 +52,7 @@ __all__ = [
     "Unselect",
     "Unsubscribe",
     "XStateRestore",
+    "XStateRevoke",
     "XStateSave",
 ]
 
@@ -287,6 +288,12 @@ class XStateRestore(_Cmd, frozen=True):
     token: str
 
 
+class XStateRevoke(_Cmd, frozen=True):
+    """``X-STATE REVOKE [token]``: end the lineage of ``token``, or of the session's own state."""
+
+    token: str | None = None
+
+
 Command = (
     Capability
     | Noop
@@ -322,4 +329,5 @@ Command = (
     | Thread
     | XStateSave
     | XStateRestore
+    | XStateRevoke
 )

@@ -16,14 +16,13 @@ from imapd.protocol.responses import (
     RecentResponse,
     StatusResponse,
     UntaggedStatus,
-    VanishedResponse,
 )
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import UndecodableName
 from imapd.session.errors import CommandBad, CommandNo
-from imapd.session.resync import changed_since, vanished_since
+from imapd.session.resync import plan_qresync_select, send_catch_up
 from imapd.session.session import Done, Session, State
-from imapd.session.updates import flag_fetch, flag_list_responses
+from imapd.session.updates import flag_list_responses
 from imapd.session.updates import mailbox_flags as mailbox_flags  # cmd_xstate imports it from here
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
@@ -77,7 +76,7 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
     view.learn_recent(1, mailbox.uidnext - 1)  # RFC 3501 2.3.2; EXAMINE only looks (6.3.2)
     send_select_untagged(s, view)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == mailbox.uidvalidity:
-        await send_catch_up(s, view, cmd.qresync.modseq, cmd.qresync.known_uids)
+        await send_catch_up(s, plan_qresync_select(mailbox, cmd.qresync.modseq, cmd.qresync.known_uids))
     return Done("SELECT completed" if not readonly else "EXAMINE completed",
                 Code("READ-ONLY" if readonly else "READ-WRITE"))
 
@@ -85,8 +84,13 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
 def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView:
     """Make ``mailbox`` the selected one, listening to its change feed. Nothing is \\Recent for the view
     yet: SELECT claims with :meth:`SelectedView.learn_recent`, a restore brings the session's own."""
-    view = SelectedView(mailbox, readonly=readonly, claims=s.ctx.recent, user=s.user)
-    view.set_listener(mailbox.subscribe(view.on_event), None)
+    return select_view(s, SelectedView(mailbox, readonly=readonly, claims=s.ctx.recent, user=s.user))
+
+
+def select_view(s: Session, view: SelectedView) -> SelectedView:
+    """Make a view built beforehand the selected one, listening to its mailbox's change feed (no I/O:
+    X-STATE RESTORE prepares its view, \\Recent claims included, before it changes the session)."""
+    view.set_listener(view.mailbox.subscribe(view.on_event), None)
     s.selected = view
     s.state = State.SELECTED
     return view
@@ -107,20 +111,6 @@ def send_select_untagged(s: Session, view: SelectedView) -> None:
     s.send(UntaggedStatus("OK", "UIDs valid", NumberCode("UIDVALIDITY", mailbox.uidvalidity)))
     s.send(UntaggedStatus("OK", "Predicted next UID", NumberCode("UIDNEXT", mailbox.uidnext)))
     s.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", mailbox.highestmodseq)))
-
-
-async def send_catch_up(s: Session, view: SelectedView, modseq: int, known: SequenceSet | None) -> None:
-    """RFC 7162 3.2.5.2: VANISHED (EARLIER) for what is gone, then FETCH for what changed."""
-    mailbox = view.mailbox
-    vanished = vanished_since(mailbox, modseq, known)
-    if vanished.ranges:
-        s.send(VanishedResponse(vanished, earlier=True))
-    for uid in changed_since(mailbox, modseq):
-        seq = view.seq_of(uid)
-        response = None if seq is None else flag_fetch(view, seq, uid, condstore=True)
-        if response is not None:
-            s.send(response)
-            await s.conn.drain()
 
 
 # -- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------------------------------------

@@ -1,69 +1,69 @@
-"""X-STATE SAVE and X-STATE RESTORE (docs/x-state.md): hand the client its session as a signed string,
-and put a later connection back into exactly that state, telling it only what changed meanwhile.
+"""X-STATE SAVE, RESTORE and REVOKE (docs/x-state.md): hand the client its session as a signed string, put a
+later connection back into exactly that state telling it only what changed, and end a login's tokens.
 
-RESTORE is all-or-nothing up to the point where the session is known to be valid: the token is checked
-(signature, age, user, credential generation) before anything about the session changes, so a rejected
-token leaves the session as it was. Then the session is authenticated (if it was not), extensions are
-enabled, and the mailbox is reopened; only a mailbox that cannot be put back exactly makes the answer
-``OK [X-STATE-STALE]`` with the session AUTHENTICATED.
+RESTORE computes, then commits, then sends:
 
-The catch-up costs what changed, not the mailbox size: expunges come from the store's expunge history
-(or, for exact UID ranges, need none), flag changes from the per-message MODSEQ, new mail from the end of
-the UID array. Output waits for the socket to drain, so an old token against a busy mailbox cannot make
-the server buffer its whole answer.
+1. **verify** the token (signature, age, user, credential generation, address binding, revocation) and
+   **compute**: open and sync the saved mailbox and work out the whole catch-up
+   (:func:`imapd.session.resync.plan_restore`). Everything that can fail happens here, so a ``NO``
+   leaves the session exactly as it was, still unauthenticated if it was.
+2. **commit**, without an ``await``: log in, close the old mailbox, enable the extensions, select the
+   mailbox in its *current* state (the state the catch-up ends in).
+3. **send** the catch-up with back-pressure. A change by another session meanwhile is recorded by the
+   view like any other and reported after it, before the tagged OK.
+
+Tokens of one login share a random *lineage* id, kept by every later SAVE of a session restored from
+them; ``X-STATE REVOKE`` puts the lineage in the user's index, where every process and node sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
+import ipaddress
 import logging
+import time
 import zlib
-from array import array
+from dataclasses import dataclass
 
 from imapd.protocol import commands as c
-from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, PermanentFlagsCode
-from imapd.protocol.responses import (
-    CapabilityResponse,
-    ExistsResponse,
-    ExpungeResponse,
-    FetchResponse,
-    FlagsResponse,
-    UntaggedStatus,
-    VanishedResponse,
-    XStateResponse,
-)
-from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Atom
+from imapd.protocol.response_codes import CapabilityCode, Code
+from imapd.protocol.responses import CapabilityResponse, UntaggedStatus, XStateResponse
 from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated
-from imapd.session.cmd_mailbox import attach_view, mailbox_flags
+from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.resync import CatchUp, NotRestorable, plan_restore, send_catch_up
 from imapd.session.session import Done, Session, State
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
 from imapd.store.mailbox import Mailbox
+from imapd.store.revocations import is_revoked
+from imapd.store.revocations import revoke as revoke_lineage
+from imapd.store.userstore import UserStore
 from statecodec import (
     MailboxView,
     SessionState,
     TokenError,
     TokenExpired,
-    UidFingerprint,
     UidRanges,
     UidSet,
+    bounded_search_result,
     compact_uids,
+    new_lineage,
 )
 from statecodec import decode as decode_token
 from statecodec import encode as encode_token
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("imapd.audit")
 
-__all__ = ["restore", "save"]
+__all__ = ["restore", "revoke", "save"]
 
-_DRAIN_EVERY = 128
-
-
-class StaleMailbox(Exception):
-    """The saved mailbox cannot be put back exactly; the reason goes into the STALE text."""
+_INVALID = "X-STATE-INVALID"
+_EXPIRED = "X-STATE-EXPIRED"
+NOSEARCHRES = "X-STATE-NOSEARCHRES"
+"""Tagged OK code of a SAVE whose SEARCHRES ``$`` was too large to keep (docs/x-state.md)."""
+_MAX_RECENT_BYTES = 64
+"""\\Recent is advisory: a session whose \\Recent UIDs are too scattered to fit saves none."""
 
 
 def mailbox_id_bytes(mailbox: Mailbox) -> bytes:
@@ -78,211 +78,241 @@ def keywords_digest(mailbox: Mailbox) -> int:
     return zlib.crc32("\0".join(mailbox.keywords()).encode()) or 1
 
 
+def client_address(s: Session) -> bytes:
+    """The peer address as a token binds it: 4 or 16 bytes for an IP, else the host text."""
+    host = s.conn.peer_host
+    try:
+        return ipaddress.ip_address(host).packed
+    except ValueError:
+        return host.encode()[:64]
+
+
+def _revoked_until(s: Session, now: float) -> float:
+    """When every token issued up to ``now`` has expired on its own."""
+    settings = s.ctx.settings.xstate
+    return now + settings.max_age + settings.clock_skew
+
+
 # -- SAVE ---------------------------------------------------------------------------------------------------
 async def save(s: Session, cmd: c.XStateSave) -> Done:
     ctx = s.ctx
     user = s.user_name
-    assert user is not None
+    assert user is not None and s.user is not None
     record = ctx.users.get(user)  # a stat() while the passwd file is unchanged
     if record is None:
         raise CommandNo("User no longer exists", "EXPIRED")
-    view_state: MailboxView | None = None
-    view = s.selected
-    if view is not None:
-        # The token describes what the client has seen: tell it everything first, then describe that.
-        s.flush_updates()
-        mailbox = view.mailbox
-        known = view.uids[: view.exists]
-        saved = s.search_result
-        view_state = MailboxView(
-            name=mailbox.name,
-            mailbox_id=mailbox_id_bytes(mailbox),
-            uidvalidity=mailbox.uidvalidity,
-            read_only=view.readonly,
-            uidnext=mailbox.uidnext,
-            message_count=view.exists,
-            highest_modseq=mailbox.highestmodseq,
-            known_uids=compact_uids(known, uidnext=mailbox.uidnext, check=False),
-            search_result=UidRanges.from_set(UidSet.from_uids(saved)) if saved is not None else None,
-            keywords_digest=keywords_digest(mailbox),
-        )
-    state = SessionState.create(user, record.generation, enabled=sorted(s.enabled), mailbox=view_state)
-    s.send(XStateResponse(encode_token(state, ctx.xstate_keys)))
+    lineage = s.xstate_lineage or new_lineage()
+    if is_revoked(s.user, lineage, now=time.time()):
+        raise CommandNo("This session's state tokens were revoked; log in again", _EXPIRED)
+    view_state, dropped = _saved_view(s)
+    bound = client_address(s) if ctx.settings.xstate.bind_address else b""
+    state = SessionState.create(user, record.generation, enabled=sorted(s.enabled), mailbox=view_state,
+                                lineage=lineage, bound_address=bound)
+    try:
+        token = encode_token(state, ctx.xstate_keys)
+    except ValueError:  # e.g. names so long the token would exceed what RESTORE accepts
+        raise CommandNo("This session does not fit in a state token", "LIMIT") from None
+    s.xstate_lineage = lineage
+    s.send(XStateResponse(token))
+    if dropped:
+        return Done("X-STATE saved without the search result $, too large to keep", Code(NOSEARCHRES))
     return Done("X-STATE saved")
 
 
+def _saved_view(s: Session) -> tuple[MailboxView | None, bool]:
+    """The selected mailbox as the client has seen it, and whether ``$`` had to be left out."""
+    view = s.selected
+    if view is None:
+        return None, False
+    # The token describes what the client has seen: tell it everything first, then describe that.
+    s.flush_updates()
+    mailbox = view.mailbox
+    saved = s.search_result
+    search = bounded_search_result(UidSet.from_uids(saved)) if saved is not None else None
+    return MailboxView(
+        name=mailbox.name,
+        mailbox_id=mailbox_id_bytes(mailbox),
+        uidvalidity=mailbox.uidvalidity,
+        read_only=view.readonly,
+        uidnext=mailbox.uidnext,
+        message_count=view.exists,
+        highest_modseq=mailbox.highestmodseq,
+        known_uids=compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False),
+        search_result=search,
+        keywords_digest=keywords_digest(mailbox),
+        recent=_recent_ranges(view),
+    ), saved is not None and search is None
+
+
+def _recent_ranges(view: SelectedView) -> UidRanges | None:
+    data = UidSet.from_ranges(view.recent.ranges()).to_bytes()
+    return UidRanges(data) if data and len(data) <= _MAX_RECENT_BYTES else None
+
+
 # -- RESTORE ------------------------------------------------------------------------------------------------
-async def restore(s: Session, cmd: c.XStateRestore) -> Done | None:
-    ctx = s.ctx
-    settings = ctx.settings.xstate
+@dataclass(slots=True)
+class _Prepared:
+    """What step 1 found: the view to select (not attached yet) and its catch-up, or why the mailbox
+    cannot be put back."""
+
+    view: SelectedView | None = None
+    plan: CatchUp | None = None
+    stale: str | None = None
+
+
+async def restore(s: Session, cmd: c.XStateRestore) -> Done:
     authenticating = s.state is State.NOT_AUTHENTICATED
     if authenticating:
-        if not settings.authenticates:
-            raise CommandBad("X-STATE RESTORE needs LOGIN first on this server")
-        if not s.plaintext_auth_allowed:
-            raise CommandNo("Authentication is disabled on an unencrypted connection; use STARTTLS",
-                            "PRIVACYREQUIRED")
+        _check_may_authenticate(s)
+    state, user = await _verify(s, cmd.token, authenticating)
+    prepared = _prepare(s, state, user)
     try:
-        state = decode_token(cmd.token, ctx.xstate_keys, max_age=settings.max_age,
-                             clock_skew=settings.clock_skew)
+        closed = _commit(s, state, prepared, authenticating)
+    except BaseException:
+        if prepared.view is not None:
+            s.ctx.release_mailbox(prepared.view.mailbox)
+        raise
+    return await _send(s, prepared, authenticating=authenticating, closed=closed)
+
+
+def _check_may_authenticate(s: Session) -> None:
+    if not s.ctx.settings.xstate.authenticates:
+        raise CommandBad("X-STATE RESTORE needs LOGIN first on this server")
+    if not s.plaintext_auth_allowed:
+        raise CommandNo("Authentication is disabled on an unencrypted connection; use STARTTLS",
+                        "PRIVACYREQUIRED")
+
+
+async def _verify(s: Session, token: str, authenticating: bool) -> tuple[SessionState, UserStore]:
+    """The token's state and its user's store, or NO (counted like a failed login before LOGIN)."""
+    try:
+        state = _checked_state(s, token, authenticating)
+        user = s.user if s.user is not None else s.ctx.store.user(state.user)
+        if is_revoked(user, state.lineage, now=time.time()):
+            raise CommandNo("State token was revoked (X-STATE REVOKE)", _EXPIRED)
+    except CommandNo as exc:
+        if authenticating and exc.code in (_INVALID, _EXPIRED):
+            delay = s.ctx.throttle.record_failure(s.conn.peer_host)
+            log.info("X-STATE refused from %s: %s", s.conn.peer_host, exc.text)
+            await asyncio.sleep(delay)
+        raise
+    return state, user
+
+
+def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState:
+    ctx = s.ctx
+    settings = ctx.settings.xstate
+    try:
+        state = decode_token(token, ctx.xstate_keys, max_age=settings.max_age, clock_skew=settings.clock_skew)
     except TokenExpired:
-        await _failed(s, authenticating)
-        raise CommandNo("State token has expired; log in again", "X-STATE-EXPIRED") from None
+        raise CommandNo("State token has expired; log in again", _EXPIRED) from None
     except TokenError:
-        await _failed(s, authenticating)
-        raise CommandNo("Not a state token of this server", "X-STATE-INVALID") from None
+        raise CommandNo("Not a state token of this server", _INVALID) from None
     if not authenticating and state.user != s.user_name:
-        raise CommandNo("State token belongs to another user", "X-STATE-INVALID")
+        raise CommandNo("State token belongs to another user", _INVALID)
     record = ctx.users.get(state.user)
     if record is None or record.generation != state.credential_generation:
-        await _failed(s, authenticating)
-        raise CommandNo("State token was revoked (password changed or user removed)", "X-STATE-EXPIRED")
+        raise CommandNo("State token was revoked (password changed or user removed)", _EXPIRED)
+    if settings.bind_address and state.bound_address != client_address(s):
+        raise CommandNo("State token was saved from another client address", _INVALID)
+    return state
 
-    # From here on the token is good: change the session.
-    if authenticating:
-        ctx.throttle.record_success(s.conn.peer_host)
-        enter_authenticated(s, state.user)
-    if s.selected is not None:
-        s.close_selected()
-        s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
-    for name in state.enabled:
-        if name in ENABLEABLE:
-            s.enabled = s.enabled | {name}
-    if "UTF8=ACCEPT" in s.enabled and not s.utf8:
-        s.utf8 = True
-        s.conn.set_utf8(True)
-    caps = tuple(s.capability_list())
-    saved_view = state.mailbox
-    if saved_view is None:
-        return Done("X-STATE restored", CapabilityCode(caps) if authenticating else None)
+
+def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
+    """Open and sync the saved mailbox and compute its catch-up; store errors propagate (NO)."""
+    saved = state.mailbox
+    if saved is None:
+        return _Prepared()
     try:
-        view = _reopen(s, saved_view)
-    except StaleMailbox as exc:
-        if authenticating:
-            s.send(CapabilityResponse(caps))
-        return Done(f"X-STATE restored without the mailbox: {exc}; select it again", Code("X-STATE-STALE"))
-    if authenticating:
-        s.send(CapabilityResponse(caps))
-    await _catch_up(s, view, saved_view)
-    return Done("X-STATE restored", Code("READ-ONLY" if view.readonly else "READ-WRITE"))
-
-
-async def _failed(s: Session, authenticating: bool) -> None:
-    """Invalid and expired tokens count like failed logins, before authentication."""
-    if authenticating:
-        delay = s.ctx.throttle.record_failure(s.conn.peer_host)
-        log.info("X-STATE RESTORE refused from %s", s.conn.peer_host)
-        await asyncio.sleep(delay)
-
-
-def _reopen(s: Session, saved: MailboxView) -> SelectedView:
-    """Open the saved mailbox and give the session a view with the client's old sequence map."""
-    user = s.user
-    assert user is not None
-    try:
-        mailbox = s.ctx.open_mailbox(s, saved.name)
+        mailbox = user.open(saved.name)
     except NoSuchMailbox:
-        raise StaleMailbox("the mailbox no longer exists") from None
+        return _Prepared(stale="the mailbox no longer exists")
+    s.ctx.cache.note_open(mailbox)
     try:
         mailbox.sync()
-        if mailbox_id_bytes(mailbox) != saved.mailbox_id:
-            raise StaleMailbox("the mailbox was deleted or renamed")
-        if mailbox.uidvalidity != saved.uidvalidity:
-            raise StaleMailbox("UIDVALIDITY changed")
-        known, vanished = _client_map(mailbox, saved)
+        plan = _plan(mailbox, saved)
+        view = SelectedView(mailbox, readonly=saved.read_only, claims=s.ctx.recent, user=user)
+        # The session keeps its own \Recent and claims the mail it is now told of, as a SELECT would.
+        view.restore_recent(saved.recent.to_set().ranges() if saved.recent else (), saved.uidnext)
+        return _Prepared(view, plan)
+    except (NoSuchMailbox, NotRestorable) as exc:
+        s.ctx.release_mailbox(mailbox)
+        return _Prepared(stale=str(exc) if isinstance(exc, NotRestorable) else "the mailbox no longer exists")
     except BaseException:
         s.ctx.release_mailbox(mailbox)
         raise
-    view = attach_view(s, mailbox, readonly=saved.read_only)
-    if known is not None:
-        view.uids = known
-        view.exists = len(known)
+
+
+def _plan(mailbox: Mailbox, saved: MailboxView) -> CatchUp:
+    if mailbox_id_bytes(mailbox) != saved.mailbox_id:
+        raise NotRestorable("the mailbox was deleted or renamed")
+    if mailbox.uidvalidity != saved.uidvalidity:
+        raise NotRestorable("UIDVALIDITY changed")
+    flags = mailbox_flags(mailbox) if keywords_digest(mailbox) != saved.keywords_digest else None
+    return plan_restore(mailbox, saved, flags=flags)
+
+
+def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating: bool) -> bool:
+    """Make the session the restored one (no await, no I/O, nothing fallible after the first step);
+    True if a selected mailbox was closed."""
+    if authenticating:
+        enter_authenticated(s, state.user)  # NO [LIMIT] here leaves the session as it was
+        s.ctx.throttle.record_success(s.conn.peer_host)
+    audit.info("login user=%s addr=%s session=%s mech=%s", state.user, s.conn.peer_host,
+               s.session_id, "X-STATE")
+    closed = s.selected is not None
+    if closed:
+        s.close_selected()
+    s.xstate_lineage = state.lineage or new_lineage()
+    for name in state.enabled & ENABLEABLE:
+        s.enabled = s.enabled | {name}
+    if "UTF8=ACCEPT" in s.enabled and not s.utf8:
+        s.utf8 = True
+        s.conn.set_utf8(True)
+    saved = state.mailbox
+    if prepared.view is not None and saved is not None:
+        select_view(s, prepared.view)
+        if saved.search_result is not None:
+            s.search_result = list(saved.search_result.to_set())
+    return closed
+
+
+async def _send(s: Session, prepared: _Prepared, *, authenticating: bool, closed: bool) -> Done:
+    if closed:
+        s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
+    caps = tuple(s.capability_list())
+    if prepared.plan is None and prepared.stale is None:
+        return Done("X-STATE restored", CapabilityCode(caps) if authenticating else None)
+    if authenticating:
+        s.send(CapabilityResponse(caps))
+    if prepared.plan is None:
+        return Done(f"X-STATE restored without the mailbox: {prepared.stale}; select it again",
+                    Code("X-STATE-STALE"))
+    await send_catch_up(s, prepared.plan)
+    readonly = s.selected is not None and s.selected.readonly
+    return Done("X-STATE restored", Code("READ-ONLY" if readonly else "READ-WRITE"))
+
+
+# -- REVOKE -------------------------------------------------------------------------------------------------
+async def revoke(s: Session, cmd: c.XStateRevoke) -> Done:
+    """End a lineage: the presented token's, or this session's own (what a webmail's logout calls)."""
+    now = time.time()
+    if cmd.token is None:
+        if s.user is None:
+            raise CommandBad("X-STATE REVOKE without a token needs an authenticated session")
+        if not s.xstate_lineage:  # nothing saved yet: end a lineage anyway, so no SAVE can follow
+            s.xstate_lineage = new_lineage()
+        user, lineage = s.user, s.xstate_lineage
     else:
-        view.exists = saved.message_count
-    view.recent_from = mailbox.uidnext
-    view.pending_expunged = set(vanished) if vanished else None
-    if saved.search_result is not None:
-        s.search_result = list(saved.search_result.to_set())
-    return view
-
-
-def _client_map(mailbox: Mailbox, saved: MailboxView) -> tuple[array[int] | None, list[int]]:
-    """(the client's UID map when it differs from the mailbox's prefix, the UIDs expunged since).
-
-    None as the map means the mailbox's own UID array starts with exactly the client's UIDs, so the view
-    can share it: the common case, and O(changes).
-    """
-    current = mailbox.uid_array
-    below = bisect.bisect_left(current, saved.uidnext)  # messages the client could know about
-    expunged, complete = mailbox.expunged_since(saved.highest_modseq)
-    known_form = saved.known_uids
-    if isinstance(known_form, UidRanges):
-        known_set = known_form.to_set()
-        vanished = [u for u in expunged if u in known_set] if complete else None
-        if vanished is None or len(known_set) - len(vanished) != below:
-            # History no longer reaches back (or disagrees): the exact ranges still tell what is gone.
-            present = set(current[:below])
-            vanished = [u for u in known_set if u not in present]
-            if len(known_set) - len(vanished) != below:
-                raise StaleMailbox("the mailbox holds messages the saved state never knew")
-        if not vanished:
-            return None, []
-        return known_set.to_array(), vanished
-    assert isinstance(known_form, UidFingerprint)
-    if not complete:
-        raise StaleMailbox("the change history no longer reaches back to the saved state")
-    vanished = [u for u in expunged if u < saved.uidnext]
-    if not vanished:
-        candidate = current[:below]
-    else:
-        candidate = array("I", sorted(set(current[:below]) | set(vanished)))
-    if not known_form.matches(candidate):
-        raise StaleMailbox("the saved message list does not match the mailbox history")
-    if not vanished:
-        return None, []
-    return candidate, vanished
-
-
-async def _catch_up(s: Session, view: SelectedView, saved: MailboxView) -> None:
-    """Expunges (or VANISHED), EXISTS, FLAGS if keywords changed, flag changes, HIGHESTMODSEQ."""
-    mailbox = view.mailbox
-    qresync = "QRESYNC" in s.enabled
-    condstore = s.condstore
-    gone = sorted(view.pending_expunged or ())
-    view.pending_expunged = None
-    if gone:
-        if qresync:
-            s.send(VanishedResponse(SequenceSet.of(gone)))
-        else:
-            for n, uid in enumerate(reversed(gone), 1):
-                seq = view.seq_of(uid)
-                if seq is not None:
-                    s.send(ExpungeResponse(seq))
-                if n % _DRAIN_EVERY == 0:
-                    await s.conn.drain()
-    current = mailbox.uid_array
-    if view.uids is not current:
-        view.uids = current
-    view.exists = len(current) if gone or view.exists != len(current) else view.exists
-    if view.exists != saved.message_count or gone:
-        s.send(ExistsResponse(view.exists))
-    if keywords_digest(mailbox) != saved.keywords_digest:
-        flags = mailbox_flags(mailbox)
-        s.send(FlagsResponse(flags))
-        s.send(UntaggedStatus("OK", "Flags permitted",
-                              PermanentFlagsCode(() if view.readonly else (*flags, "\\*"))))
-    for n, (uid, flags, modseq) in enumerate(mailbox.changed_since(saved.highest_modseq), 1):
-        seq = view.seq_of(uid)
-        if seq is None:
-            continue
-        items: list[tuple[str, object]] = []
-        if condstore or qresync:
-            items.append(("UID", uid))
-        items.append(("FLAGS", [Atom(f) for f in flags]))
-        if condstore:
-            items.append(("MODSEQ", [modseq]))
-        s.send(FetchResponse(seq, items))  # type: ignore[arg-type]
-        if n % _DRAIN_EVERY == 0:
-            await s.conn.drain()
-    view.reported_modseq = mailbox.highestmodseq
-    s.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", mailbox.highestmodseq)))
+        authenticating = s.state is State.NOT_AUTHENTICATED
+        if authenticating and not s.plaintext_auth_allowed:  # a token is a credential: not in the clear
+            raise CommandNo("State tokens are refused on an unencrypted connection; use STARTTLS",
+                            "PRIVACYREQUIRED")
+        state, user = await _verify(s, cmd.token, authenticating)
+        lineage = state.lineage
+        if not lineage:
+            raise CommandNo("This token predates lineages and cannot be revoked alone; it expires on its own",
+                            "CANNOT")
+    revoke_lineage(user, lineage, until=_revoked_until(s, now), now=now)
+    log.info("X-STATE lineage revoked for %s from %s", user.user, s.conn.peer_host)
+    return Done("X-STATE revoked")

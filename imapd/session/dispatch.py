@@ -63,6 +63,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Thread: (_SELECTED, cmd_selected.thread),
     c.XStateSave: (_AUTHED, cmd_xstate.save),
     c.XStateRestore: (_ANY, cmd_xstate.restore),
+    c.XStateRevoke: (_ANY, cmd_xstate.revoke),
 }
 
 # The reconnect path of a webmail request, timed for the metrics.
@@ -76,7 +77,7 @@ async def execute(s: Session, command: c.Command) -> None:
     """Execute ``command`` in session ``s`` and answer it."""
     entry = DISPATCH.get(type(command))
     tag = command.tag
-    if entry is None or (isinstance(command, (c.XStateSave, c.XStateRestore))
+    if entry is None or (isinstance(command, (c.XStateSave, c.XStateRestore, c.XStateRevoke))
                          and not s.ctx.settings.xstate.enabled):
         s.tagged(tag, "BAD", "Command not implemented")
         return

@@ -60,6 +60,8 @@ class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     search_result: list[int] | None = None
     idle_tag: str | None = None
     bad_count: int = 0
+    xstate_lineage: bytes = b""
+    """The login's X-STATE lineage (cmd_xstate), so a reload does not split it from its tokens."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -91,7 +93,7 @@ def snapshot(s: Session) -> SessionSnapshot:
     return SessionSnapshot(
         user=user, generation=record.generation if record is not None else -1, enabled=sorted(s.enabled),
         utf8=s.utf8, selected=selected, search_result=s.search_result, idle_tag=s.idle_tag,
-        bad_count=s.bad_count)
+        bad_count=s.bad_count, xstate_lineage=s.xstate_lineage)
 
 
 def detach(s: Session) -> SessionSnapshot:
@@ -125,6 +127,7 @@ async def resume(s: Session, snap: SessionSnapshot) -> None:
         s.utf8 = True
         s.conn.set_utf8(True)
     s.bad_count = snap.bad_count
+    s.xstate_lineage = snap.xstate_lineage
     if snap.selected is not None and not _reselect(s, snap.selected):
         _bye(s, f"Mailbox {snap.selected.name} changed beyond repair; select it again")
         return

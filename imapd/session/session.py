@@ -9,6 +9,7 @@ and executes commands against a session, and the ``cmd_*`` modules hold the hand
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -85,10 +86,12 @@ class Session:
         "pending_sasl",
         "search_result",
         "selected",
+        "session_id",
         "state",
         "user",
         "user_name",
         "utf8",
+        "xstate_lineage",
     )
 
     def __init__(self, ctx: ServerContext, conn: ResponseSink) -> None:
@@ -104,6 +107,8 @@ class Session:
         self.pending_sasl: str | None = None
         self.search_result: list[int] | None = None
         self._bad_count = 0
+        self.session_id = secrets.token_hex(6)  # names this session in log lines (imapd.audit)
+        self.xstate_lineage = b""  # X-STATE lineage id of this login (cmd_xstate), b"" until first needed
 
     # -- facts the handlers ask for ------------------------------------------------------------------
     @property

@@ -332,6 +332,8 @@ def test_expiry_policy_and_failure_counting(tmp_path: Path) -> None:
         c = RawIMAP(srv.host, srv.port)
         _, tagged = c.command("X-STATE RESTORE whatever")
         assert b"NO [PRIVACYREQUIRED]" in tagged
+        _, tagged = c.command("X-STATE REVOKE whatever")
+        assert b"NO [PRIVACYREQUIRED]" in tagged
         c.close()
     finally:
         stop_server(srv)

@@ -11,7 +11,7 @@ USER = "alice.smith@example.o"[:20]
 MAILBOX = "Archive/Projects/Q3x"  # 20 chars
 
 
-def mailbox_session(messages: int, gaps: int = 5, *, seed: int = 1) -> SessionState:
+def mailbox_session(messages: int, gaps: int = 5, *, seed: int = 1, bound_address: bytes = b"") -> SessionState:
     """A SELECTED session on a mailbox of ``messages`` messages with ``gaps`` single-UID holes."""
     rng = random.Random(seed)
     top = messages + gaps
@@ -28,4 +28,5 @@ def mailbox_session(messages: int, gaps: int = 5, *, seed: int = 1) -> SessionSt
         highest_modseq=rng.randrange(10**9, 10**12),
         known_uids=compact_uids(uids, uidnext=uidnext),
     )
-    return SessionState.create(USER, 12, enabled=["CONDSTORE", "QRESYNC", "UTF8=ACCEPT"], mailbox=view)
+    return SessionState.create(USER, 12, enabled=["CONDSTORE", "QRESYNC", "UTF8=ACCEPT"], mailbox=view,
+                               lineage=rng.randbytes(16), bound_address=bound_address)

@@ -71,6 +71,9 @@ def mailbox_views(draw: st.DrawFn) -> MailboxView:
         highest_modseq=draw(st.integers(0, 2**63 - 1)),
         known_uids=known,
         search_result=search,
+        keywords_digest=draw(st.integers(0, MAX_UID)),
+        recent=draw(st.none() | st.lists(st.sampled_from(uids or [1]), unique=True).map(
+            lambda u: UidRanges.from_set(UidSet.from_uids(u)))),
     )
 
 
@@ -81,4 +84,6 @@ def session_states(draw: st.DrawFn) -> SessionState:
         draw(st.integers(0, 2**63 - 1)),
         enabled=draw(extension_names),
         mailbox=draw(st.one_of(st.none(), mailbox_views())),
+        lineage=draw(st.sampled_from([b"", b"\x00" * 16]) | st.binary(min_size=16, max_size=16)),
+        bound_address=draw(st.sampled_from([b"", b"\x7f\x00\x00\x01"]) | st.binary(max_size=16)),
     )

@@ -9,9 +9,10 @@ from statecodec import KeyRing, UidRanges, encode, pack
 from .helpers import MAILBOX, USER, mailbox_session
 
 
+@pytest.mark.parametrize("bound", [b"", bytes(16)], ids=["unbound", "bound-to-ipv6"])
 @pytest.mark.parametrize("messages", [1_000, 10_000, 100_000])
-def test_token_size(messages: int) -> None:
-    state = mailbox_session(messages, gaps=5)
+def test_token_size(messages: int, bound: bytes) -> None:
+    state = mailbox_session(messages, gaps=5, bound_address=bound)
     assert len(USER) == 20 and len(MAILBOX) == 20
     assert state.mailbox is not None and isinstance(state.mailbox.known_uids, UidRanges)
     token = encode(state, KeyRing.generate())

@@ -24,27 +24,42 @@ def test_pack_round_trip(state: SessionState) -> None:
 
 
 def test_wire_form_is_tagged_array() -> None:
-    state = SessionState.create("u", 7, enabled=["qresync", "CONDSTORE", "x-foo"])
-    assert msgspec.msgpack.decode(pack(state)) == [1, "u", 7, 0b11, ["X-FOO"], None]
+    state = SessionState.create("u", 7, enabled=["qresync", "CONDSTORE", "x-foo"], lineage=b"L" * 16,
+                                bound_address=b"\x7f\x00\x00\x01")
+    assert msgspec.msgpack.decode(pack(state)) == [2, "u", 7, 0b11, ["X-FOO"], None, b"L" * 16, b"\x7f\0\0\1"]
     assert state.enabled == {"CONDSTORE", "QRESYNC", "X-FOO"}
 
 
 def test_unknown_version_is_unsupported() -> None:
-    data = msgspec.msgpack.encode([2, "u", 7, 0, [], None, "a future field"])
+    data = msgspec.msgpack.encode([3, "u", 7, 0, [], None, b"", b"", "a future field"])
     with pytest.raises(UnsupportedVersion) as info:
         unpack(data)
-    assert info.value.version == 2
+    assert info.value.version == 3
 
 
-def test_same_version_with_extra_fields_is_rejected() -> None:
-    # a v1 decoder ignores nothing: extra elements need a new version tag
-    data = msgspec.msgpack.encode([1, "u", 7, 0, [], None, "extra"])
+@pytest.mark.parametrize("version", [1, 2])
+def test_same_version_with_extra_fields_is_rejected(version: int) -> None:
+    # a decoder ignores nothing: extra elements need a new version tag
+    fields: list[object] = [version, "u", 7, 0, [], None]
+    if version == 2:
+        fields += [b"", b""]
     with pytest.raises(TokenInvalid):
-        unpack(data)
+        unpack(msgspec.msgpack.encode([*fields, "extra"]))
+    with pytest.raises(TokenInvalid):
+        unpack(msgspec.msgpack.encode([*fields, b"extra", b""]))
 
 
 def test_v1_with_trailing_defaults_omitted_reads() -> None:
     assert unpack(msgspec.msgpack.encode([1, "u", 7])) == SessionState("u", 7)
+
+
+def test_v1_state_upgrades_without_lineage() -> None:
+    """A token issued before lineages (version 1) still reads, as a state with no lineage or binding."""
+    v1 = msgspec.msgpack.encode([1, "u", 7, 0b1, [], ["INBOX", b"id", 9, False, 5, 4, 11, [0, b"\x01\x03"]]])
+    state = unpack(v1)
+    assert type(state) is SessionState and state.lineage == b"" and state.bound_address == b""
+    assert state.mailbox is not None and state.mailbox.known_uids == UidRanges(b"\x01\x03")
+    assert state.enabled == {"CONDSTORE"}
 
 
 @pytest.mark.parametrize(

@@ -138,8 +138,11 @@ def uidlist_head(folder: str) -> tuple[int, int, str | None] | None:
         with open(path, "rb") as f:
             header = f.readline().decode("utf-8", "replace").split()
             size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - 4096))
+            start = max(0, size - 4096)
+            f.seek(start)
             tail = f.read().splitlines()
+            if start == 0:
+                tail = tail[1:]  # the header is not a record
     except OSError:
         return None
     if not header or header[0] != "3":

@@ -155,10 +155,12 @@ class Mailbox:
             for ev in events:
                 self._owner.feed.publish(ev)
 
-    def _catch_up(self) -> None:
-        """Apply index changes newer than the in-memory HIGHESTMODSEQ and publish them."""
+    def catch_up(self) -> None:
+        """Apply index changes newer than the in-memory HIGHESTMODSEQ (any writer's) and publish them."""
         with self._index.lock:
             self._apply(self.read_changes())
+
+    _catch_up = catch_up
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:

@@ -16,7 +16,7 @@ from imapd.store import maildir
 from imapd.store.changefeed import ChangeFeed
 from imapd.store.errors import NoSuchUser, StorageIOError
 from imapd.store.mailbox import Mailbox
-from imapd.store.userstore import UserStore
+from imapd.store.userstore import INDEX_FILE, UserStore
 
 __all__ = ["Store", "valid_username"]
 
@@ -52,7 +52,12 @@ class Store:
             if us is None:
                 root = self.user_root(user)
                 if not os.path.isdir(os.path.join(root, "cur")):
-                    raise NoSuchUser(f"no mailbox for user {user!r}")
+                    if not os.path.exists(os.path.join(root, INDEX_FILE)):
+                        raise NoSuchUser(f"no mailbox for user {user!r}")
+                    try:
+                        maildir.ensure_maildir(root)  # a lost INBOX cur/ is recreated, as Dovecot does
+                    except OSError as exc:
+                        raise StorageIOError(user, None, "open", exc) from exc
                 us = self._users[user] = UserStore(self, user, root)
             return us
 
@@ -104,6 +109,7 @@ class Store:
             key = (owner.user, mailbox_id)
             mb = self._open.get(key)
             if mb is None or mb.deleted:
+                owner.on_cold_open(mailbox_id, name)
                 mb = Mailbox(owner, mailbox_id, name)
                 mb.sync()  # a cold object catches up with the Maildir once; later SELECTs call sync()
                 self._open[key] = mb
@@ -137,6 +143,12 @@ class Store:
                 del self._open[key]
 
     # ------------------------------------------------------------------------------ watcher
+
+    def index_changed(self, user: str) -> bool:
+        """The user's index file changed on disk: catch up their open mailboxes if another process wrote."""
+        with self._lock:
+            us = self._users.get(user)
+        return us is not None and us.index_changed()
 
     async def watch(self, stop_event: object | None = None, debounce_ms: int = 50) -> None:
         """Watch the whole mail root; sync open mailboxes whose directories changed. See watcher.py."""

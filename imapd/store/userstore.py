@@ -7,6 +7,7 @@ shared process-wide through the store's registry.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from imapd.store.store import Store
 
 __all__ = ["DEFAULT_FOLDERS", "SPECIAL_USES", "MailboxInfo", "UserStore"]
+
+log = logging.getLogger(__name__)
 
 SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
 DEFAULT_FOLDERS = (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"),
@@ -235,7 +238,71 @@ class UserStore:
     def catch_up_open(self, mailbox_id: int) -> None:
         mb = self.store.registry_get(self.user, mailbox_id)
         if mb is not None:
-            mb._catch_up()
+            mb.catch_up()
+
+    def index_changed(self) -> bool:
+        """Catch up every open mailbox of this user if another process committed to the index since the
+        last look (``PRAGMA data_version``): changes stored only in the index (a keyword past the 26 that
+        have file-name letters, a MODSEQ-only change) reach this process's sessions without a file change."""
+        with self.index.lock:
+            if not self.index.changed_elsewhere():
+                return False
+        for mb in self.store.open_mailboxes():
+            if mb.user == self.user and not mb.deleted:
+                mb.catch_up()
+        return True
+
+    def on_cold_open(self, mailbox_id: int, name: str) -> None:
+        """First open of a mailbox in this process: sweep stale ``tmp/`` files, and make sure the index has
+        not fallen behind the Maildir's ``dovecot-uidlist`` (an index file restored from a backup)."""
+        path = self.folder_path(name)
+        maildir.sweep_tmp(path)
+        head = dovecot.uidlist_head(path)
+        if head is None:
+            return
+        with self.index.lock:
+            row = self.index.conn.execute("SELECT uidvalidity, uidnext FROM mailboxes WHERE id=?",
+                                          (mailbox_id,)).fetchone()
+        if row is None or head[0] != row[0] or head[1] <= row[1]:
+            return
+        log.warning("%s/%s: the index is behind dovecot-uidlist (UIDNEXT %d < %d); re-reading the Maildir",
+                    self.user, name, row[1], head[1])
+        uidlist = dovecot.read_uidlist(path)
+        try:
+            with self.index.write() as conn:
+                conn.execute("UPDATE mailboxes SET uidnext=max(uidnext, ?), history_floor=highestmodseq "
+                             "WHERE id=?", (head[1], mailbox_id))
+                reconcile(conn, mailbox_id, path, history_limit=self.history_limit, force=True,
+                          uid_hints=uidlist.uids if uidlist else None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._io("open", name, exc) from exc
+
+    def rebuild_index(self, name: str | None = None) -> list[tuple[str, int, int]]:
+        """Rebuild the index rows of one mailbox (or all) from the Maildir: UIDs and UIDVALIDITY from
+        ``dovecot-uidlist`` wherever it has them, keywords from ``dovecot-keywords`` and file names.
+
+        What only the index held is lost: keywords past the 26 with file-name letters, EMAILIDs, the
+        expunge history. Returns ``(name, uidvalidity, messages)`` per rebuilt mailbox.
+        """
+        out = []
+        with self.index.write() as conn:
+            rows = {n: (int(i), su) for i, n, su in conn.execute("SELECT id, name, special_use FROM mailboxes")}
+            disk = self._disk_folders(set(rows))
+            names = [normalize(name)] if name is not None else sorted(disk, key=lambda n: (n != INBOX, n))
+            for n in names:
+                if n not in disk:
+                    raise NoSuchMailbox(f"mailbox {n!r} does not exist")
+                old = rows.get(n)
+                if old is not None:
+                    self._drop_rows(conn, old[0])
+                mid = self._index_new(conn, n, old[1] if old else None)
+                dovecot.ensure_uidlist(conn, mid, self.folder_path(n), check_guid=True)
+                uv, count = conn.execute("SELECT uidvalidity, (SELECT count(*) FROM messages WHERE mailbox=?) "
+                                         "FROM mailboxes WHERE id=?", (mid, mid)).fetchone()
+                out.append((n, int(uv), int(count)))
+                if old is not None:
+                    self._mark_deleted(old[0])
+        return out
 
     def list_mailboxes(self) -> list[MailboxInfo]:
         """Every mailbox, INBOX first then by name; implied parents appear as \\Noselect."""

@@ -3,8 +3,11 @@
 A change under ``mail/<user>/<folder>/{cur,new}`` of a mailbox that is open in this process triggers its
 ``sync()`` (once per batch: watchfiles already debounces, ``debounce_ms``); the sync publishes what changed.
 Our own writes show up here too, but they are already in the index, so their sync finds nothing new and
-publishes nothing: no duplicate events. The index files and ``tmp/`` are filtered out.
+publishes nothing: no duplicate events. A change of a user's index WAL (``imapd-index.sqlite-wal``) makes
+the store check ``PRAGMA data_version`` and, if another process committed, catch up that user's open
+mailboxes: changes stored only in the index reach IDLE clients too. ``tmp/`` is filtered out.
 The session also calls ``sync()`` on SELECT/NOOP/IDLE, so nothing depends on inotify alone.
+watchfiles' per-batch "N changes detected" line is logged at DEBUG, not INFO.
 """
 
 from __future__ import annotations
@@ -25,9 +28,32 @@ __all__ = ["mailboxes_for_paths", "watch"]
 log = logging.getLogger(__name__)
 
 
+_WAL = "imapd-index.sqlite-wal"
+
+
 def _interesting(_change: Any, path: str) -> bool:
     parent = os.path.basename(os.path.dirname(path))
-    return parent in ("cur", "new") or os.path.basename(path) in ("cur", "new")
+    name = os.path.basename(path)
+    return parent in ("cur", "new") or name in ("cur", "new") or name == _WAL
+
+
+class _ChangesDetectedToDebug(logging.Filter):
+    """watchfiles logs every batch at INFO; for a mail server that is noise: demote it to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and "changes detected" in str(record.msg):
+            if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_DEMOTE = _ChangesDetectedToDebug()
+
+
+def users_for_paths(paths: set[str]) -> set[str]:
+    """Users whose index WAL is among ``paths`` (``mail/<user>/imapd-index.sqlite-wal``)."""
+    return {os.path.basename(os.path.dirname(p)) for p in paths if os.path.basename(p) == _WAL}
 
 
 def mailboxes_for_paths(store: Store, paths: set[str]) -> list[Mailbox]:
@@ -47,11 +73,21 @@ async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: 
     import watchfiles
 
     os.makedirs(store.mail_root, exist_ok=True)
+    wf_log = logging.getLogger("watchfiles.main")
+    if _DEMOTE not in wf_log.filters:
+        wf_log.addFilter(_DEMOTE)
     async for changes in watchfiles.awatch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
                                            debounce=debounce_ms, step=max(10, debounce_ms // 2),
                                            recursive=True):
-        paths = {os.path.realpath(p) if False else p for _, p in changes}
-        for mb in mailboxes_for_paths(store, paths):
+        paths = {p for _, p in changes}
+        for user in users_for_paths(paths):
+            try:
+                store.index_changed(user)
+            except StoreError as exc:
+                log.warning("catch-up of %s after an index change failed: %s", user, exc)
+            except Exception:
+                log.exception("catch-up of %s after an index change failed", user)
+        for mb in mailboxes_for_paths(store, {p for p in paths if os.path.basename(p) != _WAL}):
             if mb.deleted:
                 continue
             try:

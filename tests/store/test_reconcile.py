@@ -5,6 +5,8 @@ import os
 import shutil
 import time
 
+import pytest
+
 from imapd.store import FlagsChanged, MessageEvent, MessagesAdded, MessagesExpunged, Store, UserStore
 
 from .conftest import msg
@@ -109,4 +111,99 @@ async def test_watcher_syncs_open_mailbox(store: Store, alice: UserStore) -> Non
     assert mb.exists == 2
     added = [u for e in events if isinstance(e, MessagesAdded) for u in e.uids]
     assert added == [1, 2]
+    mb.release()
+
+
+def _recorded_cur_mtime(us: UserStore, mailbox_id: int) -> int:
+    with us.index.lock:
+        return int(us.index.conn.execute("SELECT cur_mtime FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()[0])
+
+
+def test_foreign_rename_in_the_tick_of_our_own_write_is_found(alice: UserStore) -> None:
+    """own_write_end records cur/'s mtime; a foreign rename in the same timestamp tick leaves that mtime
+    unchanged. Here the tick is made certain by setting the mtime back to what our write left."""
+    mb = alice.open("INBOX")
+    mb.append(msg(1))
+    time.sleep(1.1)
+    mb.sync()  # settled
+    mb.append(msg(2))  # own write: cur/ gets mtime M
+    cur = os.path.join(mb.path, "cur")
+    m = os.stat(cur).st_mtime_ns
+    assert abs(_recorded_cur_mtime(alice, mb.mailbox_id)) == m
+    # an MUA flags message 1 by renaming its file, within the same tick
+    [name] = [n for n in os.listdir(cur) if n == mb.index_rows([1], "fname")[0][1]]
+    os.rename(os.path.join(cur, name), os.path.join(cur, name + "F"))
+    os.utime(cur, ns=(m, m))
+    mb.sync()
+    assert mb.flags(1) == ("\\Flagged",)
+    mb.release()
+
+
+def test_moves_from_new_in_the_same_tick_are_found(alice: UserStore) -> None:
+    mb = alice.open("INBOX")
+    drop_into_new(mb.path, "1700000000.M1P1.mx", msg(1))
+    mb.sync()  # moves new/ -> cur/, cur/ gets mtime M
+    cur = os.path.join(mb.path, "cur")
+    m = os.stat(cur).st_mtime_ns
+    with open(os.path.join(cur, "1700000001.M2P1.mx:2,S"), "wb") as f:
+        f.write(msg(2))
+    os.utime(cur, ns=(m, m))
+    mb.sync()
+    assert mb.uids().tolist() == [1, 2] and mb.flags(2) == ("\\Seen",)
+    mb.release()
+
+
+def checks_settled(us: UserStore, mailbox_id: int, path: str) -> bool:
+    return _recorded_cur_mtime(us, mailbox_id) == os.stat(os.path.join(path, "cur")).st_mtime_ns
+
+
+def test_syncs_right_after_own_writes_do_not_rescan(alice: UserStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The just-written case: one listing check (names only) verifies a racy mtime, never a full scan,
+    and once the tick has passed the next syncs are two stats, as when settled."""
+    import imapd.store.maildir as md
+    import imapd.store.reconcile as rc
+
+    mb = alice.open("INBOX")
+    mb.append(msg(0))
+    time.sleep(1.1)
+    mb.sync()
+    scans: list[str] = []
+    checks: list[int] = []
+    orig_scan, orig_check = md.scan_names, rc._listing_matches
+
+    def scan(path: str) -> object:
+        scans.append(path)
+        return orig_scan(path)
+
+    def check(*args: object) -> bool:
+        checks.append(1)
+        return orig_check(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(md, "scan_names", scan)
+    monkeypatch.setattr(rc, "_listing_matches", check)
+    for write in (lambda: mb.append(msg(1)), lambda: mb.store_flags([1], "add", ["\\Seen"]),
+                  lambda: mb.expunge([2])):
+        write()
+        checks.clear()
+        for _ in range(5):
+            mb.sync()
+            time.sleep(0.05)
+        assert scans == []
+        # a sync inside the tick verifies and must stay racy; the first one after it settles the record
+        assert len(checks) <= 2
+        assert checks_settled(alice, mb.mailbox_id, mb.path)
+    mb.release()
+
+
+def test_foreign_change_after_a_racy_verify_is_found(alice: UserStore) -> None:
+    mb = alice.open("INBOX")
+    mb.append(msg(1))
+    mb.sync()  # verifies the racy record right away (still within the tick: stays racy)
+    cur = os.path.join(mb.path, "cur")
+    m = os.stat(cur).st_mtime_ns
+    [name] = os.listdir(cur)
+    os.rename(os.path.join(cur, name), os.path.join(cur, name + "S"))
+    os.utime(cur, ns=(m, m))
+    mb.sync()
+    assert mb.flags(1) == ("\\Seen",)
     mb.release()

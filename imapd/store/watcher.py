@@ -41,7 +41,7 @@ class _ChangesDetectedToDebug(logging.Filter):
     """watchfiles logs every batch at INFO; for a mail server that is noise: demote it to DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and "changes detected" in str(record.msg):
+        if record.levelno == logging.INFO and "detected" in str(record.msg):
             if not logging.getLogger().isEnabledFor(logging.DEBUG):
                 return False
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"

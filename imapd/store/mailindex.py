@@ -72,9 +72,11 @@ def changes_since(conn: sqlite3.Connection, mailbox_id: int, since: int, *, know
         kwnames = dict(conn.execute("SELECT idx, name FROM keywords WHERE mailbox=?", (mailbox_id,)))
         if hms == since:
             return IndexDelta(since, hms, uidnext, [], [], None, kwnames)
-        rows = conn.execute(
-            "SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox=? AND modseq>? ORDER BY uid",
-            (mailbox_id, since)).fetchall()
+        # INDEXED BY: left alone, SQLite prefers the covering messages_state index and walks every row of
+        # the mailbox (3.8 ms at 100k messages, after every write); the MODSEQ index reads only the changes.
+        rows = sorted(conn.execute(
+            "SELECT uid, flags, keywords, modseq FROM messages INDEXED BY messages_modseq "
+            "WHERE mailbox=? AND modseq>?", (mailbox_id, since)))
         gone: list[int] | None = None
         present: set[int] | None = None
         if since >= floor:

@@ -6,7 +6,8 @@ indexing needs no stat), then we measure
 - ``open_cold``: a new process-level Store opening the existing index (one query + two stats);
 - ``sync_noop``: ``sync()`` when nothing changed;
 - ``memory``: bytes allocated by the open Mailbox object (tracemalloc, cold open).
-``--latency`` measures instead what SELECT / X-STATE RESTORE cost the store right after a write
+``--latency`` measures instead what SELECT / X-STATE RESTORE cost the store right after a write, without
+and with the mail-root watcher running (``_watched``: as in the server),
 (``sync()``: the Maildir re-check both run first), against the settled case, and a one-UID EXPUNGE:
 - ``sync_settled_ms``: median ``sync()`` when cur/ has not changed for over a second;
 - ``sync_after_own_write_ms`` / ``..._max_ms``: median / worst ``sync()`` sampled every 50 ms for the
@@ -20,12 +21,14 @@ One JSON line per measurement, then a short table.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -120,8 +123,8 @@ def _window(mb: Mailbox, write: Callable[[], object]) -> list[float]:
     return out
 
 
-def measure_latency(n: int, workdir: str) -> list[dict[str, object]]:
-    data = os.path.join(workdir, f"l{n}")
+def measure_latency(n: int, workdir: str, watched: bool) -> list[dict[str, object]]:
+    data = os.path.join(workdir, f"l{n}{'w' if watched else ''}")
     store = Store(data, durability="normal")
     us = store.create_user("bench")
     folder = f"Big{n}"
@@ -131,12 +134,18 @@ def measure_latency(n: int, workdir: str) -> list[dict[str, object]]:
     assert mb.exists == n, (mb.exists, n)
     other = Store(data, durability="normal")  # a second index connection: another server process
     omb = other.open_mailbox("bench", folder)
+    stop = threading.Event()
+    watcher = threading.Thread(target=asyncio.run, args=(store.watch(stop_event=stop),), daemon=True)
+    if watched:  # as in the server: the mail-root watcher runs (here on a thread of its own)
+        watcher.start()
+        while not store.watching:
+            time.sleep(0.01)
     cur = os.path.join(mb.path, "cur")
     out: list[dict[str, object]] = []
 
     def row(metric: str, value: float, **extra: object) -> None:
-        out.append({"bench": "store_scale", "messages": n, "metric": metric, "value": round(value * 1e3, 3),
-                    **extra})
+        out.append({"bench": "store_scale", "messages": n, "metric": metric + ("_watched" if watched else ""),
+                    "value": round(value * 1e3, 3), **extra})
 
     def settle() -> list[float]:
         time.sleep(1.1)
@@ -174,6 +183,9 @@ def measure_latency(n: int, workdir: str) -> list[dict[str, object]]:
         mb.expunge([uids[len(uids) // 3 + i]])
         xs.append(time.perf_counter() - t)
     row("expunge_one_ms", _median(xs))
+    stop.set()
+    if watched:
+        watcher.join()
     other.close()
     store.close()
     return out
@@ -189,7 +201,7 @@ def main() -> None:
     workdir = args.dir or tempfile.mkdtemp(prefix="store-scale-")
     if args.latency:
         try:
-            lat = [r for n in sizes[1:] for r in measure_latency(n, workdir)]
+            lat = [r for n in sizes[1:] for w in (False, True) for r in measure_latency(n, workdir, w)]
         finally:
             if not args.dir:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -26,7 +26,7 @@ import msgspec
 from imapd.store import dovecot, maildir
 from imapd.store.changefeed import MessageEvent, Subscription
 from imapd.store.errors import NoSuchMailbox, StorageIOError
-from imapd.store.flags import PASSED, info_letters, split_flags
+from imapd.store.flags import PASSED, info_letters, split_flags, system_flag_names
 from imapd.store.mailindex import (
     IndexDelta,
     KeywordTable,
@@ -160,7 +160,18 @@ class Mailbox:
         with self._index.lock:
             self._apply(self.read_changes())
 
-    _catch_up = catch_up
+    def _after_write(self) -> None:
+        """Read what the write changed; apply it here, or hand it to ``Store.applier`` when one is set
+        (a server that runs writes on a worker thread applies deltas on its event loop)."""
+        applier = self._owner.store.applier
+        if applier is None:
+            self.catch_up()
+        else:
+            applier(self, self.read_changes())
+
+    def apply(self, delta: IndexDelta) -> None:
+        """Apply a delta returned by a write (see ``Store.applier``) and publish its events."""
+        self._apply(delta)
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -173,7 +184,11 @@ class Mailbox:
             except (OSError, sqlite3.Error) as exc:
                 raise self._io_error(action, exc) from exc
             finally:
-                self._catch_up()
+                self._after_write()
+
+    @property
+    def _watched(self) -> bool:
+        return self._owner.store.watching
 
     def _counters(self, conn: sqlite3.Connection) -> tuple[int, int]:
         try:
@@ -406,7 +421,7 @@ class Mailbox:
                 uidnext, hms = self._counters(conn)
                 modseq = hms + 1
                 kwtable = self._keyword_table(conn)
-                clean = own_write_begin(conn, self.mailbox_id, self.path)
+                clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
                 rows: list[MessageRow] = []
                 for it, (bits, kwnames), blob, (tpath, base) in zip(items, parsed, blobs, tmp, strict=True):
                     kw = kwtable.bits(kwnames)
@@ -423,7 +438,7 @@ class Mailbox:
                     maildir.fsync_dir(os.path.join(self.path, "cur"))
                 insert_messages(conn, rows)
                 set_counters(conn, self.mailbox_id, highestmodseq=modseq, uidnext=uidnext)
-                own_write_end(conn, self.mailbox_id, self.path, clean)
+                own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
                 dovecot.record_uids(conn, self.mailbox_id, self.path, [(r[1], r[3]) for r in rows])
         except BaseException:
             for p in placed:
@@ -442,14 +457,15 @@ class Mailbox:
             raise ValueError(f"bad mode {mode!r}")
         bits, kwnames = split_flags(flags)
         renames: list[tuple[str, str]] = []
-        changed: list[tuple[int, int, int]] = []
+        changed: list[tuple[int, tuple[str, ...], int]] = []
         failed: list[int] = []
         cur = os.path.join(self.path, "cur")
         try:
             with self._write("store flags") as conn:
                 modseq = self._counters(conn)[1] + 1
-                kwbits = self._keyword_table(conn).bits(kwnames, create=mode != "remove")
-                clean = own_write_begin(conn, self.mailbox_id, self.path)
+                kwtable = self._keyword_table(conn)
+                kwbits = kwtable.bits(kwnames, create=mode != "remove")
+                clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
                 updates = []
                 for uid, fl, kw, ms, fname in select_rows(conn, self.mailbox_id, uids,
                                                           "flags, keywords, modseq, fname"):
@@ -473,20 +489,19 @@ class Mailbox:
                             continue  # changed or removed behind our back; the next sync sorts it out
                         renames.append((src, dst))
                     updates.append((nfl, nkw, modseq, nfname, self.mailbox_id, uid))
-                    changed.append((uid, nfl, nkw))
+                    changed.append((uid, (*system_flag_names(nfl), *kwtable.names_of(nkw)), modseq))
                 if updates:
                     if renames:
                         maildir.fsync_dir(cur)
                     update_flags(conn, updates)
                     set_counters(conn, self.mailbox_id, highestmodseq=modseq)
-                    own_write_end(conn, self.mailbox_id, self.path, clean)
+                    own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
         except BaseException:
             for src, dst in reversed(renames):
                 with contextlib.suppress(OSError):
                     os.rename(dst, src)
             raise
-        names = self._state.names
-        return StoreResult([(uid, names(fl, kw), modseq) for uid, fl, kw in changed], failed)
+        return StoreResult(changed, failed)
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
         """Remove messages (one MODSEQ for the operation, recorded in the expunge history)."""
@@ -495,7 +510,7 @@ class Mailbox:
         cur = os.path.join(self.path, "cur")
         with self._write("expunge") as conn:
             modseq = self._counters(conn)[1] + 1
-            clean = own_write_begin(conn, self.mailbox_id, self.path)
+            clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
             for uid, fname in select_rows(conn, self.mailbox_id, uids, "fname"):
                 try:
                     os.unlink(os.path.join(cur, fname))
@@ -509,7 +524,7 @@ class Mailbox:
                 maildir.fsync_dir(cur)
                 record_expunges(conn, self.mailbox_id, done, modseq, self._owner.history_limit)
                 set_counters(conn, self.mailbox_id, highestmodseq=modseq)
-                own_write_end(conn, self.mailbox_id, self.path, clean)
+                own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
                 dovecot.compact_uidlist(conn, self.mailbox_id, self.path, self.exists - len(done))
         if error is not None:
             raise self._io_error("expunge", error)
@@ -542,7 +557,7 @@ class Mailbox:
                 src_kw = self._keyword_table(conn)
                 dest_kw = self._keyword_table(conn, dest_id, dest_path, dest_name)
                 dmodseq = dhms + 1 if dest_id != self.mailbox_id else src_hms + 1
-                dclean = own_write_begin(conn, dest_id, dest_path)
+                dclean = own_write_begin(conn, dest_id, dest_path, self._watched)
                 rows: list[MessageRow] = []
                 sources: list[tuple[int, str]] = []
                 for uid, fname, fl, kw, date, size, eid, blob in select_rows(
@@ -564,11 +579,11 @@ class Mailbox:
                     maildir.fsync_dir(dest_cur)
                     insert_messages(conn, rows)
                     set_counters(conn, dest_id, highestmodseq=dmodseq, uidnext=uidnext)
-                    own_write_end(conn, dest_id, dest_path, dclean)
+                    own_write_end(conn, dest_id, dest_path, dclean, self._watched)
                     dovecot.record_uids(conn, dest_id, dest_path, [(r[1], r[3]) for r in rows])
                 if move and sources:
                     smodseq = max(dmodseq, src_hms) + 1 if dest_id == self.mailbox_id else src_hms + 1
-                    sclean = own_write_begin(conn, self.mailbox_id, self.path)
+                    sclean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
                     for _, fname in sources:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(os.path.join(cur, fname))
@@ -576,7 +591,7 @@ class Mailbox:
                     record_expunges(conn, self.mailbox_id, [u for u, _ in sources], smodseq,
                                     self._owner.history_limit)
                     set_counters(conn, self.mailbox_id, highestmodseq=smodseq)
-                    own_write_end(conn, self.mailbox_id, self.path, sclean)
+                    own_write_end(conn, self.mailbox_id, self.path, sclean, self._watched)
         except StorageIOError as exc:
             for p in placed:
                 maildir.unlink_quiet(p)
@@ -595,12 +610,41 @@ class Mailbox:
         """
         with self._write("sync") as conn:
             try:
-                reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit)
+                reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
+                          watched=self._watched)
             except FileNotFoundError:
                 self._owner.forget_vanished(self.mailbox_id)
                 self.deleted = True
         if self.deleted:
             raise NoSuchMailbox(f"mailbox {self.name!r} no longer exists")
+
+    def sync_names(self, cur_names: set[str], new_changed: bool = True) -> None:
+        """Sync after the watcher saw changes to these ``cur/`` file names (and any in ``new/``).
+
+        Each name is checked against the index (on disk exactly when the index lists that file name):
+        a foreign change is found even when it left cur/'s mtime as our own write set it (same tick), and
+        our own changes cost a stat and an indexed lookup each, never a listing.
+        """
+        with self._write("sync") as conn:
+            force = len(cur_names) > 256 or not self._names_match(conn, cur_names)
+            try:
+                reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
+                          force=force, watched=self._watched, force_new=new_changed)
+            except FileNotFoundError:
+                self._owner.forget_vanished(self.mailbox_id)
+                self.deleted = True
+        if self.deleted:
+            raise NoSuchMailbox(f"mailbox {self.name!r} no longer exists")
+
+    def _names_match(self, conn: sqlite3.Connection, names: set[str]) -> bool:
+        cur = os.path.join(self.path, "cur")
+        for name in names:
+            row = conn.execute("SELECT fname FROM messages WHERE mailbox=? AND base=?",
+                               (self.mailbox_id, maildir.base_of(name))).fetchone()
+            listed = row is not None and row[0] == name
+            if listed != os.path.exists(os.path.join(cur, name)):
+                return False
+        return True
 
     # ----------------------------------------------------------------------------- lifetime
 

@@ -55,15 +55,20 @@ def tick_ns(mtime_ns: int) -> int:
     return _FINE_TICK_NS if mtime_ns % 1_000_000 else _SECOND_NS
 
 
-def _record(mtime_ns: int, now_ns: int) -> int:
-    """What to store for an mtime seen at ``now_ns``: itself when settled, negated while racy."""
-    return mtime_ns if now_ns - mtime_ns >= tick_ns(mtime_ns) else -mtime_ns
+def _record(mtime_ns: int, now_ns: int, watched: bool = False) -> int:
+    """What to store for an mtime seen at ``now_ns``: itself when settled, negated while racy.
+
+    ``watched``: this process's watcher sees every change in the directory and checks the names it
+    reports against the index (:meth:`Mailbox.sync_names`), so a change hidden in the tick is found
+    that way and the mtime can be trusted at once.
+    """
+    return mtime_ns if watched or now_ns - mtime_ns >= tick_ns(mtime_ns) else -mtime_ns
 
 
 NOT_CLEAN, CLEAN, RACY = 0, 1, 2
 
 
-def own_write_begin(conn: sqlite3.Connection, mailbox_id: int, folder: str) -> int:
+def own_write_begin(conn: sqlite3.Connection, mailbox_id: int, folder: str, watched: bool = False) -> int:
     """How cur/ stands before our own write: CLEAN (as recorded), RACY (as recorded, not yet verified) or
     NOT_CLEAN (changed by someone else: our write must not move the recorded mtime, the next sync scans)."""
     row = conn.execute("SELECT cur_mtime FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
@@ -73,12 +78,13 @@ def own_write_begin(conn: sqlite3.Connection, mailbox_id: int, folder: str) -> i
         return NOT_CLEAN
     if row is None:
         return NOT_CLEAN
-    if mtime == row[0]:
+    if mtime == row[0] or (watched and mtime == -row[0]):
         return CLEAN
     return RACY if mtime == -row[0] else NOT_CLEAN
 
 
-def own_write_end(conn: sqlite3.Connection, mailbox_id: int, folder: str, state: int) -> None:
+def own_write_end(conn: sqlite3.Connection, mailbox_id: int, folder: str, state: int,
+                  watched: bool = False) -> None:
     """Record cur/'s mtime after our own write: racy (verified once by the next sync) while its tick may
     still run, or when the state before was not verified yet; not at all when someone else had changed it."""
     if state == NOT_CLEAN:
@@ -87,7 +93,7 @@ def own_write_end(conn: sqlite3.Connection, mailbox_id: int, folder: str, state:
         mtime = os.stat(os.path.join(folder, "cur")).st_mtime_ns
     except OSError:
         return
-    rec = _record(mtime, time.time_ns()) if state == CLEAN else -mtime
+    rec = _record(mtime, time.time_ns(), watched) if state == CLEAN else -mtime
     conn.execute("UPDATE mailboxes SET cur_mtime=? WHERE id=?", (rec, mailbox_id))
 
 
@@ -111,7 +117,8 @@ def _stat_dir(folder: str, sub: str) -> int:
 
 
 def reconcile(conn: sqlite3.Connection, mailbox_id: int, folder: str, *, history_limit: int,
-              force: bool = False, uid_hints: dict[str, int] | None = None, parse_limit: int = 64) -> bool:
+              force: bool = False, uid_hints: dict[str, int] | None = None, parse_limit: int = 64,
+              watched: bool = False, force_new: bool = False) -> bool:
     """Bring the index rows of one mailbox in line with its directory; True if anything changed.
 
     Raises FileNotFoundError if the folder itself no longer exists (a lost cur/ or new/ is recreated).
@@ -126,11 +133,11 @@ def reconcile(conn: sqlite3.Connection, mailbox_id: int, folder: str, *, history
     st_cur = _stat_dir(folder, "cur")
     st_new = _stat_dir(folder, "new")
     scan_cur = force or st_cur != rec_cur
-    scan_new = force or st_new != rec_new
-    if scan_cur and not force and st_cur == -rec_cur and _listing_matches(conn, mailbox_id, cur):
-        # racy record verified: the listing is what the index says (the usual case right after our writes)
+    scan_new = force or force_new or st_new != rec_new
+    if scan_cur and not force and st_cur == -rec_cur and (watched or _listing_matches(conn, mailbox_id, cur)):
+        # racy record verified (the listing is what the index says), or covered by this process's watcher
         scan_cur = False
-        rec_cur = _record(st_cur, time.time_ns())
+        rec_cur = _record(st_cur, time.time_ns(), watched)
         conn.execute("UPDATE mailboxes SET cur_mtime=? WHERE id=?", (rec_cur, mailbox_id))
     if not scan_cur and not scan_new:
         return False
@@ -215,12 +222,12 @@ def reconcile(conn: sqlite3.Connection, mailbox_id: int, folder: str, *, history
     changed = bool(rows or updates or expunged)
     now = time.time_ns()
     if moved:
-        cur_rec = _record(os.stat(cur).st_mtime_ns, now)
+        cur_rec = _record(os.stat(cur).st_mtime_ns, now, watched)
     elif scan_cur:
-        cur_rec = _record(st_cur, now)
+        cur_rec = _record(st_cur, now, watched)
     else:
         cur_rec = rec_cur
-    new_rec = _record(st_new, now) if scan_new else rec_new
+    new_rec = _record(st_new, now, watched) if scan_new else rec_new
     conn.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=?, cur_mtime=?, new_mtime=? WHERE id=?",
                  (uidnext, modseq if changed else hms, cur_rec, new_rec, mailbox_id))
     if rows:

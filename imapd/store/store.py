@@ -16,6 +16,7 @@ from imapd.store import maildir
 from imapd.store.changefeed import ChangeFeed
 from imapd.store.errors import NoSuchUser, StorageIOError
 from imapd.store.mailbox import Mailbox
+from imapd.store.mailindex import IndexDelta
 from imapd.store.userstore import INDEX_FILE, UserStore
 
 __all__ = ["Store", "valid_username"]
@@ -35,6 +36,12 @@ class Store:
         self.history_limit = history_limit
         self.durability = durability
         self.on_idle = on_idle
+        self.applier: Callable[[Mailbox, IndexDelta], None] | None = None
+        """None: a write applies its delta to the mailbox's arrays at once. Set, it receives
+        ``(mailbox, delta)`` instead and must call ``mailbox.apply(delta)`` (e.g. on the event loop,
+        when writes run on a worker thread)."""
+        self.watching = False
+        """True while :meth:`watch` runs: its per-name checks cover racy directory mtimes."""
         self.feed = ChangeFeed()
         self._users: dict[str, UserStore] = {}
         self._open: dict[tuple[str, int], Mailbox] = {}

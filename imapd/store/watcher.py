@@ -56,6 +56,20 @@ def users_for_paths(paths: set[str]) -> set[str]:
     return {os.path.basename(os.path.dirname(p)) for p in paths if os.path.basename(p) == _WAL}
 
 
+def cur_names_for(mailbox: Mailbox, paths: set[str]) -> set[str]:
+    """File names under ``mailbox``'s ``cur/`` among ``paths`` (the directory itself counts as a name
+    no index row has, so it forces a scan)."""
+    cur = os.path.normpath(os.path.join(mailbox.path, "cur"))
+    out = set()
+    for p in paths:
+        p = os.path.normpath(p)
+        if p == cur:
+            out.add("")
+        elif os.path.dirname(p) == cur:
+            out.add(os.path.basename(p))
+    return out
+
+
 def mailboxes_for_paths(store: Store, paths: set[str]) -> list[Mailbox]:
     """The open mailboxes whose cur/ or new/ contains one of ``paths``."""
     dirs: set[str] = set()
@@ -76,9 +90,23 @@ async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: 
     wf_log = logging.getLogger("watchfiles.main")
     if _DEMOTE not in wf_log.filters:
         wf_log.addFilter(_DEMOTE)
+    try:
+        await _watch_loop(store, watchfiles, stop_event, debounce_ms)
+    finally:
+        store.watching = False
+
+
+async def _watch_loop(store: Store, watchfiles: Any, stop_event: object | None, debounce_ms: int) -> None:
+    started = False
     async for changes in watchfiles.awatch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
                                            debounce=debounce_ms, step=max(10, debounce_ms // 2),
-                                           recursive=True):
+                                           recursive=True, yield_on_timeout=True, rust_timeout=200):
+        if not started:
+            # From the first (possibly empty) batch on, every change below the mail root reaches us.
+            started = store.watching = True
+            for mb in store.open_mailboxes():
+                if not mb.deleted:  # what changed before the watch began is found by a full look
+                    _sync(mb, {""}, True)
         paths = {p for _, p in changes}
         for user in users_for_paths(paths):
             try:
@@ -88,12 +116,17 @@ async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: 
             except Exception:
                 log.exception("catch-up of %s after an index change failed", user)
         for mb in mailboxes_for_paths(store, {p for p in paths if os.path.basename(p) != _WAL}):
-            if mb.deleted:
-                continue
-            try:
-                mb.sync()
-            except StoreError as exc:
-                log.warning("sync of %s/%s after a Maildir change failed: %s", mb.user, mb.name, exc)
-            except Exception:
-                log.exception("sync of %s/%s failed", mb.user, mb.name)
+            if not mb.deleted:
+                new = os.path.normpath(os.path.join(mb.path, "new"))
+                _sync(mb, cur_names_for(mb, paths),
+                      any(os.path.normpath(p) == new or os.path.dirname(os.path.normpath(p)) == new for p in paths))
         await asyncio.sleep(0)
+
+
+def _sync(mb: Mailbox, names: set[str], new_changed: bool) -> None:
+    try:
+        mb.sync_names(names, new_changed)
+    except StoreError as exc:
+        log.warning("sync of %s/%s after a Maildir change failed: %s", mb.user, mb.name, exc)
+    except Exception:
+        log.exception("sync of %s/%s failed", mb.user, mb.name)

@@ -7,7 +7,15 @@ import time
 
 import pytest
 
-from imapd.store import FlagsChanged, MessageEvent, MessagesAdded, MessagesExpunged, Store, UserStore
+from imapd.store import (
+    AppendItem,
+    FlagsChanged,
+    MessageEvent,
+    MessagesAdded,
+    MessagesExpunged,
+    Store,
+    UserStore,
+)
 
 from .conftest import msg
 
@@ -206,4 +214,84 @@ def test_foreign_change_after_a_racy_verify_is_found(alice: UserStore) -> None:
     os.utime(cur, ns=(m, m))
     mb.sync()
     assert mb.flags(1) == ("\\Seen",)
+    mb.release()
+
+
+async def _start_watch(store: Store) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.watch(stop_event=stop, debounce_ms=20))
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if store.watching:
+            break
+    assert store.watching
+    return stop, task
+
+
+async def test_watched_foreign_rename_in_the_tick_of_own_write_is_pushed(store: Store, alice: UserStore) -> None:
+    mb = alice.open("INBOX")
+    mb.append(msg(1))
+    events: list[MessageEvent] = []
+    mb.subscribe(events.append)
+    stop, task = await _start_watch(store)
+    try:
+        mb.append(msg(2))  # own write while watched: cur/'s mtime is trusted at once ...
+        cur = os.path.join(mb.path, "cur")
+        m = os.stat(cur).st_mtime_ns
+        assert _recorded_cur_mtime(alice, mb.mailbox_id) == m
+        name = mb.index_rows([1], "fname")[0][1]
+        os.rename(os.path.join(cur, name), os.path.join(cur, name + "F"))  # ... a foreign rename, same tick
+        os.utime(cur, ns=(m, m))
+        mb.sync()  # the mtime alone cannot tell
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if mb.flags(1) == ("\\Flagged",):
+                break
+        assert mb.flags(1) == ("\\Flagged",)  # the watcher checked the names it saw against the index
+        assert [(type(e), getattr(e, "changes", None)) for e in events][-1] == (
+            FlagsChanged, [(1, ("\\Flagged",), mb.highestmodseq)])
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert not store.watching
+    mb.release()
+
+
+async def test_watched_own_and_other_process_writes_cost_no_listing(
+        store: Store, alice: UserStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imapd.store.maildir as md
+    import imapd.store.reconcile as rc
+
+    mb = alice.open("INBOX")
+    mb.append_many([AppendItem(msg(i)) for i in range(50)], fsync=False)
+    other = Store(store.data_dir, durability="normal")  # another server process's index connection
+    omb = other.open_mailbox("alice", "INBOX")
+    stop, task = await _start_watch(store)
+    looks: list[str] = []
+    orig_scan, orig_check = md.scan_names, rc._listing_matches
+
+    def scan(path: str) -> object:
+        if path.endswith("cur"):
+            looks.append("scan")
+        return orig_scan(path)
+
+    def check(*args: object) -> bool:
+        looks.append("check")
+        return orig_check(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(md, "scan_names", scan)
+    monkeypatch.setattr(rc, "_listing_matches", check)
+    try:
+        for write in (lambda: mb.store_flags([1], "add", ["\\Seen"]), lambda: omb.store_flags([2], "add", ["X"]),
+                      lambda: mb.expunge([3]), lambda: omb.expunge([4])):
+            write()
+            for _ in range(5):
+                mb.sync()
+                await asyncio.sleep(0.03)  # the watcher's batches arrive meanwhile
+        assert looks == []
+        assert mb.flags(2) == ("X",) and 4 not in mb
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        other.close()
     mb.release()

@@ -135,7 +135,7 @@ def measure_latency(n: int, workdir: str, watched: bool) -> list[dict[str, objec
     other = Store(data, durability="normal")  # a second index connection: another server process
     omb = other.open_mailbox("bench", folder)
     stop = threading.Event()
-    watcher = threading.Thread(target=asyncio.run, args=(store.watch(stop_event=stop),), daemon=True)
+    watcher = threading.Thread(target=lambda: asyncio.run(store.watch(stop_event=stop)), daemon=True)
     if watched:  # as in the server: the mail-root watcher runs (here on a thread of its own)
         watcher.start()
         while not store.watching:

@@ -65,6 +65,7 @@ class UserStore:
         self.feed: ChangeFeed = store.feed
         self.history_limit = store.history_limit
         self.index = UserIndex(os.path.join(root, INDEX_FILE), durability=store.durability)
+        self._uidlist_checked: set[int] = set()
         for entry in os.scandir(root):
             if entry.name.startswith(_TRASH_PREFIX):
                 shutil.rmtree(entry.path, ignore_errors=True)
@@ -210,13 +211,13 @@ class UserStore:
         with self.index.lock:
             row = self.index.conn.execute("SELECT id FROM mailboxes WHERE name=?", (name,)).fetchone()
         path = self.folder_path(name)
-        if row is not None and os.path.isdir(os.path.join(path, "cur")):
-            return int(row[0]), name
         if row is not None and os.path.isdir(path):
-            try:
-                maildir.ensure_maildir(path)  # a lost cur/, new/ or tmp/ is recreated, the folder kept
-            except OSError as exc:
-                raise self._io("open", name, exc) from exc
+            if not os.path.isdir(os.path.join(path, "cur")):
+                try:
+                    maildir.ensure_maildir(path)  # a lost cur/, new/ or tmp/ is recreated, the folder kept
+                except OSError as exc:
+                    raise self._io("open", name, exc) from exc
+            self._check_uidlist(int(row[0]), name)
             return int(row[0]), name
         if row is None and not os.path.isdir(os.path.join(path, "cur")):
             raise NoSuchMailbox(f"mailbox {name!r} does not exist")
@@ -253,10 +254,17 @@ class UserStore:
         return True
 
     def on_cold_open(self, mailbox_id: int, name: str) -> None:
-        """First open of a mailbox in this process: sweep stale ``tmp/`` files, and make sure the index has
-        not fallen behind the Maildir's ``dovecot-uidlist`` (an index file restored from a backup)."""
+        """First open of a mailbox in this process: sweep stale ``tmp/`` files (36 hours, Maildir's rule)."""
+        maildir.sweep_tmp(self.folder_path(name))
+
+    def _check_uidlist(self, mailbox_id: int, name: str) -> None:
+        """Once per mailbox and process: make sure the index has not fallen behind the Maildir's
+        ``dovecot-uidlist`` (an index file restored from a backup). If it has, the UIDs the Maildir lists
+        are taken over and UIDNEXT moves past every UID it ever handed out, so none is given twice."""
+        if mailbox_id in self._uidlist_checked:
+            return
+        self._uidlist_checked.add(mailbox_id)
         path = self.folder_path(name)
-        maildir.sweep_tmp(path)
         head = dovecot.uidlist_head(path)
         if head is None:
             return
@@ -276,6 +284,7 @@ class UserStore:
                           uid_hints=uidlist.uids if uidlist else None)
         except (OSError, sqlite3.Error) as exc:
             raise self._io("open", name, exc) from exc
+        self.catch_up_open(mailbox_id)
 
     def rebuild_index(self, name: str | None = None) -> list[tuple[str, int, int]]:
         """Rebuild the index rows of one mailbox (or all) from the Maildir: UIDs and UIDVALIDITY from

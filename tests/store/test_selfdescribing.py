@@ -99,11 +99,13 @@ def test_restored_index_backup_does_not_reuse_uids(store: Store, alice: UserStor
     mb = alice.open("INBOX")
     for i in range(3):
         mb.append(msg(i))
+    mb.copy([1, 2], "Archive")
     backup = os.path.join(str(tmp_path), "backup.sqlite")
     with sqlite3.connect(backup) as dst:
         alice.index.conn.backup(dst)
     mb.append(msg(3), ["\\Seen"])  # UID 4: after the backup, still on disk
     mb.append(msg(4))  # UID 5: after the backup, then expunged
+    mb.copy([3], "Archive")  # Archive UID 3, after the backup
     mb.expunge([1, 5])
     mb.release()
     store.close()
@@ -120,6 +122,9 @@ def test_restored_index_backup_does_not_reuse_uids(store: Store, alice: UserStor
     assert mb.uidnext == 6
     assert mb.append(msg(5)) == 6  # never 4 or 5 again under this UIDVALIDITY
     assert mb.expunged_since(0)[1] is False  # the history of that gap is unknown, and said so
+    # a mailbox nobody opened is checked too before a COPY gives out its UIDs
+    assert mb.copy([2], "Archive") == [(2, 4)]
+    assert s2.user("alice").status("Archive").uidnext == 5
     mb.release()
     s2.close()
 

@@ -25,6 +25,7 @@ import msgspec
 
 from imapd.store import dovecot, maildir
 from imapd.store.changefeed import MessageEvent, Subscription
+from imapd.store.content import MessageContent
 from imapd.store.errors import NoSuchMailbox, StorageIOError
 from imapd.store.flags import PASSED, info_letters, split_flags, system_flag_names
 from imapd.store.mailindex import (
@@ -41,7 +42,7 @@ from imapd.store.mailindex import (
     update_flags,
 )
 from imapd.store.mailstate import MailboxState
-from imapd.store.metadata import decode_metadata, parse_to_blob
+from imapd.store.metadata import parse_to_blob
 from imapd.store.reconcile import own_write_begin, own_write_end, reconcile
 from imapd.store.sortkeys import SortKeys
 
@@ -89,7 +90,7 @@ class MailboxStatus(msgspec.Struct, frozen=True):
     """RFC 8474 MAILBOXID."""
 
 
-class Mailbox:
+class Mailbox(MessageContent):
     """One open mailbox. Get it from :meth:`UserStore.open`, give it back with :meth:`release`."""
 
     def __init__(self, owner: UserStore, mailbox_id: int, name: str) -> None:
@@ -296,83 +297,6 @@ class Mailbox:
         rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords")
         names = self._state.names
         return [MessageInfo(uid, size, date, eid, ms, names(fl, kw)) for uid, size, date, eid, ms, fl, kw in rows]
-
-    def message_path(self, uid: int) -> str:
-        """Path of the message file; raises KeyError if the message does not exist."""
-        rows = self._rows([uid], "fname")
-        if not rows:
-            raise KeyError(uid)
-        path = os.path.join(self.path, "cur", rows[0][1])
-        if os.path.exists(path):
-            return path
-        self.sync()
-        rows = self._rows([uid], "fname")
-        if not rows:
-            raise KeyError(uid)
-        return os.path.join(self.path, "cur", rows[0][1])
-
-    def read_message(self, uid: int) -> bytes:
-        """The raw message; KeyError if it does not exist (or vanished from disk)."""
-        try:
-            with open(self.message_path(uid), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise KeyError(uid) from None
-
-    def index_rows(self, uids: Iterable[int] | None, cols: str) -> list[Any]:
-        """Index rows ``(uid, *cols)`` of the given UIDs that exist (None: every message), ascending UID,
-        in one query. ``cols`` are columns of the ``messages`` table (store-internal callers only)."""
-        return self._rows(uids, cols)
-
-    def metadata_blob(self, uid: int) -> bytes | None:
-        """The msgpack metadata blob of ``uid``, parsed from the file and stored now if missing; None when
-        it cannot be had (no such message, file gone, ``imapd.mime`` unavailable or failing)."""
-        rows = self._rows([uid], "meta")
-        if not rows:
-            return None
-        blob: bytes | None = rows[0][1]
-        if blob is None:
-            try:
-                blob = self._parse_and_store(uid)
-            except (KeyError, RuntimeError):
-                return None
-        return blob
-
-    def _parse_and_store(self, uid: int) -> bytes:
-        blob = parse_to_blob(self.read_message(uid))
-        if blob is None:
-            raise RuntimeError("imapd.mime is not available or failed on this message")
-        try:
-            with self._index.write() as conn:
-                conn.execute("UPDATE messages SET meta=? WHERE mailbox=? AND uid=?", (blob, self.mailbox_id, uid))
-        except sqlite3.Error:
-            pass  # a cache write; the caller still gets the parsed value
-        return blob
-
-    def metadata(self, uid: int) -> Any:
-        """The cached ``imapd.mime.MessageMetadata`` of ``uid``, parsed and stored now if missing."""
-        rows = self._rows([uid], "meta")
-        if not rows:
-            raise KeyError(uid)
-        blob = rows[0][1]
-        if blob is None:
-            blob = self._parse_and_store(uid)
-        return decode_metadata(blob)
-
-    def metadata_many(self, uids: Iterable[int]) -> dict[int, Any]:
-        """``{uid: MessageMetadata}`` for the given UIDs that exist, in one query (messages whose metadata
-        is not cached yet are parsed and stored as by :meth:`metadata`; messages whose file vanished
-        meanwhile are left out)."""
-        out: dict[int, Any] = {}
-        rows = self._rows(uids, "meta")
-        for uid, blob in rows:
-            if blob is None:
-                try:
-                    blob = self._parse_and_store(uid)
-                except KeyError:
-                    continue
-            out[uid] = decode_metadata(blob)
-        return out
 
     def sort_keys(self) -> SortKeys:
         """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from imapd.store.mailindex import store_metadata
 from imapd.store.metadata import decode_metadata, parse_to_blob
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class MessageContent:
             raise RuntimeError("imapd.mime is not available or failed on this message")
         try:
             with self._index.write() as conn:
-                conn.execute("UPDATE messages SET meta=? WHERE mailbox=? AND uid=?", (blob, self.mailbox_id, uid))
+                store_metadata(conn, self.mailbox_id, uid, blob)
         except sqlite3.Error:
             pass  # a cache write; the caller still gets the parsed value
         return blob

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 
 import msgspec
 
+from imapd.store import mailindex
+
 __all__ = [
     "UidList",
     "compact_uidlist",
@@ -176,11 +178,9 @@ def write_uidlist(folder: str, uidvalidity: int, uidnext: int, guid: str,
 
 
 def _rewrite_from_index(conn: sqlite3.Connection, mailbox_id: int, folder: str) -> None:
-    row = conn.execute("SELECT uidvalidity, uidnext, guid FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
-    if row is None:
-        return
-    entries = conn.execute("SELECT uid, base FROM messages WHERE mailbox=? ORDER BY uid", (mailbox_id,))
-    write_uidlist(folder, int(row[0]), int(row[1]), str(row[2]), entries)
+    src = mailindex.uidlist_source(conn, mailbox_id)
+    if src is not None:
+        write_uidlist(folder, *src)
 
 
 def record_uids(conn: sqlite3.Connection, mailbox_id: int, folder: str, entries: list[tuple[int, str]]) -> None:
@@ -193,9 +193,9 @@ def record_uids(conn: sqlite3.Connection, mailbox_id: int, folder: str, entries:
         return
     path = os.path.join(folder, UIDLIST)
     try:
-        row = conn.execute("SELECT uidvalidity FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+        ident = mailindex.mailbox_identity(conn, mailbox_id)
         head = uidlist_head(folder)
-        if row is None or head is None or head[0] != int(row[0]):
+        if ident is None or head is None or head[0] != ident[0]:
             _rewrite_from_index(conn, mailbox_id, folder)
             return
         with open(path, "a", encoding="utf-8", errors="surrogateescape") as f:
@@ -209,8 +209,8 @@ def ensure_uidlist(conn: sqlite3.Connection, mailbox_id: int, folder: str, *, ch
     or, with ``check_guid``, if its header does not carry this mailbox's GUID."""
     if check_guid:
         head = uidlist_head(folder)
-        row = conn.execute("SELECT guid FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
-        if head is not None and row is not None and head[2] == row[0]:
+        ident = mailindex.mailbox_identity(conn, mailbox_id)
+        if head is not None and ident is not None and head[2] == ident[1]:
             return
     elif os.path.exists(os.path.join(folder, UIDLIST)):
         return
@@ -230,7 +230,7 @@ def compact_uidlist(conn: sqlite3.Connection, mailbox_id: int, folder: str, live
     if size < _COMPACT_MIN_BYTES:
         return
     if live is None:
-        live = int(conn.execute("SELECT count(*) FROM messages WHERE mailbox=?", (mailbox_id,)).fetchone()[0])
+        live = mailindex.message_count(conn, mailbox_id)
     if size <= _COMPACT_FACTOR * _LINE_ESTIMATE * max(live, 1):
         return
     with contextlib.suppress(OSError):

@@ -33,12 +33,17 @@ from imapd.store.mailindex import (
     KeywordTable,
     MessageRow,
     changes_since,
+    expunged_since,
+    fname_of_base,
     insert_messages,
+    load_mailbox,
     mailbox_counters,
     new_emailid,
     record_expunges,
     select_rows,
     set_counters,
+    total_size,
+    uids_changed_since,
     update_flags,
 )
 from imapd.store.mailstate import MailboxState
@@ -112,25 +117,12 @@ class Mailbox(MessageContent):
     # ----------------------------------------------------------------- loading and catching up
 
     def _load(self) -> None:
-        conn = self._index.conn
         with self._index.lock:
-            outer = conn.in_transaction
-            if not outer:
-                conn.execute("BEGIN")
-            try:
-                row = conn.execute(
-                    "SELECT uidvalidity, uidnext, highestmodseq, guid, special_use FROM mailboxes WHERE id=?",
-                    (self.mailbox_id,)).fetchone()
-                if row is None:
-                    raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
-                self.uidvalidity, uidnext, hms, self.mailboxid, self.special_use = row
-                rows = conn.execute("SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox=? ORDER BY uid",
-                                    (self.mailbox_id,)).fetchall()
-                kwnames = dict(conn.execute("SELECT idx, name FROM keywords WHERE mailbox=?", (self.mailbox_id,)))
-            finally:
-                if not outer:
-                    conn.execute("COMMIT")
-            self._state.load(rows, hms, uidnext, kwnames)
+            got = load_mailbox(self._index.conn, self.mailbox_id)
+            if got is None:
+                raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
+            self.uidvalidity, self.mailboxid, self.special_use = got.uidvalidity, got.guid, got.special_use
+            self._state.load(got.rows, got.highestmodseq, got.uidnext, got.keywords)
 
     @property
     def uidnext(self) -> int:
@@ -264,8 +256,7 @@ class Mailbox(MessageContent):
         if modseq >= state.highestmodseq:
             return []
         with self._index.lock:
-            uids = sorted(u for (u,) in self._index.conn.execute(
-                "SELECT uid FROM messages WHERE mailbox=? AND modseq>?", (self.mailbox_id, modseq)))
+            uids = uids_changed_since(self._index.conn, self.mailbox_id, modseq)
             out = []
             for uid in uids:
                 pos = state.pos(uid)
@@ -281,12 +272,7 @@ class Mailbox(MessageContent):
         UID sets (QRESYNC without known-uids: send VANISHED for the whole missing range).
         """
         with self._index.lock:
-            conn = self._index.conn
-            row = conn.execute("SELECT history_floor FROM mailboxes WHERE id=?", (self.mailbox_id,)).fetchone()
-            floor = row[0] if row else 0
-            uids = sorted(u for (u,) in conn.execute(
-                "SELECT uid FROM expunged WHERE mailbox=? AND modseq>?", (self.mailbox_id, modseq)))
-        return uids, modseq >= floor
+            return expunged_since(self._index.conn, self.mailbox_id, modseq)
 
     def _rows(self, uids: Iterable[int] | None, cols: str) -> list[Any]:
         with self._index.lock:
@@ -309,9 +295,8 @@ class Mailbox(MessageContent):
 
     def status(self) -> MailboxStatus:
         with self._index.lock:
-            row = self._index.conn.execute("SELECT total(size) FROM messages WHERE mailbox=?",
-                                           (self.mailbox_id,)).fetchone()
-        return MailboxStatus(self.mailbox_id, self.exists, self.unseen_count(), int(row[0]), self.uidnext,
+            size = total_size(self._index.conn, self.mailbox_id)
+        return MailboxStatus(self.mailbox_id, self.exists, self.unseen_count(), size, self.uidnext,
                              self.uidvalidity, self.highestmodseq, self.mailboxid)
 
     # ------------------------------------------------------------------------------ writing
@@ -563,9 +548,7 @@ class Mailbox(MessageContent):
     def _names_match(self, conn: sqlite3.Connection, names: set[str]) -> bool:
         cur = os.path.join(self.path, "cur")
         for name in names:
-            row = conn.execute("SELECT fname FROM messages WHERE mailbox=? AND base=?",
-                               (self.mailbox_id, maildir.base_of(name))).fetchone()
-            listed = row is not None and row[0] == name
+            listed = fname_of_base(conn, self.mailbox_id, maildir.base_of(name)) == name
             if listed != os.path.exists(os.path.join(cur, name)):
                 return False
         return True

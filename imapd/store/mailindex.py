@@ -90,6 +90,83 @@ def changes_since(conn: sqlite3.Connection, mailbox_id: int, since: int, *, know
             conn.execute("COMMIT")
 
 
+class MailboxLoad(msgspec.Struct):
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    guid: str
+    special_use: str | None
+    rows: list[tuple[int, int, int, int]]
+    """``(uid, modseq, flags, keywords)`` in UID order."""
+    keywords: dict[int, str]
+
+
+def load_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> MailboxLoad | None:
+    """Everything an open mailbox keeps in memory, in one read transaction (None: no such mailbox)."""
+    outer = conn.in_transaction
+    if not outer:
+        conn.execute("BEGIN")
+    try:
+        row = conn.execute("SELECT uidvalidity, uidnext, highestmodseq, guid, special_use FROM mailboxes WHERE id=?",
+                           (mailbox_id,)).fetchone()
+        if row is None:
+            return None
+        rows = conn.execute("SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox=? ORDER BY uid",
+                            (mailbox_id,)).fetchall()
+        kwnames = dict(conn.execute("SELECT idx, name FROM keywords WHERE mailbox=?", (mailbox_id,)))
+    finally:
+        if not outer:
+            conn.execute("COMMIT")
+    return MailboxLoad(int(row[0]), int(row[1]), int(row[2]), str(row[3]), row[4], rows, kwnames)
+
+
+def uids_changed_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[int]:
+    """UIDs with MODSEQ > ``modseq``, ascending (through the MODSEQ index: cost of the changes)."""
+    return sorted(u for (u,) in conn.execute("SELECT uid FROM messages WHERE mailbox=? AND modseq>?",
+                                              (mailbox_id, modseq)))
+
+
+def expunged_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> tuple[list[int], bool]:
+    """UIDs expunged after ``modseq`` (ascending), and whether the history reaches back that far."""
+    row = conn.execute("SELECT history_floor FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+    floor = row[0] if row else 0
+    uids = sorted(u for (u,) in conn.execute("SELECT uid FROM expunged WHERE mailbox=? AND modseq>?",
+                                              (mailbox_id, modseq)))
+    return uids, modseq >= floor
+
+
+def total_size(conn: sqlite3.Connection, mailbox_id: int) -> int:
+    return int(conn.execute("SELECT total(size) FROM messages WHERE mailbox=?", (mailbox_id,)).fetchone()[0])
+
+
+def message_count(conn: sqlite3.Connection, mailbox_id: int) -> int:
+    return int(conn.execute("SELECT count(*) FROM messages WHERE mailbox=?", (mailbox_id,)).fetchone()[0])
+
+
+def fname_of_base(conn: sqlite3.Connection, mailbox_id: int, base: str) -> str | None:
+    row = conn.execute("SELECT fname FROM messages WHERE mailbox=? AND base=?", (mailbox_id, base)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def store_metadata(conn: sqlite3.Connection, mailbox_id: int, uid: int, blob: bytes) -> None:
+    conn.execute("UPDATE messages SET meta=? WHERE mailbox=? AND uid=?", (blob, mailbox_id, uid))
+
+
+def uidlist_source(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int, str, list[tuple[int, str]]] | None:
+    """``(uidvalidity, uidnext, guid, [(uid, base), ...])``: what ``dovecot-uidlist`` is written from."""
+    row = conn.execute("SELECT uidvalidity, uidnext, guid FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+    if row is None:
+        return None
+    entries = conn.execute("SELECT uid, base FROM messages WHERE mailbox=? ORDER BY uid", (mailbox_id,)).fetchall()
+    return int(row[0]), int(row[1]), str(row[2]), entries
+
+
+def mailbox_identity(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, str] | None:
+    """``(uidvalidity, guid)`` of a mailbox."""
+    row = conn.execute("SELECT uidvalidity, guid FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
 def select_rows(conn: sqlite3.Connection, mailbox_id: int, uids: Iterable[int] | None, cols: str) -> list[Any]:
     """Rows ``(uid, *cols)`` of the given UIDs that exist (None: all), ascending UID, in one query."""
     if uids is None:

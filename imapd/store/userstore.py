@@ -45,6 +45,7 @@ DEFAULT_FOLDERS = (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Tras
                    ("Archive", "\\Archive"))
 INDEX_FILE = "imapd-index.sqlite"
 _TRASH_PREFIX = "imapd-trash."
+_RESTORE_MODSEQ_JUMP = 1 << 31
 
 
 class MailboxInfo(msgspec.Struct, frozen=True):
@@ -278,8 +279,11 @@ class UserStore:
         uidlist = dovecot.read_uidlist(path)
         try:
             with self.index.write() as conn:
-                conn.execute("UPDATE mailboxes SET uidnext=max(uidnext, ?), history_floor=highestmodseq "
-                             "WHERE id=?", (head[1], mailbox_id))
+                # MODSEQs the lost index handed out are unknown too: jump past any of them (RFC 7162 lets
+                # HIGHESTMODSEQ only grow), and mark the expunge history before the jump as incomplete.
+                conn.execute("UPDATE mailboxes SET uidnext=max(uidnext, ?), highestmodseq=highestmodseq+?, "
+                             "history_floor=highestmodseq+? WHERE id=?",
+                             (head[1], _RESTORE_MODSEQ_JUMP, _RESTORE_MODSEQ_JUMP, mailbox_id))
                 reconcile(conn, mailbox_id, path, history_limit=self.history_limit, force=True,
                           uid_hints=uidlist.uids if uidlist else None)
         except (OSError, sqlite3.Error) as exc:

@@ -107,6 +107,7 @@ def test_restored_index_backup_does_not_reuse_uids(store: Store, alice: UserStor
     mb.append(msg(4))  # UID 5: after the backup, then expunged
     mb.copy([3], "Archive")  # Archive UID 3, after the backup
     mb.expunge([1, 5])
+    seen_modseq = mb.highestmodseq
     mb.release()
     store.close()
     root = os.path.join(store.mail_root, "alice")
@@ -122,6 +123,8 @@ def test_restored_index_backup_does_not_reuse_uids(store: Store, alice: UserStor
     assert mb.uidnext == 6
     assert mb.append(msg(5)) == 6  # never 4 or 5 again under this UIDVALIDITY
     assert mb.expunged_since(0)[1] is False  # the history of that gap is unknown, and said so
+    assert mb.expunged_since(seen_modseq)[1] is False
+    assert mb.highestmodseq > seen_modseq  # MODSEQ never goes back below what clients have seen
     # a mailbox nobody opened is checked too before a COPY gives out its UIDs
     assert mb.copy([2], "Archive") == [(2, 4)]
     assert s2.user("alice").status("Archive").uidnext == 5

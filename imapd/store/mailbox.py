@@ -48,7 +48,7 @@ from imapd.store.mailindex import (
 )
 from imapd.store.mailstate import MailboxState
 from imapd.store.metadata import parse_to_blob
-from imapd.store.reconcile import own_write_begin, own_write_end, reconcile
+from imapd.store.reconcile import distrust_young_mtimes, own_write_begin, own_write_end, reconcile
 from imapd.store.sortkeys import SortKeys
 
 if TYPE_CHECKING:
@@ -552,6 +552,14 @@ class Mailbox(MessageContent):
             if listed != os.path.exists(os.path.join(cur, name)):
                 return False
         return True
+
+    def unwatched(self) -> None:
+        """This process's watcher no longer covers the folder (evicted, watcher stopped, shutdown): young
+        directory mtimes it let us trust are marked racy again, so the next look verifies them."""
+        if self.deleted:
+            return
+        with contextlib.suppress(OSError, sqlite3.Error), self._index.write() as conn:
+            distrust_young_mtimes(conn, self.mailbox_id)
 
     # ----------------------------------------------------------------------------- lifetime
 

@@ -25,7 +25,7 @@ from imapd.store.flags import DISK_KEYWORDS, parse_info
 from imapd.store.mailindex import MessageRow, insert_messages, new_emailid, record_expunges, update_flags
 from imapd.store.metadata import mime_available, parse_to_blob
 
-__all__ = ["own_write_begin", "own_write_end", "reconcile"]
+__all__ = ["distrust_young_mtimes", "own_write_begin", "own_write_end", "reconcile"]
 
 _SECOND_NS = 1_000_000_000
 _DISK_KW_MASK = (1 << DISK_KEYWORDS) - 1
@@ -95,6 +95,15 @@ def own_write_end(conn: sqlite3.Connection, mailbox_id: int, folder: str, state:
         return
     rec = _record(mtime, time.time_ns(), watched) if state == CLEAN else -mtime
     conn.execute("UPDATE mailboxes SET cur_mtime=? WHERE id=?", (rec, mailbox_id))
+
+
+def distrust_young_mtimes(conn: sqlite3.Connection, mailbox_id: int, horizon_ns: int = 5 * _SECOND_NS) -> None:
+    """Mark recorded mtimes younger than ``horizon_ns`` racy (negated): a watcher that vouched for them
+    (``watched=True``) stops covering the folder before it may have seen a change hidden in their tick."""
+    limit = time.time_ns() - horizon_ns
+    conn.execute("UPDATE mailboxes SET cur_mtime=CASE WHEN cur_mtime>? THEN -cur_mtime ELSE cur_mtime END, "
+                 "new_mtime=CASE WHEN new_mtime>? THEN -new_mtime ELSE new_mtime END WHERE id=?",
+                 (limit, limit, mailbox_id))
 
 
 def _listing_matches(conn: sqlite3.Connection, mailbox_id: int, cur: str) -> bool:

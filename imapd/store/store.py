@@ -148,6 +148,10 @@ class Store:
             key = (mailbox.user, mailbox.mailbox_id)
             if mailbox.refcount == 0 and self._open.get(key) is mailbox:
                 del self._open[key]
+            else:
+                return
+        if self.watching:
+            mailbox.unwatched()
 
     # ------------------------------------------------------------------------------ watcher
 
@@ -163,7 +167,15 @@ class Store:
 
         await watch(self, stop_event=stop_event, debounce_ms=debounce_ms)
 
+    def stopped_watching(self) -> None:
+        """The watcher stops: what it vouched for must be checked again by whoever looks next."""
+        self.watching = False
+        for mb in self.open_mailboxes():
+            mb.unwatched()
+
     def close(self) -> None:
+        if self.watching:
+            self.stopped_watching()
         with self._lock:
             users = list(self._users.values())
             self._users.clear()

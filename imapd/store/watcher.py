@@ -93,7 +93,7 @@ async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: 
     try:
         await _watch_loop(store, watchfiles, stop_event, debounce_ms)
     finally:
-        store.watching = False
+        store.stopped_watching()
 
 
 async def _watch_loop(store: Store, watchfiles: Any, stop_event: object | None, debounce_ms: int) -> None:

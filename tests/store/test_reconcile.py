@@ -309,3 +309,22 @@ async def test_watched_own_and_other_process_writes_cost_no_listing(
         await asyncio.wait_for(task, 5)
         other.close()
     mb.release()
+
+
+async def test_what_the_watcher_vouched_for_is_checked_after_it_stops(store: Store, alice: UserStore) -> None:
+    mb = alice.open("INBOX")
+    mb.append(msg(1))
+    stop, task = await _start_watch(store)
+    mb.append(msg(2))  # trusted at once while watched
+    cur = os.path.join(mb.path, "cur")
+    m = os.stat(cur).st_mtime_ns
+    assert _recorded_cur_mtime(alice, mb.mailbox_id) == m
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert _recorded_cur_mtime(alice, mb.mailbox_id) == -m  # racy again: the next look verifies
+    name = mb.index_rows([1], "fname")[0][1]
+    os.rename(os.path.join(cur, name), os.path.join(cur, name + "T"))  # in the tick, unseen by any watcher
+    os.utime(cur, ns=(m, m))
+    mb.sync()
+    assert mb.flags(1) == ("\\Deleted",)
+    mb.release()

@@ -205,6 +205,18 @@ def update_flags(conn: sqlite3.Connection, updates: Sequence[tuple[int, int, int
     conn.executemany("UPDATE messages SET flags=?, keywords=?, modseq=?, fname=? WHERE mailbox=? AND uid=?", updates)
 
 
+def rename_files(conn: sqlite3.Connection, renamed: Sequence[tuple[str, int, int]]) -> None:
+    """``(fname, mailbox, uid)``: a file renamed without a flag change (e.g. a ``,W=`` field added)."""
+    conn.executemany("UPDATE messages SET fname=? WHERE mailbox=? AND uid=?", renamed)
+
+
+def drop_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> None:
+    """Every row of a mailbox: messages, expunge history, keywords, the mailbox itself."""
+    for table in ("messages", "expunged", "keywords"):
+        conn.execute(f"DELETE FROM {table} WHERE mailbox=?", (mailbox_id,))
+    conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
+
+
 def set_counters(conn: sqlite3.Connection, mailbox_id: int, *, highestmodseq: int, uidnext: int | None = None) -> None:
     if uidnext is None:
         conn.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (highestmodseq, mailbox_id))

@@ -22,7 +22,14 @@ import time
 
 from imapd.store import dovecot, maildir
 from imapd.store.flags import DISK_KEYWORDS, parse_info
-from imapd.store.mailindex import MessageRow, insert_messages, new_emailid, record_expunges, update_flags
+from imapd.store.mailindex import (
+    MessageRow,
+    insert_messages,
+    new_emailid,
+    record_expunges,
+    rename_files,
+    update_flags,
+)
 from imapd.store.metadata import mime_available, parse_to_blob
 
 __all__ = ["distrust_young_mtimes", "own_write_begin", "own_write_end", "reconcile"]
@@ -225,7 +232,7 @@ def reconcile(conn: sqlite3.Connection, mailbox_id: int, folder: str, *, history
     if updates:
         update_flags(conn, updates)
     if renamed:
-        conn.executemany("UPDATE messages SET fname=? WHERE mailbox=? AND uid=?", renamed)
+        rename_files(conn, renamed)
     if expunged:
         record_expunges(conn, mailbox_id, expunged, modseq, history_limit)
     changed = bool(rows or updates or expunged)

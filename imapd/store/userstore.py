@@ -30,6 +30,7 @@ from imapd.store.errors import (
 )
 from imapd.store.index import UserIndex
 from imapd.store.mailbox import Mailbox, MailboxStatus
+from imapd.store.mailindex import drop_mailbox
 from imapd.store.names import INBOX, SEPARATOR, decode_folder_dir, folder_dir_name, normalize, parent_names
 from imapd.store.reconcile import reconcile
 
@@ -193,9 +194,7 @@ class UserStore:
 
     @staticmethod
     def _drop_rows(conn: sqlite3.Connection, mailbox_id: int) -> None:
-        for table in ("messages", "expunged", "keywords"):
-            conn.execute(f"DELETE FROM {table} WHERE mailbox=?", (mailbox_id,))
-        conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
+        drop_mailbox(conn, mailbox_id)
 
     def _mark_deleted(self, mailbox_id: int) -> None:
         mb = self.store.registry_get(self.user, mailbox_id)

@@ -7,7 +7,9 @@ transaction and reads what the index now holds beyond the in-memory HIGHESTMODSE
 :class:`~imapd.store.mailindex.IndexDelta`); :meth:`Mailbox._apply` applies that delta to the arrays and
 publishes it on the change feed. Own writes, other processes' writes and Maildir changes found by
 :meth:`sync` take the same path and are published exactly once. The first part needs no event loop and
-may run on a worker thread; every public method holds the user's index lock, so they are thread-safe.
+may run on a worker thread; every method that touches the index holds the user's index lock. The arrays
+are read without a lock, so the apply must run on the thread that reads them: a server that calls the
+write methods from a worker thread sets ``Store.applier`` to hand each delta to its event loop.
 """
 
 from __future__ import annotations

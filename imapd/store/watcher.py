@@ -102,11 +102,11 @@ async def _watch_loop(store: Store, watchfiles: Any, stop_event: object | None, 
                                            debounce=debounce_ms, step=max(10, debounce_ms // 2),
                                            recursive=True, yield_on_timeout=True, rust_timeout=200):
         if not started:
-            # From the first (possibly empty) batch on, every change below the mail root reaches us.
+            # From the first (possibly empty) batch on, every change below the mail root reaches us; what
+            # was recorded before needs no look: unwatched records are negated while racy.
             started = store.watching = True
-            for mb in store.open_mailboxes():
-                if not mb.deleted:  # what changed before the watch began is found by a full look
-                    _sync(mb, {""}, True)
+        if not changes:
+            continue  # the empty batches of yield_on_timeout (every rust_timeout ms)
         paths = {p for _, p in changes}
         for user in users_for_paths(paths):
             try:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
+import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
 from imapd.session.auth import AuthThrottle
+from imapd.session.recent import RecentClaims
 from imapd.store.store import Store
 
 if TYPE_CHECKING:
+    from imapd.server.worker import Ownership
     from imapd.session.session import Session
     from imapd.store.mailbox import Mailbox
 
@@ -55,11 +60,21 @@ class ServerContext:
         self.xstate_keys = KeyRing.load_or_create(settings.xstate_key_path)
         self.tls_context: ssl.SSLContext | None = None
         self.registry: Any = None
+        # This worker's place among its peers (None: a single process serves every user).
+        self.ownership: Ownership | None = None
+        from imapd.server.lanes import LanePool
+
+        self.lanes = LanePool(max_lanes=settings.server.max_lanes, stall_warning=settings.server.stall_warning,
+                              observe_lag=self._observe_lag)
+        # Work the store starts for a user (a Maildir change seen by the watcher, in its own thread) runs
+        # on the user's lane; the lane pool is driven from the network loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.store.run_for_user = self._run_for_user
         self.user_sessions: Counter[str] = Counter()
-        # \Recent (RFC 3501): the UIDNEXT up to which some session of this process has claimed it.
-        self.recent_claimed: dict[tuple[str, int], int] = {}
+        # \Recent (RFC 3501 2.3.2): who was told first about a message, kept in each user's index.
+        self.recent = RecentClaims()
         self._watch_task: asyncio.Task[None] | None = None
-        self._watch_stop: asyncio.Event | None = None
+        self._watch_stop: threading.Event | None = None
 
     def reload_keys(self) -> None:
         """SIGHUP: pick up rotated or retired X-STATE signing keys without a restart."""
@@ -72,14 +87,38 @@ class ServerContext:
             return
         log.info("reloaded %d X-STATE key(s) from %s", len(self.xstate_keys), self.settings.xstate_key_path)
 
+    def _run_for_user(self, user: str, what: str, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None:
+            fn()
+        else:
+            loop.call_soon_threadsafe(self.lanes.submit, user, what, fn)
+
+    def _observe_lag(self, loop: str, seconds: float) -> None:
+        self.metrics.observe("imapd_loop_lag_seconds", loop, seconds, label_name="loop")
+
+    def token_user(self, token: str) -> str | None:
+        """The user an X-STATE token names if it is one of ours (expiry is checked later, by RESTORE)."""
+        from statecodec import decode
+
+        try:
+            return decode(token, self.xstate_keys, max_age=float("inf"),
+                          clock_skew=self.settings.xstate.clock_skew).user
+        except Exception:
+            return None
+
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.lanes.start_monitor()
         await self._warm_up()
-        self._watch_stop = asyncio.Event()
+        self._watch_stop = threading.Event()
         self._watch_task = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
         try:
-            await self.store.watch(stop_event=self._watch_stop)
+            from imapd.store.watcher import watch_blocking
+
+            await asyncio.to_thread(watch_blocking, self.store, stop_event=self._watch_stop)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -105,10 +144,14 @@ class ServerContext:
         parser.next_event()
 
     def sweep(self) -> None:
-        """Periodic housekeeping: expire warm mailboxes and remembered credentials."""
+        """Periodic housekeeping: expire warm mailboxes and remembered credentials, close idle indexes.
+
+        Closing a user's index is disk work done on that user's lane, in order with the user's commands."""
         self.cache.sweep()
         self.credentials.sweep()
-        self.store.close_idle_users(self.user_sessions)
+        for user in self.store.idle_users(self.user_sessions):
+            self.lanes.submit(user, "close idle index",
+                              functools.partial(self.store.close_user_if_idle, user, self.user_sessions))
 
     async def stop(self) -> None:
         if self._watch_stop is not None:
@@ -117,6 +160,8 @@ class ServerContext:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch_task
+        await self.lanes.drain(5.0)
+        self.lanes.stop()
         self.cache.clear()
         self.store.close()
 

@@ -6,24 +6,36 @@ indexing needs no stat), then we measure
 - ``open_cold``: a new process-level Store opening the existing index (one query + two stats);
 - ``sync_noop``: ``sync()`` when nothing changed;
 - ``memory``: bytes allocated by the open Mailbox object (tracemalloc, cold open).
+``--latency`` measures instead what SELECT / X-STATE RESTORE cost the store right after a write, without
+and with the mail-root watcher running (``_watched``: as in the server),
+(``sync()``: the Maildir re-check both run first), against the settled case, and a one-UID EXPUNGE:
+- ``sync_settled_ms``: median ``sync()`` when cur/ has not changed for over a second;
+- ``sync_after_own_write_ms`` / ``..._max_ms``: median / worst ``sync()`` sampled every 50 ms for the
+  first second after a STORE by this process;
+- ``sync_after_other_write_ms`` / ``..._max_ms``: the same after a STORE by another index connection
+  (another server process), and after a file renamed by a foreign MUA (``sync_after_mua_rename_*``);
+- ``expunge_one_ms``: median of 20 one-UID EXPUNGEs (index transaction, unlink, directory fsync, arrays).
 One JSON line per measurement, then a short table.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from imapd.store import Store
+from imapd.store import Mailbox, Store
 
 
 def generate(folder: str, n: int) -> None:
@@ -93,13 +105,112 @@ def measure(n: int, workdir: str) -> list[dict[str, object]]:
     return out
 
 
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def _window(mb: Mailbox, write: Callable[[], object]) -> list[float]:
+    """``sync()`` latencies sampled every 50 ms for the second after ``write()``."""
+    out = []
+    write()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.0:
+        t = time.perf_counter()
+        mb.sync()
+        out.append(time.perf_counter() - t)
+        time.sleep(0.05)
+    return out
+
+
+def measure_latency(n: int, workdir: str, watched: bool) -> list[dict[str, object]]:
+    data = os.path.join(workdir, f"l{n}{'w' if watched else ''}")
+    store = Store(data, durability="normal")
+    us = store.create_user("bench")
+    folder = f"Big{n}"
+    us.create_mailbox(folder)
+    generate(us.folder_path(folder), n)
+    mb = store.open_mailbox("bench", folder)
+    assert mb.exists == n, (mb.exists, n)
+    other = Store(data, durability="normal")  # a second index connection: another server process
+    omb = other.open_mailbox("bench", folder)
+    stop = threading.Event()
+    watcher = threading.Thread(target=lambda: asyncio.run(store.watch(stop_event=stop)), daemon=True)
+    if watched:  # as in the server: the mail-root watcher runs (here on a thread of its own)
+        watcher.start()
+        while not store.watching:
+            time.sleep(0.01)
+    cur = os.path.join(mb.path, "cur")
+    out: list[dict[str, object]] = []
+
+    def row(metric: str, value: float, **extra: object) -> None:
+        out.append({"bench": "store_scale", "messages": n, "metric": metric + ("_watched" if watched else ""),
+                    "value": round(value * 1e3, 3), **extra})
+
+    def settle() -> list[float]:
+        time.sleep(1.1)
+        mb.sync()
+        xs = []
+        for _ in range(20):
+            t = time.perf_counter()
+            mb.sync()
+            xs.append(time.perf_counter() - t)
+        return xs
+
+    row("sync_settled_ms", _median(settle()))
+    uid = mb.uids()[n // 2]
+    xs = _window(mb, lambda: mb.store_flags([uid], "add", ["\\Flagged"]))
+    row("sync_after_own_write_ms", _median(xs), samples=len(xs))
+    row("sync_after_own_write_max_ms", max(xs))
+    settle()
+    xs = _window(mb, lambda: omb.store_flags([uid], "remove", ["\\Flagged"]))
+    row("sync_after_other_write_ms", _median(xs), samples=len(xs))
+    row("sync_after_other_write_max_ms", max(xs))
+    settle()
+
+    def mua_rename() -> None:
+        name = sorted(os.listdir(cur))[0]
+        os.rename(os.path.join(cur, name), os.path.join(cur, name + "F"))
+
+    xs = _window(mb, mua_rename)
+    row("sync_after_mua_rename_ms", _median(xs), samples=len(xs))
+    row("sync_after_mua_rename_max_ms", max(xs))
+    settle()
+    uids = mb.uids()
+    xs = []
+    for i in range(20):
+        t = time.perf_counter()
+        mb.expunge([uids[len(uids) // 3 + i]])
+        xs.append(time.perf_counter() - t)
+    row("expunge_one_ms", _median(xs))
+    stop.set()
+    if watched:
+        watcher.join()
+    other.close()
+    store.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1k and 10k only")
+    ap.add_argument("--latency", action="store_true", help="SELECT/RESTORE store cost after writes, EXPUNGE")
     ap.add_argument("--dir", help="work directory (default: a temporary one)")
     args = ap.parse_args()
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
     workdir = args.dir or tempfile.mkdtemp(prefix="store-scale-")
+    if args.latency:
+        try:
+            lat = [r for n in sizes[1:] for w in (False, True) for r in measure_latency(n, workdir, w)]
+        finally:
+            if not args.dir:
+                shutil.rmtree(workdir, ignore_errors=True)
+        for r in lat:
+            print(json.dumps(r), flush=True)
+        print(f"\n{'messages':>9} {'metric':>32} {'ms':>9}")
+        for r in lat:
+            print(f"{r['messages']!s:>9} {r['metric']!s:>32} {r['value']!s:>9}")
+        return
     rows: list[dict[str, object]] = []
     try:
         for n in sizes:

@@ -1,4 +1,4 @@
-"""CLI commands of the storage layer: ``user add|passwd|del|list`` and ``deliver``.
+"""CLI commands of the storage layer: ``user add|passwd|del|list``, ``deliver`` and ``index rebuild``.
 
 ``imapd/cli.py`` calls :func:`register_cli` on its subparsers and then ``args.func(args) -> int``.
 Exit codes follow sysexits.h.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sqlite3
 import sys
+import time
 
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, UserExists
 from imapd.store.store import Store, valid_username
@@ -162,6 +164,50 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _set_aside_index(root: str) -> str | None:
+    """Move an index SQLite cannot open out of the way (kept for inspection); its new name, or None."""
+    from imapd.store.userstore import INDEX_FILE
+
+    path = os.path.join(root, INDEX_FILE)
+    if not os.path.exists(path):
+        return None
+    aside = f"{path}.broken-{int(time.time())}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, aside + suffix)
+    return aside
+
+
+def cmd_index_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild a user's index (or one mailbox's rows) from the Maildir, keeping the UIDs and UIDVALIDITY
+    that ``dovecot-uidlist`` records. Run it with the server stopped: open sessions would see the
+    mailbox vanish and come back under a new id."""
+    store = Store(args.data_dir)
+    try:
+        try:
+            us = store.user(args.user)
+        except sqlite3.DatabaseError as exc:
+            aside = _set_aside_index(store.user_root(args.user))
+            _err(f"the index cannot be opened ({exc}); moved to {aside}, building a new one")
+            store.close()
+            store = Store(args.data_dir)
+            us = store.user(args.user)
+        for name, uidvalidity, count in us.rebuild_index(args.mailbox):
+            print(f"{name}: UIDVALIDITY {uidvalidity}, {count} messages")
+    except NoSuchUser as exc:
+        _err(str(exc))
+        return EX_NOUSER
+    except (NoSuchMailbox, InvalidMailboxName) as exc:
+        _err(str(exc))
+        return EX_DATAERR
+    except (StorageIOError, OSError, sqlite3.Error) as exc:
+        _err(f"rebuild failed: {exc}")
+        return EX_TEMPFAIL
+    finally:
+        store.close()
+    return EX_OK
+
+
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
@@ -187,3 +233,11 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--mailbox", default="INBOX")
     p.add_argument("-v", "--verbose", action="store_true", help="print the new UID")
     p.set_defaults(func=cmd_deliver)
+
+    index = subparsers.add_parser("index", help="maintain a user's index (imapd-index.sqlite)")
+    index_sub = index.add_subparsers(dest="index_command", required=True)
+    p = index_sub.add_parser("rebuild", parents=[common],
+                             help="rebuild the index from the Maildir, keeping dovecot-uidlist's UIDs")
+    p.add_argument("user")
+    p.add_argument("mailbox", nargs="?", default=None, help="only this mailbox (default: all)")
+    p.set_defaults(func=cmd_index_rebuild)

@@ -7,6 +7,7 @@ file, cur/ directory), so the WAL fsync at commit is a modest third and makes "a
 
 All writes go through :meth:`UserIndex.write`, a ``BEGIN IMMEDIATE`` transaction, so several processes
 (server workers, ``imapd deliver``) serialize on SQLite's lock; the Maildir reconcile also runs inside it.
+The schema version lives in ``PRAGMA user_version``: opening an index that has it takes no write lock.
 """
 
 from __future__ import annotations
@@ -82,11 +83,23 @@ class UserIndex:
         self.conn.execute(f"PRAGMA synchronous={sync}")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self._depth = 0
-        with self.write():
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    self.conn.execute(stmt)
-            self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        self._data_version = -1
+        if int(self.conn.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
+            with self.write():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.changed_elsewhere()
+
+    def changed_elsewhere(self) -> bool:
+        """True if another connection (another process) committed since the last call (PRAGMA data_version)."""
+        with self.lock:
+            version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+            changed = version != self._data_version
+            self._data_version = version
+            return changed
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

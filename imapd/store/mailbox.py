@@ -1,11 +1,15 @@
-"""The in-memory object of one open mailbox, shared by every session of the process that selected it.
+"""The object of one open mailbox, shared by every session of the process that selected it.
 
-Memory is proportional to the message count with small constants: parallel arrays of UIDs (``I``),
-MODSEQs (``Q``) and system-flag bits (``B``); keyword bits only for messages that have keywords.
-Every mutation is one index transaction; afterwards :meth:`Mailbox._catch_up` reads what changed since
-the in-memory HIGHESTMODSEQ (whoever made it: this process, another process, the Maildir reconcile),
-applies it to the arrays and publishes it on the change feed. So own writes, other processes' writes and
-external Maildir changes take the same path and are published exactly once.
+Three parts, each with one writer: the index rows (:mod:`imapd.store.mailindex`, SQL only), the message
+files (:mod:`imapd.store.maildir`), and the in-memory state (:mod:`imapd.store.mailstate`, arrays only).
+A write is split the same way: :meth:`Mailbox._write` runs the SQL and file steps in one index
+transaction and reads what the index now holds beyond the in-memory HIGHESTMODSEQ (an
+:class:`~imapd.store.mailindex.IndexDelta`); :meth:`Mailbox._apply` applies that delta to the arrays and
+publishes it on the change feed. Own writes, other processes' writes and Maildir changes found by
+:meth:`sync` take the same path and are published exactly once. The first part needs no event loop and
+may run on a worker thread; every method that touches the index holds the user's index lock. The arrays
+are read without a lock, so the apply must run on the thread that reads them: a server that calls the
+write methods from a worker thread sets ``Store.applier`` to hand each delta to its event loop.
 """
 
 from __future__ import annotations
@@ -15,38 +19,46 @@ import os
 import sqlite3
 import time
 from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from imapd.store import maildir
-from imapd.store.changefeed import FlagsChanged, MessageEvent, MessagesAdded, MessagesExpunged, Subscription
-from imapd.store.errors import LimitExceeded, NoSuchMailbox, StorageIOError
-from imapd.store.flags import (
-    MAX_KEYWORDS,
-    PASSED,
-    SEEN,
-    VISIBLE_MASK,
-    info_letters,
-    split_flags,
-    system_flag_names,
+from imapd.store import dovecot, maildir
+from imapd.store.changefeed import MessageEvent, Subscription
+from imapd.store.content import MessageContent
+from imapd.store.errors import NoSuchMailbox, StorageIOError
+from imapd.store.flags import PASSED, info_letters, split_flags, system_flag_names
+from imapd.store.mailindex import (
+    IndexDelta,
+    KeywordTable,
+    MessageRow,
+    changes_since,
+    expunged_since,
+    fname_of_base,
+    insert_messages,
+    load_mailbox,
+    mailbox_counters,
+    new_emailid,
+    record_expunges,
+    select_rows,
+    set_counters,
+    total_size,
+    uids_changed_since,
+    update_flags,
 )
-from imapd.store.metadata import decode_metadata, parse_to_blob
-from imapd.store.reconcile import new_emailid, own_write_begin, own_write_end, reconcile, record_expunges
+from imapd.store.mailstate import MailboxState
+from imapd.store.metadata import parse_to_blob
+from imapd.store.reconcile import distrust_young_mtimes, own_write_begin, own_write_end, reconcile
 from imapd.store.sortkeys import SortKeys
 
 if TYPE_CHECKING:
     from imapd.store.userstore import UserStore
 
-# Maps a system-flags byte to 1 when \\Seen is set, 0 when not (for C-speed counting and searching).
-_SEEN_BIT = bytes((b & SEEN) and 1 for b in range(256))
-
 __all__ = ["AppendItem", "FlagMode", "Mailbox", "MailboxStatus", "MessageInfo", "StoreResult"]
 
 FlagMode = Literal["add", "remove", "replace"]
-_IN_LIMIT = 900
 
 
 class AppendItem(msgspec.Struct, frozen=True):
@@ -85,7 +97,7 @@ class MailboxStatus(msgspec.Struct, frozen=True):
     """RFC 8474 MAILBOXID."""
 
 
-class Mailbox:
+class Mailbox(MessageContent):
     """One open mailbox. Get it from :meth:`UserStore.open`, give it back with :meth:`release`."""
 
     def __init__(self, owner: UserStore, mailbox_id: int, name: str) -> None:
@@ -97,16 +109,8 @@ class Mailbox:
         self.refcount = 0
         self.deleted = False
         self._index = owner.index
-        self._uids = array("I")
-        self._modseqs = array("Q")
-        self._sysflags = array("B")
-        self._kw: dict[int, int] = {}
-        self._kwnames: dict[int, str] = {}
-        self._kwidx: dict[str, int] = {}
-        self._names_cache: dict[tuple[int, int], tuple[str, ...]] = {}
+        self._state = MailboxState(self.user, mailbox_id)
         self.uidvalidity = 0
-        self.uidnext = 1
-        self.highestmodseq = 0
         self.mailboxid = ""
         self.special_use: str | None = None
         self._sort_keys: SortKeys | None = None
@@ -115,132 +119,84 @@ class Mailbox:
     # ----------------------------------------------------------------- loading and catching up
 
     def _load(self) -> None:
-        conn = self._index.conn
         with self._index.lock:
-            outer = conn.in_transaction
-            if not outer:
-                conn.execute("BEGIN")
-            try:
-                row = conn.execute(
-                    "SELECT uidvalidity, uidnext, highestmodseq, guid, special_use FROM mailboxes WHERE id=?",
-                    (self.mailbox_id,)).fetchone()
-                if row is None:
-                    raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
-                self.uidvalidity, self.uidnext, self.highestmodseq, self.mailboxid, self.special_use = row
-                rows = conn.execute("SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox=? ORDER BY uid",
-                                    (self.mailbox_id,)).fetchall()
-                self._load_keywords(conn)
-            finally:
-                if not outer:
-                    conn.execute("COMMIT")
-        self._uids = array("I", [r[0] for r in rows])
-        self._modseqs = array("Q", [r[1] for r in rows])
-        self._sysflags = array("B", [r[2] for r in rows])
-        self._kw = {r[0]: r[3] for r in rows if r[3]}
+            got = load_mailbox(self._index.conn, self.mailbox_id)
+            if got is None:
+                raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
+            self.uidvalidity, self.mailboxid, self.special_use = got.uidvalidity, got.guid, got.special_use
+            self._state.load(got.rows, got.highestmodseq, got.uidnext, got.keywords)
 
-    def _load_keywords(self, conn: sqlite3.Connection) -> None:
-        self._kwnames = dict(conn.execute("SELECT idx, name FROM keywords WHERE mailbox=?", (self.mailbox_id,)))
-        self._kwidx = {v: k for k, v in self._kwnames.items()}
+    @property
+    def uidnext(self) -> int:
+        return self._state.uidnext
 
-    def _catch_up(self) -> None:
-        """Apply index changes newer than the in-memory HIGHESTMODSEQ and publish them."""
-        events: list[MessageEvent] = []
+    @property
+    def highestmodseq(self) -> int:
+        return self._state.highestmodseq
+
+    def read_changes(self) -> IndexDelta:
+        """What the index holds beyond the in-memory state (SQL only; any thread)."""
         with self._index.lock:
-            conn = self._index.conn
-            outer = conn.in_transaction
-            if not outer:
-                conn.execute("BEGIN")
-            try:
-                row = conn.execute("SELECT highestmodseq, uidnext, history_floor FROM mailboxes WHERE id=?",
-                                   (self.mailbox_id,)).fetchone()
-                if row is None:
-                    self.deleted = True
-                    return
-                hms, uidnext, floor = row
-                self.uidnext = uidnext
-                if hms == self.highestmodseq:
-                    return
-                since = self.highestmodseq
-                rows = conn.execute(
-                    "SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox=? AND modseq>? ORDER BY uid",
-                    (self.mailbox_id, since)).fetchall()
-                if since >= floor:
-                    gone = [u for (u,) in conn.execute(
-                        "SELECT uid FROM expunged WHERE mailbox=? AND modseq>?", (self.mailbox_id, since))]
-                else:
-                    present = {u for (u,) in conn.execute("SELECT uid FROM messages WHERE mailbox=?",
-                                                          (self.mailbox_id,))}
-                    gone = [u for u in self._uids if u not in present]
-                self._load_keywords(conn)
-            finally:
-                if not outer:
-                    conn.execute("COMMIT")
-            expunged = self._remove_uids(gone)
-            added: list[int] = []
-            changed: list[tuple[int, tuple[str, ...], int]] = []
-            for uid, flags, kw, modseq in rows:
-                pos = bisect_left(self._uids, uid)
-                if pos < len(self._uids) and self._uids[pos] == uid:
-                    self._modseqs[pos] = modseq
-                    self._sysflags[pos] = flags
-                    changed.append((uid, self._names(flags, kw), modseq))
-                else:
-                    self._uids.insert(pos, uid)
-                    self._modseqs.insert(pos, modseq)
-                    self._sysflags.insert(pos, flags)
-                    added.append(uid)
-                if kw:
-                    self._kw[uid] = kw
-                else:
-                    self._kw.pop(uid, None)
-            self.highestmodseq = hms
-            if expunged:
-                events.append(MessagesExpunged(self.user, self.mailbox_id, expunged, hms))
-            if added:
-                events.append(MessagesAdded(self.user, self.mailbox_id, added, hms))
-            if changed:
-                events.append(FlagsChanged(self.user, self.mailbox_id, changed, hms))
+            return changes_since(self._index.conn, self.mailbox_id, self._state.highestmodseq)
+
+    def _apply(self, delta: IndexDelta) -> None:
+        """Apply a delta to the arrays and publish it (no I/O). A stale delta is read again."""
+        with self._index.lock:
+            if delta.since != self._state.highestmodseq:
+                delta = self.read_changes()
+            if delta.deleted:
+                self.deleted = True
+            events = self._state.apply(delta)
             for ev in events:
                 self._owner.feed.publish(ev)
 
-    def _remove_uids(self, uids: Iterable[int]) -> list[int]:
-        drop = set(uids)
-        if not drop:
-            return []
-        keep = [i for i, u in enumerate(self._uids) if u not in drop]
-        removed = [u for u in self._uids if u in drop]
-        if len(keep) != len(self._uids):
-            self._uids = array("I", [self._uids[i] for i in keep])
-            self._modseqs = array("Q", [self._modseqs[i] for i in keep])
-            self._sysflags = array("B", [self._sysflags[i] for i in keep])
-            for u in removed:
-                self._kw.pop(u, None)
-        return removed
+    def catch_up(self) -> None:
+        """Apply index changes newer than the in-memory HIGHESTMODSEQ (any writer's) and publish them."""
+        with self._index.lock:
+            self._apply(self.read_changes())
 
-    def _names(self, bits: int, kw: int) -> tuple[str, ...]:
-        key = (bits & VISIBLE_MASK, kw)
-        names = self._names_cache.get(key)
-        if names is None:
-            out = system_flag_names(bits)
-            n = 0
-            k = kw
-            while k:
-                if k & 1 and n in self._kwnames:
-                    out.append(self._kwnames[n])
-                k >>= 1
-                n += 1
-            names = tuple(out)
-            if len(self._names_cache) < 4096:
-                self._names_cache[key] = names
-        return names
+    def _after_write(self) -> None:
+        """Read what the write changed; apply it here, or hand it to ``Store.applier`` when one is set
+        (a server that runs writes on a worker thread applies deltas on its event loop)."""
+        applier = self._owner.store.applier
+        if applier is None:
+            self.catch_up()
+        else:
+            applier(self, self.read_changes())
 
-    def _next_modseq(self, conn: sqlite3.Connection) -> int:
-        """The MODSEQ a write transaction will give its changes (the mailbox may have gone meanwhile)."""
-        row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (self.mailbox_id,)).fetchone()
-        if row is None:
+    def apply(self, delta: IndexDelta) -> None:
+        """Apply a delta returned by a write (see ``Store.applier``) and publish its events."""
+        self._apply(delta)
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One index transaction for a write; storage errors become StorageIOError, then the catch-up runs."""
+        self._check()
+        with self._index.lock:
+            try:
+                with self._index.write() as conn:
+                    yield conn
+            except (OSError, sqlite3.Error) as exc:
+                raise self._io_error(action, exc) from exc
+            finally:
+                self._after_write()
+
+    @property
+    def _watched(self) -> bool:
+        return self._owner.store.watching
+
+    def _counters(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        try:
+            return mailbox_counters(conn, self.mailbox_id, self.name)
+        except NoSuchMailbox:
             self.deleted = True
-            raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
-        return int(row[0]) + 1
+            raise
+
+    def _keyword_table(self, conn: sqlite3.Connection, mailbox_id: int | None = None,
+                       path: str | None = None, name: str | None = None) -> KeywordTable:
+        folder = path or self.path
+        return KeywordTable(conn, mailbox_id or self.mailbox_id, name or self.name,
+                            lambda names: self._owner.write_dovecot_keywords(folder, names))
 
     def _check(self) -> None:
         if self.deleted:
@@ -253,11 +209,11 @@ class Mailbox:
 
     @property
     def exists(self) -> int:
-        return len(self._uids)
+        return len(self._state.uids)
 
     def uids(self) -> array[int]:
         """A copy of the UIDs in ascending order."""
-        return array("I", self._uids)
+        return array("I", self._state.uids)
 
     @property
     def uid_array(self) -> array[int]:
@@ -267,39 +223,30 @@ class Mailbox:
         an expunge replaces the array with a new object. So a holder that remembers how many entries it
         has seen keeps a stable prefix until it rebinds to the new array.
         """
-        return self._uids
-
-    def _pos(self, uid: int) -> int:
-        pos = bisect_left(self._uids, uid)
-        if pos < len(self._uids) and self._uids[pos] == uid:
-            return pos
-        return -1
+        return self._state.uids
 
     def __contains__(self, uid: int) -> bool:
-        return self._pos(uid) >= 0
+        return self._state.pos(uid) >= 0
 
     def flags(self, uid: int) -> tuple[str, ...] | None:
         """Flags of ``uid`` (system flags first, then keywords), or None if there is no such message."""
-        pos = self._pos(uid)
-        if pos < 0:
-            return None
-        return self._names(self._sysflags[pos], self._kw.get(uid, 0))
+        pos = self._state.pos(uid)
+        return None if pos < 0 else self._state.flags_at(pos)
 
     def modseq(self, uid: int) -> int | None:
-        pos = self._pos(uid)
-        return None if pos < 0 else self._modseqs[pos]
+        pos = self._state.pos(uid)
+        return None if pos < 0 else self._state.modseqs[pos]
 
     def keywords(self) -> list[str]:
         """Every keyword defined in this mailbox (for the FLAGS / PERMANENTFLAGS responses)."""
-        return [self._kwnames[i] for i in sorted(self._kwnames)]
+        names = self._state.kwnames
+        return [names[i] for i in sorted(names)]
 
     def unseen_count(self) -> int:
-        # In C rather than a Python loop: SELECT of a 100k-message mailbox asks for this.
-        return self._sysflags.tobytes().translate(_SEEN_BIT).count(0)
+        return self._state.unseen_count()
 
     def first_unseen_uid(self) -> int | None:
-        i = self._sysflags.tobytes().translate(_SEEN_BIT).find(0)
-        return None if i < 0 else self._uids[i]
+        return self._state.first_unseen_uid()
 
     def changed_since(self, modseq: int) -> list[tuple[int, tuple[str, ...], int]]:
         """``(uid, flags, modseq)`` for every message with MODSEQ > ``modseq``, ascending UID.
@@ -307,17 +254,17 @@ class Mailbox:
         Costs the number of changes, not the mailbox size: the UIDs come from the index's MODSEQ index,
         the values from the in-memory arrays (which the index never runs ahead of for this process).
         """
-        if modseq >= self.highestmodseq:
+        state = self._state
+        if modseq >= state.highestmodseq:
             return []
         with self._index.lock:
-            uids = sorted(u for (u,) in self._index.conn.execute(
-                "SELECT uid FROM messages WHERE mailbox=? AND modseq>?", (self.mailbox_id, modseq)))
-        out = []
-        for uid in uids:
-            pos = self._pos(uid)
-            if pos < 0 or self._modseqs[pos] <= modseq:
-                continue  # expunged or not yet caught up in memory: reported by the change feed instead
-            out.append((uid, self._names(self._sysflags[pos], self._kw.get(uid, 0)), self._modseqs[pos]))
+            uids = uids_changed_since(self._index.conn, self.mailbox_id, modseq)
+            out = []
+            for uid in uids:
+                pos = state.pos(uid)
+                if pos < 0 or state.modseqs[pos] <= modseq:
+                    continue  # expunged or not yet caught up in memory: reported by the change feed instead
+                out.append((uid, state.flags_at(pos), state.modseqs[pos]))
         return out
 
     def expunged_since(self, modseq: int) -> tuple[list[int], bool]:
@@ -327,120 +274,17 @@ class Mailbox:
         UID sets (QRESYNC without known-uids: send VANISHED for the whole missing range).
         """
         with self._index.lock:
-            conn = self._index.conn
-            row = conn.execute("SELECT history_floor FROM mailboxes WHERE id=?", (self.mailbox_id,)).fetchone()
-            floor = row[0] if row else 0
-            uids = sorted(u for (u,) in conn.execute(
-                "SELECT uid FROM expunged WHERE mailbox=? AND modseq>?", (self.mailbox_id, modseq)))
-        return uids, modseq >= floor
+            return expunged_since(self._index.conn, self.mailbox_id, modseq)
 
-    def _rows(self, uids: Iterable[int], cols: str) -> list[Any]:
-        """Index rows (``uid`` first) of the given UIDs that exist, ascending UID."""
-        wanted = sorted(set(uids))
-        if not wanted:
-            return []
-        conn = self._index.conn
-        if len(wanted) <= _IN_LIMIT:
-            marks = ",".join("?" * len(wanted))
-            return conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? AND uid IN ({marks}) "
-                                "ORDER BY uid", (self.mailbox_id, *wanted)).fetchall()
-        want = set(wanted)
-        return [r for r in conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? AND uid BETWEEN ? AND ? "
-                                        "ORDER BY uid", (self.mailbox_id, wanted[0], wanted[-1]))
-                if r[0] in want]
+    def _rows(self, uids: Iterable[int] | None, cols: str) -> list[Any]:
+        with self._index.lock:
+            return select_rows(self._index.conn, self.mailbox_id, uids, cols)
 
     def message_info(self, uids: Iterable[int]) -> list[MessageInfo]:
         """Size, INTERNALDATE, EMAILID, MODSEQ and flags of the given (existing) UIDs, ascending."""
-        with self._index.lock:
-            rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords")
-        return [MessageInfo(uid, size, date, eid, ms, self._names(fl, kw))
-                for uid, size, date, eid, ms, fl, kw in rows]
-
-    def message_path(self, uid: int) -> str:
-        """Path of the message file; raises KeyError if the message does not exist."""
-        with self._index.lock:
-            rows = self._rows([uid], "fname")
-        if not rows:
-            raise KeyError(uid)
-        path = os.path.join(self.path, "cur", rows[0][1])
-        if os.path.exists(path):
-            return path
-        self.sync()
-        with self._index.lock:
-            rows = self._rows([uid], "fname")
-        if not rows:
-            raise KeyError(uid)
-        return os.path.join(self.path, "cur", rows[0][1])
-
-    def read_message(self, uid: int) -> bytes:
-        """The raw message; KeyError if it does not exist (or vanished from disk)."""
-        try:
-            with open(self.message_path(uid), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise KeyError(uid) from None
-
-    def index_rows(self, uids: Iterable[int] | None, cols: str) -> list[Any]:
-        """Index rows ``(uid, *cols)`` of the given UIDs that exist (None: every message), ascending UID,
-        in one query. ``cols`` are columns of the ``messages`` table (store-internal callers only)."""
-        with self._index.lock:
-            if uids is not None:
-                return self._rows(uids, cols)
-            return self._index.conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? ORDER BY uid",
-                                            (self.mailbox_id,)).fetchall()
-
-    def metadata_blob(self, uid: int) -> bytes | None:
-        """The msgpack metadata blob of ``uid``, parsed from the file and stored now if missing; None when
-        it cannot be had (no such message, file gone, ``imapd.mime`` unavailable or failing)."""
-        with self._index.lock:
-            rows = self._rows([uid], "meta")
-        if not rows:
-            return None
-        blob: bytes | None = rows[0][1]
-        if blob is None:
-            try:
-                blob = self._parse_and_store(uid)
-            except (KeyError, RuntimeError):
-                return None
-        return blob
-
-    def _parse_and_store(self, uid: int) -> bytes:
-        blob = parse_to_blob(self.read_message(uid))
-        if blob is None:
-            raise RuntimeError("imapd.mime is not available or failed on this message")
-        try:
-            with self._index.write() as conn:
-                conn.execute("UPDATE messages SET meta=? WHERE mailbox=? AND uid=?", (blob, self.mailbox_id, uid))
-        except sqlite3.Error:
-            pass  # a cache write; the caller still gets the parsed value
-        return blob
-
-    def metadata(self, uid: int) -> Any:
-        """The cached ``imapd.mime.MessageMetadata`` of ``uid``, parsed and stored now if missing."""
-        with self._index.lock:
-            rows = self._rows([uid], "meta")
-        if not rows:
-            raise KeyError(uid)
-        blob = rows[0][1]
-        if blob is None:
-            blob = self._parse_and_store(uid)
-        return decode_metadata(blob)
-
-    def metadata_many(self, uids: Iterable[int]) -> dict[int, Any]:
-        """``{uid: MessageMetadata}`` for the given UIDs that exist, in one query (messages whose metadata
-        is not cached yet are parsed and stored as by :meth:`metadata`; messages whose file vanished
-        meanwhile are left out)."""
-        out: dict[int, Any] = {}
-        with self._index.lock:
-            rows = self._rows(uids, "meta")
-        for uid, blob in rows:
-            if blob is None:
-                try:
-                    blob = self._parse_and_store(uid)
-                except KeyError:
-                    continue
-            out[uid] = decode_metadata(blob)
-        return out
+        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords")
+        names = self._state.names
+        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw)) for uid, size, date, eid, ms, fl, kw in rows]
 
     def sort_keys(self) -> SortKeys:
         """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one
@@ -453,37 +297,11 @@ class Mailbox:
 
     def status(self) -> MailboxStatus:
         with self._index.lock:
-            row = self._index.conn.execute("SELECT total(size) FROM messages WHERE mailbox=?",
-                                           (self.mailbox_id,)).fetchone()
-        return MailboxStatus(self.mailbox_id, self.exists, self.unseen_count(), int(row[0]), self.uidnext,
+            size = total_size(self._index.conn, self.mailbox_id)
+        return MailboxStatus(self.mailbox_id, self.exists, self.unseen_count(), size, self.uidnext,
                              self.uidvalidity, self.highestmodseq, self.mailboxid)
 
     # ------------------------------------------------------------------------------ writing
-
-    def _keyword_bits(self, conn: sqlite3.Connection, names: list[str], create: bool) -> int:
-        """Bits for keyword names (case-insensitive match), allocating table entries if ``create``."""
-        bits = 0
-        lower = {n.lower(): i for n, i in self._kwidx.items()}
-        added = False
-        for name in names:
-            idx = lower.get(name.lower())
-            if idx is None:
-                if not create:
-                    continue
-                free = next((i for i in range(MAX_KEYWORDS) if i not in self._kwnames), None)
-                if free is None:
-                    raise LimitExceeded(f"mailbox {self.name!r} has too many keywords")
-                conn.execute("INSERT INTO keywords(mailbox, idx, name) VALUES (?, ?, ?)",
-                             (self.mailbox_id, free, name))
-                self._kwnames[free] = name
-                self._kwidx[name] = free
-                lower[name.lower()] = free
-                idx = free
-                added = True
-            bits |= 1 << idx
-        if added:
-            self._owner.write_dovecot_keywords(self.path, self._kwnames)
-        return bits
 
     def append(self, data: bytes, flags: Iterable[str] = (), internaldate: float | None = None) -> int:
         """Deliver one message into ``cur/`` with its flags; return its UID once it is durable."""
@@ -510,19 +328,14 @@ class Mailbox:
             raise self._io_error("append", exc) from exc
         uids: list[int] = []
         try:
-            with self._index.write() as conn:
-                row = conn.execute("SELECT uidnext, highestmodseq FROM mailboxes WHERE id=?",
-                                   (self.mailbox_id,)).fetchone()
-                if row is None:
-                    self.deleted = True
-                    raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
-                uidnext, hms = row
+            with self._write("append") as conn:
+                uidnext, hms = self._counters(conn)
                 modseq = hms + 1
-                self._load_keywords(conn)
-                clean = own_write_begin(conn, self.mailbox_id, self.path)
-                rows = []
+                kwtable = self._keyword_table(conn)
+                clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
+                rows: list[MessageRow] = []
                 for it, (bits, kwnames), blob, (tpath, base) in zip(items, parsed, blobs, tmp, strict=True):
-                    kw = self._keyword_bits(conn, kwnames, True)
+                    kw = kwtable.bits(kwnames)
                     fname = base + info_letters(bits, kw)
                     dest = os.path.join(self.path, "cur", fname)
                     os.link(tpath, dest)
@@ -534,31 +347,18 @@ class Mailbox:
                     uidnext += 1
                 if fsync:
                     maildir.fsync_dir(os.path.join(self.path, "cur"))
-                conn.executemany(
-                    "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate, size,"
-                    " emailid, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-                conn.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?",
-                             (uidnext, modseq, self.mailbox_id))
-                own_write_end(conn, self.mailbox_id, self.path, clean)
-        except (OSError, sqlite3.Error) as exc:
-            for p in placed:
-                maildir.unlink_quiet(p)
-            self._reload_keywords()
-            raise self._io_error("append", exc) from exc
+                insert_messages(conn, rows)
+                set_counters(conn, self.mailbox_id, highestmodseq=modseq, uidnext=uidnext)
+                own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
+                dovecot.record_uids(conn, self.mailbox_id, self.path, [(r[1], r[3]) for r in rows])
         except BaseException:
             for p in placed:
                 maildir.unlink_quiet(p)
-            self._reload_keywords()
             raise
         finally:
             for path, _ in tmp:
                 maildir.unlink_quiet(path)
-        self._catch_up()
         return uids
-
-    def _reload_keywords(self) -> None:
-        with self._index.lock:
-            self._load_keywords(self._index.conn)
 
     def store_flags(self, uids: Iterable[int], mode: FlagMode, flags: Iterable[str],
                     unchanged_since: int | None = None) -> StoreResult:
@@ -568,17 +368,18 @@ class Mailbox:
             raise ValueError(f"bad mode {mode!r}")
         bits, kwnames = split_flags(flags)
         renames: list[tuple[str, str]] = []
-        changed: list[tuple[int, int, int]] = []
+        changed: list[tuple[int, tuple[str, ...], int]] = []
         failed: list[int] = []
         cur = os.path.join(self.path, "cur")
         try:
-            with self._index.write() as conn:
-                modseq = self._next_modseq(conn)
-                self._load_keywords(conn)
-                kwbits = self._keyword_bits(conn, kwnames, mode != "remove")
-                clean = own_write_begin(conn, self.mailbox_id, self.path)
+            with self._write("store flags") as conn:
+                modseq = self._counters(conn)[1] + 1
+                kwtable = self._keyword_table(conn)
+                kwbits = kwtable.bits(kwnames, create=mode != "remove")
+                clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
                 updates = []
-                for uid, fl, kw, ms, fname in self._rows(uids, "flags, keywords, modseq, fname"):
+                for uid, fl, kw, ms, fname in select_rows(conn, self.mailbox_id, uids,
+                                                          "flags, keywords, modseq, fname"):
                     if unchanged_since is not None and ms > unchanged_since:
                         failed.append(uid)
                         continue
@@ -592,60 +393,50 @@ class Mailbox:
                         continue
                     nfname = fname.partition(":")[0] + info_letters(nfl, nkw)
                     if nfname != fname:
-                        src = os.path.join(cur, fname)
+                        src, dst = os.path.join(cur, fname), os.path.join(cur, nfname)
                         try:
-                            os.rename(src, os.path.join(cur, nfname))
+                            os.rename(src, dst)
                         except FileNotFoundError:
                             continue  # changed or removed behind our back; the next sync sorts it out
-                        renames.append((src, os.path.join(cur, nfname)))
+                        renames.append((src, dst))
                     updates.append((nfl, nkw, modseq, nfname, self.mailbox_id, uid))
-                    changed.append((uid, nfl, nkw))
+                    changed.append((uid, (*system_flag_names(nfl), *kwtable.names_of(nkw)), modseq))
                 if updates:
                     if renames:
                         maildir.fsync_dir(cur)
-                    conn.executemany(
-                        "UPDATE messages SET flags=?, keywords=?, modseq=?, fname=? WHERE mailbox=? AND uid=?",
-                        updates)
-                    conn.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (modseq, self.mailbox_id))
-                    own_write_end(conn, self.mailbox_id, self.path, clean)
-        except BaseException as exc:
+                    update_flags(conn, updates)
+                    set_counters(conn, self.mailbox_id, highestmodseq=modseq)
+                    own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
+        except BaseException:
             for src, dst in reversed(renames):
                 with contextlib.suppress(OSError):
                     os.rename(dst, src)
-            self._reload_keywords()
-            if isinstance(exc, (OSError, sqlite3.Error)):
-                raise self._io_error("store flags", exc) from exc
             raise
-        self._catch_up()
-        return StoreResult([(uid, self._names(fl, kw), modseq) for uid, fl, kw in changed], failed)
+        return StoreResult(changed, failed)
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
         """Remove messages (one MODSEQ for the operation, recorded in the expunge history)."""
-        self._check()
         done: list[int] = []
         error: OSError | None = None
         cur = os.path.join(self.path, "cur")
-        try:
-            with self._index.write() as conn:
-                modseq = self._next_modseq(conn)
-                clean = own_write_begin(conn, self.mailbox_id, self.path)
-                for uid, fname in self._rows(uids, "fname"):
-                    try:
-                        os.unlink(os.path.join(cur, fname))
-                    except FileNotFoundError:
-                        pass
-                    except OSError as exc:
-                        error = exc
-                        break
-                    done.append(uid)
-                if done:
-                    maildir.fsync_dir(cur)
-                    record_expunges(conn, self.mailbox_id, done, modseq, self._owner.history_limit)
-                    conn.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (modseq, self.mailbox_id))
-                    own_write_end(conn, self.mailbox_id, self.path, clean)
-        except (OSError, sqlite3.Error) as exc:
-            raise self._io_error("expunge", exc) from exc
-        self._catch_up()
+        with self._write("expunge") as conn:
+            modseq = self._counters(conn)[1] + 1
+            clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
+            for uid, fname in select_rows(conn, self.mailbox_id, uids, "fname"):
+                try:
+                    os.unlink(os.path.join(cur, fname))
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    error = exc
+                    break
+                done.append(uid)
+            if done:
+                maildir.fsync_dir(cur)
+                record_expunges(conn, self.mailbox_id, done, modseq, self._owner.history_limit)
+                set_counters(conn, self.mailbox_id, highestmodseq=modseq)
+                own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
+                dovecot.compact_uidlist(conn, self.mailbox_id, self.path, self.exists - len(done))
         if error is not None:
             raise self._io_error("expunge", error)
         return done
@@ -668,28 +459,21 @@ class Mailbox:
         pairs: list[tuple[int, int]] = []
         placed: list[str] = []
         try:
-            with self._index.write() as conn:
-                src_row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id=?",
-                                       (self.mailbox_id,)).fetchone()
-                drow = conn.execute("SELECT uidnext, highestmodseq FROM mailboxes WHERE id=?",
-                                    (dest_id,)).fetchone()
-                if src_row is None:
-                    self.deleted = True
-                    raise NoSuchMailbox(f"mailbox {self.name!r} does not exist")
-                if drow is None:
-                    raise NoSuchMailbox(f"mailbox {dest_name!r} does not exist")
-                self._load_keywords(conn)
-                src_names = dict(self._kwnames)
-                dest_kw = _KeywordTable(conn, dest_id, self._owner, dest_path)
-                uidnext, dhms = drow
-                dmodseq = dhms + 1 if dest_id != self.mailbox_id else src_row[0] + 1
-                dclean = own_write_begin(conn, dest_id, dest_path)
-                rows = []
+            with self._write("move" if move else "copy") as conn:
+                src_hms = self._counters(conn)[1]
+                try:
+                    uidnext, dhms = mailbox_counters(conn, dest_id, dest_name)
+                except NoSuchMailbox:
+                    raise NoSuchMailbox(f"mailbox {dest_name!r} does not exist") from None
+                src_kw = self._keyword_table(conn)
+                dest_kw = self._keyword_table(conn, dest_id, dest_path, dest_name)
+                dmodseq = dhms + 1 if dest_id != self.mailbox_id else src_hms + 1
+                dclean = own_write_begin(conn, dest_id, dest_path, self._watched)
+                rows: list[MessageRow] = []
                 sources: list[tuple[int, str]] = []
-                for uid, fname, fl, kw, date, size, eid, blob in self._rows(
-                        uids, "fname, flags, keywords, internaldate, size, emailid, meta"):
-                    names = [src_names[i] for i in range(MAX_KEYWORDS) if kw >> i & 1 and i in src_names]
-                    nkw = dest_kw.bits(names)
+                for uid, fname, fl, kw, date, size, eid, blob in select_rows(
+                        conn, self.mailbox_id, uids, "fname, flags, keywords, internaldate, size, emailid, meta"):
+                    nkw = dest_kw.bits(src_kw.names_of(kw))
                     base = maildir.new_base_name(size)
                     nfname = base + info_letters(fl, nkw)
                     target = os.path.join(dest_cur, nfname)
@@ -704,31 +488,29 @@ class Mailbox:
                     uidnext += 1
                 if rows:
                     maildir.fsync_dir(dest_cur)
-                    conn.executemany(
-                        "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate,"
-                        " size, emailid, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-                    conn.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?",
-                                 (uidnext, dmodseq, dest_id))
-                    own_write_end(conn, dest_id, dest_path, dclean)
+                    insert_messages(conn, rows)
+                    set_counters(conn, dest_id, highestmodseq=dmodseq, uidnext=uidnext)
+                    own_write_end(conn, dest_id, dest_path, dclean, self._watched)
+                    dovecot.record_uids(conn, dest_id, dest_path, [(r[1], r[3]) for r in rows])
                 if move and sources:
-                    smodseq = max(dmodseq, src_row[0]) + 1 if dest_id == self.mailbox_id else src_row[0] + 1
-                    sclean = own_write_begin(conn, self.mailbox_id, self.path)
+                    smodseq = max(dmodseq, src_hms) + 1 if dest_id == self.mailbox_id else src_hms + 1
+                    sclean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
                     for _, fname in sources:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(os.path.join(cur, fname))
                     maildir.fsync_dir(cur)
                     record_expunges(conn, self.mailbox_id, [u for u, _ in sources], smodseq,
                                     self._owner.history_limit)
-                    conn.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (smodseq, self.mailbox_id))
-                    own_write_end(conn, self.mailbox_id, self.path, sclean)
-        except BaseException as exc:
+                    set_counters(conn, self.mailbox_id, highestmodseq=smodseq)
+                    own_write_end(conn, self.mailbox_id, self.path, sclean, self._watched)
+        except StorageIOError as exc:
             for p in placed:
                 maildir.unlink_quiet(p)
-            self._reload_keywords()
-            if isinstance(exc, (OSError, sqlite3.Error)):
-                raise StorageIOError(self.user, dest_name, "move" if move else "copy", exc) from exc
+            raise StorageIOError(self.user, dest_name, exc.action, exc.__cause__ or exc) from exc.__cause__
+        except BaseException:
+            for p in placed:
+                maildir.unlink_quiet(p)
             raise
-        self._catch_up()
         self._owner.catch_up_open(dest_id)
         return pairs
 
@@ -737,19 +519,49 @@ class Mailbox:
 
         Cheap when nothing changed on disk (two stats and one small query).
         """
-        self._check()
-        try:
-            with self._index.write() as conn:
-                try:
-                    reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit)
-                except FileNotFoundError:
-                    self._owner.forget_vanished(self.mailbox_id)
-                    self.deleted = True
-        except (OSError, sqlite3.Error) as exc:
-            raise self._io_error("sync", exc) from exc
-        self._catch_up()
+        with self._write("sync") as conn:
+            try:
+                reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
+                          watched=self._watched)
+            except FileNotFoundError:
+                self._owner.forget_vanished(self.mailbox_id)
+                self.deleted = True
         if self.deleted:
             raise NoSuchMailbox(f"mailbox {self.name!r} no longer exists")
+
+    def sync_names(self, cur_names: set[str], new_changed: bool = True) -> None:
+        """Sync after the watcher saw changes to these ``cur/`` file names (and any in ``new/``).
+
+        Each name is checked against the index (on disk exactly when the index lists that file name):
+        a foreign change is found even when it left cur/'s mtime as our own write set it (same tick), and
+        our own changes cost a stat and an indexed lookup each, never a listing.
+        """
+        with self._write("sync") as conn:
+            force = len(cur_names) > 256 or not self._names_match(conn, cur_names)
+            try:
+                reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
+                          force=force, watched=self._watched, force_new=new_changed)
+            except FileNotFoundError:
+                self._owner.forget_vanished(self.mailbox_id)
+                self.deleted = True
+        if self.deleted:
+            raise NoSuchMailbox(f"mailbox {self.name!r} no longer exists")
+
+    def _names_match(self, conn: sqlite3.Connection, names: set[str]) -> bool:
+        cur = os.path.join(self.path, "cur")
+        for name in names:
+            listed = fname_of_base(conn, self.mailbox_id, maildir.base_of(name)) == name
+            if listed != os.path.exists(os.path.join(cur, name)):
+                return False
+        return True
+
+    def unwatched(self) -> None:
+        """This process's watcher no longer covers the folder (evicted, watcher stopped, shutdown): young
+        directory mtimes it let us trust are marked racy again, so the next look verifies them."""
+        if self.deleted:
+            return
+        with contextlib.suppress(OSError, sqlite3.Error), self._index.write() as conn:
+            distrust_young_mtimes(conn, self.mailbox_id)
 
     # ----------------------------------------------------------------------------- lifetime
 
@@ -763,35 +575,5 @@ class Mailbox:
 
     def memory_bytes(self) -> int:
         """Approximate bytes held for per-message state (sort keys included once built)."""
-        per = self._uids.itemsize + self._modseqs.itemsize + self._sysflags.itemsize
         keys = self._sort_keys.memory_bytes() if self._sort_keys is not None else 0
-        return len(self._uids) * per + len(self._kw) * 100 + keys
-
-
-class _KeywordTable:
-    """Keyword allocation for a mailbox that may not be open (COPY/MOVE destination)."""
-
-    def __init__(self, conn: sqlite3.Connection, mailbox_id: int, owner: UserStore, path: str) -> None:
-        self.conn = conn
-        self.mailbox_id = mailbox_id
-        self.owner = owner
-        self.path = path
-        self.names = dict(conn.execute("SELECT idx, name FROM keywords WHERE mailbox=?", (mailbox_id,)))
-        self.lower = {v.lower(): k for k, v in self.names.items()}
-
-    def bits(self, names: list[str]) -> int:
-        out = 0
-        for name in names:
-            idx = self.lower.get(name.lower())
-            if idx is None:
-                idx = next((i for i in range(MAX_KEYWORDS) if i not in self.names), None)
-                if idx is None:
-                    raise LimitExceeded("too many keywords in destination mailbox")
-                self.conn.execute("INSERT INTO keywords(mailbox, idx, name) VALUES (?, ?, ?)",
-                                  (self.mailbox_id, idx, name))
-                self.names[idx] = name
-                self.lower[name.lower()] = idx
-                self.owner.write_dovecot_keywords(self.path, self.names)
-            out |= 1 << idx
-        return out
-
+        return self._state.memory_bytes() + keys

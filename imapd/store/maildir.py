@@ -21,8 +21,12 @@ __all__ = [
     "link_or_copy",
     "new_base_name",
     "scan_names",
+    "sweep_tmp",
     "write_tmp",
 ]
+
+TMP_MAX_AGE = 36 * 3600
+"""Files in ``tmp/`` older than this are leftovers of crashed writers (the Maildir convention)."""
 
 _counter = itertools.count(1)
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072").replace(".", "_") or "localhost"
@@ -77,7 +81,14 @@ def write_tmp(folder: str, data: bytes, mtime: float | None = None, *, fsync: bo
     """
     base = new_base_name(len(data))
     path = os.path.join(folder, "tmp", base)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        if not os.path.isdir(folder):
+            raise
+        ensure_maildir(folder)  # a lost tmp/ is recreated, as Dovecot does
+        fd = os.open(path, flags, 0o600)
     try:
         view = memoryview(data)
         while view:
@@ -135,3 +146,26 @@ def scan_names(path: str) -> Iterator[str]:
         for entry in it:
             if not entry.name.startswith("."):
                 yield entry.name
+
+
+def sweep_tmp(folder: str, max_age: float | None = None) -> int:
+    """Remove files in ``folder/tmp`` whose mtime and ctime are both older than ``max_age`` seconds
+    (default :data:`TMP_MAX_AGE`); returns how many. An APPEND in progress has a fresh ctime."""
+    limit = time.time() - (TMP_MAX_AGE if max_age is None else max_age)
+    removed = 0
+    if not os.path.isdir(os.path.join(folder, "tmp")) and os.path.isdir(folder):
+        with contextlib.suppress(OSError):
+            ensure_maildir(folder)
+    try:
+        with os.scandir(os.path.join(folder, "tmp")) as it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if entry.is_file(follow_symlinks=False) and max(st.st_mtime, st.st_ctime) < limit:
+                    _unlink_quiet(entry.path)
+                    removed += 1
+    except OSError:
+        pass
+    return removed

@@ -16,7 +16,8 @@ from imapd.store import maildir
 from imapd.store.changefeed import ChangeFeed
 from imapd.store.errors import NoSuchUser, StorageIOError
 from imapd.store.mailbox import Mailbox
-from imapd.store.userstore import UserStore
+from imapd.store.mailindex import IndexDelta
+from imapd.store.userstore import INDEX_FILE, UserStore
 
 __all__ = ["Store", "valid_username"]
 
@@ -35,6 +36,12 @@ class Store:
         self.history_limit = history_limit
         self.durability = durability
         self.on_idle = on_idle
+        self.applier: Callable[[Mailbox, IndexDelta], None] | None = None
+        """None: a write applies its delta to the mailbox's arrays at once. Set, it receives
+        ``(mailbox, delta)`` instead and must call ``mailbox.apply(delta)`` (e.g. on the event loop,
+        when writes run on a worker thread)."""
+        self.watching = False
+        """True while :meth:`watch` runs: its per-name checks cover racy directory mtimes."""
         self.feed = ChangeFeed()
         self._users: dict[str, UserStore] = {}
         self._open: dict[tuple[str, int], Mailbox] = {}
@@ -55,7 +62,12 @@ class Store:
             if us is None:
                 root = self.user_root(user)
                 if not os.path.isdir(os.path.join(root, "cur")):
-                    raise NoSuchUser(f"no mailbox for user {user!r}")
+                    if not os.path.exists(os.path.join(root, INDEX_FILE)):
+                        raise NoSuchUser(f"no mailbox for user {user!r}")
+                    try:
+                        maildir.ensure_maildir(root)  # a lost INBOX cur/ is recreated, as Dovecot does
+                    except OSError as exc:
+                        raise StorageIOError(user, None, "open", exc) from exc
                 us = self._users[user] = UserStore(self, user, root)
             return us
 
@@ -124,6 +136,7 @@ class Store:
             key = (owner.user, mailbox_id)
             mb = self._open.get(key)
             if mb is None or mb.deleted:
+                owner.on_cold_open(mailbox_id, name)
                 mb = Mailbox(owner, mailbox_id, name)
                 mb.sync()  # a cold object catches up with the Maildir once; later SELECTs call sync()
                 self._open[key] = mb
@@ -155,8 +168,18 @@ class Store:
             key = (mailbox.user, mailbox.mailbox_id)
             if mailbox.refcount == 0 and self._open.get(key) is mailbox:
                 del self._open[key]
+            else:
+                return
+        if self.watching:
+            self.run_for_user(mailbox.user, "re-check young mtimes after eviction", mailbox.unwatched)
 
     # ------------------------------------------------------------------------------ watcher
+
+    def index_changed(self, user: str) -> bool:
+        """The user's index file changed on disk: catch up their open mailboxes if another process wrote."""
+        with self._lock:
+            us = self._users.get(user)
+        return us is not None and us.index_changed()
 
     async def watch(self, stop_event: object | None = None, debounce_ms: int = 50) -> None:
         """Watch the whole mail root; sync open mailboxes whose directories changed. See watcher.py."""
@@ -164,7 +187,15 @@ class Store:
 
         await watch(self, stop_event=stop_event, debounce_ms=debounce_ms)
 
+    def stopped_watching(self) -> None:
+        """The watcher stops: what it vouched for must be checked again by whoever looks next."""
+        self.watching = False
+        for mb in self.open_mailboxes():
+            mb.unwatched()
+
     def close(self) -> None:
+        if self.watching:
+            self.stopped_watching()
         with self._lock:
             users = list(self._users.values())
             self._users.clear()

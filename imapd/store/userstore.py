@@ -7,11 +7,13 @@ shared process-wide through the store's registry.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
 import sqlite3
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -28,6 +30,7 @@ from imapd.store.errors import (
 )
 from imapd.store.index import UserIndex
 from imapd.store.mailbox import Mailbox, MailboxStatus
+from imapd.store.mailindex import drop_mailbox
 from imapd.store.names import INBOX, SEPARATOR, decode_folder_dir, folder_dir_name, normalize, parent_names
 from imapd.store.reconcile import reconcile
 
@@ -36,11 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_FOLDERS", "SPECIAL_USES", "MailboxInfo", "UserStore"]
 
+log = logging.getLogger(__name__)
+
 SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
 DEFAULT_FOLDERS = (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"),
                    ("Archive", "\\Archive"))
 INDEX_FILE = "imapd-index.sqlite"
 _TRASH_PREFIX = "imapd-trash."
+_RESTORE_MODSEQ_JUMP = 1 << 31
 
 
 class MailboxInfo(msgspec.Struct, frozen=True):
@@ -61,6 +67,7 @@ class UserStore:
         self.feed: ChangeFeed = store.feed
         self.history_limit = store.history_limit
         self.index = UserIndex(os.path.join(root, INDEX_FILE), durability=store.durability)
+        self._uidlist_checked: set[int] = set()
         for entry in os.scandir(root):
             if entry.name.startswith(_TRASH_PREFIX):
                 shutil.rmtree(entry.path, ignore_errors=True)
@@ -75,15 +82,25 @@ class UserStore:
 
     # ------------------------------------------------------------------------ index of folders
 
-    def _disk_folders(self) -> dict[str, str]:
-        """name -> dir for every Maildir++ folder on disk (INBOX included)."""
+    def _disk_folders(self, known: Collection[str] = ()) -> dict[str, str]:
+        """name -> dir for every Maildir++ folder on disk (INBOX included).
+
+        A ``.Name`` directory is a folder if it has ``cur/``, or if the index knows it: a missing ``cur/``,
+        ``new/`` or ``tmp/`` is recreated then, as Dovecot does, rather than losing the folder's UIDVALIDITY.
+        """
         out = {INBOX: self.root}
         with os.scandir(self.root) as it:
             for entry in it:
                 if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
                     name = decode_folder_dir(entry.name)
-                    if name is not None and os.path.isdir(os.path.join(entry.path, "cur")):
+                    if name is None:
+                        continue
+                    if os.path.isdir(os.path.join(entry.path, "cur")):
                         out[name] = entry.path
+                    elif name in known:
+                        with contextlib.suppress(OSError):
+                            maildir.ensure_maildir(entry.path)
+                            out[name] = entry.path
         return out
 
     def _index_new(self, conn: sqlite3.Connection, name: str, special_use: str | None = None) -> int:
@@ -91,31 +108,40 @@ class UserStore:
         path = self.folder_path(name)
         maildir.ensure_maildir(path)
         uidlist = dovecot.read_uidlist(path)
+        guid = secrets.token_hex(16)
         if uidlist is not None:
             uidvalidity, uidnext, floor = uidlist.uidvalidity, uidlist.uidnext, 1
             conn.execute("INSERT INTO meta(key, value) VALUES ('last_uidvalidity', ?) ON CONFLICT(key) "
                          "DO UPDATE SET value=max(value, excluded.value)", (uidvalidity,))
+            taken = conn.execute("SELECT 1 FROM mailboxes WHERE guid=?", (uidlist.guid,)).fetchone()
+            if uidlist.guid is not None and taken is None:
+                guid = uidlist.guid  # Dovecot's mailbox GUID becomes the MAILBOXID, and ours stays the same
         else:
             uidvalidity, uidnext, floor = self.index.next_uidvalidity(int(time.time())), 1, 0
         cur = conn.execute(
             "INSERT INTO mailboxes(name, guid, uidvalidity, uidnext, highestmodseq, history_floor, special_use)"
             " VALUES (?, ?, ?, ?, 1, ?, ?)",
-            (name, secrets.token_hex(16), uidvalidity, uidnext, floor, special_use))
+            (name, guid, uidvalidity, uidnext, floor, special_use))
         mailbox_id = int(cur.lastrowid or 0)
         kws = dovecot.read_keywords(path)
         conn.executemany("INSERT INTO keywords(mailbox, idx, name) VALUES (?, ?, ?)",
                          [(mailbox_id, i, n) for i, n in kws.items() if i < 26])
         reconcile(conn, mailbox_id, path, history_limit=self.history_limit, force=True,
                   uid_hints=uidlist.uids if uidlist else None)
+        dovecot.ensure_uidlist(conn, mailbox_id, path)
         return mailbox_id
 
     def _sync_folders(self) -> dict[str, tuple[int, str | None]]:
         """Bring the mailboxes table in line with the folders on disk; name -> (id, special-use)."""
-        disk = self._disk_folders()
         gone: list[tuple[str, int]] = []
         added: list[tuple[str, int]] = []
+        renamed: list[tuple[str, str, int]] = []
         with self.index.write() as conn:
             rows = {n: (i, su) for i, n, su in conn.execute("SELECT id, name, special_use FROM mailboxes")}
+            disk = self._disk_folders(set(rows))
+            for old, new, mid in self._recover_renames(conn, rows, disk):
+                rows[new] = rows.pop(old)
+                renamed.append((old, new, mid))
             for name, (mid, _) in list(rows.items()):
                 if name not in disk:
                     self._drop_rows(conn, mid)
@@ -126,6 +152,9 @@ class UserStore:
                     mid = self._index_new(conn, name)
                     rows[name] = (mid, None)
                     added.append((name, mid))
+        for old, new, mid in renamed:
+            self._renamed_open(mid, new)
+            self.feed.publish_list(MailboxListChanged(self.user, "renamed", new, old_name=old, mailbox_id=mid))
         for name, mid in gone:
             self._mark_deleted(mid)
             self.feed.publish_list(MailboxListChanged(self.user, "deleted", name, mailbox_id=mid))
@@ -134,11 +163,38 @@ class UserStore:
                 self.feed.publish_list(MailboxListChanged(self.user, "created", name, mailbox_id=mid))
         return rows
 
+    def _recover_renames(self, conn: sqlite3.Connection, rows: dict[str, tuple[int, str | None]],
+                         disk: dict[str, str]) -> list[tuple[str, str, int]]:
+        """Folders renamed on disk whose index row still has the old name (a crash between the directory
+        rename and the COMMIT of RENAME, or a rename by hand): matched by the uidlist's mailbox GUID."""
+        missing = {n for n in rows if n not in disk}
+        fresh = [n for n in disk if n not in rows]
+        if not missing or not fresh:
+            return []
+        by_guid = {str(g): (n, int(i)) for i, n, g in conn.execute("SELECT id, name, guid FROM mailboxes")
+                   if n in missing}
+        out = []
+        for name in fresh:
+            head = dovecot.uidlist_head(disk[name])
+            hit = by_guid.pop(head[2], None) if head is not None and head[2] is not None else None
+            if hit is None:
+                continue
+            old, mid = hit
+            conn.execute("UPDATE mailboxes SET name=? WHERE id=?", (name, mid))
+            if conn.execute("DELETE FROM subscriptions WHERE name=?", (old,)).rowcount:
+                conn.execute("INSERT OR IGNORE INTO subscriptions(name) VALUES (?)", (name,))
+            out.append((old, name, mid))
+        return out
+
+    def _renamed_open(self, mailbox_id: int, new: str) -> None:
+        mb = self.store.registry_get(self.user, mailbox_id)
+        if mb is not None:
+            mb.name = new
+            mb.path = self.folder_path(new)
+
     @staticmethod
     def _drop_rows(conn: sqlite3.Connection, mailbox_id: int) -> None:
-        for table in ("messages", "expunged", "keywords"):
-            conn.execute(f"DELETE FROM {table} WHERE mailbox=?", (mailbox_id,))
-        conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
+        drop_mailbox(conn, mailbox_id)
 
     def _mark_deleted(self, mailbox_id: int) -> None:
         mb = self.store.registry_get(self.user, mailbox_id)
@@ -155,7 +211,13 @@ class UserStore:
         with self.index.lock:
             row = self.index.conn.execute("SELECT id FROM mailboxes WHERE name=?", (name,)).fetchone()
         path = self.folder_path(name)
-        if row is not None and os.path.isdir(os.path.join(path, "cur")):
+        if row is not None and os.path.isdir(path):
+            if not os.path.isdir(os.path.join(path, "cur")):
+                try:
+                    maildir.ensure_maildir(path)  # a lost cur/, new/ or tmp/ is recreated, the folder kept
+                except OSError as exc:
+                    raise self._io("open", name, exc) from exc
+            self._check_uidlist(int(row[0]), name)
             return int(row[0]), name
         if row is None and not os.path.isdir(os.path.join(path, "cur")):
             raise NoSuchMailbox(f"mailbox {name!r} does not exist")
@@ -177,7 +239,82 @@ class UserStore:
     def catch_up_open(self, mailbox_id: int) -> None:
         mb = self.store.registry_get(self.user, mailbox_id)
         if mb is not None:
-            mb._catch_up()
+            mb.catch_up()
+
+    def index_changed(self) -> bool:
+        """Catch up every open mailbox of this user if another process committed to the index since the
+        last look (``PRAGMA data_version``): changes stored only in the index (a keyword past the 26 that
+        have file-name letters, a MODSEQ-only change) reach this process's sessions without a file change."""
+        with self.index.lock:
+            if not self.index.changed_elsewhere():
+                return False
+        for mb in self.store.open_mailboxes():
+            if mb.user == self.user and not mb.deleted:
+                mb.catch_up()
+        return True
+
+    def on_cold_open(self, mailbox_id: int, name: str) -> None:
+        """First open of a mailbox in this process: sweep stale ``tmp/`` files (36 hours, Maildir's rule)."""
+        maildir.sweep_tmp(self.folder_path(name))
+
+    def _check_uidlist(self, mailbox_id: int, name: str) -> None:
+        """Once per mailbox and process: make sure the index has not fallen behind the Maildir's
+        ``dovecot-uidlist`` (an index file restored from a backup). If it has, the UIDs the Maildir lists
+        are taken over and UIDNEXT moves past every UID it ever handed out, so none is given twice."""
+        if mailbox_id in self._uidlist_checked:
+            return
+        self._uidlist_checked.add(mailbox_id)
+        path = self.folder_path(name)
+        head = dovecot.uidlist_head(path)
+        if head is None:
+            return
+        with self.index.lock:
+            row = self.index.conn.execute("SELECT uidvalidity, uidnext FROM mailboxes WHERE id=?",
+                                          (mailbox_id,)).fetchone()
+        if row is None or head[0] != row[0] or head[1] <= row[1]:
+            return
+        log.warning("%s/%s: the index is behind dovecot-uidlist (UIDNEXT %d < %d); re-reading the Maildir",
+                    self.user, name, row[1], head[1])
+        uidlist = dovecot.read_uidlist(path)
+        try:
+            with self.index.write() as conn:
+                # MODSEQs the lost index handed out are unknown too: jump past any of them (RFC 7162 lets
+                # HIGHESTMODSEQ only grow), and mark the expunge history before the jump as incomplete.
+                conn.execute("UPDATE mailboxes SET uidnext=max(uidnext, ?), highestmodseq=highestmodseq+?, "
+                             "history_floor=highestmodseq+? WHERE id=?",
+                             (head[1], _RESTORE_MODSEQ_JUMP, _RESTORE_MODSEQ_JUMP, mailbox_id))
+                reconcile(conn, mailbox_id, path, history_limit=self.history_limit, force=True,
+                          uid_hints=uidlist.uids if uidlist else None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._io("open", name, exc) from exc
+        self.catch_up_open(mailbox_id)
+
+    def rebuild_index(self, name: str | None = None) -> list[tuple[str, int, int]]:
+        """Rebuild the index rows of one mailbox (or all) from the Maildir: UIDs and UIDVALIDITY from
+        ``dovecot-uidlist`` wherever it has them, keywords from ``dovecot-keywords`` and file names.
+
+        What only the index held is lost: keywords past the 26 with file-name letters, EMAILIDs, the
+        expunge history. Returns ``(name, uidvalidity, messages)`` per rebuilt mailbox.
+        """
+        out = []
+        with self.index.write() as conn:
+            rows = {n: (int(i), su) for i, n, su in conn.execute("SELECT id, name, special_use FROM mailboxes")}
+            disk = self._disk_folders(set(rows))
+            names = [normalize(name)] if name is not None else sorted(disk, key=lambda n: (n != INBOX, n))
+            for n in names:
+                if n not in disk:
+                    raise NoSuchMailbox(f"mailbox {n!r} does not exist")
+                old = rows.get(n)
+                if old is not None:
+                    self._drop_rows(conn, old[0])
+                mid = self._index_new(conn, n, old[1] if old else None)
+                dovecot.ensure_uidlist(conn, mid, self.folder_path(n), check_guid=True)
+                uv, count = conn.execute("SELECT uidvalidity, (SELECT count(*) FROM messages WHERE mailbox=?) "
+                                         "FROM mailboxes WHERE id=?", (mid, mid)).fetchone()
+                out.append((n, int(uv), int(count)))
+                if old is not None:
+                    self._mark_deleted(old[0])
+        return out
 
     def list_mailboxes(self) -> list[MailboxInfo]:
         """Every mailbox, INBOX first then by name; implied parents appear as \\Noselect."""
@@ -273,7 +410,7 @@ class UserStore:
         """
         old = normalize(old)
         new = normalize(new)
-        old_id, old = self.resolve(old)
+        _, old = self.resolve(old)
         if new == INBOX:
             raise MailboxExists("INBOX already exists")
         if new == old or new.startswith(old + SEPARATOR):
@@ -302,6 +439,11 @@ class UserStore:
                 for src, dst in moves:
                     if os.path.exists(os.path.join(self.root, dst)):
                         raise MailboxExists(f"mailbox {decode_folder_dir(dst)!r} already exists")
+                    oname = decode_folder_dir(src)
+                    known = conn.execute("SELECT id FROM mailboxes WHERE name=?", (oname,)).fetchone()
+                    if known is not None:
+                        # the uidlist's GUID lets a crash before COMMIT be recovered (_recover_renames)
+                        dovecot.ensure_uidlist(conn, int(known[0]), os.path.join(self.root, src), check_guid=True)
                     os.rename(os.path.join(self.root, src), os.path.join(self.root, dst))
                     done.append((src, dst))
                     oname, nname = decode_folder_dir(src), decode_folder_dir(dst)
@@ -323,12 +465,8 @@ class UserStore:
                 raise self._io("rename mailbox", old, exc) from exc
             raise
         for oname, nname, mid in renamed_names:
-            mb = self.store.registry_get(self.user, mid)
-            if mb is not None:
-                mb.name = nname
-                mb.path = self.folder_path(nname)
+            self._renamed_open(mid, nname)
             self.feed.publish_list(MailboxListChanged(self.user, "renamed", nname, old_name=oname, mailbox_id=mid))
-        _ = old_id
 
     # ------------------------------------------------------------------------ subscriptions
 

@@ -1,10 +1,16 @@
-"""One ``watchfiles`` watcher over the whole mail root, run as an asyncio task by the server.
+"""One ``watchfiles`` watcher over the whole mail root: in a thread of its own in the server
+(:func:`watch_blocking`), or as an asyncio task (:func:`watch`, tests).
 
 A change under ``mail/<user>/<folder>/{cur,new}`` of a mailbox that is open in this process triggers its
 ``sync()`` (once per batch: watchfiles already debounces, ``debounce_ms``); the sync publishes what changed.
 Our own writes show up here too, but they are already in the index, so their sync finds nothing new and
-publishes nothing: no duplicate events. The index files and ``tmp/`` are filtered out.
-The session also calls ``sync()`` on SELECT/NOOP/IDLE, so nothing depends on inotify alone.
+publishes nothing: no duplicate events. A change of a user's index WAL (``imapd-index.sqlite-wal``) makes
+the store check ``PRAGMA data_version`` and, if another process committed, catch up that user's open
+mailboxes: changes stored only in the index reach IDLE clients too. ``tmp/`` is filtered out.
+The session also calls ``sync()`` on SELECT/NOOP/IDLE, so nothing depends on inotify alone (while the
+watcher runs it also vouches for directory mtimes in their first tick: ``Store.watching``).
+The syncs run through ``store.run_for_user`` (the server: the user's lane, off its event loop).
+watchfiles' per-batch "N changes detected" line is logged at DEBUG, not INFO.
 """
 
 from __future__ import annotations
@@ -21,14 +27,51 @@ if TYPE_CHECKING:
     from imapd.store.mailbox import Mailbox
     from imapd.store.store import Store
 
-__all__ = ["mailboxes_for_paths", "watch"]
+__all__ = ["mailboxes_for_paths", "watch", "watch_blocking"]
 
 log = logging.getLogger(__name__)
 
 
+_WAL = "imapd-index.sqlite-wal"
+
+
 def _interesting(_change: Any, path: str) -> bool:
     parent = os.path.basename(os.path.dirname(path))
-    return parent in ("cur", "new") or os.path.basename(path) in ("cur", "new")
+    name = os.path.basename(path)
+    return parent in ("cur", "new") or name in ("cur", "new") or name == _WAL
+
+
+class _ChangesDetectedToDebug(logging.Filter):
+    """watchfiles logs every batch at INFO; for a mail server that is noise: demote it to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and "detected" in str(record.msg):
+            if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_DEMOTE = _ChangesDetectedToDebug()
+
+
+def users_for_paths(paths: set[str]) -> set[str]:
+    """Users whose index WAL is among ``paths`` (``mail/<user>/imapd-index.sqlite-wal``)."""
+    return {os.path.basename(os.path.dirname(p)) for p in paths if os.path.basename(p) == _WAL}
+
+
+def cur_names_for(mailbox: Mailbox, paths: set[str]) -> set[str]:
+    """File names under ``mailbox``'s ``cur/`` among ``paths`` (the directory itself counts as a name
+    no index row has, so it forces a scan)."""
+    cur = os.path.normpath(os.path.join(mailbox.path, "cur"))
+    out = set()
+    for p in paths:
+        p = os.path.normpath(p)
+        if p == cur:
+            out.add("")
+        elif os.path.dirname(p) == cur:
+            out.add(os.path.basename(p))
+    return out
 
 
 def mailboxes_for_paths(store: Store, paths: set[str]) -> list[Mailbox]:
@@ -44,18 +87,46 @@ def mailboxes_for_paths(store: Store, paths: set[str]) -> list[Mailbox]:
     return out
 
 
+def _prepare(store: Store) -> None:
+    os.makedirs(store.mail_root, exist_ok=True)
+    wf_log = logging.getLogger("watchfiles.main")
+    if _DEMOTE not in wf_log.filters:
+        wf_log.addFilter(_DEMOTE)
+
+
+def _handle(store: Store, changes: set[tuple[Any, str]]) -> None:
+    """One batch: set ``store.watching`` on the first (possibly empty) one, then queue the syncs.
+
+    From the first batch on, every change below the mail root reaches us; what was recorded before needs
+    no look, since unwatched records are negated while racy.
+    """
+    store.watching = True
+    if not changes:
+        return  # the empty batches of yield_on_timeout (every rust_timeout ms)
+    paths = {p for _, p in changes}
+    for user in users_for_paths(paths):
+        store.run_for_user(user, "catch-up after an index change", functools.partial(_index_changed, store, user))
+    for mb in mailboxes_for_paths(store, {p for p in paths if os.path.basename(p) != _WAL}):
+        if not mb.deleted:
+            new = os.path.normpath(os.path.join(mb.path, "new"))
+            new_changed = any(os.path.normpath(p) == new or os.path.dirname(os.path.normpath(p)) == new
+                              for p in paths)
+            store.run_for_user(mb.user, "sync after a Maildir change",
+                               functools.partial(_sync, mb, cur_names_for(mb, paths), new_changed))
+
+
 async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: int = 50) -> None:
     import watchfiles
 
-    os.makedirs(store.mail_root, exist_ok=True)
-    async for changes in watchfiles.awatch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
-                                           debounce=debounce_ms, step=max(10, debounce_ms // 2),
-                                           recursive=True):
-        paths = {os.path.realpath(p) if False else p for _, p in changes}
-        for mb in mailboxes_for_paths(store, paths):
-            if not mb.deleted:
-                store.run_for_user(mb.user, "sync after a Maildir change", functools.partial(_sync, mb))
-        await asyncio.sleep(0)
+    _prepare(store)
+    try:
+        async for changes in watchfiles.awatch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
+                                               debounce=debounce_ms, step=max(10, debounce_ms // 2),
+                                               recursive=True, yield_on_timeout=True, rust_timeout=200):
+            _handle(store, changes)
+            await asyncio.sleep(0)
+    finally:
+        store.stopped_watching()
 
 
 def watch_blocking(store: Store, *, stop_event: Any, debounce_ms: int = 50) -> None:
@@ -65,20 +136,32 @@ def watch_blocking(store: Store, *, stop_event: Any, debounce_ms: int = 50) -> N
     here it never holds up the server's network loop. ``store.run_for_user`` must be thread-safe."""
     import watchfiles
 
-    os.makedirs(store.mail_root, exist_ok=True)
-    for changes in watchfiles.watch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
-                                    debounce=debounce_ms, step=max(10, debounce_ms // 2), recursive=True,
-                                    raise_interrupt=False, rust_timeout=250):  # (notices stop_event in time)
-        paths = {p for _, p in changes}
-        for mb in mailboxes_for_paths(store, paths):
-            if not mb.deleted:
-                store.run_for_user(mb.user, "sync after a Maildir change", functools.partial(_sync, mb))
+    _prepare(store)
+    try:
+        for changes in watchfiles.watch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
+                                        debounce=debounce_ms, step=max(10, debounce_ms // 2), recursive=True,
+                                        raise_interrupt=False, rust_timeout=250,  # (notices stop_event in time)
+                                        yield_on_timeout=True):
+            _handle(store, changes)
+    finally:
+        store.stopped_watching()
 
 
-def _sync(mb: Mailbox) -> None:
+def _index_changed(store: Store, user: str) -> None:
+    try:
+        store.index_changed(user)
+    except StoreError as exc:
+        log.warning("catch-up of %s after an index change failed: %s", user, exc)
+    except Exception:
+        log.exception("catch-up of %s after an index change failed", user)
+
+
+def _sync(mb: Mailbox, names: set[str], new_changed: bool) -> None:
     if mb.deleted:
         return
     try:
-        mb.sync()
+        mb.sync_names(names, new_changed)
     except StoreError as exc:
         log.warning("sync of %s/%s after a Maildir change failed: %s", mb.user, mb.name, exc)
+    except Exception:
+        log.exception("sync of %s/%s failed", mb.user, mb.name)

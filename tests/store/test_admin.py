@@ -65,3 +65,36 @@ def test_deliver_disk_full_is_tempfail(tmp_path: object, monkeypatch: pytest.Mon
     assert args.func(args) == 75
     monkeypatch.undo()
     assert os.listdir(os.path.join(d, "mail", "alice", "tmp")) == []
+
+
+def test_index_rebuild_cli(tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    d = os.path.join(str(tmp_path), "data")
+    assert run(["user", "add", "alice", "--password-stdin", "--data-dir", d], b"pw\n", monkeypatch) == 0
+    message = b"Subject: delivered\r\n\r\nhi\r\n"
+    for _ in range(3):
+        assert run(["deliver", "alice", "--data-dir", d], message, monkeypatch) == 0
+    s = Store(d)
+    uv = s.open_mailbox("alice", "INBOX").uidvalidity
+    s.close()
+    capsys.readouterr()
+    assert run(["index", "rebuild", "alice", "INBOX", "--data-dir", d], b"", monkeypatch) == 0
+    assert capsys.readouterr().out == f"INBOX: UIDVALIDITY {uv}, 3 messages\n"
+    assert run(["index", "rebuild", "alice", "Nope", "--data-dir", d], b"", monkeypatch) == 65
+    assert run(["index", "rebuild", "nobody", "--data-dir", d], b"", monkeypatch) == 67
+    # an index SQLite cannot read is set aside and rebuilt from the Maildir, UIDs kept
+    index = os.path.join(d, "mail", "alice", "imapd-index.sqlite")
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(index + suffix):
+            os.unlink(index + suffix)
+    with open(index, "wb") as f:
+        f.write(b"not a database" * 100)
+    capsys.readouterr()
+    assert run(["index", "rebuild", "alice", "--data-dir", d], b"", monkeypatch) == 0
+    out = capsys.readouterr()
+    assert f"INBOX: UIDVALIDITY {uv}, 3 messages\n" in out.out and "moved to" in out.err
+    assert [n for n in os.listdir(os.path.join(d, "mail", "alice")) if ".broken-" in n]
+    s = Store(d)
+    mb = s.open_mailbox("alice", "INBOX")
+    assert mb.uids().tolist() == [1, 2, 3] and mb.append(message) == 4
+    s.close()

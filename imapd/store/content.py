@@ -1,0 +1,110 @@
+"""Message contents of an open mailbox: the files in ``cur/`` and the parsed-metadata cache in the index.
+
+A part of :class:`~imapd.store.mailbox.Mailbox` (which inherits it); kept apart because it holds neither
+the arrays nor the write path: it reads files and fills the ``meta`` column, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from imapd.store.mailindex import store_metadata
+from imapd.store.metadata import decode_metadata, parse_to_blob
+
+if TYPE_CHECKING:
+    from imapd.store.index import UserIndex
+
+__all__ = ["MessageContent"]
+
+
+class MessageContent:
+    path: str
+    mailbox_id: int
+    _index: UserIndex
+
+    def _rows(self, uids: Iterable[int] | None, cols: str) -> list[Any]:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def message_path(self, uid: int) -> str:
+        """Path of the message file; raises KeyError if the message does not exist."""
+        rows = self._rows([uid], "fname")
+        if not rows:
+            raise KeyError(uid)
+        path = os.path.join(self.path, "cur", rows[0][1])
+        if os.path.exists(path):
+            return path
+        self.sync()
+        rows = self._rows([uid], "fname")
+        if not rows:
+            raise KeyError(uid)
+        return os.path.join(self.path, "cur", rows[0][1])
+
+    def read_message(self, uid: int) -> bytes:
+        """The raw message; KeyError if it does not exist (or vanished from disk)."""
+        try:
+            with open(self.message_path(uid), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise KeyError(uid) from None
+
+    def index_rows(self, uids: Iterable[int] | None, cols: str) -> list[Any]:
+        """Index rows ``(uid, *cols)`` of the given UIDs that exist (None: every message), ascending UID,
+        in one query. ``cols`` are columns of the ``messages`` table (store-internal callers only)."""
+        return self._rows(uids, cols)
+
+    def metadata_blob(self, uid: int) -> bytes | None:
+        """The msgpack metadata blob of ``uid``, parsed from the file and stored now if missing; None when
+        it cannot be had (no such message, file gone, ``imapd.mime`` unavailable or failing)."""
+        rows = self._rows([uid], "meta")
+        if not rows:
+            return None
+        blob: bytes | None = rows[0][1]
+        if blob is None:
+            try:
+                blob = self._parse_and_store(uid)
+            except (KeyError, RuntimeError):
+                return None
+        return blob
+
+    def _parse_and_store(self, uid: int) -> bytes:
+        blob = parse_to_blob(self.read_message(uid))
+        if blob is None:
+            raise RuntimeError("imapd.mime is not available or failed on this message")
+        try:
+            with self._index.write() as conn:
+                store_metadata(conn, self.mailbox_id, uid, blob)
+        except sqlite3.Error:
+            pass  # a cache write; the caller still gets the parsed value
+        return blob
+
+    def metadata(self, uid: int) -> Any:
+        """The cached ``imapd.mime.MessageMetadata`` of ``uid``, parsed and stored now if missing."""
+        rows = self._rows([uid], "meta")
+        if not rows:
+            raise KeyError(uid)
+        blob = rows[0][1]
+        if blob is None:
+            blob = self._parse_and_store(uid)
+        return decode_metadata(blob)
+
+    def metadata_many(self, uids: Iterable[int]) -> dict[int, Any]:
+        """``{uid: MessageMetadata}`` for the given UIDs that exist, in one query (messages whose metadata
+        is not cached yet are parsed and stored as by :meth:`metadata`; messages whose file vanished
+        meanwhile are left out)."""
+        out: dict[int, Any] = {}
+        rows = self._rows(uids, "meta")
+        for uid, blob in rows:
+            if blob is None:
+                try:
+                    blob = self._parse_and_store(uid)
+                except KeyError:
+                    continue
+            out[uid] = decode_metadata(blob)
+        return out
+

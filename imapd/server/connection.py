@@ -65,7 +65,8 @@ class IMAPConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         limits = ctx.settings.limits
         self.proto = ServerConnection(
-            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting
+            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting,
+            preauth=ctx.preauth_limits,
         )
         self.session: Session | None = None
         self._task: asyncio.Task[None] | None = None
@@ -124,6 +125,7 @@ class IMAPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._registry.discard(self)
+        self.proto.discard()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
         if self._task is not None:
@@ -161,6 +163,10 @@ class IMAPConnection(asyncio.Protocol):
 
     def set_utf8(self, enabled: bool) -> None:
         self.proto.utf8 = enabled
+
+    def raise_input_limits(self) -> None:
+        """Authenticated: the normal line and literal limits apply from now on."""
+        self.proto.authenticated()
 
     def write_bytes(self, data: bytes) -> None:
         if self._task is not None:  # inside a command: batch
@@ -226,12 +232,12 @@ class IMAPConnection(asyncio.Protocol):
         assert self.transport is not None
         self.flush()  # the tagged OK goes out in the clear, before the handshake
         loop = asyncio.get_running_loop()
-        old_proto = self.proto
+        self.proto.discard()
         limits = self.ctx.settings.limits
         self.proto = ServerConnection(
-            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting
+            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting,
+            preauth=self.ctx.preauth_limits,
         )
-        del old_proto
         new_transport = await loop.start_tls(self.transport, self, context, server_side=True)
         if new_transport is None:
             raise ConnectionResetError("TLS handshake failed")

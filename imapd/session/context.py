@@ -11,7 +11,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
-from imapd.session.auth import AuthThrottle
+from imapd.protocol.connection import InputBudget, InputLimits, PreauthLimits
+from imapd.session.auth import AuthThrottle, HashSlots
 from imapd.store.store import Store
 
 if TYPE_CHECKING:
@@ -49,6 +50,14 @@ class ServerContext:
             max_failures=auth.max_failures,
             penalty_delay=auth.penalty_delay,
             window=auth.failure_window,
+            max_user_failures=auth.max_user_failures,
+        )
+        self.hash_slots = HashSlots(auth.max_concurrent_hashes, auth.max_queued_hashes)
+        limits = settings.limits
+        self.preauth_limits = PreauthLimits(
+            InputLimits.preauth(min(limits.preauth_max_line, limits.max_line),
+                                min(limits.preauth_max_literal, limits.max_literal)),
+            limits.preauth_max_buffer, InputBudget(limits.preauth_max_total_buffer),
         )
         from statecodec import KeyRing
 

@@ -7,6 +7,7 @@ updates of the selected mailbox may be sent (RFC 3501 section 7.4.1).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,7 @@ class ResponseSink(Protocol):
     def expect_idle_done(self) -> None: ...
     def expect_sasl_response(self) -> None: ...
     def set_utf8(self, enabled: bool) -> None: ...
+    def raise_input_limits(self) -> None: ...
     def write_bytes(self, data: bytes) -> None: ...
     async def drain(self) -> None: ...
     def close(self) -> None: ...
@@ -94,6 +96,7 @@ _TIMED_NAMES = {c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SEL
                 c.XStateRestore: "X-STATE RESTORE"}
 _TIMED = tuple(_TIMED_NAMES)
 _NOTHING_ENABLED: frozenset[str] = frozenset()
+_session_ids = itertools.count(1)
 _NEEDS_SELECTED = (*_NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
 
 
@@ -101,12 +104,14 @@ class Session:
     __slots__ = (
         "_bad_count",
         "_idle_tag",
+        "client_origin",
         "conn",
         "ctx",
         "enabled",
         "pending_sasl",
         "search_result",
         "selected",
+        "session_id",
         "state",
         "user",
         "user_name",
@@ -126,6 +131,9 @@ class Session:
         self.pending_sasl: str | None = None
         self.search_result: list[int] | None = None
         self._bad_count = 0
+        # (address, port) of the real client as a trusted proxy named it (imapd/session/auth.py client_address)
+        self.client_origin: tuple[str, int | None] | None = None
+        self.session_id = next(_session_ids)  # for the audit log
 
     # -- facts the handlers ask for ------------------------------------------------------------------
     @property

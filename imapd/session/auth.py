@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from imapd.session.session import Session
 
-__all__ = ["AuthThrottle", "HashSlots", "HashesBusy", "audit", "client_address", "is_trusted_proxy"]
+__all__ = ["AuthThrottle", "HashSlots", "HashSkipped", "HashesBusy", "audit", "client_address", "is_trusted_proxy"]
 
 audit_log = logging.getLogger("imapd.audit")
 
@@ -118,6 +118,10 @@ class HashesBusy(Exception):
     """Every hash slot is taken and the queue is full: answer ``NO [UNAVAILABLE]``."""
 
 
+class HashSkipped(Exception):
+    """The attempt was throttled while it waited for a slot; nothing was hashed."""
+
+
 class HashSlots:
     """At most ``concurrent`` password hashes run at once (each argon2id takes a core and 64 MiB); up to
     ``queued`` more wait their turn, in order; beyond that an attempt is refused at once."""
@@ -132,9 +136,11 @@ class HashSlots:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
+    async def run(self, fn: Callable[..., T], *args: object, still_wanted: Callable[[], bool] | None = None) -> T:
         """``fn(*args)`` in a worker thread once a slot is free; raises :class:`HashesBusy` when full.
 
+        ``still_wanted`` is asked once the slot is granted, right before the work: a queued attempt whose
+        address became throttled while it waited raises :class:`HashSkipped` instead of hashing.
         The slot is given back when the thread finishes, not when the caller goes away: a client that
         disconnects in the middle of its LOGIN cannot start more hashes than there are slots.
         """
@@ -154,6 +160,9 @@ class HashSlots:
                 raise
         else:
             self.running += 1
+        if still_wanted is not None and not still_wanted():
+            self._release()
+            raise HashSkipped
         job = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
         job.add_done_callback(self._job_done)
         return await asyncio.shield(job)

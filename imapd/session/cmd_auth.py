@@ -19,7 +19,7 @@ from imapd.protocol.responses import (
     TaggedResponse,
     UntaggedStatus,
 )
-from imapd.session.auth import HashesBusy, audit, client_address, is_trusted_proxy
+from imapd.session.auth import AuthThrottle, HashesBusy, HashSkipped, audit, client_address, is_trusted_proxy
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.session import Done, Session, State
 
@@ -130,7 +130,10 @@ async def login_user(s: Session, username: str, password: str, mechanism: str = 
     if throttle.address_throttled(address):
         await _refuse(s, username, mechanism, address, "throttled (address)")
     try:
-        record = await ctx.hash_slots.run(ctx.users.verify, username, password)
+        record = await ctx.hash_slots.run(ctx.users.verify, username, password,
+                                          still_wanted=lambda: not _throttled(throttle, address, username))
+    except HashSkipped:
+        await _refuse(s, username, mechanism, address, "throttled while queued")
     except HashesBusy:
         audit(s, "login failed", username, mechanism, "busy: too many password checks waiting")
         raise CommandNo("Too many logins in progress; try again later", "UNAVAILABLE") from None
@@ -141,11 +144,15 @@ async def login_user(s: Session, username: str, password: str, mechanism: str = 
     _logged_in(s, record.name, mechanism, address)
 
 
+def _throttled(throttle: AuthThrottle, address: str, username: str) -> bool:
+    return throttle.address_throttled(address) or throttle.user_throttled(username)
+
+
 async def _refuse(s: Session, username: str, mechanism: str, address: str, reason: str) -> NoReturn:
     """Count a failure for the address and the user, log it, wait the delay, answer NO. Throttled
     attempts get the same answer as wrong passwords: it tells nothing about the password."""
     delay = s.ctx.throttle.record_failure(address, username)
-    if reason.startswith("throttled"):
+    if reason.startswith("throttled"):  # already past the limit: the penalty, however this one counts
         delay = s.ctx.throttle.penalty_delay
     audit(s, "login failed", username, mechanism, reason)
     await asyncio.sleep(delay)

@@ -139,3 +139,23 @@ def test_authenticate_is_audited_and_hashes_are_bounded(tmp_path: Path) -> None:
         assert sum(line.endswith("reason=busy: too many password checks waiting") for line in lines) == 2
     finally:
         stop_server(srv)
+
+
+def test_a_throttled_address_still_admits_a_remembered_password(tmp_path: Path) -> None:
+    """Behind a shared address (NAT, an untrusted webmail), users who logged in recently keep getting in
+    while someone else's guesses throttle the address; a password never seen gets no hash."""
+    srv = start_server(tmp_path / "data", "-o", "auth.max_failures=2", "-o", "cache.ttl=300")
+    try:
+        srv.add_user("ina", "pw-ina")
+        srv.add_user("jon", "pw-jon")
+        assert _login(srv, "ina", "pw-ina").startswith(b"l1 OK [CAPABILITY ")  # remembered from now on
+        for _ in range(2):
+            assert _login(srv, "jon", "guess").startswith(b"l1 NO [AUTHENTICATIONFAILED]")
+        assert _login(srv, "ina", "pw-ina").startswith(b"l1 OK [CAPABILITY ")
+        assert _login(srv, "ina", "wrong") == b"l1 NO [AUTHENTICATIONFAILED] Invalid credentials"
+        assert _login(srv, "jon", "pw-jon") == b"l1 NO [AUTHENTICATIONFAILED] Invalid credentials"
+        reasons = [line.rsplit(" ", 2)[-2:] for line in _audit(srv)]
+        assert [r[-1] for r in reasons] == ["mechanism=LOGIN", "password", "password", "mechanism=LOGIN",
+                                            "(address)", "(address)"], reasons
+    finally:
+        stop_server(srv)

@@ -26,6 +26,7 @@ audit_log = logging.getLogger("imapd.audit")
 
 T = TypeVar("T")
 _Failures = dict[str, deque[tuple[float, str]]]
+_MAX_KEYS = 100_000  # addresses, and user names, remembered at most
 
 
 class AuthThrottle:
@@ -88,8 +89,10 @@ class AuthThrottle:
     def _add(self, table: _Failures, key: str, other: str, now: float, limit: int) -> bool:
         times = table.get(key)
         if times is None:
-            if len(table) > 100_000:
+            if len(table) >= _MAX_KEYS:
                 self._prune(table, now)
+            while len(table) >= _MAX_KEYS:  # still full (user names cost an attacker nothing): oldest go
+                del table[next(iter(table))]
             # Only the last limit + 1 matter for the decision.
             times = table[key] = deque(maxlen=max(limit, 1) + 1)
         times.append((now, other))

@@ -119,3 +119,13 @@ async def test_a_cancelled_caller_keeps_its_slot_until_the_hash_ends() -> None:
     await asyncio.to_thread(done.wait, 5)
     await asyncio.sleep(0.05)
     assert slots.running == 0
+
+
+def test_records_are_bounded_even_with_endless_user_names(clock: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "_MAX_KEYS", 100)
+    t = AuthThrottle(failure_delay=0.1, max_failures=3, penalty_delay=5.0, window=300.0)
+    for i in range(1000):
+        t.record_failure("1.1.1.1", f"user{i}")
+    assert t.user_failures("user999") == 1 and t.user_failures("user0") == 0
+    assert len(t._by_user) <= 100
+    assert t.address_throttled("1.1.1.1")

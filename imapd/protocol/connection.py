@@ -121,8 +121,9 @@ class ServerConnection:
         self._uncharge()
         self._preauth = None
         framer, limits = self._framer, self._limits
-        framer.max_line, framer.max_literal, framer.max_command = limits.max_line, limits.max_literal, \
-            limits.max_command
+        framer.max_line = limits.max_line
+        framer.max_literal = limits.max_literal
+        framer.max_command = limits.max_command
 
     def discard(self) -> None:
         """The connection is gone (or replaced, as by STARTTLS): drop buffered input, give back its budget."""

@@ -3,8 +3,8 @@
     python -m bench.auth_cpu failed     # 30 failed LOGINs from one address over 10 concurrent connections
     python -m bench.auth_cpu storm      # 100 users' first LOGIN at once (default argon2id parameters)
 
-Starts a real ``imapd serve`` (the test harness's settings: failure_delay=0.05, penalty_delay=0.2, the rest
-default) and reads the server's utime+stime from /proc/PID/stat before and after.
+Starts a real ``imapd serve`` (the test harness's settings: failure_delay=0.05, penalty_delay=0.2, one worker
+process, the rest default) and reads the server's utime+stime from /proc/PID/stat before and after.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def failed_storm(data: Path) -> tuple[float, float, list[str]]:
     from imapd.store.users import PasswdFile
 
     PasswdFile(data / "passwd").add("victim", "right password")
-    srv = start_server(data)
+    srv = start_server(data, "-o", "server.workers=1")
     answers: list[str] = []
     try:
         def one(i: int) -> None:
@@ -68,7 +68,7 @@ def login_storm(data: Path, users: int = 100) -> tuple[float, float, list[str]]:
     for i in range(users):
         store.create_user(f"u{i}")
     store.close()
-    srv = start_server(data, "-o", f"limits.max_connections_per_address={users + 10}")
+    srv = start_server(data, "-o", "server.workers=1", "-o", f"limits.max_connections_per_address={users + 10}")
     answers: list[str] = []
     try:
         conns = [RawIMAP(srv.host, srv.port, timeout=300) for _ in range(users)]

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ class WarmCache:
         # (user, mailbox id) -> (mailbox, expires at, bytes), oldest first: ordered by idle time == expiry.
         self._entries: OrderedDict[tuple[str, int], tuple[Mailbox, float, int]] = OrderedDict()
         self.bytes = 0
+        # Users' lanes release and take mailboxes while the network loop sweeps: one lock for the LRU.
+        self._lock = threading.RLock()
         store.on_idle = self.on_idle
 
     def __len__(self) -> int:
@@ -53,6 +56,10 @@ class WarmCache:
 
     def on_idle(self, mailbox: Mailbox) -> None:
         """The last session released ``mailbox``: keep it warm, or drop it if the cache is off."""
+        with self._lock:
+            self._on_idle(mailbox)
+
+    def _on_idle(self, mailbox: Mailbox) -> None:
         key = (mailbox.user, mailbox.mailbox_id)
         if self.ttl <= 0 or self.max_bytes <= 0 or mailbox.deleted:
             self.store.evict(mailbox)
@@ -67,6 +74,10 @@ class WarmCache:
 
     def note_open(self, mailbox: Mailbox) -> None:
         """A session took ``mailbox``: count a hit if it came from the cache, a miss if it was loaded."""
+        with self._lock:
+            self._note_open(mailbox)
+
+    def _note_open(self, mailbox: Mailbox) -> None:
         key = (mailbox.user, mailbox.mailbox_id)
         if key in self._entries:
             self._forget(key)
@@ -77,6 +88,10 @@ class WarmCache:
 
     def sweep(self) -> int:
         """Drop entries past their TTL; returns how many were dropped."""
+        with self._lock:
+            return self._sweep()
+
+    def _sweep(self) -> int:
         now = time.monotonic()
         dropped = 0
         while self._entries:
@@ -90,9 +105,10 @@ class WarmCache:
         return dropped
 
     def clear(self) -> None:
-        for key in list(self._entries):
-            self._evict(key)
-        self._publish()
+        with self._lock:
+            for key in list(self._entries):
+                self._evict(key)
+            self._publish()
 
     def _forget(self, key: tuple[str, int]) -> None:
         entry = self._entries.pop(key, None)
@@ -127,6 +143,7 @@ class CredentialCache:
         self.max_entries = max_entries
         self._key = secrets.token_bytes(32)
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()  # logins run on users' lanes (threads)
 
     def _digest(self, user: str, password: str, generation: int) -> bytes:
         msg = b"\0".join((user.encode("utf-8", "surrogatepass"), password.encode("utf-8", "surrogatepass"),
@@ -135,14 +152,14 @@ class CredentialCache:
 
     def check(self, user: str, password: str, generation: int) -> bool:
         """True when this password was verified for this very generation of the user within ``ttl``."""
-        entry = self._entries.get(user)
+        with self._lock:
+            entry = self._entries.get(user)
+            if entry is not None and entry[1] < time.monotonic():
+                del self._entries[user]
+                entry = None
         if entry is None:
             return False
-        digest, expires = entry
-        if expires < time.monotonic():
-            del self._entries[user]
-            return False
-        if not hmac.compare_digest(digest, self._digest(user, password, generation)):
+        if not hmac.compare_digest(entry[0], self._digest(user, password, generation)):
             return False  # a wrong password, or the entry changed: the next success replaces this one
         self.metrics.inc("imapd_credential_cache_hits_total")
         return True
@@ -150,13 +167,16 @@ class CredentialCache:
     def remember(self, user: str, password: str, generation: int) -> None:
         if self.ttl <= 0:
             return
-        self._entries.pop(user, None)
-        self._entries[user] = (self._digest(user, password, generation), time.monotonic() + self.ttl)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        entry = (self._digest(user, password, generation), time.monotonic() + self.ttl)
+        with self._lock:
+            self._entries.pop(user, None)
+            self._entries[user] = entry
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
     def sweep(self) -> None:
         now = time.monotonic()
-        for user, (_, expires) in list(self._entries.items()):
-            if expires < now:
-                del self._entries[user]
+        with self._lock:
+            for user, (_, expires) in list(self._entries.items()):
+                if expires < now:
+                    del self._entries[user]

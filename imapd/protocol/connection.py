@@ -185,6 +185,15 @@ class ServerConnection:
             self._framer.feed(bytes(data))
             self._account()
 
+    def take_unread(self) -> bytes:
+        """The bytes received after the last event, removed: they go with a connection that moves to
+        another process, to be fed to its parser there. Only between commands."""
+        if self._framer.in_command():
+            raise RuntimeError("take_unread() in the middle of a command")
+        unread = self._framer.take_pending()
+        self._account()
+        return unread
+
     def expect_idle_done(self) -> None:
         self._mode = _MODE_IDLE
 

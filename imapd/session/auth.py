@@ -6,11 +6,11 @@ effective client address behind a trusted proxy, and the audit log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import ipaddress
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -49,42 +49,48 @@ class AuthThrottle:
         self.window = window
         self._by_address: _Failures = {}
         self._by_user: _Failures = {}
+        # Logins run on users' lanes (threads): every public method holds this lock.
+        self._lock = threading.Lock()
 
     def failures(self, address: str) -> int:
-        return self._count(self._by_address, address, time.monotonic())
+        with self._lock:
+            return self._count(self._by_address, address, time.monotonic())
 
     def user_failures(self, user: str) -> int:
-        return self._count(self._by_user, user, time.monotonic())
+        with self._lock:
+            return self._count(self._by_user, user, time.monotonic())
 
     def address_throttled(self, address: str) -> bool:
         """True when attempts from ``address`` must be refused before any work."""
-        return self._count(self._by_address, address, time.monotonic()) >= self.max_failures
+        return self.failures(address) >= self.max_failures
 
     def user_throttled(self, user: str) -> bool:
         """True when attempts for ``user`` must be refused before any work, from any address."""
-        return self._count(self._by_user, user, time.monotonic()) >= self.max_user_failures
+        return self.user_failures(user) >= self.max_user_failures
 
     def record_failure(self, address: str, user: str | None = None) -> float:
         """Count one failure; return how long to wait before answering it."""
         now = time.monotonic()
-        over = self._add(self._by_address, address, user or "", now, self.max_failures)
-        if user is not None:
-            over = self._add(self._by_user, user, address, now, self.max_user_failures) or over
+        with self._lock:
+            over = self._add(self._by_address, address, user or "", now, self.max_failures)
+            if user is not None:
+                over = self._add(self._by_user, user, address, now, self.max_user_failures) or over
         return self.penalty_delay if over else self.failure_delay
 
     def record_success(self, address: str, user: str | None = None) -> None:
         """Forget the failures of ``user`` from ``address``; everything else stays."""
         if user is None:
             return
-        for table, key, other in ((self._by_address, address, user), (self._by_user, user, address)):
-            times = table.get(key)
-            if times is None:
-                continue
-            kept = [entry for entry in times if entry[1] != other]
-            if not kept:
-                del table[key]
-            elif len(kept) != len(times):
-                table[key] = deque(kept, maxlen=times.maxlen)
+        with self._lock:
+            for table, key, other in ((self._by_address, address, user), (self._by_user, user, address)):
+                times = table.get(key)
+                if times is None:
+                    continue
+                kept = [entry for entry in times if entry[1] != other]
+                if not kept:
+                    del table[key]
+                elif len(kept) != len(times):
+                    table[key] = deque(kept, maxlen=times.maxlen)
 
     def _add(self, table: _Failures, key: str, other: str, now: float, limit: int) -> bool:
         times = table.get(key)
@@ -127,13 +133,19 @@ class HashSkipped(Exception):
 
 class HashSlots:
     """At most ``concurrent`` password hashes run at once (each argon2id takes a core and 64 MiB); up to
-    ``queued`` more wait their turn, in order; beyond that an attempt is refused at once."""
+    ``queued`` more wait their turn, in order; beyond that an attempt is refused at once.
+
+    Logins run on users' lanes, each a thread with its own event loop, so the slots are shared across
+    loops: the counters sit under a lock, and a freed slot is handed to the next waiter on that waiter's
+    loop (``call_soon_threadsafe``).
+    """
 
     def __init__(self, concurrent: int, queued: int) -> None:
         self.concurrent = concurrent if concurrent > 0 else (os.cpu_count() or 1)
         self.queued = queued
         self.running = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._lock = threading.Lock()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
 
     @property
     def waiting(self) -> int:
@@ -147,26 +159,32 @@ class HashSlots:
         The slot is given back when the thread finishes, not when the caller goes away: a client that
         disconnects in the middle of its LOGIN cannot start more hashes than there are slots.
         """
-        if self.running >= self.concurrent:
-            if len(self._waiters) >= self.queued:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] | None = None
+        with self._lock:
+            if self.running < self.concurrent:
+                self.running += 1
+            elif len(self._waiters) >= self.queued:
                 raise HashesBusy
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
+            else:
+                waiter = loop.create_future()
+                self._waiters.append((loop, waiter))
+        if waiter is not None:
             try:
-                await waiter  # the releasing call hands its slot over (running stays counted)
+                await waiter  # a releasing call hands its slot over (running stays counted)
             except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._release()  # got the slot, but was cancelled before using it
-                else:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
+                with self._lock:
+                    queued = (loop, waiter) in self._waiters
+                    if queued:
+                        self._waiters.remove((loop, waiter))
+                if not queued and not waiter.cancelled():
+                    self._release()  # granted, but cancelled before using it
+                # (popped and cancelled: _grant sees that and passes the slot on)
                 raise
-        else:
-            self.running += 1
         if still_wanted is not None and not still_wanted():
             self._release()
             raise HashSkipped
-        job = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+        job = loop.run_in_executor(None, functools.partial(fn, *args))
         job.add_done_callback(self._job_done)
         return await asyncio.shield(job)
 
@@ -176,12 +194,21 @@ class HashSlots:
             job.exception()  # retrieved here: nobody may be awaiting it any more
 
     def _release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        with self._lock:
+            if not self._waiters:
+                self.running -= 1
                 return
-        self.running -= 1
+            loop, waiter = self._waiters.popleft()
+        try:
+            loop.call_soon_threadsafe(self._grant, waiter)
+        except RuntimeError:  # that loop is closed (shutdown): pass the slot on
+            self._release()
+
+    def _grant(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.cancelled():
+            self._release()
+        else:
+            waiter.set_result(None)
 
 
 # -- the client's address ------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_per_connection_buffer_before_login(tmp_path: Path) -> None:
 
 def test_total_buffer_of_unauthenticated_connections(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    srv = start_server(data, "-o", "limits.preauth_max_total_buffer=100000")
+    srv = start_server(data, "-o", "server.workers=1", "-o", "limits.preauth_max_total_buffer=100000")  # per process
     socks = []
     try:
         for _ in range(6):  # 6 x 15 KB of an unfinished line: 90 KB held, under the 100 KB ceiling

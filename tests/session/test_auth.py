@@ -129,3 +129,32 @@ def test_records_are_bounded_even_with_endless_user_names(clock: list[float], mo
     assert t.user_failures("user999") == 1 and t.user_failures("user0") == 0
     assert len(t._by_user) <= 100
     assert t.address_throttled("1.1.1.1")
+
+
+def test_hash_slots_are_shared_by_loops_on_several_threads() -> None:
+    """Logins run on users' lanes, each its own thread and event loop: one slot bounds them all."""
+    slots = HashSlots(1, 10)
+    lock = threading.Lock()
+    running, peak, results = [0], [0], []
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return i
+
+    def lane(base: int) -> None:
+        async def main() -> list[int]:
+            return list(await asyncio.gather(*(slots.run(work, base + i) for i in range(3))))
+        results.extend(asyncio.run(main()))
+
+    threads = [threading.Thread(target=lane, args=(10 * n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(results) == [0, 1, 2, 10, 11, 12, 20, 21, 22]
+    assert peak[0] == 1 and slots.running == 0 and slots.waiting == 0

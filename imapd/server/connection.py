@@ -142,6 +142,7 @@ class IMAPConnection(asyncio.Protocol):
             from imapd.session.handover import decode_snapshot
 
             self._resume = decode_snapshot(adopted.session)
+            self.proto.authenticated()  # a logged-in session moving in: its input is not pre-auth input
         if adopted.unread:  # (an empty feed would mean end of input)
             self.proto.receive_data(adopted.unread)
         self._pump()

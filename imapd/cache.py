@@ -10,8 +10,10 @@ it, and SELECT re-checks the Maildir (two stats) before using it.
 The cache is bounded by time (``cache.ttl``) and by measured size (``cache.max_bytes``, LRU).
 
 The credential cache remembers, for ``cache.ttl``, an HMAC of (user, password) under a per-process
-random key, never the password. A LOGIN with the same password skips the memory-hard hash; a wrong
-password still pays it in full, and a password change (new credential generation) misses.
+random key, never the password, together with the user's credential generation: a digest of the user's
+passwd-file entry (``imapd/store/users.py``). A LOGIN with the same password skips the memory-hard hash; a
+wrong password still pays it in full, and any change to the entry (a password change, deleting and
+re-adding the user, an edit by another tool) changes the generation, so the remembered password misses.
 """
 
 from __future__ import annotations
@@ -132,45 +134,49 @@ class WarmCache:
 
 
 class CredentialCache:
-    """(user, password) -> credential generation, as an HMAC under a key that never leaves the process."""
+    """(user, password, credential generation) remembered as an HMAC under a key that never leaves the
+    process; an entry only matches the generation it was remembered with."""
 
     def __init__(self, *, ttl: float, metrics: Metrics, max_entries: int = 100_000) -> None:
         self.ttl = ttl
         self.metrics = metrics
         self.max_entries = max_entries
         self._key = secrets.token_bytes(32)
-        self._entries: OrderedDict[str, tuple[bytes, int, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()  # logins run on users' lanes (threads)
 
-    def _digest(self, user: str, password: str) -> bytes:
-        msg = user.encode("utf-8", "surrogatepass") + b"\0" + password.encode("utf-8", "surrogatepass")
+    def _digest(self, user: str, password: str, generation: int) -> bytes:
+        msg = b"\0".join((user.encode("utf-8", "surrogatepass"), password.encode("utf-8", "surrogatepass"),
+                          str(generation).encode()))
         return hmac.new(self._key, msg, hashlib.sha256).digest()
 
     def check(self, user: str, password: str, generation: int) -> bool:
-        entry = self._entries.get(user)
+        """True when this password was verified for this very generation of the user within ``ttl``."""
+        with self._lock:
+            entry = self._entries.get(user)
+            if entry is not None and entry[1] < time.monotonic():
+                del self._entries[user]
+                entry = None
         if entry is None:
             return False
-        digest, gen, expires = entry
-        ok = hmac.compare_digest(digest, self._digest(user, password)) and gen == generation
-        if not ok or expires < time.monotonic():
-            if gen != generation or expires < time.monotonic():
-                self._entries.pop(user, None)
-            return False
+        if not hmac.compare_digest(entry[0], self._digest(user, password, generation)):
+            return False  # a wrong password, or the entry changed: the next success replaces this one
         self.metrics.inc("imapd_credential_cache_hits_total")
         return True
 
     def remember(self, user: str, password: str, generation: int) -> None:
         if self.ttl <= 0:
             return
-        self._entries.pop(user, None)
-        self._entries[user] = (self._digest(user, password), generation, time.monotonic() + self.ttl)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def forget(self, user: str) -> None:
-        self._entries.pop(user, None)
+        entry = (self._digest(user, password, generation), time.monotonic() + self.ttl)
+        with self._lock:
+            self._entries.pop(user, None)
+            self._entries[user] = entry
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
     def sweep(self) -> None:
         now = time.monotonic()
-        for user, (_, _, expires) in list(self._entries.items()):
-            if expires < now:
-                del self._entries[user]
+        with self._lock:
+            for user, (_, expires) in list(self._entries.items()):
+                if expires < now:
+                    del self._entries[user]

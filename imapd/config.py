@@ -5,6 +5,7 @@ Every setting has a default so ``imapd serve`` runs with no file at all. Errors 
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -52,13 +53,31 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     preauth_timeout: float = 60.0
     max_output_buffer: int = 4 * 1024 * 1024
     max_bad_commands: int = 20
+    # Before authentication: enough for LOGIN/AUTHENTICATE and X-STATE RESTORE (a token is at most 16 KiB).
+    preauth_max_line: int = 20 * 1024
+    preauth_max_literal: int = 8 * 1024
+    preauth_max_buffer: int = 256 * 1024
+    preauth_max_total_buffer: int = 32 * 1024 * 1024
 
 
 class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     failure_delay: float = 1.0
     max_failures: int = 5
+    max_user_failures: int = 10
     penalty_delay: float = 5.0
     failure_window: float = 300.0
+    # Password hashes running at once (0: one per CPU), and how many more may wait before NO [UNAVAILABLE].
+    max_concurrent_hashes: int = 0
+    max_queued_hashes: int = 256
+    # Peers (CIDR) whose ID ("x-originating-ip" ...) names the real client, like Dovecot's login_trusted_networks.
+    trusted_networks: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for net in self.trusted_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"auth.trusted_networks: {net!r} is not an address or CIDR network") from None
 
 
 class CacheSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -88,7 +88,8 @@ class IMAPConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         limits = ctx.settings.limits
         self.proto = ServerConnection(
-            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting
+            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting,
+            preauth=ctx.preauth_limits,
         )
         self.session: Session | None = None
         self._task: asyncio.Task[None] | None = None
@@ -140,6 +141,7 @@ class IMAPConnection(asyncio.Protocol):
             from imapd.session.handover import decode_snapshot
 
             self._resume = decode_snapshot(adopted.session)
+            self.proto.authenticated()  # a logged-in session moving in: its input is not pre-auth input
         if adopted.unread:  # (an empty feed would mean end of input)
             self.proto.receive_data(adopted.unread)
         self._pump()
@@ -177,6 +179,7 @@ class IMAPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._registry.discard(self)
+        self.proto.discard()
         if self.relay is not None:
             self.relay.client_lost()
             return
@@ -230,6 +233,15 @@ class IMAPConnection(asyncio.Protocol):
 
     def set_utf8(self, enabled: bool) -> None:
         self.proto.utf8 = enabled
+
+    def raise_input_limits(self) -> None:
+        """Authenticated: the normal line and literal limits apply from now on (on the network loop, which
+        owns the parser; queued before the command's answer, so before its next command is parsed)."""
+        if not self._on_loop():
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.proto.authenticated)
+            return
+        self.proto.authenticated()
 
     def write_bytes(self, data: bytes) -> None:
         if not self._on_loop():
@@ -349,12 +361,12 @@ class IMAPConnection(asyncio.Protocol):
         assert self.transport is not None
         self.flush()  # the tagged OK goes out in the clear, before the handshake
         loop = asyncio.get_running_loop()
-        old_proto = self.proto
+        self.proto.discard()
         limits = self.ctx.settings.limits
         self.proto = ServerConnection(
-            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting
+            max_line=limits.max_line, max_literal=limits.max_literal, max_nesting=limits.max_nesting,
+            preauth=self.ctx.preauth_limits,
         )
-        del old_proto
         new_transport = await loop.start_tls(self.transport, self, context, server_side=True)
         if new_transport is None:
             raise ConnectionResetError("TLS handshake failed")

@@ -1,54 +1,259 @@
-"""Failed-login accounting per client address, shared by LOGIN, AUTHENTICATE and X-STATE RESTORE."""
+"""What protects the password check, shared by LOGIN, AUTHENTICATE and X-STATE RESTORE: failure records per
+client address and per user (consulted before any hashing), a bound on concurrent password hashes, the
+effective client address behind a trusted proxy, and the audit log.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import ipaddress
+import logging
+import os
+import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["AuthThrottle"]
+if TYPE_CHECKING:
+    from imapd.session.session import Session
+
+__all__ = ["AuthThrottle", "HashSlots", "HashSkipped", "HashesBusy", "audit", "client_address", "is_trusted_proxy"]
+
+audit_log = logging.getLogger("imapd.audit")
+
+T = TypeVar("T")
+_Failures = dict[str, deque[tuple[float, str]]]
+_MAX_KEYS = 100_000  # addresses, and user names, remembered at most
 
 
 class AuthThrottle:
-    """Counts failures per address in a sliding window; each failure is answered after a delay that
-    grows once the address has more than ``max_failures`` in the last ``window`` seconds. Success clears
-    the address."""
+    """Failures in a sliding window, kept per client address and per user name.
 
-    def __init__(self, *, failure_delay: float, max_failures: int, penalty_delay: float, window: float) -> None:
+    :meth:`address_throttled` and :meth:`user_throttled` are asked before a password is hashed: an address with ``max_failures`` (or a user with
+    ``max_user_failures``) failures in the last ``window`` seconds is throttled, and the attempt is
+    answered after ``penalty_delay`` without running the hash, so a guessing storm costs no CPU. Each
+    entry remembers the other side (the user of an address's failure, the address of a user's), so a
+    success clears only the failures of that same user from that same address (the user's own typos),
+    never other users' or other addresses' records.
+    """
+
+    def __init__(self, *, failure_delay: float, max_failures: int, penalty_delay: float, window: float,
+                 max_user_failures: int | None = None) -> None:
         self.failure_delay = failure_delay
         self.max_failures = max_failures
+        self.max_user_failures = max_failures if max_user_failures is None else max_user_failures
         self.penalty_delay = penalty_delay
         self.window = window
-        # The most recent failure times per address; only the last max_failures + 1 matter.
-        self._failures: dict[str, deque[float]] = {}
+        self._by_address: _Failures = {}
+        self._by_user: _Failures = {}
+        # Logins run on users' lanes (threads): every public method holds this lock.
+        self._lock = threading.Lock()
 
     def failures(self, address: str) -> int:
-        times = self._failures.get(address)
-        if times is None:
-            return 0
-        self._expire(address, times, time.monotonic())
-        return len(times)
+        with self._lock:
+            return self._count(self._by_address, address, time.monotonic())
 
-    def record_failure(self, address: str) -> float:
+    def user_failures(self, user: str) -> int:
+        with self._lock:
+            return self._count(self._by_user, user, time.monotonic())
+
+    def address_throttled(self, address: str) -> bool:
+        """True when attempts from ``address`` must be refused before any work."""
+        return self.failures(address) >= self.max_failures
+
+    def user_throttled(self, user: str) -> bool:
+        """True when attempts for ``user`` must be refused before any work, from any address."""
+        return self.user_failures(user) >= self.max_user_failures
+
+    def record_failure(self, address: str, user: str | None = None) -> float:
         """Count one failure; return how long to wait before answering it."""
         now = time.monotonic()
-        times = self._failures.get(address)
+        with self._lock:
+            over = self._add(self._by_address, address, user or "", now, self.max_failures)
+            if user is not None:
+                over = self._add(self._by_user, user, address, now, self.max_user_failures) or over
+        return self.penalty_delay if over else self.failure_delay
+
+    def record_success(self, address: str, user: str | None = None) -> None:
+        """Forget the failures of ``user`` from ``address``; everything else stays."""
+        if user is None:
+            return
+        with self._lock:
+            for table, key, other in ((self._by_address, address, user), (self._by_user, user, address)):
+                times = table.get(key)
+                if times is None:
+                    continue
+                kept = [entry for entry in times if entry[1] != other]
+                if not kept:
+                    del table[key]
+                elif len(kept) != len(times):
+                    table[key] = deque(kept, maxlen=times.maxlen)
+
+    def _add(self, table: _Failures, key: str, other: str, now: float, limit: int) -> bool:
+        times = table.get(key)
         if times is None:
-            if len(self._failures) > 100_000:
-                self._prune(now)
-            times = self._failures[address] = deque(maxlen=self.max_failures + 1)
-        times.append(now)
-        self._expire(address, times, now)
-        return self.penalty_delay if len(times) > self.max_failures else self.failure_delay
+            if len(table) >= _MAX_KEYS:
+                self._prune(table, now)
+            while len(table) >= _MAX_KEYS:  # still full (user names cost an attacker nothing): oldest go
+                del table[next(iter(table))]
+            # Only the last limit + 1 matter for the decision.
+            times = table[key] = deque(maxlen=max(limit, 1) + 1)
+        times.append((now, other))
+        self._expire(table, key, times, now)
+        return len(times) > limit
 
-    def record_success(self, address: str) -> None:
-        self._failures.pop(address, None)
+    def _count(self, table: _Failures, key: str, now: float) -> int:
+        times = table.get(key)
+        if times is None:
+            return 0
+        self._expire(table, key, times, now)
+        return len(times)
 
-    def _expire(self, address: str, times: deque[float], now: float) -> None:
-        while times and now - times[0] > self.window:
+    def _expire(self, table: _Failures, key: str, times: deque[tuple[float, str]], now: float) -> None:
+        while times and now - times[0][0] > self.window:
             times.popleft()
         if not times:
-            self._failures.pop(address, None)
+            table.pop(key, None)
 
-    def _prune(self, now: float) -> None:
-        for address, times in list(self._failures.items()):
-            self._expire(address, times, now)
+    def _prune(self, table: _Failures, now: float) -> None:
+        for key, times in list(table.items()):
+            self._expire(table, key, times, now)
+
+
+class HashesBusy(Exception):
+    """Every hash slot is taken and the queue is full: answer ``NO [UNAVAILABLE]``."""
+
+
+class HashSkipped(Exception):
+    """The attempt was throttled while it waited for a slot; nothing was hashed."""
+
+
+class HashSlots:
+    """At most ``concurrent`` password hashes run at once (each argon2id takes a core and 64 MiB); up to
+    ``queued`` more wait their turn, in order; beyond that an attempt is refused at once.
+
+    Logins run on users' lanes, each a thread with its own event loop, so the slots are shared across
+    loops: the counters sit under a lock, and a freed slot is handed to the next waiter on that waiter's
+    loop (``call_soon_threadsafe``).
+    """
+
+    def __init__(self, concurrent: int, queued: int) -> None:
+        self.concurrent = concurrent if concurrent > 0 else (os.cpu_count() or 1)
+        self.queued = queued
+        self.running = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def run(self, fn: Callable[..., T], *args: object, still_wanted: Callable[[], bool] | None = None) -> T:
+        """``fn(*args)`` in a worker thread once a slot is free; raises :class:`HashesBusy` when full.
+
+        ``still_wanted`` is asked once the slot is granted, right before the work: a queued attempt whose
+        address became throttled while it waited raises :class:`HashSkipped` instead of hashing.
+        The slot is given back when the thread finishes, not when the caller goes away: a client that
+        disconnects in the middle of its LOGIN cannot start more hashes than there are slots.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] | None = None
+        with self._lock:
+            if self.running < self.concurrent:
+                self.running += 1
+            elif len(self._waiters) >= self.queued:
+                raise HashesBusy
+            else:
+                waiter = loop.create_future()
+                self._waiters.append((loop, waiter))
+        if waiter is not None:
+            try:
+                await waiter  # a releasing call hands its slot over (running stays counted)
+            except BaseException:
+                with self._lock:
+                    queued = (loop, waiter) in self._waiters
+                    if queued:
+                        self._waiters.remove((loop, waiter))
+                if not queued and not waiter.cancelled():
+                    self._release()  # granted, but cancelled before using it
+                # (popped and cancelled: _grant sees that and passes the slot on)
+                raise
+        if still_wanted is not None and not still_wanted():
+            self._release()
+            raise HashSkipped
+        job = loop.run_in_executor(None, functools.partial(fn, *args))
+        job.add_done_callback(self._job_done)
+        return await asyncio.shield(job)
+
+    def _job_done(self, job: asyncio.Future[Any]) -> None:
+        self._release()
+        if not job.cancelled():
+            job.exception()  # retrieved here: nobody may be awaiting it any more
+
+    def _release(self) -> None:
+        with self._lock:
+            if not self._waiters:
+                self.running -= 1
+                return
+            loop, waiter = self._waiters.popleft()
+        try:
+            loop.call_soon_threadsafe(self._grant, waiter)
+        except RuntimeError:  # that loop is closed (shutdown): pass the slot on
+            self._release()
+
+    def _grant(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.cancelled():
+            self._release()
+        else:
+            waiter.set_result(None)
+
+
+# -- the client's address ------------------------------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _networks(specs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+
+
+def is_trusted_proxy(peer: str, trusted: Iterable[str]) -> bool:
+    """Whether ``peer`` is in ``auth.trusted_networks`` (a webmail or proxy that may name the real client)."""
+    specs = tuple(trusted)
+    if not specs:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(specs))
+
+
+def client_address(s: Session) -> str:
+    """The address limits, throttles and logs use for this session's client.
+
+    The one place that decides it: the peer of the connection, unless a trusted proxy named the real client
+    (``ID ("x-originating-ip" ...)``, see ``cmd_auth.id_``). A PROXY protocol header belongs here too: the
+    listener would set the connection's peer to the header's source when the sender is trusted.
+    """
+    origin = s.client_origin
+    return origin[0] if origin is not None else s.conn.peer_host
+
+
+def _shown_address(s: Session) -> str:
+    origin = s.client_origin
+    if origin is None:
+        return s.conn.peer_host
+    ip, port = origin
+    shown = f"{ip}:{port}" if port is not None else ip
+    return f"{shown} (via {s.conn.peer_host})"
+
+
+def audit(s: Session, event: str, user: str, mechanism: str, reason: str | None = None) -> None:
+    """One INFO line on ``imapd.audit`` per login attempt's outcome (never a password)."""
+    if reason is None:
+        audit_log.info("%s user=%r address=%s session=%s mechanism=%s", event, user, _shown_address(s),
+                       s.session_id, mechanism)
+    else:
+        audit_log.info("%s user=%r address=%s session=%s mechanism=%s reason=%s", event, user,
+                       _shown_address(s), s.session_id, mechanism, reason)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+from typing import NoReturn
 
 from imapd import __version__
 from imapd.protocol import commands as c
@@ -17,6 +19,7 @@ from imapd.protocol.responses import (
     TaggedResponse,
     UntaggedStatus,
 )
+from imapd.session.auth import AuthThrottle, HashesBusy, HashSkipped, audit, client_address, is_trusted_proxy
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.session import Done, Session, State
 
@@ -48,8 +51,29 @@ async def id_(s: Session, cmd: c.Id) -> Done:
     if cmd.params:
         client = ", ".join(f"{k}={v}" for k, v in cmd.params[:8])
         log.debug("client %s identifies as %s", s.conn.peer_host, client)
+        if s.state is State.NOT_AUTHENTICATED:
+            _note_originating_client(s, cmd.params)
     s.send(IdResponse((("name", "imapd"), ("version", __version__), ("vendor", "imapd-webmail"))))
     return Done("ID completed")
+
+
+def _note_originating_client(s: Session, params: tuple[tuple[str, str | None], ...]) -> None:
+    """A trusted proxy (``auth.trusted_networks``) names the real client with ``x-originating-ip`` and
+    ``x-originating-port`` (as Dovecot's login_trusted_networks allows): limits, throttles and logs use it."""
+    if not is_trusted_proxy(s.conn.peer_host, s.ctx.settings.auth.trusted_networks):
+        return
+    fields = {k.lower(): v for k, v in params if v is not None}
+    ip_text = fields.get("x-originating-ip")
+    if ip_text is None:
+        return
+    try:
+        ip = str(ipaddress.ip_address(ip_text.strip().strip("[]")))
+    except ValueError:
+        log.info("trusted proxy %s sent an invalid x-originating-ip %r", s.conn.peer_host, ip_text[:64])
+        return
+    port_text = fields.get("x-originating-port", "")
+    port = int(port_text) if port_text.isdigit() and int(port_text) < 65536 else None
+    s.client_origin = (ip, port)
 
 
 async def enable(s: Session, cmd: c.Enable) -> Done:
@@ -85,26 +109,64 @@ def _check_plaintext(s: Session) -> None:
                         "PRIVACYREQUIRED")
 
 
-async def login_user(s: Session, username: str, password: str) -> None:
-    """Verify a password (off the event loop: the hash is slow on purpose) and enter AUTHENTICATED."""
+async def login_user(s: Session, username: str, password: str, mechanism: str = "LOGIN") -> None:
+    """Check a password and enter AUTHENTICATED; every outcome is one ``imapd.audit`` line.
+
+    Order matters for the CPU: a throttled user is refused before anything; the credential cache (an HMAC)
+    comes next, so a user who logged in recently still gets in from a throttled address (behind a shared
+    webmail or NAT, say); a throttled address is refused before the hash; only then does the slow hash run,
+    in one of ``auth.max_concurrent_hashes`` slots (off the event loop).
+    """
     ctx = s.ctx
-    address = s.conn.peer_host
+    throttle = ctx.throttle
+    address = client_address(s)
+    if throttle.user_throttled(username):
+        await _refuse(s, username, mechanism, address, "throttled (user)")
     known = ctx.users.get(username)
     if known is not None and ctx.credentials.check(username, password, known.generation):
-        # Same user, same password within cache.ttl: skip the memory-hard hash (imapd/cache.py).
-        ctx.throttle.record_success(address)
-        enter_authenticated(s, known.name)
+        # Same user, same password, same passwd entry within cache.ttl: skip the hash (imapd/cache.py).
+        _logged_in(s, known.name, mechanism, address)
         return
-    record = await asyncio.to_thread(ctx.users.verify, username, password)
-    if record is not None:
-        ctx.credentials.remember(record.name, password, record.generation)
+    if throttle.address_throttled(address):
+        await _refuse(s, username, mechanism, address, "throttled (address)")
+    try:
+        record = await ctx.hash_slots.run(ctx.users.verify, username, password,
+                                          still_wanted=lambda: not _throttled(throttle, address, username))
+    except HashSkipped:
+        await _refuse(s, username, mechanism, address, "throttled while queued")
+    except HashesBusy:
+        audit(s, "login failed", username, mechanism, "busy: too many password checks waiting")
+        raise CommandNo("Too many logins in progress; try again later", "UNAVAILABLE") from None
     if record is None:
-        delay = ctx.throttle.record_failure(address)
-        log.info("authentication failed for %r from %s", username, address)
-        await asyncio.sleep(delay)
-        raise CommandNo("Invalid credentials", "AUTHENTICATIONFAILED")
-    ctx.throttle.record_success(address)
-    enter_authenticated(s, record.name)
+        reason = "wrong password" if known is not None else "no such user"
+        await _refuse(s, username, mechanism, address, reason)
+    ctx.credentials.remember(record.name, password, record.generation)
+    _logged_in(s, record.name, mechanism, address)
+
+
+def _throttled(throttle: AuthThrottle, address: str, username: str) -> bool:
+    return throttle.address_throttled(address) or throttle.user_throttled(username)
+
+
+async def _refuse(s: Session, username: str, mechanism: str, address: str, reason: str) -> NoReturn:
+    """Count a failure for the address and the user, log it, wait the delay, answer NO. Throttled
+    attempts get the same answer as wrong passwords: it tells nothing about the password."""
+    delay = s.ctx.throttle.record_failure(address, username)
+    if reason.startswith("throttled"):  # already past the limit: the penalty, however this one counts
+        delay = s.ctx.throttle.penalty_delay
+    audit(s, "login failed", username, mechanism, reason)
+    await asyncio.sleep(delay)
+    raise CommandNo("Invalid credentials", "AUTHENTICATIONFAILED")
+
+
+def _logged_in(s: Session, username: str, mechanism: str, address: str) -> None:
+    try:
+        enter_authenticated(s, username)
+    except Exception as exc:
+        audit(s, "login refused", username, mechanism, str(exc))
+        raise
+    s.ctx.throttle.record_success(address, username)
+    audit(s, "login", username, mechanism)
 
 
 def enter_authenticated(s: Session, username: str) -> None:
@@ -118,6 +180,7 @@ def enter_authenticated(s: Session, username: str) -> None:
         ctx.release_user(s)
         raise
     s.state = State.AUTHENTICATED
+    s.conn.raise_input_limits()
 
 
 def _auth_done(s: Session, text: str) -> Done:
@@ -170,5 +233,5 @@ async def _finish_plain(s: Session, data: bytes) -> Done:
     if authzid and authzid != authcid:
         raise CommandNo("Authorization identity must match the authentication identity",
                         "AUTHORIZATIONFAILED")
-    await login_user(s, authcid, passwd)
+    await login_user(s, authcid, passwd, "PLAIN")
     return _auth_done(s, "AUTHENTICATE completed")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from imapd.protocol import commands as c
 from imapd.protocol.response_codes import CapabilityCode, Code
 from imapd.protocol.responses import CapabilityResponse, UntaggedStatus, XStateResponse
+from imapd.session.auth import audit, client_address
 from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
@@ -54,7 +55,6 @@ from statecodec import decode as decode_token
 from statecodec import encode as encode_token
 
 log = logging.getLogger(__name__)
-audit = logging.getLogger("imapd.audit")
 
 __all__ = ["restore", "revoke", "save"]
 
@@ -78,9 +78,9 @@ def keywords_digest(mailbox: Mailbox) -> int:
     return zlib.crc32("\0".join(mailbox.keywords()).encode()) or 1
 
 
-def client_address(s: Session) -> bytes:
-    """The peer address as a token binds it: 4 or 16 bytes for an IP, else the host text."""
-    host = s.conn.peer_host
+def bound_address(s: Session) -> bytes:
+    """The client address as a token binds it: 4 or 16 bytes for an IP, else the host text."""
+    host = client_address(s)
     try:
         return ipaddress.ip_address(host).packed
     except ValueError:
@@ -105,7 +105,7 @@ async def save(s: Session, cmd: c.XStateSave) -> Done:
     if is_revoked(s.user, lineage, now=time.time()):
         raise CommandNo("This session's state tokens were revoked; log in again", _EXPIRED)
     view_state, dropped = _saved_view(s)
-    bound = client_address(s) if ctx.settings.xstate.bind_address else b""
+    bound = bound_address(s) if ctx.settings.xstate.bind_address else b""
     state = SessionState.create(user, record.generation, enabled=sorted(s.enabled), mailbox=view_state,
                                 lineage=lineage, bound_address=bound)
     try:
@@ -192,8 +192,8 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
             raise CommandNo("State token was revoked (X-STATE REVOKE)", _EXPIRED)
     except CommandNo as exc:
         if authenticating and exc.code in (_INVALID, _EXPIRED):
-            delay = s.ctx.throttle.record_failure(s.conn.peer_host)
-            log.info("X-STATE refused from %s: %s", s.conn.peer_host, exc.text)
+            delay = s.ctx.throttle.record_failure(client_address(s))
+            log.info("X-STATE refused from %s: %s", client_address(s), exc.text)
             await asyncio.sleep(delay)
         raise
     return state, user
@@ -213,7 +213,7 @@ def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState
     record = ctx.users.get(state.user)
     if record is None or record.generation != state.credential_generation:
         raise CommandNo("State token was revoked (password changed or user removed)", _EXPIRED)
-    if settings.bind_address and state.bound_address != client_address(s):
+    if settings.bind_address and state.bound_address != bound_address(s):
         raise CommandNo("State token was saved from another client address", _INVALID)
     return state
 
@@ -257,9 +257,8 @@ def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating
     True if a selected mailbox was closed."""
     if authenticating:
         enter_authenticated(s, state.user)  # NO [LIMIT] here leaves the session as it was
-        s.ctx.throttle.record_success(s.conn.peer_host)
-    audit.info("login user=%s addr=%s session=%s mech=%s", state.user, s.conn.peer_host,
-               s.session_id, "X-STATE")
+        s.ctx.throttle.record_success(client_address(s), state.user)
+    audit(s, "login", state.user, "X-STATE")
     closed = s.selected is not None
     if closed:
         s.close_selected()
@@ -314,5 +313,5 @@ async def revoke(s: Session, cmd: c.XStateRevoke) -> Done:
             raise CommandNo("This token predates lineages and cannot be revoked alone; it expires on its own",
                             "CANNOT")
     revoke_lineage(user, lineage, until=_revoked_until(s, now), now=now)
-    log.info("X-STATE lineage revoked for %s from %s", user.user, s.conn.peer_host)
+    log.info("X-STATE lineage revoked for %s from %s", user.user, client_address(s))
     return Done("X-STATE revoked")

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
 from imapd.lanes import LanePool
-from imapd.session.auth import AuthThrottle
+from imapd.protocol.connection import InputBudget, InputLimits, PreauthLimits
+from imapd.session.auth import AuthThrottle, HashSlots
 from imapd.session.recent import RecentClaims
 from imapd.store.store import Store
 
@@ -55,6 +56,17 @@ class ServerContext:
             max_failures=auth.max_failures,
             penalty_delay=auth.penalty_delay,
             window=auth.failure_window,
+            max_user_failures=auth.max_user_failures,
+        )
+        # 0: the machine's CPUs shared among the worker processes (each has its own slots).
+        cpus = os.cpu_count() or 1
+        hashes = auth.max_concurrent_hashes or max(1, cpus // (settings.server.workers or cpus))
+        self.hash_slots = HashSlots(hashes, auth.max_queued_hashes)
+        limits = settings.limits
+        self.preauth_limits = PreauthLimits(
+            InputLimits.preauth(min(limits.preauth_max_line, limits.max_line),
+                                min(limits.preauth_max_literal, limits.max_literal)),
+            limits.preauth_max_buffer, InputBudget(limits.preauth_max_total_buffer),
         )
         from statecodec import KeyRing
 

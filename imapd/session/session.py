@@ -55,6 +55,7 @@ class ResponseSink(Protocol):
     def expect_idle_done(self) -> None: ...
     def expect_sasl_response(self) -> None: ...
     def set_utf8(self, enabled: bool) -> None: ...
+    def raise_input_limits(self) -> None: ...
     def write_bytes(self, data: bytes) -> None: ...
     async def drain(self) -> None: ...
     def close(self) -> None: ...
@@ -80,6 +81,7 @@ class Session:
     __slots__ = (
         "_bad_count",
         "_idle_tag",
+        "client_origin",
         "conn",
         "ctx",
         "enabled",
@@ -109,6 +111,8 @@ class Session:
         self._bad_count = 0
         self.session_id = secrets.token_hex(6)  # names this session in log lines (imapd.audit)
         self.xstate_lineage = b""  # X-STATE lineage id of this login (cmd_xstate), b"" until first needed
+        # (address, port) of the real client as a trusted proxy named it (imapd/session/auth.py client_address)
+        self.client_origin: tuple[str, int | None] | None = None
 
     # -- facts the handlers ask for ------------------------------------------------------------------
     @property

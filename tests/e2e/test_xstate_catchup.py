@@ -279,7 +279,7 @@ def test_audit_line_for_every_restore(srv: RunningServer) -> None:
     assert tagged.startswith(b"t1 OK")
     c.close()
     deadline = time.monotonic() + 5
-    pattern = re.compile(rf"imapd\.audit.*login user={USER} addr=127\.0\.0\.1 session=[0-9a-f]{{12}} mech=X-STATE")
+    pattern = re.compile(rf"imapd\.audit.*login user='{USER}' address=127\.0\.0\.1 session=[0-9a-f]{{12}} mechanism=X-STATE")
     while not pattern.search(srv.log()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pattern.search(srv.log()), srv.log()[-2000:]

@@ -92,7 +92,7 @@ def test_throttle_per_address_per_user_and_success_keeps_other_records(tmp_path:
             b"l1 NO [AUTHENTICATIONFAILED] Invalid credentials")
         assert _login(srv, "erin", "pw-erin", origin="203.0.113.4").startswith(b"l1 OK [CAPABILITY ")
         lines = _audit(srv)
-        session = r"session=\d+"
+        session = r"session=[0-9a-f]{12}"
         assert re.fullmatch(rf"login user='carol' address=192\.0\.2\.10:40123 \(via 127\.0\.0\.1\) {session} "
                             r"mechanism=LOGIN", lines[2]), lines[2]
         assert re.fullmatch(rf"login failed user='mallory' address=192\.0\.2\.10:40123 \(via 127\.0\.0\.1\) "
@@ -139,7 +139,7 @@ def test_authenticate_is_audited_and_hashes_are_bounded(tmp_path: Path) -> None:
         assert tagged.startswith(b"a1 OK [CAPABILITY ")
         c.close()
         lines = _audit(srv)
-        assert re.fullmatch(r"login user='h0' address=127\.0\.0\.1 session=\d+ mechanism=PLAIN", lines[-1]), lines
+        assert re.fullmatch(r"login user='h0' address=127\.0\.0\.1 session=[0-9a-f]{12} mechanism=PLAIN", lines[-1]), lines
         assert sum(line.endswith("reason=busy: too many password checks waiting") for line in lines) == 2
     finally:
         stop_server(srv)

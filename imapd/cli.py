@@ -175,13 +175,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _announce_default_serve() -> None:
+    import os
+
+    from imapd.config import Settings
+
+    server = Settings().server
+    print(f"imapd: no command given, so serving {server.data_dir} ({os.path.abspath(server.data_dir)}) on "
+          f"{', '.join(server.listen)} as `imapd serve` does; stop it with Ctrl-C (`imapd --help` lists the commands)",
+          file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         if args.command is None:
-            # `imapd` with no arguments serves ./imapd-data on 127.0.0.1:1143, as documented.
+            # `imapd` with no arguments serves ./imapd-data on 127.0.0.1:1143, as documented; say so first,
+            # so someone who typed `imapd` to see what it is knows what it is doing and how to stop it.
             args = parser.parse_args(["serve", *(argv or [])])
+            _announce_default_serve()
         else:
             parser.print_help()
             return 64

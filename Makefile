@@ -21,9 +21,11 @@ define make_venv
 	$(BIN)/python -m pip install --quiet --upgrade pip
 endef
 
+# Not editable: setuptools prints a warning box for every editable install, and the demo runs from the work
+# tree anyway (`python -m` puts it first on sys.path), so edits still take effect.
 $(RUNTIME_STAMP): pyproject.toml
 	$(make_venv)
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet .
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml

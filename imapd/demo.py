@@ -135,9 +135,13 @@ def endpoint(role: str, listen: str | None, port: int | None, default_port: int,
     """The address for one role from ``--X-port N`` (on 127.0.0.1) or ``--X-listen HOST:PORT``."""
     if listen is not None:
         host, lport = parse_hostport(listen)
-        return Endpoint(role, host, lport, f"{listen_flag} HOST:PORT")
-    return Endpoint(role, "127.0.0.1", default_port if port is None else port,
-                    f"{port_flag} N or make demo {make_var}=N")
+        ep = Endpoint(role, host, lport, f"{listen_flag} HOST:PORT")
+    else:
+        ep = Endpoint(role, "127.0.0.1", default_port if port is None else port,
+                      f"{port_flag} N or make demo {make_var}=N")
+    if not 0 <= ep.port <= 65535:
+        raise ValueError(f"{role} port {ep.port} is not a port (0-65535; 0 picks a free one): change {ep.change}")
+    return ep
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,10 @@ def run_demo(data_dir: str, imap: Endpoint, imaps: Endpoint, web: Endpoint, metr
         plan = DemoPlan(data, real["IMAP"], real.get("IMAPS") if tls else None, real["webmail"],
                         real.get("metrics"), tuple(created))
         settings = plan.settings(tls)
+    except KeyboardInterrupt:  # Ctrl-C while seeding: stop quietly, as Ctrl-C does once serving
+        web_sock.close()
+        print("imapd demo: stopped while seeding", file=sys.stderr, flush=True)
+        return 130
     except BaseException:
         web_sock.close()
         raise

@@ -157,6 +157,16 @@ def test_imapd_demo_same_port_twice_is_a_clash(tmp_path: Path) -> None:
                            "(change it with --web-port N or make demo WEB_PORT=N); nothing was started\n")
 
 
+def test_imapd_demo_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "imapd", "demo", "--data-dir", str(tmp_path / "data"), "--imap-port", "70000"],
+        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 64
+    assert proc.stderr == ("imapd demo: IMAP port 70000 is not a port (0-65535; 0 picks a free one): "
+                           "change --imap-port N or make demo IMAP_PORT=N\n")
+    assert not (tmp_path / "data").exists()
+
+
 def read_banner(path: Path, proc: subprocess.Popen[bytes], err: Path) -> dict[str, str]:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -30,19 +30,23 @@ FLAGS = {"IMAP": ("--imap-port", "IMAP_PORT"), "IMAPS": ("--imaps-port", "IMAPS_
          "webmail": ("--web-port", "WEB_PORT")}
 
 
-def session_processes(sid: int) -> list[str]:
-    """Processes still alive in session ``sid`` (the command's own and every child it started)."""
-    alive: list[str] = []
+def process_table() -> list[tuple[int, str, int, int, str]]:
+    """(pid, state, ppid, session, command name) of every process, from /proc/*/stat."""
+    rows = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
-        except OSError:
+        except OSError:  # it exited meanwhile
             continue
-        fields = text.rpartition(")")[2].split()
-        # fields after "(comm)": state ppid pgrp session ...
-        if int(fields[3]) == sid and fields[0] != "Z":
-            alive.append(text.split(")")[0] + ")")
-    return alive
+        name, _, rest = text.partition(" (")[2].rpartition(")")
+        state, ppid, _pgrp, sid = rest.split()[:4]
+        rows.append((int(stat.parent.name), state, int(ppid), int(sid), name))
+    return rows
+
+
+def session_processes(sid: int) -> list[str]:
+    """Processes still alive in session ``sid`` (the command's own and every child it started)."""
+    return [f"{pid} ({name})" for pid, state, _, psid, name in process_table() if psid == sid and state != "Z"]
 
 
 def free_ports(n: int) -> list[int]:
@@ -90,6 +94,8 @@ def clean_env() -> dict[str, str]:
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.skipif(not (Path(sys.executable).parent / "python").exists(),
+                    reason="not running from a venv: the Makefile runs $(BIN)/python")
 def test_make_demo_with_default_ports_taken(default_ports_taken: None, tmp_path: Path) -> None:
     # The real `make demo` recipe, with the venv it runs from and its install step already done.
     stamp = tmp_path / "installed"
@@ -194,15 +200,22 @@ def read_greeting(sock: socket.socket) -> bytes:
     return data
 
 
+def start_demo(tmp_path: Path, *ports: int) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """``imapd demo`` on the given IMAP, IMAPS, webmail (and metrics) ports, in a session of its own."""
+    data = tmp_path / "data"
+    out, err = tmp_path / "out", tmp_path / "err"
+    args = [sys.executable, "-m", "imapd", "demo", "--data-dir", str(data)]
+    for flag, port in zip(("--imap-port", "--imaps-port", "--web-port", "--metrics-port"), ports, strict=False):
+        args += [flag, str(port)]
+    with open(out, "wb") as fout, open(err, "wb") as ferr:
+        proc = subprocess.Popen(args, cwd=ROOT, env=clean_env(), stdout=fout, stderr=ferr, start_new_session=True)
+    return proc, out, err
+
+
 def test_demo_started_banner_addresses_answer(tmp_path: Path) -> None:
     imap, imaps, web, metrics = free_ports(4)
     data = tmp_path / "data"
-    out, err = tmp_path / "out", tmp_path / "err"
-    with open(out, "wb") as fout, open(err, "wb") as ferr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "imapd", "demo", "--data-dir", str(data), "--imap-port", str(imap),
-             "--imaps-port", str(imaps), "--web-port", str(web), "--metrics-port", str(metrics)],
-            cwd=ROOT, env=clean_env(), stdout=fout, stderr=ferr, start_new_session=True)
+    proc, out, err = start_demo(tmp_path, imap, imaps, web, metrics)
     try:
         banner = read_banner(out, proc, err)
         assert len(session_processes(proc.pid)) == 2  # the demo and its webmail child: the check below sees them
@@ -240,6 +253,42 @@ def test_demo_started_banner_addresses_answer(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     assert proc.returncode == 0
     assert err.read_text().splitlines()[-1] == "imapd demo: stopping"
+    assert session_processes(proc.pid) == []
+
+
+def test_sigterm_to_the_demo_alone_stops_its_webmail(tmp_path: Path) -> None:
+    imap, imaps, web = free_ports(3)
+    proc, out, err = start_demo(tmp_path, imap, imaps, web)
+    try:
+        read_banner(out, proc, err)
+        proc.send_signal(signal.SIGTERM)  # a service manager stopping it: only the demo's own process is told
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 10
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session_processes(proc.pid) == []
+
+
+def test_webmail_dying_stops_the_demo(tmp_path: Path) -> None:
+    imap, imaps, web = free_ports(3)
+    proc, out, err = start_demo(tmp_path, imap, imaps, web)
+    try:
+        read_banner(out, proc, err)
+        children = [pid for pid, state, ppid, _, _ in process_table() if ppid == proc.pid and state != "Z"]
+        assert len(children) == 1
+        os.kill(children[0], signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1
+    assert err.read_text().splitlines()[-1] == "imapd demo: the webmail stopped (exit status -9); stopping IMAP too"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", imap), timeout=2).close()
     assert session_processes(proc.pid) == []
 
 

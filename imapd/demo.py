@@ -278,7 +278,9 @@ def run_demo(data_dir: str, imap: Endpoint, imaps: Endpoint, web: Endpoint, metr
         print(port_message(problems), file=sys.stderr, flush=True)
         return EX_UNAVAILABLE
     real = {ep.role: ep for ep in bound}
-    web_sock = bound.pop(real["webmail"])[0]
+    web_sock, *extra = bound.pop(real["webmail"])  # the webmail serves on one address (the first resolved)
+    for sock in extra:
+        sock.close()
     try:
         created = seed_demo(data)
         tls = ensure_self_signed(data)

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -44,6 +45,8 @@ class WarmCache:
         # (user, mailbox id) -> (mailbox, expires at, bytes), oldest first: ordered by idle time == expiry.
         self._entries: OrderedDict[tuple[str, int], tuple[Mailbox, float, int]] = OrderedDict()
         self.bytes = 0
+        # Users' lanes release and take mailboxes while the network loop sweeps: one lock for the LRU.
+        self._lock = threading.RLock()
         store.on_idle = self.on_idle
 
     def __len__(self) -> int:
@@ -51,6 +54,10 @@ class WarmCache:
 
     def on_idle(self, mailbox: Mailbox) -> None:
         """The last session released ``mailbox``: keep it warm, or drop it if the cache is off."""
+        with self._lock:
+            self._on_idle(mailbox)
+
+    def _on_idle(self, mailbox: Mailbox) -> None:
         key = (mailbox.user, mailbox.mailbox_id)
         if self.ttl <= 0 or self.max_bytes <= 0 or mailbox.deleted:
             self.store.evict(mailbox)
@@ -65,6 +72,10 @@ class WarmCache:
 
     def note_open(self, mailbox: Mailbox) -> None:
         """A session took ``mailbox``: count a hit if it came from the cache, a miss if it was loaded."""
+        with self._lock:
+            self._note_open(mailbox)
+
+    def _note_open(self, mailbox: Mailbox) -> None:
         key = (mailbox.user, mailbox.mailbox_id)
         if key in self._entries:
             self._forget(key)
@@ -75,6 +86,10 @@ class WarmCache:
 
     def sweep(self) -> int:
         """Drop entries past their TTL; returns how many were dropped."""
+        with self._lock:
+            return self._sweep()
+
+    def _sweep(self) -> int:
         now = time.monotonic()
         dropped = 0
         while self._entries:
@@ -88,9 +103,10 @@ class WarmCache:
         return dropped
 
     def clear(self) -> None:
-        for key in list(self._entries):
-            self._evict(key)
-        self._publish()
+        with self._lock:
+            for key in list(self._entries):
+                self._evict(key)
+            self._publish()
 
     def _forget(self, key: tuple[str, int]) -> None:
         entry = self._entries.pop(key, None)

@@ -20,6 +20,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="plain (STARTTLS-capable) listener; repeatable (default 127.0.0.1:1143)")
     p.add_argument("--tls-listen", metavar="HOST:PORT", action="append", default=None,
                    help="implicit-TLS listener; repeatable")
+    p.add_argument("--workers", metavar="N", type=int, default=None,
+                   help="worker processes (setting server.workers; default one per CPU, 1 = single process)")
     p.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a setting, e.g. -o cache.ttl=60 (see docs/configuration.md)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -37,13 +39,52 @@ def _run_serve(args: argparse.Namespace) -> int:
         overrides.append("server.listen=[" + ",".join(_toml_str(x) for x in args.listen) + "]")
     if args.tls_listen:
         overrides.append("server.tls_listen=[" + ",".join(_toml_str(x) for x in args.tls_listen) + "]")
+    if args.workers is not None:
+        overrides.append(f"server.workers={args.workers}")
     try:
         settings = load_settings(args.config, overrides)
     except ConfigError as exc:
         print(f"imapd: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG
     _setup_logging(args.verbose)
-    return run_server(settings)
+    # `imapd reload` re-reads the same file with the same overrides.
+    return run_server(settings, reload_settings=lambda: load_settings(args.config, overrides))
+
+
+def _add_reload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("reload", help="replace a running server's workers without dropping a connection")
+    p.add_argument("--data-dir", metavar="DIR", default="./imapd-data")
+    p.set_defaults(func=_run_reload)
+
+
+def _run_reload(args: argparse.Namespace) -> int:
+    """SIGUSR2 to the supervisor named in DIR/run/imapd.pid (what a systemd ExecReload= can run)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    from imapd.server.supervisor import pid_file
+
+    path = pid_file(Path(args.data_dir))
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, signal.SIGUSR2)
+    except (OSError, ValueError) as exc:
+        print(f"imapd: no running multi-worker server for {args.data_dir} ({path}: {exc})", file=sys.stderr)
+        return 69
+    print(f"reload requested (supervisor pid {pid}); its log says when the new workers serve")
+    return 0
+
+
+def _add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("_worker")  # started by the supervisor only; not listed in the help
+    p.set_defaults(func=lambda _args: _run_worker())
+
+
+def _run_worker() -> int:
+    from imapd.server.worker import run_worker
+
+    return run_worker()
 
 
 def _toml_str(value: str) -> str:
@@ -135,6 +176,7 @@ def _add_stats(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--metrics", metavar="HOST:PORT", default="127.0.0.1:9143",
                    help="the server's metrics.listen address (default 127.0.0.1:9143)")
     p.add_argument("--raw", action="store_true", help="Prometheus text as served")
+    p.add_argument("--users", metavar="DATA_DIR", help="instead: which worker serves which user's sessions")
     p.set_defaults(func=_run_stats)
 
 
@@ -142,6 +184,8 @@ def _run_stats(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    if args.users:
+        return _print_users(args.users)
     url = f"http://{args.metrics}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -161,6 +205,29 @@ def _run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_users(data_dir: str) -> int:
+    """Each worker writes ``DIR/run/users-g<generation>-w<slot>.users`` every second."""
+    import json
+    from pathlib import Path
+
+    from imapd.server.worker import read_generation
+
+    run_dir = Path(data_dir) / "run"
+    gen = read_generation(run_dir)
+    if gen is None:
+        print(f"imapd: no multi-worker server runs on {data_dir}", file=sys.stderr)
+        return 69
+    print(f"generation {gen.generation}, {gen.workers} workers")
+    for slot in range(gen.workers):
+        try:
+            users = json.loads((run_dir / f"users-g{gen.generation}-w{slot}.users").read_text())
+        except (OSError, ValueError):
+            users = {}
+        listed = ", ".join(f"{u} ({n})" for u, n in sorted(users.items())) or "-"
+        print(f"worker {slot}: {len(users)} user(s), {sum(users.values())} session(s): {listed}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imapd", description="IMAP server for webmail, over Maildir")
     parser.add_argument("--version", action="version", version=f"imapd {__version__}")
@@ -169,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_xstate_keys(sub)
     _add_stats(sub)
+    _add_reload(sub)
+    _add_worker(sub)
     from imapd.store.admin import register_cli
 
     register_cli(sub)

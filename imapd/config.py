@@ -25,6 +25,12 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     greeting: str = "imapd ready"
     use_uvloop: bool = True
     shutdown_grace: float = 5.0
+    # Worker processes; 0 = one per CPU. 1 = a single process (embedding, tests).
+    workers: int = 0
+    # Threads that run users' commands off the network loop (a user is on one lane at a time).
+    max_lanes: int = 64
+    # A lane or the network loop that cannot run for longer than this is logged with the user and command.
+    stall_warning: float = 0.1
 
 
 class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

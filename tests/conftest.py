@@ -48,7 +48,8 @@ def start_server(data_dir: Path, *extra: str, tls_listen: str | None = None) -> 
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     args = [sys.executable, "-m", "imapd", "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
-            "-o", "auth.failure_delay=0.05", "-o", "auth.penalty_delay=0.2", *extra]
+            "-o", "auth.failure_delay=0.05", "-o", "auth.penalty_delay=0.2",
+            "-o", f"server.workers={os.environ.get('IMAPD_TEST_WORKERS', '1')}", *extra]
     if tls_listen:
         args += ["--tls-listen", tls_listen]
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child for its lifetime

@@ -80,6 +80,13 @@ class ServerConnection:
         if not self._closed:
             self._framer.feed(bytes(data))
 
+    def take_unread(self) -> bytes:
+        """The bytes received after the last event, removed: they go with a connection that moves to
+        another process, to be fed to its parser there. Only between commands."""
+        if self._framer.in_command():
+            raise RuntimeError("take_unread() in the middle of a command")
+        return self._framer.take_pending()
+
     def expect_idle_done(self) -> None:
         self._mode = _MODE_IDLE
 

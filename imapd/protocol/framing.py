@@ -147,6 +147,14 @@ class CommandFramer:
             self._pos = 0
         self._buf += data
 
+    def take_pending(self) -> bytes:
+        """Remove and return the input not consumed yet (only between commands: see ``in_command``)."""
+        data = bytes(self._buf[self._pos:])
+        self._buf = bytearray()
+        self._pos = 0
+        self._scan = 0
+        return data
+
     def release_if_consumed(self) -> None:
         """Give back the input buffer when everything in it was used: an idle connection should not keep
         the capacity its last command (say a large APPEND) grew it to."""

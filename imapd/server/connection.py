@@ -3,15 +3,22 @@
 Idle connections cost as little as possible: no task and no StreamReader/StreamWriter pair per client.
 A task exists only while commands are being executed; an IDLE session has none (pushes are written
 straight from the change feed callback).
+
+Commands that touch a user's mail run on that user's lane (``imapd/server/lanes.py``), a thread of its
+own; the session then calls this object from that thread. The sink methods notice it and hand the bytes
+to the network loop (batched per command, in order), so the transport is only ever used on its loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import socket
 import ssl
+import threading
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from imapd.protocol import (
     NEED_DATA,
@@ -23,11 +30,15 @@ from imapd.protocol import (
     SaslResponse,
     ServerConnection,
 )
+from imapd.protocol import commands as c
+from imapd.protocol.command_writer import write_command
 from imapd.protocol.responses import Response
 
 if TYPE_CHECKING:
+    from imapd.server.handoff import Transfer
     from imapd.server.listener import ConnectionRegistry
     from imapd.session.context import ServerContext
+    from imapd.session.handover import SessionSnapshot
     from imapd.session.session import Session
 
 log = logging.getLogger(__name__)
@@ -35,31 +46,42 @@ log = logging.getLogger(__name__)
 __all__ = ["IMAPConnection"]
 
 
-class OutputOverflow(Exception):
-    """The client stopped reading and its output buffer passed the limit."""
-
-
 class IMAPConnection(asyncio.Protocol):
     __slots__ = (
+        "_adopted",
         "_closing",
         "_drain_waiter",
+        "_in_lane_command",
+        "_lane_out",
+        "_lane_out_size",
+        "_lane_unconfirmed",
+        "_loop",
         "_out",
         "_out_size",
         "_paused_reading",
         "_paused_writing",
         "_registry",
+        "_resume",
         "_task",
+        "_thread",
         "ctx",
         "is_tls",
         "last_activity",
         "peer_host",
+        "peer_port",
         "proto",
+        "relay",
         "session",
         "transport",
     )
 
-    def __init__(self, ctx: ServerContext, registry: ConnectionRegistry, *, implicit_tls: bool) -> None:
+    def __init__(self, ctx: ServerContext, registry: ConnectionRegistry, *, implicit_tls: bool,
+                 adopted: Transfer | None = None) -> None:
         self.ctx = ctx
+        self._adopted = adopted
+        # Set once this connection only carries a TLS stream for a session served by another process.
+        self.relay: RelayPeer | None = None
+        self._resume: SessionSnapshot | None = None
         self._registry = registry
         self.is_tls = implicit_tls
         self.transport: asyncio.Transport | None = None
@@ -78,7 +100,15 @@ class IMAPConnection(asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._out_size = 0
         self.peer_host = ""
+        self.peer_port = 0
         self.last_activity = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        # Output produced on the user's lane during a command, handed to the loop in one piece.
+        self._lane_out: list[bytes] = []
+        self._lane_out_size = 0
+        self._lane_unconfirmed = 0  # bytes handed to the loop since the last drain round trip
+        self._in_lane_command = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,8 +116,15 @@ class IMAPConnection(asyncio.Protocol):
 
         # uvloop's transports are not asyncio.Transport subclasses, but have the same API.
         self.transport = cast(asyncio.Transport, transport)
-        peer = self.transport.get_extra_info("peername")
-        self.peer_host = str(peer[0]) if peer else "unknown"
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        adopted = self._adopted
+        if adopted is not None:
+            self.peer_host, self.peer_port = adopted.peer_host, adopted.peer_port
+        else:
+            peer = self.transport.get_extra_info("peername")
+            self.peer_host = str(peer[0]) if peer else "unknown"
+            self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
         self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         if not self._registry.admit(self):
             self.write_bytes(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
@@ -95,9 +132,23 @@ class IMAPConnection(asyncio.Protocol):
             self.transport.close()
             return
         self.session = Session(self.ctx, self)
-        self.send(self.session.greeting())
+        if adopted is None:
+            self.send(self.session.greeting())
+            return
+        # Handed over by another worker: no greeting (the client had it); go on where it stopped.
+        self._adopted = None
+        if adopted.session is not None:
+            from imapd.session.handover import decode_snapshot
+
+            self._resume = decode_snapshot(adopted.session)
+        if adopted.unread:  # (an empty feed would mean end of input)
+            self.proto.receive_data(adopted.unread)
+        self._pump()
 
     def data_received(self, data: bytes) -> None:
+        if self.relay is not None:
+            self.relay.forward(data)
+            return
         if self._closing:
             return
         session = self.session
@@ -117,6 +168,9 @@ class IMAPConnection(asyncio.Protocol):
         self._pump()
 
     def eof_received(self) -> bool | None:
+        if self.relay is not None:
+            self.relay.client_eof()
+            return None
         self.proto.receive_data(b"")
         self._pump()
         return None
@@ -124,18 +178,31 @@ class IMAPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._registry.discard(self)
+        if self.relay is not None:
+            self.relay.client_lost()
+            return
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
         if self._task is not None:
             self._task.cancel()
-        if self.session is not None:
-            self.session.connection_lost()
+        session = self.session
+        if session is None:
+            return
+        user = session.user_name
+        if user is not None:
+            self.ctx.lanes.submit(user, "disconnect", session.connection_lost)
+        else:
+            session.connection_lost()
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        if self.relay is not None:
+            self.relay.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused_writing = False
+        if self.relay is not None:
+            self.relay.resume_reading()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
@@ -153,6 +220,9 @@ class IMAPConnection(asyncio.Protocol):
     def send(self, response: Response) -> None:
         self.write_bytes(self.proto.send(response))
 
+    def _on_loop(self) -> bool:
+        return threading.get_ident() == self._thread
+
     def expect_idle_done(self) -> None:
         self.proto.expect_idle_done()
 
@@ -163,6 +233,9 @@ class IMAPConnection(asyncio.Protocol):
         self.proto.utf8 = enabled
 
     def write_bytes(self, data: bytes) -> None:
+        if not self._on_loop():
+            self._write_from_lane(data)
+            return
         if self._task is not None:  # inside a command: batch
             if self._out is None:
                 self._out = [data]
@@ -174,8 +247,33 @@ class IMAPConnection(asyncio.Protocol):
             return
         self._write_now(data)
 
+    def _write_from_lane(self, data: bytes) -> None:
+        if self._in_lane_command:
+            self._lane_out.append(data)
+            self._lane_out_size += len(data)
+            if self._lane_out_size >= 65536:
+                self._post_lane_out()
+            return
+        loop = self._loop
+        if loop is not None and not self._closing:  # an IDLE push from the lane: out at once, in order
+            loop.call_soon_threadsafe(self.write_bytes, data)
+
+    def _post_lane_out(self) -> None:
+        out = self._lane_out
+        if not out:
+            return
+        self._lane_unconfirmed += self._lane_out_size
+        self._lane_out = []
+        self._lane_out_size = 0
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.write_bytes, out[0] if len(out) == 1 else b"".join(out))
+
     def flush(self) -> None:
         """Write what the current command produced so far."""
+        if not self._on_loop():
+            self._post_lane_out()
+            return
         out = self._out
         if out is None:
             return
@@ -196,6 +294,21 @@ class IMAPConnection(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait until the client has read enough of what we wrote (back-pressure for long outputs)."""
+        if not self._on_loop():
+            # On the user's lane. A round trip to the network loop costs two thread switches, so it is
+            # made only when the client may be behind: its transport said so, or 256 KiB went out since
+            # the last one. That bounds what a slow reader makes us hold, as on the loop.
+            if self._closing:
+                raise ConnectionResetError("connection closing")
+            if self._lane_out_size >= 16384:
+                self._post_lane_out()
+            if not self._paused_writing and self._lane_unconfirmed < 262144:
+                return
+            self._post_lane_out()
+            self._lane_unconfirmed = 0
+            assert self._loop is not None
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.drain(), self._loop))
+            return
         if self._out_size >= 16384:
             self.flush()
         if not self._paused_writing or self._closing:
@@ -211,12 +324,23 @@ class IMAPConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close after flushing what is buffered (LOGOUT, BYE)."""
+        if not self._on_loop():
+            self._post_lane_out()
+            self._closing = True
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.close)
+            return
         self.flush()
         self._closing = True
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
+        if not self._on_loop():
+            self._closing = True
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.abort)
+            return
         self._closing = True
         if self.transport is not None:
             self.transport.abort()
@@ -239,12 +363,156 @@ class IMAPConnection(asyncio.Protocol):
         self.is_tls = True
 
     # -- command loop -------------------------------------------------------------------------------
+    def _lane_user(self, command: c.Command) -> str | None:
+        """The user whose lane runs ``command``, or None to run it here (it touches no mail)."""
+        session = self.session
+        assert session is not None
+        if session.user_name is not None:
+            return session.user_name
+        if isinstance(command, c.Login):
+            return command.username
+        if isinstance(command, c.Authenticate) and command.initial_response is not None:
+            return _plain_authcid(command.initial_response)
+        if isinstance(command, c.XStateRestore):
+            return self.ctx.token_user(command.token)
+        return None
+
+    async def _wait_written(self) -> None:
+        """Everything we wrote must have left before another process writes to the same socket."""
+        transport = self.transport
+        for _ in range(500):
+            if transport is None or transport.is_closing() or not transport.get_write_buffer_size():
+                return
+            await asyncio.sleep(0.01)
+
+    def _must_move(self, user: str) -> bool:
+        ownership = self.ctx.ownership
+        session = self.session
+        return (ownership is not None and session is not None and session.user_name is None
+                and not ownership.owns(user))
+
+    async def _hand_off(self, user: str, first: bytes, snapshot: bytes | None = None) -> bool:
+        """Move this connection to the worker that owns ``user``, with ``first`` (the command that named
+        the user, re-serialized) and the unread input. False if the owner cannot take it (then it is
+        served here: slower for that user, never wrong, since the store works from any process)."""
+        ownership = self.ctx.ownership
+        transport = self.transport
+        assert ownership is not None and transport is not None
+        from imapd.server.handoff import Transfer
+
+        transport.pause_reading()
+        self.flush()
+        await self._wait_written()
+        unread = first + self.proto.take_unread()
+        transfer = Transfer(peer_host=self.peer_host, peer_port=self.peer_port, is_tls=self.is_tls,
+                            unread=unread, session=snapshot)
+        path = ownership.owner_path(user)
+        tls_here = transport.get_extra_info("sslcontext") is not None
+        try:
+            if tls_here:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    await ownership.channel.send(path, transfer, theirs.fileno())
+                finally:
+                    theirs.close()
+                await self._become_relay(ours)
+            else:
+                sock = transport.get_extra_info("socket")
+                await ownership.channel.send(path, transfer, sock.fileno())
+                self._closing = True
+                transport.close()  # our copy only: the connection lives on in the owner
+        except OSError as exc:
+            log.warning("serving %s here: cannot hand the connection from %s to %s: %s", user, self.peer_host,
+                        path.name, exc)
+            if len(unread) > len(first):
+                self.proto.receive_data(unread[len(first):])
+            if not self._closing:
+                transport.resume_reading()
+            return False
+        return True
+
+    async def hand_over(self) -> bool:
+        """A reload: once no command of ours is running, move the session to the new generation."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(5.0, self.ctx.settings.server.shutdown_grace)
+        while not self._closing and (self._task is not None or self._resume is not None
+                                     or (self.session is not None and self.session.pending_sasl is not None)):
+            if loop.time() > deadline:
+                log.warning("reload: a command from %s is still running; closing it", self.peer_host)
+                self.write_bytes(b"* BYE [UNAVAILABLE] Server restarting\r\n")
+                self.close()
+                return False
+            await asyncio.sleep(0.01)
+        session, transport = self.session, self.transport
+        if self._closing or session is None or transport is None:
+            return False
+        transport.pause_reading()
+        user = session.user_name
+        if user is None:  # before login: any worker of the new generation may have it
+            ownership = self.ctx.ownership
+            assert ownership is not None
+            key = f"{self.peer_host}:{self.peer_port}"
+            return await self._hand_off(key, b"")
+        from imapd.session.handover import detach, encode_snapshot
+
+        snap: list[bytes] = []
+
+        async def take() -> None:
+            snap.append(encode_snapshot(detach(session)))
+
+        await self.ctx.lanes.run(user, "HANDOVER", take())
+        return await self._hand_off(user, b"", snap[0])
+
+    async def _become_relay(self, sock: socket.socket) -> None:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self.flush()
+        _, peer = await loop.connect_accepted_socket(lambda: RelayPeer(self), sock=sock)
+        self.relay = peer
+        self.session = None  # the session lives in the owner now
+        self.transport.resume_reading()
+
+    async def _resume_session(self, snapshot: SessionSnapshot) -> None:
+        from imapd.session.handover import resume
+
+        session = self.session
+        assert session is not None
+        await self._on_lane(snapshot.user, "RESUME", resume(session, snapshot))
+
+    async def _on_lane(self, user: str, what: str, coro: Any) -> None:
+        async def job() -> None:
+            self._in_lane_command = True
+            try:
+                await coro
+            finally:
+                self._in_lane_command = False
+                self._post_lane_out()
+
+        await self.ctx.lanes.run(user, what, job())
+
+    async def _on_session_lane(self, what: str, fn: Any) -> None:
+        """Run a session method where the session's state lives: its user's lane once authenticated."""
+        session = self.session
+        assert session is not None
+        user = session.user_name
+        if user is None:
+            fn()
+            return
+
+        async def call() -> None:
+            fn()
+
+        await self._on_lane(user, what, call())
+
     def _pump(self) -> None:
         if self._task is None and not self._closing:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         try:
+            if self._resume is not None:
+                snapshot, self._resume = self._resume, None
+                await self._resume_session(snapshot)
             while not self._closing:
                 event = self.proto.next_event()
                 if event is NEED_DATA:
@@ -253,16 +521,33 @@ class IMAPConnection(asyncio.Protocol):
                 assert session is not None
                 if isinstance(event, CommandReceived):
                     self.last_activity = time.monotonic()
-                    await session.execute(event.command)
+                    command = event.command
+                    user = self._lane_user(command)
+                    if (user is not None and self._must_move(user)
+                            and await self._hand_off(user, write_command(command, utf8=self.proto.utf8))):
+                        break
+                    if user is None:
+                        await session.execute(command)
+                    else:
+                        await self._on_lane(user, type(command).__name__.upper(), session.execute(command))
                     self.flush()
                 elif isinstance(event, ContinuationRequest):
                     self.write_bytes(b"+ " + event.text.encode("utf-8", "replace") + b"\r\n")
                 elif isinstance(event, IdleDone):
-                    session.idle_done()
+                    await self._on_session_lane("DONE", session.idle_done)
                 elif isinstance(event, SaslResponse):
-                    await session.sasl_response(event)
+                    user = session.user_name or _plain_authcid(event.data)
+                    if user is not None and session.pending_sasl is not None and self._must_move(user):
+                        # Move with the exchange re-written in its SASL-IR form: the owner answers it.
+                        again = c.Authenticate(session.pending_sasl, "PLAIN", initial_response=event.data)
+                        if await self._hand_off(user, write_command(again)):
+                            break
+                    if user is None:
+                        await session.sasl_response(event)
+                    else:
+                        await self._on_lane(user, "AUTHENTICATE", session.sasl_response(event))
                 elif isinstance(event, ProtocolError):
-                    session.protocol_error(event)
+                    await self._on_session_lane("BAD", functools.partial(session.protocol_error, event))
                 elif isinstance(event, ConnectionClosed):
                     self.close()
                     break
@@ -282,3 +567,70 @@ class IMAPConnection(asyncio.Protocol):
             if self._paused_reading and not self._closing and self.transport is not None:
                 self._paused_reading = False
                 self.transport.resume_reading()
+
+
+def _plain_authcid(data: bytes) -> str | None:
+    """The authentication identity of a SASL PLAIN response (RFC 4616), to find the user's lane."""
+    parts = data.split(b"\0")
+    if len(parts) != 3 or not parts[1]:
+        return None
+    return parts[1].decode("utf-8", "replace")
+
+
+class RelayPeer(asyncio.Protocol):
+    """The far end of a TLS client's decrypted stream: bytes between it and the worker serving the session."""
+
+    __slots__ = ("client", "transport")
+
+    def __init__(self, client: IMAPConnection) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client.transport
+        if client is not None and not client.is_closing():
+            client.write(data)
+
+    def eof_received(self) -> bool | None:
+        client = self.client.transport
+        if client is not None:
+            client.close()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        client = self.client.transport
+        if client is not None and not client.is_closing():
+            client.close()
+
+    def pause_writing(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.client.transport is not None and not self.client.transport.is_closing():
+            self.client.transport.resume_reading()
+
+    # -- called by the client side ----------------------------------------------------------------------
+    def forward(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def client_eof(self) -> None:
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def client_lost(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import socket
 import ssl
 import time
 from collections import Counter
@@ -57,6 +59,8 @@ class ConnectionRegistry:
         now = time.monotonic()
         limits = self.ctx.settings.limits
         for conn in list(self.connections):
+            if conn.relay is not None:
+                continue  # a TLS stream relayed for a session served elsewhere: that process times it out
             session = conn.session
             authed = session is not None and session.authenticated
             limit = limits.idle_timeout if authed else limits.preauth_timeout
@@ -66,15 +70,36 @@ class ConnectionRegistry:
 
     def say_bye(self, text: str) -> None:
         for conn in list(self.connections):
+            if conn.relay is not None:
+                continue  # the serving process says BYE through the relay; it closes when that ends
             conn.write_bytes(b"* BYE " + text.encode() + b"\r\n")
             conn.close()
 
+    def relaying(self) -> int:
+        return sum(1 for conn in self.connections if conn.relay is not None)
+
+    async def hand_off_sessions(self) -> int:
+        """Move every session served here to the new generation (a reload); returns how many moved."""
+        moved = await asyncio.gather(*(conn.hand_over() for conn in list(self.connections)
+                                       if conn.relay is None))
+        return sum(moved)
+
 
 async def start_listeners(
-    ctx: ServerContext, registry: ConnectionRegistry, tls_context: ssl.SSLContext | None
+    ctx: ServerContext, registry: ConnectionRegistry, tls_context: ssl.SSLContext | None,
+    sockets: list[tuple[socket.socket, bool]] | None = None,
 ) -> list[asyncio.Server]:
+    """Bind the configured listeners, or serve ``sockets`` ((socket, implicit TLS)) bound by a supervisor."""
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
+    if sockets is not None:
+        for sock, tls in sockets:
+            if tls and tls_context is None:
+                raise ValueError("an implicit-TLS listener needs tls.cert and tls.key")
+            servers.append(await loop.create_server(
+                functools.partial(IMAPConnection, ctx, registry, implicit_tls=tls), sock=sock,
+                ssl=tls_context if tls else None, backlog=4096))
+        return servers
     for addr in ctx.settings.server.listen:
         host, port = parse_hostport(addr)
         servers.append(

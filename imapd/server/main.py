@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
 from imapd.server.listener import ConnectionRegistry, make_tls_context, start_listeners
+
+if TYPE_CHECKING:
+    from imapd.server.handoff import Transfer
+    from imapd.server.worker import Ownership
 
 log = logging.getLogger("imapd")
 
@@ -19,11 +25,12 @@ __all__ = ["ServerHandle", "run_server", "start_server"]
 class ServerHandle:
     """A running server inside the current event loop (used by ``serve`` and by tests)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, ownership: Ownership | None = None) -> None:
         from imapd.session.context import ServerContext
 
         self.settings = settings
         self.ctx = ServerContext(settings)
+        self.ctx.ownership = ownership
         self.registry = ConnectionRegistry(self.ctx)
         self.ctx.registry = self.registry
         self.servers: list[asyncio.Server] = []
@@ -39,16 +46,23 @@ class ServerHandle:
                 out.append((str(name[0]), int(name[1])))
         return out
 
-    async def start(self) -> None:
+    async def start(self, sockets: list[tuple[socket.socket, bool]] | None = None) -> None:
+        """Listen on ``settings.server.listen``/``tls_listen``, or on ``sockets`` (bound by a supervisor)."""
         tls_context: ssl.SSLContext | None = None
         tls = self.settings.tls
         if tls.cert and tls.key:
             tls_context = make_tls_context(tls.cert, tls.key)
         self.ctx.tls_context = tls_context
         await self.ctx.start()
-        self.servers = await start_listeners(self.ctx, self.registry, tls_context)
+        self.servers = await start_listeners(self.ctx, self.registry, tls_context, sockets=sockets)
+        ownership = self.ctx.ownership
+        if ownership is not None:
+            ownership.on_transfer = self._adopt
+            ownership.channel.open()
         self._background.append(asyncio.create_task(self._sweeper()))
-        if self.settings.metrics.listen:
+        if ownership is not None:
+            self._background.append(asyncio.create_task(self._publisher()))
+        if self.settings.metrics.listen and ownership is None:  # workers: the supervisor serves them
             from imapd.server.metrics_http import start_metrics_server
 
             self._metrics_runner = await start_metrics_server(self.ctx.metrics, self.settings.metrics.listen)
@@ -61,7 +75,91 @@ class ServerHandle:
             self.registry.sweep()
             self.ctx.sweep()
 
+    async def _publisher(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(self._write_worker_state)
+
+    def _write_worker_state(self) -> None:
+        """For the supervisor: this worker's metrics and who it serves (``imapd stats --users``)."""
+        import json
+        import os
+
+        ownership = self.ctx.ownership
+        assert ownership is not None
+        self.ctx.metrics.set("imapd_users", len(self.ctx.user_sessions))
+        base = ownership.run_dir / f"g{ownership.generation}-w{ownership.slot}"
+        for suffix, text in ((".prom", self.ctx.metrics.render()),
+                             (".users", json.dumps(dict(self.ctx.user_sessions), sort_keys=True))):
+            path = ownership.run_dir / f"{'metrics-' if suffix == '.prom' else 'users-'}{base.name}{suffix}"
+            tmp = path.with_suffix(".tmp")
+            try:
+                tmp.write_text(text)
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", path, exc)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the X-STATE keys and the TLS certificate; connections keep what they have."""
+        self.ctx.reload_keys()
+        tls = self.settings.tls
+        context = self.ctx.tls_context
+        if context is None or not (tls.cert and tls.key):
+            return
+        try:
+            make_tls_context(tls.cert, tls.key)  # check the new pair before touching the live context
+            # Listeners and STARTTLS share this context: new handshakes get the new certificate, and
+            # established connections keep theirs.
+            context.load_cert_chain(tls.cert, tls.key)
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            log.error("keeping the old TLS certificate: %s", exc)
+            return
+        log.info("reloaded the TLS certificate from %s", tls.cert)
+
+    def _adopt(self, transfer: Transfer, client: socket.socket) -> None:
+        """A connection handed over by another worker: serve it from where it stands."""
+        from imapd.server.connection import IMAPConnection
+
+        async def adopt() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.connect_accepted_socket(
+                    lambda: IMAPConnection(self.ctx, self.registry, implicit_tls=transfer.is_tls,
+                                           adopted=transfer), sock=client)
+            except OSError as exc:
+                log.warning("could not take over the connection from %s: %s", transfer.peer_host, exc)
+                client.close()
+
+        asyncio.get_running_loop().create_task(adopt())
+
+    async def hand_off_all(self) -> None:
+        """SIGUSR2 (a reload): stop accepting, hand every session to the new generation, then wait until
+        the TLS streams this process still relays are closed."""
+        for server in self.servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        moved = await self.registry.hand_off_sessions()
+        log.info("handed %d session(s) to the new generation in %.2f s; %d relayed TLS stream(s) remain",
+                 moved, loop.time() - started, self.registry.relaying())
+        while self.registry.connections:
+            await asyncio.sleep(0.2)
+
+    async def finish(self) -> None:
+        """Exit after a hand-over: nothing is left to say BYE to."""
+        for task in self._background:
+            task.cancel()
+        ownership = self.ctx.ownership
+        if ownership is not None:
+            ownership.channel.close()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        await self.ctx.stop()
+
     async def stop(self) -> None:
+        ownership = self.ctx.ownership
+        if ownership is not None:
+            ownership.channel.close()
         for server in self.servers:
             server.close()
         self.registry.say_bye("Server shutting down")
@@ -91,7 +189,7 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, handle.ctx.reload_keys)
+    loop.add_signal_handler(signal.SIGHUP, handle.reload)
     addrs = ", ".join(f"{h}:{p}" for h, p in handle.addresses)
     log.info("imapd ready on %s (data dir %s)", addrs, settings.server.data_dir)
     await stop.wait()
@@ -100,7 +198,13 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
-def run_server(settings: Settings) -> int:
+def run_server(settings: Settings, reload_settings: Any = None) -> int:
+    """``imapd serve``: one process for ``server.workers = 1``, else a supervisor and its workers."""
+    sys.setswitchinterval(0.002)  # lanes share the GIL with the network loop: let it back in quickly
+    if settings.server.workers != 1:
+        from imapd.server.supervisor import run_supervisor
+
+        return run_supervisor(settings, reload_settings)
     if settings.server.use_uvloop:
         try:
             import uvloop

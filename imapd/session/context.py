@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -15,6 +16,7 @@ from imapd.session.auth import AuthThrottle
 from imapd.store.store import Store
 
 if TYPE_CHECKING:
+    from imapd.server.worker import Ownership
     from imapd.session.session import Session
     from imapd.store.mailbox import Mailbox
 
@@ -55,6 +57,14 @@ class ServerContext:
         self.xstate_keys = KeyRing.load_or_create(settings.xstate_key_path)
         self.tls_context: ssl.SSLContext | None = None
         self.registry: Any = None
+        # This worker's place among its peers (None: a single process serves every user).
+        self.ownership: Ownership | None = None
+        from imapd.server.lanes import LanePool
+
+        self.lanes = LanePool(max_lanes=settings.server.max_lanes, stall_warning=settings.server.stall_warning,
+                              observe_lag=self._observe_lag)
+        # Work the store starts for a user (a Maildir change seen by the watcher) runs on the user's lane.
+        self.store.run_for_user = lambda user, what, fn: self.lanes.submit(user, what, fn)
         self.user_sessions: Counter[str] = Counter()
         # \Recent (RFC 3501): the UIDNEXT up to which some session of this process has claimed it.
         self.recent_claimed: dict[tuple[str, int], int] = {}
@@ -72,7 +82,21 @@ class ServerContext:
             return
         log.info("reloaded %d X-STATE key(s) from %s", len(self.xstate_keys), self.settings.xstate_key_path)
 
+    def _observe_lag(self, loop: str, seconds: float) -> None:
+        self.metrics.observe("imapd_loop_lag_seconds", loop, seconds, label_name="loop")
+
+    def token_user(self, token: str) -> str | None:
+        """The user an X-STATE token names if it is one of ours (expiry is checked later, by RESTORE)."""
+        from statecodec import decode
+
+        try:
+            return decode(token, self.xstate_keys, max_age=float("inf"),
+                          clock_skew=self.settings.xstate.clock_skew).user
+        except Exception:
+            return None
+
     async def start(self) -> None:
+        self.lanes.start_monitor()
         await self._warm_up()
         self._watch_stop = asyncio.Event()
         self._watch_task = asyncio.create_task(self._watch())
@@ -105,10 +129,14 @@ class ServerContext:
         parser.next_event()
 
     def sweep(self) -> None:
-        """Periodic housekeeping: expire warm mailboxes and remembered credentials."""
+        """Periodic housekeeping: expire warm mailboxes and remembered credentials, close idle indexes.
+
+        Closing a user's index is disk work done on that user's lane, in order with the user's commands."""
         self.cache.sweep()
         self.credentials.sweep()
-        self.store.close_idle_users(self.user_sessions)
+        for user in self.store.idle_users(self.user_sessions):
+            self.lanes.submit(user, "close idle index",
+                              functools.partial(self.store.close_user_if_idle, user, self.user_sessions))
 
     async def stop(self) -> None:
         if self._watch_stop is not None:
@@ -117,6 +145,8 @@ class ServerContext:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch_task
+        await self.lanes.drain(5.0)
+        self.lanes.stop()
         self.cache.clear()
         self.store.close()
 

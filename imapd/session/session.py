@@ -129,6 +129,19 @@ class Session:
 
     # -- facts the handlers ask for ------------------------------------------------------------------
     @property
+    def idle_tag(self) -> str | None:
+        """The tag of the IDLE command in progress."""
+        return self._idle_tag
+
+    @property
+    def bad_count(self) -> int:
+        return self._bad_count
+
+    @bad_count.setter
+    def bad_count(self, value: int) -> None:
+        self._bad_count = value
+
+    @property
     def authenticated(self) -> bool:
         return self.state in (State.AUTHENTICATED, State.SELECTED)
 

@@ -39,6 +39,9 @@ class Store:
         self._users: dict[str, UserStore] = {}
         self._open: dict[tuple[str, int], Mailbox] = {}
         self._lock = threading.RLock()
+        # How work the store starts on its own (a sync after a Maildir change) is run: the server runs it
+        # on the user's lane, off its event loop; alone (tests, admin commands) it runs at once.
+        self.run_for_user: Callable[[str, str, Callable[[], None]], None] = lambda _user, _what, fn: fn()
 
     def user_root(self, user: str) -> str:
         if not valid_username(user):
@@ -78,6 +81,23 @@ class Store:
                 self._open.pop(key).deleted = True
         if us is not None:
             us.close()
+
+    def idle_users(self, keep: Container[str]) -> list[str]:
+        """Users whose index is open but who have no session (in ``keep``) and no open or warm mailbox."""
+        with self._lock:
+            busy = {user for user, _ in self._open}
+            return [u for u in self._users if u not in keep and u not in busy]
+
+    def close_user_if_idle(self, user: str, keep: Container[str]) -> bool:
+        """Close one user's index if it is still idle (see :meth:`idle_users`)."""
+        with self._lock:
+            if user in keep or any(u == user for u, _ in self._open):
+                return False
+            us = self._users.pop(user, None)
+        if us is None:
+            return False
+        us.close()
+        return True
 
     def close_idle_users(self, keep: Container[str]) -> int:
         """Close the index of every user not in ``keep`` that has no open (or warm) mailbox.

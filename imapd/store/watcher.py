@@ -10,6 +10,7 @@ The session also calls ``sync()`` on SELECT/NOOP/IDLE, so nothing depends on ino
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -52,12 +53,15 @@ async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: 
                                            recursive=True):
         paths = {os.path.realpath(p) if False else p for _, p in changes}
         for mb in mailboxes_for_paths(store, paths):
-            if mb.deleted:
-                continue
-            try:
-                mb.sync()
-            except StoreError as exc:
-                log.warning("sync of %s/%s after a Maildir change failed: %s", mb.user, mb.name, exc)
-            except Exception:
-                log.exception("sync of %s/%s failed", mb.user, mb.name)
+            if not mb.deleted:
+                store.run_for_user(mb.user, "sync after a Maildir change", functools.partial(_sync, mb))
         await asyncio.sleep(0)
+
+
+def _sync(mb: Mailbox) -> None:
+    if mb.deleted:
+        return
+    try:
+        mb.sync()
+    except StoreError as exc:
+        log.warning("sync of %s/%s after a Maildir change failed: %s", mb.user, mb.name, exc)

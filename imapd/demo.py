@@ -4,9 +4,10 @@ Seeding is idempotent: users that already exist keep their mail, so restarting t
 whatever was changed through a client.
 
 A newcomer's first run must either work or say in one line what to change: every port is checked
-before anything is seeded or started, the webmail's port stays bound from that check until the
-webmail child takes it over (so it cannot be lost to a race), a listener that still fails to bind
-stops everything, and the banner is printed only once every address answers.
+before anything is seeded or started, and the sockets bound by that check are the ones IMAP and the
+webmail child serve on, so no port can be lost meanwhile. The metrics listener, which binds its own
+address, stops everything with the same line if it lost its port; the banner is printed only once every
+address answers.
 """
 
 from __future__ import annotations
@@ -272,15 +273,12 @@ def run_demo(data_dir: str, imap: Endpoint, imaps: Endpoint, web: Endpoint, metr
     wanted = [imap, *([imaps] if tls_available(data) else []), web, *([metrics] if metrics else [])]
     bound, problems = check_ports(wanted)
     if problems:
-        for socks in bound.values():
-            for sock in socks:
-                sock.close()
+        _close(bound)
         print(port_message(problems), file=sys.stderr, flush=True)
         return EX_UNAVAILABLE
     real = {ep.role: ep for ep in bound}
-    web_sock, *extra = bound.pop(real["webmail"])  # the webmail serves on one address (the first resolved)
-    for sock in extra:
-        sock.close()
+    if "metrics" in real:  # aiohttp binds the metrics address itself: a port lost meanwhile is reported then
+        _close({real["metrics"]: bound.pop(real["metrics"])})
     try:
         created = seed_demo(data)
         tls = ensure_self_signed(data)
@@ -288,18 +286,19 @@ def run_demo(data_dir: str, imap: Endpoint, imaps: Endpoint, web: Endpoint, metr
                         real.get("metrics"), tuple(created))
         settings = plan.settings(tls)
     except KeyboardInterrupt:  # Ctrl-C while seeding: stop quietly, as Ctrl-C does once serving
-        web_sock.close()
+        _close(bound)
         print("imapd demo: stopped while seeding", file=sys.stderr, flush=True)
         return 130
     except BaseException:
-        web_sock.close()
+        _close(bound)
         raise
-    finally:
-        # In-process listeners re-bind their ports in a moment; a port lost meanwhile is reported then.
-        for socks in bound.values():
-            for sock in socks:
-                sock.close()
-    return _run_loop(serve_demo(plan, settings, web_sock), settings)
+    return _run_loop(serve_demo(plan, settings, bound), settings)
+
+
+def _close(bound: dict[Endpoint, list[socket.socket]]) -> None:
+    for socks in bound.values():
+        for sock in socks:
+            sock.close()
 
 
 def _run_loop(main: Coroutine[Any, Any, int], settings: Settings) -> int:
@@ -314,9 +313,9 @@ def _run_loop(main: Coroutine[Any, Any, int], settings: Settings) -> int:
     return asyncio.run(main)
 
 
-async def serve_demo(plan: DemoPlan, settings: Settings, web_sock: socket.socket) -> int:
-    """Start IMAP, then the webmail on ``web_sock`` (already listening); stop everything on Ctrl-C or
-    SIGTERM, or when any part fails. Returns the exit status."""
+async def serve_demo(plan: DemoPlan, settings: Settings, bound: dict[Endpoint, list[socket.socket]]) -> int:
+    """Serve IMAP on the sockets ``check_ports`` bound for it, then the webmail (a child) on its socket; stop
+    everything on Ctrl-C or SIGTERM, or when any part fails. Closes ``bound``. Returns the exit status."""
     from imapd.server.main import ServerHandle
 
     loop = asyncio.get_running_loop()
@@ -324,11 +323,19 @@ async def serve_demo(plan: DemoPlan, settings: Settings, web_sock: socket.socket
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     handle = ServerHandle(settings)
-    loop.add_signal_handler(signal.SIGHUP, handle.ctx.reload_keys)
+    loop.add_signal_handler(signal.SIGHUP, handle.reload)
+    imap_socks = [(sock, ep.role == "IMAPS") for ep, socks in bound.items() if ep.role in ("IMAP", "IMAPS")
+                  for sock in socks]
+    web_sock, *extra = bound.get(plan.web, [])  # the webmail serves on one address (the first resolved)
+    for sock in extra:
+        sock.close()
+    if plan.metrics is not None:
+        # Imported now, not by handle.start(): aiohttp's import would stall the running loop (and warn).
+        import imapd.server.metrics_http  # noqa: F401
     webmail: subprocess.Popen[bytes] | None = None
     try:
         try:
-            await handle.start()
+            await handle.start(sockets=imap_socks)
         except OSError as exc:
             print(_bind_failure(exc, [e for e in (plan.imap, plan.imaps, plan.metrics) if e]),
                   file=sys.stderr, flush=True)
@@ -352,10 +359,10 @@ async def serve_demo(plan: DemoPlan, settings: Settings, web_sock: socket.socket
         print("imapd demo: stopping", file=sys.stderr, flush=True)
         return 0
     finally:
-        web_sock.close()
         if webmail is not None:
             await _stop_child(webmail)
         await handle.stop()
+        _close(bound)  # the sockets no listener took (a listener's own are closed by handle.stop())
 
 
 def _bind_failure(exc: OSError, endpoints: Sequence[Endpoint]) -> str:

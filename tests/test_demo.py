@@ -293,44 +293,46 @@ def test_webmail_dying_stops_the_demo(tmp_path: Path) -> None:
 
 
 RACE_SCRIPT = """
-import asyncio, socket, sys
+import asyncio, sys
 from pathlib import Path
 from imapd.demo import DemoPlan, Endpoint, check_ports, ensure_self_signed, seed_demo, serve_demo
 
 data = Path(sys.argv[1])
-imap, imaps, web = (Endpoint(role, "127.0.0.1", int(port), flag) for role, port, flag in
-                    (("IMAP", sys.argv[2], "--imap-port N"), ("IMAPS", sys.argv[3], "--imaps-port N"),
-                     ("webmail", sys.argv[4], "--web-port N")))
+imap, imaps, web, metrics = (Endpoint(role, "127.0.0.1", int(port), flag) for role, port, flag in
+                             (("IMAP", sys.argv[2], "--imap-port N"), ("IMAPS", sys.argv[3], "--imaps-port N"),
+                              ("webmail", sys.argv[4], "--web-port N"), ("metrics", sys.argv[5], "--metrics-port N")))
 seed_demo(data)
 tls = ensure_self_signed(data)
-bound, problems = check_ports([web])  # the webmail's port is held from the check, as run_demo does
+bound, problems = check_ports([imap, imaps, web])  # as run_demo does; metrics binds its own address later
 assert not problems
-plan = DemoPlan(data, imap, imaps, web, None)
-raise SystemExit(asyncio.run(serve_demo(plan, plan.settings(tls), bound[web][0])))
+plan = DemoPlan(data, imap, imaps, web, metrics)
+raise SystemExit(asyncio.run(serve_demo(plan, plan.settings(tls), bound)))
 """
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for the IMAPS listener")
 def test_port_lost_after_the_check_stops_everything(tmp_path: Path) -> None:
-    """Another program took the IMAPS port between the check and the bind: the same one line, and the IMAP
-    listener that had already started is gone with the process."""
-    imap, imaps, web = free_ports(3)
+    """Another program took the metrics port between the check and the bind: the same one line, and the IMAP
+    listeners that had already started are gone with the process (the webmail never started)."""
+    imap, imaps, web, metrics = free_ports(4)
     taker = socket.socket()
-    taker.bind(("127.0.0.1", imaps))
+    taker.bind(("127.0.0.1", metrics))
     taker.listen()
     try:
-        proc = subprocess.run([sys.executable, "-c", RACE_SCRIPT, str(tmp_path / "data"), str(imap), str(imaps),
-                               str(web)], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60,
-                              start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, str(tmp_path / "data"), str(imap), str(imaps),
+                                 str(web), str(metrics)], cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        out, err = proc.communicate(timeout=60)
     finally:
         taker.close()
-    assert proc.returncode == 69, proc.stderr
-    assert proc.stdout == ""
-    assert proc.stderr == (f"imapd demo: IMAPS port {imaps} on 127.0.0.1 is already in use "
-                           "(change it with --imaps-port N); nothing was started\n")
-    for port in (imap, web):
+    assert proc.returncode == 69, err
+    assert out == ""
+    assert err == (f"imapd demo: metrics port {metrics} on 127.0.0.1 is already in use "
+                           "(change it with --metrics-port N); nothing was started\n")
+    for port in (imap, imaps, web):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert session_processes(proc.pid) == []
 
 
 def test_version() -> None:
@@ -360,7 +362,7 @@ def test_no_arguments_says_what_it_serves_and_how_to_stop(tmp_path: Path) -> Non
         assert lines[0] == (f"imapd: no command given, so serving ./imapd-data ({tmp_path / 'imapd-data'}) on "
                             "127.0.0.1:1143 as `imapd serve` does; stop it with Ctrl-C "
                             "(`imapd --help` lists the commands)")
-        assert "imapd ready on 127.0.0.1:1143 (data dir ./imapd-data)" in lines[1]
+        assert re.search(r"imapd ready on 127\.0\.0\.1:1143 \(data dir \./imapd-data\b", lines[1]), lines
         with socket.create_connection(("127.0.0.1", 1143)) as s:
             assert read_greeting(s).startswith(b"* OK ")
     finally:

@@ -10,7 +10,16 @@ from imapd.mime.addresses import parse_addresses
 from imapd.mime.dates import epoch_seconds, header_date, parse_date
 from imapd.mime.encoded_words import decode_charset, decode_words
 from imapd.mime.search import SearchWhere, header_values, text_contains
-from imapd.mime.sections import SectionKind, UnknownEncoding, binary_size, decode_part, section_bytes
+from imapd.mime.sections import (
+    SectionKind,
+    UnknownEncoding,
+    binary_size,
+    decode_part,
+    decode_quoted_printable,
+    literal_safe,
+    literal_section,
+    section_bytes,
+)
 from imapd.mime.structs import (
     Address,
     BodyPart,
@@ -39,6 +48,7 @@ __all__ = [
     "decode_charset",
     "decode_metadata",
     "decode_part",
+    "decode_quoted_printable",
     "decode_words",
     "encode_metadata",
     "epoch_seconds",
@@ -47,6 +57,8 @@ __all__ = [
     "parse_addresses",
     "parse_date",
     "parse_message",
+    "literal_safe",
+    "literal_section",
     "section_bytes",
     "text_contains",
 ]

@@ -9,6 +9,7 @@ its body as part 1. Past a MESSAGE/RFC822 part, numbers index the encapsulated m
 from __future__ import annotations
 
 import binascii
+import re
 from typing import Literal
 
 from imapd.mime.encoded_words import decode_base64
@@ -36,8 +37,27 @@ def decode_transfer(data: bytes, encoding: str) -> bytes:
     if encoding == "BASE64":
         return decode_base64(data)
     if encoding == "QUOTED-PRINTABLE":
-        return binascii.a2b_qp(data)
+        return decode_quoted_printable(data)
     raise UnknownEncoding(encoding)
+
+
+_QP_PADDING = re.compile(rb"[ \t]+(?=\r?\n|\Z)")
+_QP_SOFT_BREAK = re.compile(rb"=(?:\r?\n|\Z)")
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def _unescape(m: re.Match[bytes]) -> bytes:
+    return bytes((int(m.group(1), 16),))
+
+
+def decode_quoted_printable(data: bytes) -> bytes:
+    """RFC 2045 6.7, which ``binascii.a2b_qp`` does not follow in two places: whitespace at the end of an
+    encoded line is transport padding and is deleted (rule 3), so ``=`` followed by whitespace and then
+    the line break is a soft line break (rule 5). A malformed ``=`` is kept as it is (the robustness
+    advice of 6.7 note (2)); lower-case hex digits are accepted."""
+    data = _QP_PADDING.sub(b"", data)
+    data = _QP_SOFT_BREAK.sub(b"", data)
+    return _QP_ESCAPE.sub(_unescape, data)
 
 
 def _header_fields(node: MimeNode, fields: tuple[str, ...], keep: bool) -> bytes:
@@ -71,7 +91,7 @@ def section_bytes(raw: bytes, part: tuple[int, ...], kind: SectionKind = "",
                   fields: tuple[str, ...] = ()) -> bytes | None:
     """The bytes of ``BODY[part.kind]`` (``fields`` for ``HEADER.FIELDS[.NOT]``); None when the part
     does not exist or the kind does not apply to it (``MIME`` without a part, ``HEADER`` of a part that
-    is not MESSAGE/RFC822)."""
+    is not MESSAGE/RFC822). The stored octets: what goes on the wire is :func:`literal_section`."""
     if not part:
         return None if kind == "MIME" else _message_section(build(raw), kind, fields)
     node = resolve(build(raw), part)
@@ -84,6 +104,90 @@ def section_bytes(raw: bytes, part: tuple[int, ...], kind: SectionKind = "",
     if node.message is None:
         return None
     return _message_section(node.message, kind, fields)
+
+
+def literal_section(raw: bytes, part: tuple[int, ...], kind: SectionKind = "",
+                    fields: tuple[str, ...] = ()) -> bytes | None:
+    """:func:`section_bytes` as FETCH BODY[...] sends it: a part that holds NUL goes base64
+    (:func:`literal_safe`)."""
+    if b"\0" not in raw or kind not in ("", "TEXT"):
+        return section_bytes(raw, part, kind, fields)
+    root = build(raw)
+    node = resolve(root, part) if part else root
+    if node is None:
+        return None
+    if not part:
+        return literal_safe(raw, root.start if kind == "" else root.body_start, root.end, root)
+    if kind == "":
+        if not node.children and node.message is None:
+            body = raw[node.body_start : node.end]
+            return _base64_lines(body) if b"\0" in body else body
+        return literal_safe(raw, node.body_start, node.end, root)
+    if node.message is None:
+        return None
+    return literal_safe(raw, node.message.body_start, node.message.end, root)
+
+
+def literal_safe(raw: bytes, start: int, end: int, root: MimeNode | None = None) -> bytes:
+    """``raw[start:end]`` in a form a plain ``{n}`` literal may carry: NUL may not (RFC 3501 4.3, RFC 3516
+    4.2; only BINARY's ``~{n}`` may), so every leaf part inside the range whose body holds NUL (it came
+    in through a ``~{n}`` APPEND) is re-encoded as base64, its Content-Transfer-Encoding rewritten, as
+    peer servers do. The common case, no NUL anywhere, is one ``memchr`` and no copy beyond the slice."""
+    data = raw[start:end]
+    if b"\0" not in data:
+        return data
+    if root is None:
+        root = build(raw)
+    out: list[bytes] = []
+    pos = start
+    for node in _leaves(root):
+        if node.body_start < start or node.end > end or b"\0" not in raw[node.body_start : node.end]:
+            continue
+        if node.start >= start:
+            out.append(raw[pos : node.start])
+            out.append(_base64_header(node))
+        else:  # the range starts inside this part's header block (it cannot: ranges start at a part)
+            out.append(raw[pos : node.body_start])
+        out.append(_base64_lines(raw[node.body_start : node.end]))
+        pos = node.end
+    out.append(raw[pos:end])
+    return b"".join(out)
+
+
+def _leaves(node: MimeNode) -> list[MimeNode]:
+    if node.message is not None:
+        return _leaves(node.message)
+    if node.children:
+        return [leaf for child in node.children for leaf in _leaves(child)]
+    return [node]
+
+
+def _base64_header(node: MimeNode) -> bytes:
+    """The part's header block with ``Content-Transfer-Encoding: base64`` in place of its own."""
+    buf = node.header.buf
+    out: list[bytes] = []
+    pos = node.start
+    replaced = False
+    for name, start, _, end in node.header.fields:
+        if name == "content-transfer-encoding":
+            out.append(buf[pos:start])
+            if not replaced:
+                out.append(b"Content-Transfer-Encoding: base64\r\n")
+                replaced = True
+            pos = end
+    if not replaced:
+        last = node.header.fields[-1][3] if node.header.fields else node.start
+        out.append(buf[pos:last])
+        out.append(b"Content-Transfer-Encoding: base64\r\n")
+        pos = last
+    out.append(buf[pos : node.body_start])
+    return b"".join(out)
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """Base64 in 76-character CRLF lines (RFC 2045 6.8)."""
+    return b"".join(binascii.b2a_base64(data[i : i + 57], newline=False) + b"\r\n"
+                    for i in range(0, len(data), 57))
 
 
 def decode_part(raw: bytes, part: tuple[int, ...]) -> bytes | None:

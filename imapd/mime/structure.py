@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from imapd.mime.addresses import first_mailbox, parse_addresses
+from imapd.mime.addresses import parse_addresses
 from imapd.mime.dates import epoch_seconds
 from imapd.mime.encoded_words import decode_words
 from imapd.mime.headers import Header, parse_params, to_str
@@ -102,10 +102,18 @@ def _msg_ids(value: bytes | None) -> list[str]:
     return [_WSP.sub("", found) for found in _MSG_ID.findall(to_str(value))]
 
 
+def _first_address(addresses: list[Address] | None) -> Address | None:
+    """RFC 5256 / RFC 5957 sort on the *first* address of the envelope list; with group syntax
+    (``Cc: group: a@b.example;``) that is the group marker, whose mailbox field holds the group name."""
+    return addresses[0] if addresses else None
+
+
 def _display(addr: Address | None) -> str:
-    """RFC 5957 display key: decoded display name, else the addr-spec."""
+    """RFC 5957 display key: decoded display name, else the addr-spec (for a group: its name)."""
     if addr is None:
         return ""
+    if addr.host is None:  # a group marker
+        return decode_words(addr.mailbox or "").strip()
     if addr.name:
         name = decode_words(addr.name).strip()
         if name:
@@ -142,8 +150,8 @@ def _parse(raw: bytes) -> MessageMetadata:
     values = header.first_values(_TOP_FIELDS)
     envelope = envelope_of(header, values)
     subject, is_reply = base_subject(envelope.subject)
-    first_from = first_mailbox(envelope.from_)
-    first_to = first_mailbox(envelope.to)
+    first_from = _first_address(envelope.from_)
+    first_to = _first_address(envelope.to)
     message_ids = _msg_ids(values.get("message-id"))
     return MessageMetadata(
         envelope=envelope,
@@ -156,7 +164,7 @@ def _parse(raw: bytes) -> MessageMetadata:
         from_display=_display(first_from),
         to_mailbox=_sort_mailbox(first_to),
         to_display=_display(first_to),
-        cc_mailbox=_sort_mailbox(first_mailbox(envelope.cc)),
+        cc_mailbox=_sort_mailbox(_first_address(envelope.cc)),
         message_id=message_ids[0] if message_ids else None,
         in_reply_to=_msg_ids(values.get("in-reply-to")),
         references=_msg_ids(values.get("references")),

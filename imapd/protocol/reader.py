@@ -12,6 +12,7 @@ import re
 
 from .. import mutf7
 from .sequence import SequenceSet
+from .values import UndecodableName
 
 __all__ = ["MONTHS", "ParseError", "TokenReader"]
 
@@ -199,9 +200,14 @@ class TokenReader:
         if self.utf8:
             return self.text(raw)
         try:
-            return mutf7.decode(raw.decode("ascii"))
-        except (UnicodeDecodeError, mutf7.MUTF7Error):
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
             raise ParseError("Mailbox name is not valid modified UTF-7") from None
+        try:
+            return mutf7.decode(text)
+        except mutf7.MUTF7Error:
+            # Valid syntax, just not a name any mailbox can have: the command decides (NO, empty LIST).
+            return UndecodableName(text)
 
     def mailbox(self) -> str:
         return self.mailbox_name(self.astring())

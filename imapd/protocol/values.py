@@ -11,7 +11,15 @@ import datetime
 
 import msgspec
 
-__all__ = ["Atom", "Literal8", "Raw", "Value", "format_internaldate"]
+__all__ = ["Atom", "Literal8", "Raw", "UndecodableName", "Value", "format_internaldate"]
+
+
+class UndecodableName(str):
+    """A mailbox name (or LIST pattern) that is valid IMAP syntax but not valid modified UTF-7, e.g.
+    ``a&b``. It names no mailbox (SELECT answers NO, a LIST pattern matches nothing) and cannot be
+    created; the text is the name as the client sent it. A ``str`` so commands keep their types."""
+
+    __slots__ = ()
 
 
 class Atom(msgspec.Struct, frozen=True):

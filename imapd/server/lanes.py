@@ -34,14 +34,15 @@ T = TypeVar("T")
 class Lane:
     """One thread running its own event loop."""
 
-    __slots__ = ("busy_since", "doing", "index", "loop", "pinned", "thread")
+    __slots__ = ("beat_pending", "doing", "index", "loop", "pinned", "thread")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.loop = _new_loop()
         self.pinned = 0  # users pinned here (network-loop bookkeeping)
-        self.doing: tuple[str, str] | None = None  # (user, what) of the job running now, for stall reports
-        self.busy_since = 0.0
+        # (user, what) of the job that ran last: when a heartbeat comes late, that job held the lane.
+        self.doing: tuple[str, str] | None = None
+        self.beat_pending = False
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name=f"imapd-lane-{index}", daemon=True)
         self.thread.start()
@@ -165,10 +166,12 @@ class LanePool:
             if lag > self.stall_warning:
                 log.warning("network event loop stalled for %.0f ms", lag * 1000)
             for lane in self.lanes:
-                if lane.pinned:
+                if lane.pinned and not lane.beat_pending:
+                    lane.beat_pending = True
                     lane.loop.call_soon_threadsafe(self._heartbeat, lane, time.monotonic())
 
     def _heartbeat(self, lane: Lane, sent: float) -> None:
+        lane.beat_pending = False
         lag = time.monotonic() - sent
         if self.observe_lag is not None:
             self.observe_lag("lane", lag)
@@ -206,9 +209,5 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 async def _tracked(lane: Lane, user: str, what: str, coro: Coroutine[Any, Any, T]) -> T:
     """Record what a lane is doing while ``coro`` runs (for the stall report)."""
-    outer = lane.doing
     lane.doing = (user, what)
-    try:
-        return await coro
-    finally:
-        lane.doing = outer
+    return await coro

@@ -6,11 +6,9 @@ import re
 from datetime import datetime
 
 from imapd.protocol import commands as c
-from imapd.protocol.flags import STORABLE_SYSTEM_FLAGS
-from imapd.protocol.response_codes import AppendUidCode, Code, NumberCode, PermanentFlagsCode
+from imapd.protocol.response_codes import AppendUidCode, Code, NumberCode
 from imapd.protocol.responses import (
     ExistsResponse,
-    FetchResponse,
     FlagsResponse,
     ListResponse,
     LsubResponse,
@@ -21,10 +19,12 @@ from imapd.protocol.responses import (
     VanishedResponse,
 )
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Atom
+from imapd.protocol.values import UndecodableName
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.resync import changed_since, vanished_since
 from imapd.session.session import Done, Session, State
+from imapd.session.updates import flag_fetch, flag_list_responses
+from imapd.session.updates import mailbox_flags as mailbox_flags  # cmd_xstate imports it from here
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
 from imapd.store.mailbox import AppendItem, Mailbox
@@ -39,6 +39,20 @@ def _user(s: Session):  # type: ignore[no-untyped-def]
     return s.user
 
 
+def existing_name(name: str) -> str:
+    """``name``, unless it is not valid modified UTF-7 (RFC 3501 5.1.3): then no mailbox has it, NO."""
+    if isinstance(name, UndecodableName):
+        raise CommandNo(f"Mailbox does not exist: {name}", "NONEXISTENT")
+    return name
+
+
+def new_name(name: str) -> str:
+    """``name`` for CREATE / RENAME / SUBSCRIBE: a name that is not valid modified UTF-7 cannot be made."""
+    if isinstance(name, UndecodableName):
+        raise CommandNo(f"Mailbox name is not valid modified UTF-7: {name}", "CANNOT")
+    return name
+
+
 # -- SELECT / EXAMINE ------------------------------------------------------------------------------------
 async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
     readonly = isinstance(cmd, c.Examine)
@@ -49,6 +63,7 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
     if s.selected is not None:
         s.close_selected()
         s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
+    existing_name(cmd.mailbox)  # after deselecting: a failed SELECT leaves none selected (RFC 3501 6.3.1)
     try:
         mailbox = s.ctx.open_mailbox(s, cmd.mailbox)
     except NoSuchMailbox:
@@ -59,6 +74,7 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
         s.ctx.release_mailbox(mailbox)
         raise
     view = attach_view(s, mailbox, readonly=readonly)
+    view.learn_recent(1, mailbox.uidnext - 1)  # RFC 3501 2.3.2; EXAMINE only looks (6.3.2)
     send_select_untagged(s, view)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == mailbox.uidvalidity:
         await send_catch_up(s, view, cmd.qresync.modseq, cmd.qresync.known_uids)
@@ -67,26 +83,18 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
 
 
 def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView:
-    """Make ``mailbox`` the selected one, listening to its change feed."""
-    view = SelectedView(mailbox, readonly=readonly)
-    key = (mailbox.user, mailbox.mailbox_id)
-    claimed = s.ctx.recent_claimed.get(key, mailbox.uidnext)
-    view.recent_from = claimed
-    s.ctx.recent_claimed[key] = mailbox.uidnext
-
+    """Make ``mailbox`` the selected one, listening to its change feed. Nothing is \\Recent for the view
+    yet: SELECT claims with :meth:`SelectedView.learn_recent`, a restore brings the session's own."""
+    view = SelectedView(mailbox, readonly=readonly, claims=s.ctx.recent, user=s.user)
     view.set_listener(mailbox.subscribe(view.on_event), None)
     s.selected = view
     s.state = State.SELECTED
     return view
 
 
-def mailbox_flags(mailbox: Mailbox) -> tuple[str, ...]:
-    return (*STORABLE_SYSTEM_FLAGS, *mailbox.keywords())
-
-
 def send_select_untagged(s: Session, view: SelectedView) -> None:
     mailbox = view.mailbox
-    flags = mailbox_flags(mailbox)
+    flags = view.flags_sent
     s.send(FlagsResponse(flags))
     s.send(ExistsResponse(view.exists))
     s.send(RecentResponse(view.recent_count()))
@@ -95,10 +103,7 @@ def send_select_untagged(s: Session, view: SelectedView) -> None:
         seq = view.seq_of(first_unseen)
         if seq is not None:
             s.send(UntaggedStatus("OK", f"Message {seq} is first unseen", NumberCode("UNSEEN", seq)))
-    if view.readonly:
-        s.send(UntaggedStatus("OK", "No permanent flags permitted", PermanentFlagsCode(())))
-    else:
-        s.send(UntaggedStatus("OK", "Flags permitted", PermanentFlagsCode((*flags, "\\*"))))
+    s.send(flag_list_responses(flags, readonly=view.readonly)[1])
     s.send(UntaggedStatus("OK", "UIDs valid", NumberCode("UIDVALIDITY", mailbox.uidvalidity)))
     s.send(UntaggedStatus("OK", "Predicted next UID", NumberCode("UIDNEXT", mailbox.uidnext)))
     s.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", mailbox.highestmodseq)))
@@ -112,19 +117,15 @@ async def send_catch_up(s: Session, view: SelectedView, modseq: int, known: Sequ
         s.send(VanishedResponse(vanished, earlier=True))
     for uid in changed_since(mailbox, modseq):
         seq = view.seq_of(uid)
-        flags = mailbox.flags(uid)
-        if seq is None or flags is None:
-            continue
-        if uid >= view.recent_from:
-            flags = (*flags, "\\Recent")
-        s.send(FetchResponse(seq, [("UID", uid), ("FLAGS", [Atom(f) for f in flags]),
-                                   ("MODSEQ", [mailbox.modseq(uid) or 0])]))
-        await s.conn.drain()
+        response = None if seq is None else flag_fetch(view, seq, uid, condstore=True)
+        if response is not None:
+            s.send(response)
+            await s.conn.drain()
 
 
 # -- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------------------------------------
 async def create(s: Session, cmd: c.Create) -> Done:
-    name = cmd.mailbox.rstrip(SEPARATOR)
+    name = new_name(cmd.mailbox).rstrip(SEPARATOR)
     if name.upper() == "INBOX":
         raise CommandNo("INBOX always exists", "ALREADYEXISTS")
     if len(cmd.special_use) > 1:
@@ -138,7 +139,7 @@ async def create(s: Session, cmd: c.Create) -> Done:
 
 
 async def delete(s: Session, cmd: c.Delete) -> Done:
-    if cmd.mailbox == "INBOX":
+    if existing_name(cmd.mailbox) == "INBOX":
         raise CommandNo("INBOX cannot be deleted", "CANNOT")
     view = s.selected
     if view is not None and view.mailbox.name == cmd.mailbox:
@@ -153,7 +154,7 @@ async def delete(s: Session, cmd: c.Delete) -> Done:
 
 async def rename(s: Session, cmd: c.Rename) -> Done:
     try:
-        _user(s).rename_mailbox(cmd.mailbox, cmd.new_name.rstrip(SEPARATOR))
+        _user(s).rename_mailbox(existing_name(cmd.mailbox), new_name(cmd.new_name).rstrip(SEPARATOR))
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT") from None
     return Done("RENAME completed")
@@ -162,12 +163,12 @@ async def rename(s: Session, cmd: c.Rename) -> Done:
 async def subscribe(s: Session, cmd: c.Subscribe) -> Done:
     # RFC 3501 6.3.6 lets the server check existence; like Dovecot we don't, so clients can subscribe
     # ahead of a CREATE or keep a subscription across a DELETE/CREATE.
-    _user(s).subscribe(cmd.mailbox)
+    _user(s).subscribe(new_name(cmd.mailbox))
     return Done("SUBSCRIBE completed")
 
 
 async def unsubscribe(s: Session, cmd: c.Unsubscribe) -> Done:
-    _user(s).unsubscribe(cmd.mailbox)
+    _user(s).unsubscribe(existing_name(cmd.mailbox))
     return Done("UNSUBSCRIBE completed")
 
 
@@ -227,7 +228,9 @@ async def list_(s: Session, cmd: c.List) -> Done:
     only_special = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
     show_subscribed = only_subscribed or "SUBSCRIBED" in returns
-    regexes = [pattern_regex(cmd.reference, p) for p in cmd.patterns]
+    # A pattern that is not valid modified UTF-7 can match no name: it lists nothing (RFC 3501 6.3.8).
+    regexes = [pattern_regex(cmd.reference, p) for p in cmd.patterns
+               if not isinstance(p, UndecodableName) and not isinstance(cmd.reference, UndecodableName)]
     infos = user.list_mailboxes()
     subscribed = set(user.subscriptions())
     existing = {info.name for info in infos}
@@ -244,32 +247,64 @@ async def list_(s: Session, cmd: c.List) -> Done:
         if not matches(info.name):
             continue
         extended: tuple[tuple[str, tuple[str, ...]], ...] = ()
-        if recursive and only_subscribed:
-            prefix = info.name + SEPARATOR
-            if any(n.startswith(prefix) for n in subscribed):
-                extended = (("CHILDINFO", ("SUBSCRIBED",)),)
-        if not selected_by(info.name, info) and not extended:
+        selected = selected_by(info.name, info)
+        if recursive and only_subscribed and not selected and _has_descendant(info.name, subscribed):
+            # RFC 5258 3.5 / 4: CHILDINFO says why a mailbox that does not itself match the selection
+            # is listed; a subscribed mailbox is listed for itself and gets none.
+            extended = _CHILDINFO_SUBSCRIBED
+        if not selected and not extended:
             continue
         s.send(ListResponse(_attributes(info, subscribed=show_subscribed), SEPARATOR, info.name, extended))
         if cmd.status_items and not info.noselect:
             _send_status(s, info.name, cmd.status_items, quiet=True)
     if only_subscribed:
         # Subscriptions to mailboxes that no longer exist (RFC 5258 \NonExistent).
-        for name in sorted(subscribed - existing):
-            if matches(name):
+        missing = subscribed - existing
+        parents = {p for n in missing for p in _ancestors(n)} - existing - subscribed if recursive else set()
+        for name in sorted(missing | parents):
+            if not matches(name):
+                continue
+            if name in parents:  # a parent that does not exist, listed for its subscribed descendants
+                s.send(ListResponse(("\\NonExistent",), SEPARATOR, name, _CHILDINFO_SUBSCRIBED))
+            else:
                 s.send(ListResponse(("\\NonExistent", "\\Subscribed"), SEPARATOR, name))
     return Done("LIST completed")
 
 
+_CHILDINFO_SUBSCRIBED = (("CHILDINFO", ("SUBSCRIBED",)),)
+
+
+def _ancestors(name: str) -> list[str]:
+    """``a/b/c`` -> ``a``, ``a/b``."""
+    parts = name.split(SEPARATOR)
+    return [SEPARATOR.join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _has_descendant(name: str, names: set[str]) -> bool:
+    prefix = name + SEPARATOR
+    return any(n.startswith(prefix) for n in names)
+
+
 async def lsub(s: Session, cmd: c.Lsub) -> Done:
     user = _user(s)
+    if isinstance(cmd.pattern, UndecodableName) or isinstance(cmd.reference, UndecodableName):
+        return Done("LSUB completed")
     regex = pattern_regex(cmd.reference, cmd.pattern)
     existing = {i.name: i for i in user.list_mailboxes()}
-    for name in user.subscriptions():
+    subscribed = user.subscriptions()
+    listed = set(subscribed)
+    sent: set[str] = set()
+    for name in subscribed:
         if regex.fullmatch(name):
             info = existing.get(name)
             attrs: tuple[str, ...] = ("\\Noselect",) if info is None or info.noselect else ()
             s.send(LsubResponse(attrs, SEPARATOR, name))
+            continue
+        # RFC 3501 6.3.9: with "a/b/c" subscribed, "%" matching "a/b" returns "a/b" as \Noselect.
+        for parent in _ancestors(name):
+            if parent not in listed and parent not in sent and regex.fullmatch(parent):
+                sent.add(parent)
+                s.send(LsubResponse(("\\Noselect",), SEPARATOR, parent))
     return Done("LSUB completed")
 
 
@@ -278,7 +313,7 @@ async def status(s: Session, cmd: c.Status) -> Done:
     unknown = [i for i in cmd.items if i not in _STATUS_ITEMS]
     if unknown:
         raise CommandBad(f"Unknown STATUS item {unknown[0]}")
-    _send_status(s, cmd.mailbox, cmd.items, quiet=False)
+    _send_status(s, existing_name(cmd.mailbox), cmd.items, quiet=False)
     return Done("STATUS completed")
 
 
@@ -293,10 +328,10 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
         if quiet:
             return
         raise CommandNo(f"Mailbox does not exist: {name}", "NONEXISTENT") from None
-    claimed = s.ctx.recent_claimed.get((user.user, st.mailbox_id), st.uidnext)
+    recent = s.ctx.recent.unclaimed_count(user, st.mailbox_id, st.uidvalidity, st.uidnext) if "RECENT" in items else 0
     values = {
         "MESSAGES": st.messages,
-        "RECENT": max(0, min(st.messages, st.uidnext - claimed)),
+        "RECENT": recent,
         "UIDNEXT": st.uidnext,
         "UIDVALIDITY": st.uidvalidity,
         "UNSEEN": st.unseen,
@@ -315,7 +350,7 @@ async def append(s: Session, cmd: c.Append) -> Done:
         when = msg.internaldate.timestamp() if isinstance(msg.internaldate, datetime) else None
         items.append(AppendItem(msg.data, tuple(f for f in msg.flags if f != "\\Recent"), when))
     try:
-        mailbox = s.ctx.open_mailbox(s, cmd.mailbox)
+        mailbox = s.ctx.open_mailbox(s, existing_name(cmd.mailbox))  # no TRYCREATE: it cannot be created
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
     try:

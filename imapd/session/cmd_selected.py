@@ -22,7 +22,7 @@ from imapd.protocol.responses import (
 )
 from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchModSeq, SearchNot, SearchOr
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Atom, Value
+from imapd.protocol.values import Atom, UndecodableName, Value
 from imapd.session import threads
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.fetch import FetchPlan, render
@@ -30,6 +30,7 @@ from imapd.session.resync import vanished_since
 from imapd.session.search import search as run_search
 from imapd.session.session import Done, Session
 from imapd.session.sortrows import sort_rows, sort_uids
+from imapd.session.updates import flag_fetch
 from imapd.session.view import SelectedView
 
 if TYPE_CHECKING:
@@ -70,8 +71,11 @@ def _flag_atoms(flags: Iterable[str]) -> Value:
     return [Atom(f) for f in flags]
 
 
-def _condstore(s: Session) -> bool:
-    return "CONDSTORE" in s.enabled or "QRESYNC" in s.enabled
+def announce_keywords(s: Session, view: SelectedView) -> None:
+    """``* FLAGS`` / ``* OK [PERMANENTFLAGS]`` when the mailbox has keywords the client was not told of."""
+    keywords = view.keywords_changed()
+    if keywords is not None:
+        s.send_updates([keywords])
 
 
 # -- FETCH --------------------------------------------------------------------------------------------------
@@ -92,6 +96,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
     elif _MODSEQ_ITEM in items:
         s.enable_condstore()
     plan = FetchPlan(items)
+    announce_keywords(s, view)
     pairs = iter_resolve(s, view, cmd.sequence, uid=cmd.uid)
     if cmd.vanished and cmd.changedsince is not None:
         vanished = vanished_since(mailbox, cmd.changedsince, cmd.sequence)
@@ -118,44 +123,62 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
     if cmd.changedsince is not None:
         since = cmd.changedsince
         live = [(seq, u) for seq, u in live if (mailbox.modseq(u) or 0) > since]
-    seen_now: set[int] = set()
-    if plan.sets_seen and not view.readonly:
-        unseen = [u for _, u in live if "\\Seen" not in (mailbox.flags(u) or ())]
-        if unseen:
-            result = mailbox.store_flags(unseen, "add", ["\\Seen"])
-            seen_now = {u for u, _, _ in result.changed}
-            view.forget_flag_updates(list(seen_now))
+    seen_now = _set_seen(view, plan, live)
+    if plan.wants_flags and (plan.wants_modseq or not s.condstore):
+        # The client is about to learn these flags (and MODSEQ under CONDSTORE): no FETCH again later.
+        view.forget_flag_updates([u for _, u in live])
     # One metadata/info query for the chunk; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
     batch = plan.prefetch(mailbox, [u for _, u in live], utf8=s.utf8)
     want_uid = cmd.uid and not plan.wants_uid
-    # RFC 3501 6.4.5: when the fetch set \Seen, the client learns the new flags even if it did not ask.
-    extra_plan = None
-    if seen_now and not plan.wants_flags:
-        extra_plan = FetchPlan((_FLAGS_ITEM, _MODSEQ_ITEM) if s.condstore and not plan.wants_modseq
-                               else (_FLAGS_ITEM,))
-    recent_from = view.recent_from
+    condstore = s.condstore
+    recent = view.recent
     for seq, u in live:
         flags = mailbox.flags(u)
         if flags is None:
             gone = True
             continue
-        if u >= recent_from:
+        if u in recent:
             flags = (*flags, "\\Recent")
         modseq = mailbox.modseq(u)
         try:
             out = render(plan, mailbox, u, info=None, flags=flags, modseq=modseq, batch=batch)
-            if extra_plan is not None and u in seen_now:
-                out += render(extra_plan, mailbox, u, info=None, flags=flags, modseq=modseq)
         except UnknownEncoding as exc:
             raise CommandNo(f"Cannot decode message {u}: {exc}", "UNKNOWN-CTE") from None
         except (FileNotFoundError, KeyError):
             gone = True
             continue
-        if want_uid:
+        if u in seen_now:
+            _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
+        elif want_uid:
             out.insert(0, ("UID", u))
         s.send(FetchResponse(seq, out))
         await s.conn.drain()
     return gone
+
+
+def _set_seen(view: SelectedView, plan: FetchPlan, live: list[tuple[int, int]]) -> set[int]:
+    """RFC 3501 6.4.5: BODY[...] (not .PEEK) sets \\Seen; the UIDs it was set on now."""
+    if not plan.sets_seen or view.readonly:
+        return set()
+    mailbox = view.mailbox
+    unseen = [u for _, u in live if "\\Seen" not in (mailbox.flags(u) or ())]
+    if not unseen:
+        return set()
+    seen_now = {u for u, _, _ in mailbox.store_flags(unseen, "add", ["\\Seen"]).changed}
+    view.forget_flag_updates(list(seen_now))
+    return seen_now
+
+
+def _add_seen_items(out: list[tuple[str, Value]], plan: FetchPlan, uid: int, flags: tuple[str, ...],
+                    modseq: int | None, *, condstore: bool, uid_added: bool) -> None:
+    """The client learns the flags the fetch set even if it did not ask (RFC 3501 6.4.5); under
+    CONDSTORE that FETCH is caused by a flag change, so it carries UID and MODSEQ too (RFC 7162 3.2.4)."""
+    if not plan.wants_flags:
+        out.append(("FLAGS", _flag_atoms(flags)))
+    if condstore and not plan.wants_modseq:
+        out.append(("MODSEQ", [modseq or 0]))
+    if uid_added or (condstore and not plan.wants_uid):
+        out.insert(0, ("UID", uid))
 
 
 # -- STORE --------------------------------------------------------------------------------------------------
@@ -176,24 +199,15 @@ async def store(s: Session, cmd: c.Store) -> Done:
     failed = set(result.failed)
     changed = {u for u, _, _ in result.changed}
     view.forget_flag_updates([u for u in uids if u not in failed])
+    announce_keywords(s, view)  # a keyword this STORE created is in FLAGS before a FETCH shows it
     condstore = s.condstore
     for seq, u in pairs:
-        if u in failed:
-            continue
-        out: list[tuple[str, Value]] = []
-        if cmd.uid or (condstore and "QRESYNC" in s.enabled):
-            out.append(("UID", u))
-        if not cmd.silent:
-            flags = mailbox.flags(u) or ()
-            if u >= view.recent_from:
-                flags = (*flags, "\\Recent")
-            out.append(("FLAGS", _flag_atoms(flags)))
-        elif not (condstore and u in changed):
+        if u in failed or (cmd.silent and not (condstore and u in changed)):
             # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ of changed messages under CONDSTORE.
             continue
-        if condstore:
-            out.append(("MODSEQ", [mailbox.modseq(u) or 0]))
-        s.send(FetchResponse(seq, out))
+        response = flag_fetch(view, seq, u, condstore=condstore, uid_command=cmd.uid, flags=not cmd.silent)
+        if response is not None:
+            s.send(response)
     if failed:
         numbers = sorted(failed) if cmd.uid else sorted(seq for seq, u in pairs if u in failed)
         return Done("Conditional STORE failed for some messages", ModifiedCode(SequenceSet.of(numbers)))
@@ -217,7 +231,7 @@ def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: st
     if _has_modseq(criteria):
         s.enable_condstore()
     return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
-                      charset=charset, recent_from=view.recent_from)
+                      charset=charset, recent=view.recent)
 
 
 def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:
@@ -270,9 +284,18 @@ async def search(s: Session, cmd: c.Search) -> Done:
     if "COUNT" in options:
         results.append(("COUNT", len(numbers)))
     if modseq is not None and numbers:
-        results.append(("MODSEQ", modseq))
+        results.append(("MODSEQ", _esearch_modseq(view, uids, options, modseq)))
     s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
     return Done("SEARCH completed")
+
+
+def _esearch_modseq(view: SelectedView, uids: list[int], options: set[str], highest: int) -> int:
+    """RFC 7162 3.1.10: with only MIN and/or MAX, the highest MODSEQ of the messages returned; else
+    ``highest``, that of all matches."""
+    if not options & {"MIN", "MAX"} or options & {"ALL", "COUNT"}:
+        return highest
+    returned = (uids[:1] if "MIN" in options else []) + (uids[-1:] if "MAX" in options else [])
+    return max(view.mailbox.modseq(u) or 0 for u in returned)
 
 
 def _sort_rows(s: Session, view: SelectedView, uids: list[int], *, uid: bool) -> list[SortRow]:
@@ -296,7 +319,9 @@ async def sort(s: Session, cmd: c.Sort) -> Done:
         raise CommandBad("SORT RETURN (ESORT) is not supported")
     uids = _run_search(s, view, cmd.criteria, cmd.charset)
     ordered = sort_uids(view.mailbox, uids, cmd.keys)
-    s.send(SortResponse(tuple(_numbers(view, ordered, uid=cmd.uid))))
+    # RFC 7162 3.1.9: with a MODSEQ criterion, SORT reports the highest MODSEQ of what it returns.
+    modseq = max(view.mailbox.modseq(u) or 0 for u in ordered) if ordered and _has_modseq(cmd.criteria) else None
+    s.send(SortResponse(tuple(_numbers(view, ordered, uid=cmd.uid)), modseq))
     return Done("SORT completed")
 
 
@@ -326,6 +351,8 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
     uids = [u for _, u in resolve(s, view, cmd.sequence, uid=cmd.uid) if u in mailbox]
     user = s.user
     assert user is not None
+    if isinstance(cmd.mailbox, UndecodableName):  # no mailbox can have that name, nor be created with it
+        raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "NONEXISTENT")
     if not user.exists(cmd.mailbox):
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE")
     if not uids:

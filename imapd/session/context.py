@@ -8,11 +8,14 @@ import functools
 import logging
 import os
 import ssl
+import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
 from imapd.session.auth import AuthThrottle
+from imapd.session.recent import RecentClaims
 from imapd.store.store import Store
 
 if TYPE_CHECKING:
@@ -63,13 +66,15 @@ class ServerContext:
 
         self.lanes = LanePool(max_lanes=settings.server.max_lanes, stall_warning=settings.server.stall_warning,
                               observe_lag=self._observe_lag)
-        # Work the store starts for a user (a Maildir change seen by the watcher) runs on the user's lane.
-        self.store.run_for_user = lambda user, what, fn: self.lanes.submit(user, what, fn)
+        # Work the store starts for a user (a Maildir change seen by the watcher, in its own thread) runs
+        # on the user's lane; the lane pool is driven from the network loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.store.run_for_user = self._run_for_user
         self.user_sessions: Counter[str] = Counter()
-        # \Recent (RFC 3501): the UIDNEXT up to which some session of this process has claimed it.
-        self.recent_claimed: dict[tuple[str, int], int] = {}
+        # \Recent (RFC 3501 2.3.2): who was told first about a message, kept in each user's index.
+        self.recent = RecentClaims()
         self._watch_task: asyncio.Task[None] | None = None
-        self._watch_stop: asyncio.Event | None = None
+        self._watch_stop: threading.Event | None = None
 
     def reload_keys(self) -> None:
         """SIGHUP: pick up rotated or retired X-STATE signing keys without a restart."""
@@ -81,6 +86,13 @@ class ServerContext:
             log.error("keeping the old X-STATE keys: cannot read %s: %s", self.settings.xstate_key_path, exc)
             return
         log.info("reloaded %d X-STATE key(s) from %s", len(self.xstate_keys), self.settings.xstate_key_path)
+
+    def _run_for_user(self, user: str, what: str, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None:
+            fn()
+        else:
+            loop.call_soon_threadsafe(self.lanes.submit, user, what, fn)
 
     def _observe_lag(self, loop: str, seconds: float) -> None:
         self.metrics.observe("imapd_loop_lag_seconds", loop, seconds, label_name="loop")
@@ -96,14 +108,17 @@ class ServerContext:
             return None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.lanes.start_monitor()
         await self._warm_up()
-        self._watch_stop = asyncio.Event()
+        self._watch_stop = threading.Event()
         self._watch_task = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
         try:
-            await self.store.watch(stop_event=self._watch_stop)
+            from imapd.store.watcher import watch_blocking
+
+            await asyncio.to_thread(watch_blocking, self.store, stop_event=self._watch_stop)
         except asyncio.CancelledError:
             raise
         except Exception:

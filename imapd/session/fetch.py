@@ -49,7 +49,8 @@ from imapd.mime import (
     SectionKind,
     binary_size,
     decode_part,
-    section_bytes,
+    literal_safe,
+    literal_section,
 )
 from imapd.protocol.fetch_items import BinarySize, FetchAttr, FetchBody, FetchItem
 from imapd.protocol.response_writer import ResponseWriter
@@ -424,7 +425,8 @@ def _literal(data: bytes) -> Value:
 
 
 def _rfc822(m: _Message) -> Value:
-    return _literal(m.raw())
+    raw = m.raw()
+    return _literal(literal_safe(raw, 0, len(raw)))  # like BODY[]: never NUL in a plain literal
 
 
 def _rfc822_header(m: _Message) -> Value:
@@ -432,7 +434,8 @@ def _rfc822_header(m: _Message) -> Value:
 
 
 def _rfc822_text(m: _Message) -> Value:
-    return _literal(m.raw()[m.meta().header_size :])
+    raw = m.raw()
+    return _literal(literal_safe(raw, m.meta().header_size, len(raw)))
 
 
 _ATTRS: dict[str, _Renderer] = {
@@ -466,16 +469,18 @@ def _body_section(item: FetchBody) -> _Renderer:
     kind = cast(SectionKind, section.text or "")
 
     def whole(m: _Message) -> Value:
-        return _literal(_slice(m.raw(), partial))
+        raw = m.raw()
+        return _literal(_slice(literal_safe(raw, 0, len(raw)), partial))
 
     def header(m: _Message) -> Value:
         return _literal(_slice(m.raw()[: m.meta().header_size], partial))
 
     def text(m: _Message) -> Value:
-        return _literal(_slice(m.raw()[m.meta().header_size :], partial))
+        raw = m.raw()
+        return _literal(_slice(literal_safe(raw, m.meta().header_size, len(raw)), partial))
 
     def other(m: _Message) -> Value:
-        data = section_bytes(m.raw(), part, kind, fields)
+        data = literal_section(m.raw(), part, kind, fields)
         return "" if data is None else _literal(_slice(data, partial))
 
     if part:

@@ -40,7 +40,10 @@ class SelectedSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """The mailbox's HIGHESTMODSEQ when the snapshot was taken."""
     pending_expunged: list[int]
     pending_flags: list[int]
-    recent_from: int
+    recent: list[tuple[int, int]]
+    """This session's \\Recent UIDs (inclusive ranges)."""
+    flags_sent: list[str]
+    """The FLAGS the client was last told (keywords it knows)."""
 
 
 class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,7 +83,7 @@ def snapshot(s: Session) -> SessionSnapshot:
             name=mailbox.name, mailbox_guid=mailbox.mailboxid, uidvalidity=mailbox.uidvalidity,
             readonly=view.readonly, exists=view.exists, max_uid=view.max_uid, modseq=mailbox.highestmodseq,
             pending_expunged=sorted(view.pending_expunged or ()), pending_flags=sorted(view.pending_flags or ()),
-            recent_from=view.recent_from)
+            recent=view.recent.ranges(), flags_sent=list(view.flags_sent))
     return SessionSnapshot(
         user=user, generation=record.generation if record is not None else -1, enabled=sorted(s.enabled),
         utf8=s.utf8, selected=selected, search_result=s.search_result, idle_tag=s.idle_tag,
@@ -155,8 +158,11 @@ def _reselect(s: Session, sel: SelectedSnapshot) -> bool:
                   sel.exists)
         s.ctx.release_mailbox(mailbox)
         return False
+    from imapd.session.recent import RecentUids
+
     view = attach_view(s, mailbox, readonly=sel.readonly)
-    view.recent_from = sel.recent_from
+    view.recent = RecentUids(sel.recent)  # the same session: what it holds, not a new claim
+    view.flags_sent = tuple(sel.flags_sent)
     if expunged:
         known = sorted([*current[:still], *expunged])
         view.uids = array("I", known)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 import msgspec
 
@@ -93,20 +93,20 @@ class BadCharset(CommandNo):
 
 
 def search(mailbox: Mailbox, uids: Sequence[int], key: SearchKey, *, saved: Sequence[int] | None = None,
-           charset: str | None = None, recent_from: int | None = None,
+           charset: str | None = None, recent: Container[int] | None = None,
            now: datetime.datetime | None = None) -> list[int]:
     """UIDs (ascending) of the messages in ``uids`` that match ``key``.
 
     ``uids`` is the client's view in ascending order (message number n is ``uids[n - 1]``); ``saved``
-    holds the UIDs of the SEARCHRES result (``$``); ``recent_from`` is the first UID that is ``\\Recent``
-    for this session (None: nothing is). ``charset`` must be None, US-ASCII or UTF-8, else
+    holds the UIDs of the SEARCHRES result (``$``); ``recent`` holds the UIDs that are ``\\Recent`` for
+    this session (None: nothing is). ``charset`` must be None, US-ASCII or UTF-8, else
     :class:`BadCharset` is raised before any work. ``now`` is accepted for date keys relative to the
     present (RFC 5032 YOUNGER/OLDER) that the parser does not produce yet; it is unused today.
     """
     del now
     if charset is not None and charset.upper() not in SEARCH_CHARSETS:
         raise BadCharset(charset)
-    evaluator = _Evaluator(mailbox, uids, saved, recent_from)
+    evaluator = _Evaluator(mailbox, uids, saved, recent)
     root = evaluator.compile(key)
     matched = evaluator.select(root, list(range(len(uids))))
     return [uids[pos] for pos in matched]
@@ -183,11 +183,11 @@ def _compare(key: str) -> Callable[[int, int], bool]:
 
 class _Evaluator:
     def __init__(self, mailbox: Mailbox, uids: Sequence[int], saved: Sequence[int] | None,
-                 recent_from: int | None) -> None:
+                 recent: Container[int] | None) -> None:
         self.mailbox = mailbox
         self.uids = uids
         self.saved = frozenset(saved or ())
-        self.recent_from = recent_from
+        self.recent = recent
         self._infos: dict[int, MessageInfo | None] = {}
         self._metas: dict[int, _Envelope | None] = {}
         self._raw_pos = -1
@@ -272,10 +272,10 @@ class _Evaluator:
         wanted, present = key.flag.casefold(), key.present
         uids = self.uids
         if wanted == "\\recent":
-            first = self.recent_from
-            if first is None:
+            recent = self.recent
+            if recent is None:
                 return _Leaf(_MEMORY, lambda pos: not present)
-            return _Leaf(_MEMORY, lambda pos: (uids[pos] >= first) == present)
+            return _Leaf(_MEMORY, lambda pos: (uids[pos] in recent) == present)
         flags_of = self.mailbox.flags
 
         def test(pos: int) -> bool:

@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from imapd.protocol import commands as c
 from imapd.protocol.events import ProtocolError, SaslResponse
 from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, ResponseCode
-from imapd.protocol.responses import (
-    ExistsResponse,
-    ExpungeResponse,
-    FetchResponse,
-    Response,
-    TaggedResponse,
-    UntaggedStatus,
-    VanishedResponse,
-)
-from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Atom
+from imapd.protocol.responses import Response, TaggedResponse, UntaggedStatus
 from imapd.session.capabilities import capabilities
 from imapd.session.errors import CommandError
+from imapd.session.updates import Update
+from imapd.session.updates import render as render_updates
 from imapd.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -296,32 +288,13 @@ class Session:
         allow_expunge = command is None or not (isinstance(command, _NO_EXPUNGE) and not command.uid)
         self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished="QRESYNC" in self.enabled))
 
-    def send_updates(self, updates: list[tuple[Any, ...]]) -> None:
+    def send_updates(self, updates: Sequence[Update | tuple[Any, ...]]) -> None:
+        """Send updates of the selected view, rendered by the one builder (``imapd.session.updates``)."""
         view = self.selected
         if view is None:
             return
-        condstore = self.condstore
-        qresync = "QRESYNC" in self.enabled
-        for update in updates:
-            kind = update[0]
-            if kind == "EXPUNGE":
-                self.conn.send(ExpungeResponse(update[1]))
-            elif kind == "VANISHED":
-                self.conn.send(VanishedResponse(SequenceSet.of(update[1])))
-            elif kind == "EXISTS":
-                self.conn.send(ExistsResponse(update[1]))
-            elif kind == "FETCH":
-                seq, uid = update[1], update[2]
-                items: list[tuple[str, Any]] = []
-                if condstore or qresync:
-                    items.append(("UID", uid))
-                flags = view.mailbox.flags(uid) or ()
-                if uid >= view.recent_from:
-                    flags = (*flags, "\\Recent")
-                items.append(("FLAGS", [Atom(f) for f in flags]))
-                if condstore:
-                    items.append(("MODSEQ", [view.mailbox.modseq(uid) or 0]))
-                self.conn.send(FetchResponse(seq, items))
+        for response in render_updates(view, updates, condstore=self.condstore):
+            self.conn.send(response)
 
     # -- IDLE ---------------------------------------------------------------------------------------------
     def start_idle(self, tag: str) -> None:

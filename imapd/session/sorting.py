@@ -7,11 +7,14 @@ Semantics:
 
 - ARRIVAL is INTERNALDATE; DATE is the Date header in UTC (``meta.date``), INTERNALDATE when the header
   is missing or unparsable; SIZE is the RFC822.SIZE.
-- FROM/TO/CC compare the local part of the first address, SUBJECT the base subject, DISPLAYFROM/DISPLAYTO
-  the display name of the first address (its addr-spec when it has none). Missing values are ``""``,
-  which collates first.
-- Strings collate with i;unicode-casemap (RFC 5051), approximated as: ASCII lower-cased; anything else
-  case-folded (full Unicode case folding) then NFKD-normalised.
+- FROM/TO/CC compare the local part of the first address, SUBJECT the base subject (RFC 5256 2.1),
+  DISPLAYFROM/DISPLAYTO the display name of the first address (its addr-spec when it has none). Missing
+  values are ``""``, which collates first.
+- Strings collate with i;ascii-casemap (RFC 4790 9.2), the SORT default (RFC 5256 3, as we do not offer
+  I18NLEVEL): ``a``-``z`` map to ``A``-``Z``, everything else compares as its octets (code points order
+  as UTF-8 octets do). So ``[`` and ``_`` sort after the letters, not before as a lower-casing would.
+- FROM/TO/CC/DISPLAYFROM/DISPLAYTO read the first address of the envelope; when it is a group
+  (``Cc: group: a@b.example;``), that is the group name.
 - Messages equal on every key are ordered by sequence number, ascending, whatever REVERSE says: REVERSE
   applies to its own key only. UIDs grow with sequence numbers, so the UID is the final key.
 
@@ -29,7 +32,6 @@ column in order; no Python code runs per comparison.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 
@@ -63,11 +65,14 @@ class UnknownSortKey(ValueError):
     """A sort key this module does not know (the parser should have refused it)."""
 
 
+_ASCII_UPPER = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
+
+
 def casemap(text: str) -> str:
-    """The i;unicode-casemap comparison form of ``text`` (see the module docstring)."""
+    """The i;ascii-casemap comparison form of ``text`` (see the module docstring)."""
     if text.isascii():
-        return text.lower()
-    return unicodedata.normalize("NFKD", text.casefold())
+        return text.upper()
+    return text.translate(_ASCII_UPPER)
 
 
 def sent_date(row: SortRow) -> int:
@@ -91,13 +96,8 @@ def _size(rows: list[SortRow]) -> list[int]:
     return [r.size for r in rows]
 
 
-def _subject_form(text: str) -> str:
-    # base_subject is already extracted and case-folded
-    return text if text.isascii() else unicodedata.normalize("NFKD", text)
-
-
 STRING_FIELDS: dict[str, tuple[str, Callable[[str], str]]] = {
-    "SUBJECT": ("base_subject", _subject_form),
+    "SUBJECT": ("base_subject", casemap),
     "FROM": ("from_mailbox", casemap),
     "TO": ("to_mailbox", casemap),
     "CC": ("cc_mailbox", casemap),

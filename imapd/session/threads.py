@@ -154,11 +154,14 @@ def _link(rows: Iterable[SortRow]) -> list[_Container]:
                     and not ref_container.is_ancestor_of(parent)):
                 parent.adopt(ref_container)
             parent = ref_container
-        # (1C) the last reference is the parent unless that makes a loop (then the links stay as they
-        # are); no references: a root
+        # (1C) the message's own last reference is its parent: any parent guessed from another message's
+        # References is thrown away. A parent that would make a loop is not linked either, so the message
+        # becomes a root, as when it has no references (RFC 5256 4, step 1C).
+        if parent is not None and container.is_ancestor_of(parent):
+            parent = None
         if parent is None:
             container.unlink()
-        elif container.parent is not parent and not container.is_ancestor_of(parent):
+        elif container.parent is not parent:
             parent.adopt(container)
     # (2) the root set
     return [c for c in containers if c.parent is None]

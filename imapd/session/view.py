@@ -13,36 +13,50 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from imapd.protocol.flags import STORABLE_SYSTEM_FLAGS
+from imapd.session.recent import RecentUids
+from imapd.session.updates import (
+    Exists,
+    Expunge,
+    FlagChange,
+    Keywords,
+    Recent,
+    Update,
+    Vanished,
+    mailbox_flags,
+)
 from imapd.store.changefeed import FlagsChanged, MessagesAdded, MessagesExpunged
 
 if TYPE_CHECKING:
+    from imapd.session.recent import RecentClaims
     from imapd.store.mailbox import Mailbox
+    from imapd.store.userstore import UserStore
 
 __all__ = ["SelectedView", "Update"]
-
-# An update for the client, in the order it must be sent:
-#   ("EXPUNGE", seq) | ("VANISHED", [uids]) | ("EXISTS", n) | ("FETCH", seq, uid)
-Update = tuple[Any, ...]
 
 
 class SelectedView:
     __slots__ = (
+        "_claims",
         "_notify",
         "_subscription",
+        "_user",
         "exists",
+        "flags_sent",
         "mailbox",
         "pending_expunged",
         "pending_flags",
         "readonly",
-        "recent_from",
+        "recent",
         "reported_modseq",
         "uids",
     )
 
-    def __init__(self, mailbox: Mailbox, *, readonly: bool) -> None:
+    def __init__(self, mailbox: Mailbox, *, readonly: bool, claims: RecentClaims | None = None,
+                 user: UserStore | None = None) -> None:
         self.mailbox = mailbox
         self.readonly = readonly
         self.uids: array[int] = mailbox.uid_array
@@ -50,7 +64,11 @@ class SelectedView:
         self.pending_expunged: set[int] | None = None
         self.pending_flags: set[int] | None = None
         self.reported_modseq = mailbox.highestmodseq
-        self.recent_from = mailbox.uidnext  # UIDs from here on are \Recent for this session
+        # \Recent for this session (RFC 3501 2.3.2); with ``claims`` new mail is claimed as it is announced.
+        self.recent = RecentUids()
+        self._claims = claims
+        self._user = user
+        self.flags_sent: tuple[str, ...] = mailbox_flags(mailbox)  # the FLAGS list the client holds
         self._notify: Callable[[], None] | None = None
         self._subscription: Any = None
 
@@ -96,7 +114,45 @@ class SelectedView:
         self._notify = notify
 
     def recent_count(self) -> int:
-        return self.exists - bisect.bisect_left(self.uids, self.recent_from, 0, self.exists)
+        return self.recent.count_in(self.uids, self.exists)
+
+    @property
+    def recent_from(self) -> int:
+        """The first UID of this session's \\Recent (UIDNEXT when none): the older, single-range view."""
+        ranges = self.recent.ranges()
+        return ranges[0][0] if ranges else self.mailbox.uidnext
+
+    @recent_from.setter
+    def recent_from(self, first: int) -> None:
+        """Keep only the \\Recent UIDs from ``first`` on (X-STATE RESTORE before it carried \\Recent)."""
+        self.recent = RecentUids((max(lo, first), hi) for lo, hi in self.recent.ranges())
+
+    def learn_recent(self, lo: int, hi: int) -> None:
+        """The client is being told about UIDs ``lo..hi``: a read-write view claims whatever nobody has
+        claimed yet, a read-only one (EXAMINE) only shows it as \\Recent (RFC 3501 6.3.2)."""
+        claims, user = self._claims, self._user
+        if claims is None or user is None or hi < lo:
+            return
+        # A claim also takes unclaimed UIDs below ``lo``: the client knows them, and nobody else may get them.
+        won = claims.peek(user, self.mailbox, lo, hi) if self.readonly else claims.claim(user, self.mailbox, hi)
+        if won is not None:
+            self.recent.add(*won)
+
+    def restore_recent(self, saved: Iterable[tuple[int, int]], client_uidnext: int) -> None:
+        """X-STATE RESTORE or a hand-off: a restored session is the same session, so it keeps the
+        \\Recent it held (``saved``: inclusive UID ranges from its state, e.g. ``UidRanges.to_set().ranges()``)
+        and, like a SELECT, claims the mail it is now told about (from the client's old UIDNEXT on) if
+        nobody was told first meanwhile."""
+        self.recent = RecentUids(saved)
+        self.learn_recent(client_uidnext, self.mailbox.uidnext - 1)
+
+    def keywords_changed(self) -> Keywords | None:
+        """The FLAGS update to send before anything shows a keyword the client was not told about."""
+        flags = mailbox_flags(self.mailbox)
+        if flags == self.flags_sent:
+            return None
+        self.flags_sent = flags
+        return Keywords(flags)
 
     def close(self) -> None:
         if self._subscription is not None:
@@ -146,7 +202,8 @@ class SelectedView:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self.pending_expunged or self.pending_flags) or len(self.mailbox.uid_array) != self.exists
+        return (bool(self.pending_expunged or self.pending_flags) or len(self.mailbox.uid_array) != self.exists
+                or len(self.flags_sent) != len(STORABLE_SYSTEM_FLAGS) + len(self.mailbox.keywords()))
 
     # -- catching the client up -----------------------------------------------------------------------
     def take_updates(self, *, allow_expunge: bool, vanished: bool) -> list[Update]:
@@ -157,13 +214,13 @@ class SelectedView:
             gone = sorted(self.pending_expunged)
             self.pending_expunged = None
             if vanished:
-                out.append(("VANISHED", gone))
+                out.append(Vanished(tuple(gone)))
             else:
                 # Highest first, so every number sent is valid at the moment it is sent.
                 for uid in reversed(gone):
                     seq = self.seq_of(uid)
                     if seq is not None:
-                        out.append(("EXPUNGE", seq))
+                        out.append(Expunge(seq))
             # Everything still known is in ``current`` in the same order, followed by new arrivals.
             self.exists -= len(gone)
             self.uids = current
@@ -181,8 +238,10 @@ class SelectedView:
                 self.uids = current
             n = len(current)
         if n != self.exists:
-            self.exists = n
-            out.append(("EXISTS", n))
+            self._announce_size(out, n)
+        keywords = self.keywords_changed()
+        if keywords is not None:
+            out.append(keywords)
         if self.pending_flags:
             changed = sorted(self.pending_flags)
             self.pending_flags = None
@@ -191,8 +250,16 @@ class SelectedView:
                     continue
                 seq = self.seq_of(uid)
                 if seq is not None:
-                    out.append(("FETCH", seq, uid))
+                    out.append(FlagChange(seq, uid))
         return out
+
+    def _announce_size(self, out: list[Update], n: int) -> None:
+        """EXISTS and RECENT (RFC 3501 7.3.2); new mail is \\Recent here if nobody was told first."""
+        if n > self.exists:
+            self.learn_recent(self.max_uid + 1, self.uids[n - 1])
+        self.exists = n
+        out.append(Exists(n))
+        out.append(Recent(self.recent_count()))
 
     def _graft(self, new_uids: array[int]) -> None:
         base = self.uids[: self.exists]

@@ -58,6 +58,23 @@ async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: 
         await asyncio.sleep(0)
 
 
+def watch_blocking(store: Store, *, stop_event: Any, debounce_ms: int = 50) -> None:
+    """:func:`watch` as a blocking loop, for a thread of its own (``stop_event``: a ``threading.Event``).
+
+    A big change (an expunge of 100k messages is 100k inotify events) costs Python work per path; done
+    here it never holds up the server's network loop. ``store.run_for_user`` must be thread-safe."""
+    import watchfiles
+
+    os.makedirs(store.mail_root, exist_ok=True)
+    for changes in watchfiles.watch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
+                                    debounce=debounce_ms, step=max(10, debounce_ms // 2), recursive=True,
+                                    raise_interrupt=False, rust_timeout=250):  # (notices stop_event in time)
+        paths = {p for _, p in changes}
+        for mb in mailboxes_for_paths(store, paths):
+            if not mb.deleted:
+                store.run_for_user(mb.user, "sync after a Maildir change", functools.partial(_sync, mb))
+
+
 def _sync(mb: Mailbox) -> None:
     if mb.deleted:
         return

@@ -199,13 +199,14 @@ def test_flags_copy_move_expunge(client: IMAPClient) -> None:
     client.select_folder("ICFlags")
     u = client.search()
     assert len(u) == 5
+    # Appended before anyone selected the folder, so \\Recent for this first session (RFC 3501 2.3.2).
     res = client.add_flags([u[0], u[1]], [b"\\Seen", b"Custom"])
-    assert set(res[u[0]]) == {b"\\Seen", b"Custom"}
+    assert set(res[u[0]]) == {b"\\Seen", b"Custom", b"\\Recent"}
     res = client.remove_flags([u[0]], [b"Custom"])
-    assert set(res[u[0]]) == {b"\\Seen"}
+    assert set(res[u[0]]) == {b"\\Seen", b"\\Recent"}
     res = client.set_flags([u[1]], [b"\\Answered"])
-    assert set(res[u[1]]) == {b"\\Answered"}
-    assert client.get_flags([u[0], u[1]]) == {u[0]: (b"\\Seen",), u[1]: (b"\\Answered",)}
+    assert set(res[u[1]]) == {b"\\Answered", b"\\Recent"}
+    assert client.get_flags([u[0], u[1]]) == {u[0]: (b"\\Seen", b"\\Recent"), u[1]: (b"\\Answered", b"\\Recent")}
     # imapclient sends UID COPY; imaplib's uid() drops the tagged OK text, so the COPYUID code is not seen
     client.copy([u[0]], "ICFlagsDst")
     client.move([u[1]], "ICFlagsDst")

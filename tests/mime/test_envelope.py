@@ -90,16 +90,18 @@ def test_group_in_envelope_and_sort_keys() -> None:
     assert meta.date == 1704103200
 
 
-def test_sort_keys_skip_leading_group_and_decode_display() -> None:
+def test_sort_keys_of_a_leading_group_are_its_name_and_display_is_decoded() -> None:
+    # RFC 5256 / RFC 5957 take the first address of the envelope: with group syntax, the group (issue 17).
     raw = (b"From: =?iso-8859-1?q?Andr=E9?= <Andre@Example.COM>\r\n"
            b"To: team: First <FIRST@x.org>, s@x.org;\r\n"
-           b"Cc: <CC@y>\r\n\r\n")
+           b"Cc: group: a@b.example;\r\n\r\n")
     meta = parse_message(raw)
     assert meta.from_mailbox == "andre"
     assert meta.from_display == "André"
-    assert meta.to_mailbox == "first"
-    assert meta.to_display == "First"
-    assert meta.cc_mailbox == "cc"
+    assert meta.to_mailbox == "team"
+    assert meta.to_display == "team"
+    assert meta.cc_mailbox == "group"
+    assert parse_message(b"Cc: <CC@y>\r\n\r\n").cc_mailbox == "cc"
     no_name = parse_message(b"From: plain@Example.com\r\n\r\n")
     assert no_name.from_display == "plain@Example.com"
 

@@ -23,6 +23,7 @@ from imapd.protocol.search_keys import (
     SearchText,
 )
 from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.values import UndecodableName
 
 from .helpers import events_of, parse_one
 
@@ -208,6 +209,16 @@ def test_parse_examples(wire: bytes, expected: c.Command) -> None:
     assert parse_one(wire) == expected
 
 
+@pytest.mark.parametrize("name", [b"&Jjo", b"a&b", b"!#$&'+,-.0123456789:;<=>?@^_`|[}"])
+def test_names_not_modified_utf7_parse_but_are_marked(name: bytes) -> None:
+    # Valid syntax (RFC 3501 9: astring), invalid modified UTF-7 (5.1.3): the command decides, not BAD.
+    cmd = parse_one(b"a SELECT " + name)
+    assert isinstance(cmd, c.Select) and isinstance(cmd.mailbox, UndecodableName)
+    assert cmd.mailbox == name.decode()
+    listing = parse_one(b'a LIST "" ' + name)
+    assert isinstance(listing, c.List) and isinstance(listing.patterns[0], UndecodableName)
+
+
 def test_utf8_mode_mailbox_names() -> None:
     assert parse_one('a SELECT "Entw\u00fcrfe"'.encode(), utf8=True) == c.Select("a", "Entw\u00fcrfe")
     assert parse_one(b"a SELECT &AOk-", utf8=True) == c.Select("a", "&AOk-")
@@ -220,7 +231,6 @@ BAD: list[tuple[bytes, str | None]] = [
     (b'a LOGIN "unterminated', "a"),
     (b"a LOGIN fred", "a"),
     (b"a SELECT \xc3\xa9t\xc3\xa9", "a"),
-    (b"a SELECT &Jjo", "a"),
     (b"a STORE 1 +FLAGS (\\Recent)", "a"),
     (b"a STORE 1 +FLAGS (\\Bogus)", "a"),
     (b"a FETCH 0:3 FLAGS", "a"),

@@ -78,7 +78,7 @@ def parse(text: str, charset: str | None = None) -> SearchKey:
 def run(mb: Mailbox, key: SearchKey | str, uids: Sequence[int] = ALL, **kw: object) -> list[int]:
     if isinstance(key, str):
         key = parse(key)
-    return search(mb, uids, key, recent_from=5, saved=[2, 5], **kw)  # type: ignore[arg-type]
+    return search(mb, uids, key, recent=range(5, 1 << 32), saved=[2, 5], **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -228,8 +228,8 @@ def test_recent_and_saved_defaults(mailbox: Mailbox) -> None:
     assert search(mailbox, ALL, SearchFlag("\\Recent")) == []
     assert search(mailbox, ALL, SearchNot(SearchFlag("\\Recent"))) == ALL
     assert search(mailbox, ALL, parse("$")) == []
-    assert search(mailbox, ALL, parse("NEW"), recent_from=6) == []
-    assert search(mailbox, ALL, parse("NEW"), recent_from=5) == [5]
+    assert search(mailbox, ALL, parse("NEW"), recent=range(6, 1 << 32)) == []
+    assert search(mailbox, ALL, parse("NEW"), recent=range(5, 1 << 32)) == [5]
 
 
 def test_modseq(mailbox: Mailbox) -> None:

@@ -164,6 +164,21 @@ def test_loops_in_references_are_not_followed() -> None:
     assert threads == [(1, (2,), (3,))]
 
 
+@pytest.mark.parametrize(("rows", "expected"), [
+    # 2 guesses 1 -> 3 -> 2; 3's own References name 2 (a loop): the guess goes, no loop link, 3 is a root
+    ([msg(1, "a", "1", minute=5), msg(2, "b", "2", "1 3"), msg(3, "c", "3", "2", minute=0)], b"(3 2)(1)"),
+    # 3's own (truncated) References name another parent, absent: that wins over 2's guess
+    ([msg(1, "a", "1", minute=5), msg(2, "b", "2", "1 3"), msg(3, "c", "3", "9", minute=0)], b"(3 2)(1)"),
+    # 3 has no References at all: the guessed parent goes too
+    ([msg(1, "a", "1", minute=5), msg(2, "b", "2", "1 3"), msg(3, "c", "3", minute=0)], b"(3 2)(1)"),
+    # 3's References agree with the guess: it stays
+    ([msg(1, "a", "1", minute=5), msg(2, "b", "2", "1 3"), msg(3, "c", "3", "1", minute=0)], b"(1 3 2)"),
+])
+def test_own_references_replace_a_guessed_parent(rows: list[SortRow], expected: bytes) -> None:
+    # RFC 5256 section 4, step 1C: "throw away the old parent and use this new one".
+    assert wire(thread_references(rows)) == b"* THREAD " + expected + b"\r\n"
+
+
 def test_duplicate_message_ids() -> None:
     rows = [msg(1, "one", "dup"), msg(2, "two", "dup"), msg(3, "three", "r", "dup")]
     # the second "dup" is a message of its own that nothing can reference

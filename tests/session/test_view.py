@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imapd.session.updates import Exists, Expunge, Recent
 from imapd.session.view import SelectedView
 from imapd.store.store import Store
 
@@ -33,7 +34,7 @@ def test_held_expunge_then_arrival_expunged_is_never_announced(tmp_path: Path) -
     assert view.take_updates(allow_expunge=False, vanished=False) == []
     assert view.exists == 1
     # At the next NOOP: one EXPUNGE, and the count the client computes (0) matches the server's.
-    assert view.take_updates(allow_expunge=True, vanished=False) == [("EXPUNGE", 1)]
+    assert view.take_updates(allow_expunge=True, vanished=False) == [Expunge(1)]
     assert view.exists == 0 == len(mb.uid_array)
     store.close()
 
@@ -45,9 +46,9 @@ def test_held_expunge_with_new_mail_keeps_the_old_numbers(tmp_path: Path) -> Non
     view.set_listener(mb.subscribe(view.on_event), None)
     mb.expunge([uids[1]])
     new = mb.append(_msg(9))
-    assert view.take_updates(allow_expunge=False, vanished=False) == [("EXISTS", 4)]
+    assert view.take_updates(allow_expunge=False, vanished=False) == [Exists(4), Recent(0)]  # RFC 3501 7.3.2: RECENT with every EXISTS
     assert [view.uid_of(s) for s in range(1, 5)] == [*uids, new]
     mb.expunge([new])
-    assert view.take_updates(allow_expunge=True, vanished=False) == [("EXPUNGE", 4), ("EXPUNGE", 2)]
+    assert view.take_updates(allow_expunge=True, vanished=False) == [Expunge(4), Expunge(2)]
     assert view.exists == 2 and list(view.uids[: view.exists]) == [uids[0], uids[2]]
     store.close()

@@ -115,6 +115,20 @@ def test_make_demo_with_default_ports_taken(default_ports_taken: None, tmp_path:
     assert session_processes(proc.pid) == []
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_passes_its_port_variables_on(tmp_path: Path) -> None:
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo", f"RUNTIME_STAMP={stamp}", "DEMO_DIR=d", "IMAP_PORT=2143",
+         "IMAPS_PORT=2993", "WEB_PORT=8081", "METRICS_PORT=9144"],
+        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.replace("\\\n\t", "") == (
+        ".venv/bin/python -m imapd demo --data-dir d --imap-port 2143 --imaps-port 2993 "
+        "--web-port 8081 --metrics-port 9144\n")
+
+
 def test_imapd_demo_with_one_port_taken_names_that_port(tmp_path: Path) -> None:
     imap, imaps, web = free_ports(3)
     taker = socket.socket()

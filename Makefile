@@ -2,50 +2,71 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: `make demo` needs only the runtime dependencies, `make test` adds the test extras (a superset,
+# so it marks the runtime install done too).
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+TEST_STAMP := $(VENV)/.installed-test
 DEMO_DIR ?= demo-data
+# `make demo IMAP_PORT=... WEB_PORT=...`: every port is checked before anything starts. METRICS_PORT is off
+# unless set (then `imapd stats --metrics 127.0.0.1:$(METRICS_PORT)` works).
+IMAP_PORT ?= 1143
+IMAPS_PORT ?= 1993
+WEB_PORT ?= 8080
+METRICS_PORT ?=
 
 .PHONY: demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz soak
 
-$(STAMP): pyproject.toml
+define make_venv
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@touch $(STAMP)
+endef
 
-venv: $(STAMP)
+# Not editable: setuptools prints a warning box for every editable install, and the demo runs from the work
+# tree anyway (`python -m` puts it first on sys.path), so edits still take effect.
+$(RUNTIME_STAMP): pyproject.toml
+	$(make_venv)
+	$(BIN)/python -m pip install --quiet .
+	@touch $@
+
+$(TEST_STAMP): pyproject.toml
+	$(make_venv)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ $(RUNTIME_STAMP)
+
+venv: $(TEST_STAMP)
 
 # System packages some end-to-end tests drive (installed only when missing; CI starts from a fresh clone).
 sysdeps:
 	@scripts/install-sysdeps.sh
 
-demo: $(STAMP)
-	$(BIN)/python -m imapd demo --data-dir $(DEMO_DIR)
+demo: $(RUNTIME_STAMP)
+	$(BIN)/python -m imapd demo --data-dir $(DEMO_DIR) --imap-port $(IMAP_PORT) --imaps-port $(IMAPS_PORT) \
+		--web-port $(WEB_PORT)$(if $(METRICS_PORT), --metrics-port $(METRICS_PORT))
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) sysdeps
+pytest: $(TEST_STAMP) sysdeps
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
 
 # Side-by-side figures against Dovecot (installed via apt when run as root); writes to /tmp/imapd-bench.
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	bench/run_all.sh
 
-bench-quick: $(STAMP)
+bench-quick: $(TEST_STAMP)
 	bench/run_all.sh --quick
 
 # Long versions of the reliability tests (crash kills, many clients, 15,000 connections); report figures.
-soak: $(STAMP)
+soak: $(TEST_STAMP)
 	IMAPD_SOAK=1 $(BIN)/python -m pytest -q -o timeout=3600 tests/reliability
 
 # Coverage-guided fuzzing of the protocol parser, time-bounded (FUZZ_SECONDS, default 60).
-fuzz: $(STAMP)
+fuzz: $(TEST_STAMP)
 	$(BIN)/pip install --quiet atheris
 	$(BIN)/python fuzz/fuzz_parser.py -max_total_time=$${FUZZ_SECONDS:-60}
 

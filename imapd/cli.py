@@ -99,20 +99,41 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="seed demo users and mail, then serve them (what `make demo` runs)")
+    p = sub.add_parser(
+        "demo", help="seed demo users and mail, then serve them (what `make demo` runs)",
+        description="Seed demo users and mail, then serve IMAP, IMAPS and the webmail on 127.0.0.1. "
+                    "Every port is checked before anything starts; `make demo` passes IMAP_PORT, IMAPS_PORT, "
+                    "WEB_PORT and METRICS_PORT as the --*-port flags.")
     p.add_argument("--data-dir", metavar="DIR", default="demo-data")
-    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:1143")
-    p.add_argument("--tls-listen", metavar="HOST:PORT", default="127.0.0.1:1993")
-    p.add_argument("--web-listen", metavar="HOST:PORT", default="127.0.0.1:8080")
+    for role, default, what in (("imap", 1143, "IMAP (STARTTLS)"), ("imaps", 1993, "IMAPS (implicit TLS)"),
+                                ("web", 8080, "the webmail"), ("metrics", None, "Prometheus metrics")):
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(f"--{role}-port", type=int, metavar="N",
+                           help=f"{what} on 127.0.0.1:N" + (f" (default {default})" if default else " (default off)"))
+        listen = {"imap": "--listen", "imaps": "--tls-listen"}.get(role, f"--{role}-listen")
+        group.add_argument(listen, metavar="HOST:PORT", dest=f"{role}_listen",
+                           help=f"{what} on another address")
     p.add_argument("--seed-only", action="store_true", help="seed and exit without serving")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from imapd.demo import run_demo
+    from imapd.demo import endpoint, run_demo
 
     _setup_logging(False)
-    return run_demo(args.data_dir, args.listen, args.tls_listen, args.web_listen, serve=not args.seed_only)
+    try:
+        imap = endpoint("IMAP", args.imap_listen, args.imap_port, 1143, "--imap-port", "IMAP_PORT", "--listen")
+        imaps = endpoint("IMAPS", args.imaps_listen, args.imaps_port, 1993, "--imaps-port", "IMAPS_PORT",
+                         "--tls-listen")
+        web = endpoint("webmail", args.web_listen, args.web_port, 8080, "--web-port", "WEB_PORT", "--web-listen")
+        metrics = None
+        if args.metrics_port is not None or args.metrics_listen is not None:
+            metrics = endpoint("metrics", args.metrics_listen, args.metrics_port, 9143, "--metrics-port",
+                               "METRICS_PORT", "--metrics-listen")
+    except ValueError as exc:
+        print(f"imapd demo: {exc}", file=sys.stderr)
+        return 64
+    return run_demo(args.data_dir, imap, imaps, web, metrics, serve=not args.seed_only)
 
 
 def _add_xstate_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -223,13 +244,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _announce_default_serve() -> None:
+    import os
+
+    from imapd.config import Settings
+
+    server = Settings().server
+    print(f"imapd: no command given, so serving {server.data_dir} ({os.path.abspath(server.data_dir)}) on "
+          f"{', '.join(server.listen)} as `imapd serve` does; stop it with Ctrl-C (`imapd --help` lists the commands)",
+          file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         if args.command is None:
-            # `imapd` with no arguments serves ./imapd-data on 127.0.0.1:1143, as documented.
+            # `imapd` with no arguments serves ./imapd-data on 127.0.0.1:1143, as documented; say so first,
+            # so someone who typed `imapd` to see what it is knows what it is doing and how to stop it.
             args = parser.parse_args(["serve", *(argv or [])])
+            _announce_default_serve()
         else:
             parser.print_help()
             return 64

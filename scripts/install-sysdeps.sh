@@ -5,6 +5,15 @@ set -u
 want=()
 command -v mbsync >/dev/null 2>&1 || want+=(isync)
 [ -x /usr/bin/chromium ] || want+=(chromium)  # the webmail's browser tests (Playwright drives Debian's build)
+# A font with CJK glyphs, so the demo mail's Japanese subject renders in the browser screenshots, not as boxes.
+has_cjk_font() {
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q "ok installed"
+    else
+        command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=ja 2>/dev/null)" ]
+    fi
+}
+has_cjk_font || want+=(fonts-noto-cjk)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages: ${want[*]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 
 from aiohttp import web
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         "login: LOGIN+SELECT per request, password kept in the server-side session")
     p.add_argument("--max-idle", type=int, default=20, metavar="N",
                    help="at most N IMAP IDLE connections for live updates (default 20)")
+    p.add_argument("--listen-fd", type=int, metavar="FD",
+                   help="serve on this inherited, already-listening socket instead of binding --listen "
+                        "(imapd demo binds the port when it checks it, so the port cannot be lost meanwhile)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aioimaplib").setLevel(logging.WARNING)
@@ -37,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     host, port = args.listen
     print(f"webmail-demo: http://{host}:{port}/ -> IMAP {cfg.imap_host}:{cfg.imap_port} "
           f"(reattach: {cfg.reattach})", file=sys.stderr, flush=True)
-    web.run_app(make_app(cfg), host=host, port=port, print=None, access_log=None)
+    if args.listen_fd is not None:
+        sock = socket.socket(fileno=args.listen_fd)
+        web.run_app(make_app(cfg), sock=sock, print=None, access_log=None)
+    else:
+        web.run_app(make_app(cfg), host=host, port=port, print=None, access_log=None)
     return 0
 
 

@@ -210,7 +210,7 @@ def _print_users(data_dir: str) -> int:
     import json
     from pathlib import Path
 
-    from imapd.server.worker import read_generation
+    from imapd.rendezvous import read_generation
 
     run_dir = Path(data_dir) / "run"
     gen = read_generation(run_dir)

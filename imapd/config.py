@@ -101,6 +101,8 @@ class XStateSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expunge_history: int = 100_000
     fsync: bool = True
+    # Watch the mail root with inotify for programs other than ours that write into the Maildir.
+    watch: bool = True
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

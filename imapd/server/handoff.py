@@ -7,8 +7,8 @@ plaintext client's own TCP socket moves; a TLS client stays terminated where it 
 stream moves instead, as one end of a socket pair whose other end the sender relays (as Dovecot's
 imap-login does). Packets from a process of another user id are refused (``SO_PEERCRED``).
 
-Which worker owns a user is rendezvous hashing of the user name over the worker slots: stable while the
-number of workers is, and moving only ``1/n`` of the users when it changes.
+Which worker owns a user is rendezvous hashing of the user name over the worker slots
+(``imapd/rendezvous.py``). A packet without a descriptor is a change notice from another process.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -26,9 +25,11 @@ from pathlib import Path
 
 import msgspec
 
+from imapd.rendezvous import ChangeNotice, owner_slot, socket_path
+
 log = logging.getLogger(__name__)
 
-__all__ = ["HandoffChannel", "Transfer", "owner_slot", "socket_path"]
+__all__ = ["HandoffChannel", "Transfer", "owner_slot", "socket_path"]  # (the last two re-exported)
 
 MAX_PACKET = 200 * 1024
 """Largest transfer (what fits one packet of a default-sized UNIX socket buffer)."""
@@ -45,33 +46,19 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True):
     """A running session's state (``imapd.session.handover.SessionSnapshot``), None before login."""
 
 
-def owner_slot(user: str, slots: int) -> int:
-    """Rendezvous (highest random weight) hashing of ``user`` over ``range(slots)``."""
-    if slots <= 1:
-        return 0
-    key = user.encode("utf-8", "surrogatepass")
-    best, best_slot = b"", 0
-    for slot in range(slots):
-        weight = hashlib.blake2b(key, digest_size=8, salt=slot.to_bytes(8, "little")).digest()
-        if weight > best:
-            best, best_slot = weight, slot
-    return best_slot
-
-
-def socket_path(run_dir: Path, generation: int, slot: int) -> Path:
-    return run_dir / f"g{generation}-w{slot}.sock"
-
-
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Transfer)
+_NOTICE = msgspec.msgpack.Decoder(ChangeNotice)
 
 
 class HandoffChannel:
     """This worker's listening socket plus lazily opened, kept-open connections to its peers."""
 
-    def __init__(self, path: Path, on_transfer: Callable[[Transfer, socket.socket], None]) -> None:
+    def __init__(self, path: Path, on_transfer: Callable[[Transfer, socket.socket], None],
+                 on_changed: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.on_transfer = on_transfer
+        self.on_changed = on_changed
         self._listener: socket.socket | None = None
         self._peers: dict[Path, socket.socket] = {}
         self._accepted: set[socket.socket] = set()
@@ -139,6 +126,9 @@ class HandoffChannel:
                 for fd in fds:
                     os.close(fd)
                 return
+            if not fds and not flags & socket.MSG_TRUNC:
+                self._notice(data)
+                continue
             if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != 1:
                 log.error("dropped a malformed hand-off packet (%d bytes, %d fds)", len(data), len(fds))
                 for fd in fds:
@@ -156,6 +146,15 @@ class HandoffChannel:
             except Exception:
                 log.exception("could not take over a connection from %s", transfer.peer_host)
                 client.close()
+
+    def _notice(self, data: bytes) -> None:
+        try:
+            notice = _NOTICE.decode(data)
+        except msgspec.DecodeError:
+            log.error("dropped an undecodable packet on %s", self.path.name)
+            return
+        if self.on_changed is not None:
+            self.on_changed(notice.user)
 
     # -- sending --------------------------------------------------------------------------------------------
     def _peer(self, path: Path) -> socket.socket:

@@ -11,6 +11,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
+from imapd.rendezvous import Generation, run_dir, socket_path, write_generation
+from imapd.server.handoff import HandoffChannel
 from imapd.server.listener import ConnectionRegistry, make_tls_context, start_listeners
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class ServerHandle:
         self.servers: list[asyncio.Server] = []
         self._background: list[asyncio.Task[None]] = []
         self._metrics_runner: Any = None
+        self._notices: HandoffChannel | None = None
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -58,7 +61,10 @@ class ServerHandle:
         ownership = self.ctx.ownership
         if ownership is not None:
             ownership.on_transfer = self._adopt
+            ownership.channel.on_changed = self._changed
             ownership.channel.open()
+        else:
+            self._notices = self._open_notices()
         self._background.append(asyncio.create_task(self._sweeper()))
         if ownership is not None:
             self._background.append(asyncio.create_task(self._publisher()))
@@ -116,6 +122,26 @@ class ServerHandle:
             return
         log.info("reloaded the TLS certificate from %s", tls.cert)
 
+    def _open_notices(self) -> HandoffChannel | None:
+        """A single process is generation 0, slot 0: ``imapd deliver`` and the admin commands find it
+        there (``imapd/rendezvous.py``). Nothing is handed to it, so a transfer is refused."""
+        directory = run_dir(self.settings.data_path)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            channel = HandoffChannel(socket_path(directory, 0, 0), lambda _t, sock: sock.close(), self._changed)
+            channel.open()
+            write_generation(directory, Generation(0, 1))
+        except OSError as exc:
+            log.warning("no change notices from other processes (%s): the watcher finds their writes", exc)
+            return None
+        return channel
+
+    def _changed(self, user: str) -> None:
+        """Another process changed ``user``'s mail: re-read the user's open mailboxes, on its lane."""
+        for mailbox in self.ctx.store.open_mailboxes():
+            if mailbox.user == user and not mailbox.deleted:
+                self.ctx.lanes.submit(user, "sync after a change notice", mailbox.sync)
+
     def _adopt(self, transfer: Transfer, client: socket.socket) -> None:
         """A connection handed over by another worker: serve it from where it stands."""
         from imapd.server.connection import IMAPConnection
@@ -160,6 +186,9 @@ class ServerHandle:
         ownership = self.ctx.ownership
         if ownership is not None:
             ownership.channel.close()
+        if self._notices is not None:
+            self._notices.close()
+            self._notices = None
         for server in self.servers:
             server.close()
         self.registry.say_bye("Server shutting down")

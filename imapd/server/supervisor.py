@@ -23,8 +23,9 @@ from typing import Any
 import msgspec
 
 from imapd.config import Settings
+from imapd.rendezvous import Generation, write_generation
 from imapd.server.listener import parse_hostport
-from imapd.server.worker import SPEC_ENV, Generation, ListenerSpec, WorkerSpec, write_generation
+from imapd.server.worker import SPEC_ENV, ListenerSpec, WorkerSpec
 
 log = logging.getLogger("imapd")
 

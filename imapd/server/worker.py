@@ -23,11 +23,12 @@ from pathlib import Path
 import msgspec
 
 from imapd.config import Settings
-from imapd.server.handoff import HandoffChannel, Transfer, owner_slot, socket_path
+from imapd.rendezvous import Generation, owner_slot, read_generation, socket_path
+from imapd.server.handoff import HandoffChannel, Transfer
 
 log = logging.getLogger("imapd.worker")
 
-__all__ = ["Generation", "Ownership", "WorkerSpec", "read_generation", "run_worker", "write_generation"]
+__all__ = ["Ownership", "WorkerSpec", "run_worker"]
 
 SPEC_ENV = "IMAPD_WORKER_SPEC"
 
@@ -45,26 +46,6 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     ready_fd: int
     listeners: list[ListenerSpec]
     settings: Settings
-
-
-class Generation(msgspec.Struct, frozen=True):
-    """``<run_dir>/generation``: the workers that serve now (written by the supervisor)."""
-
-    generation: int
-    workers: int
-
-
-def write_generation(run_dir: Path, gen: Generation) -> None:
-    tmp = run_dir / "generation.tmp"
-    tmp.write_bytes(msgspec.json.encode(gen))
-    os.replace(tmp, run_dir / "generation")
-
-
-def read_generation(run_dir: Path) -> Generation | None:
-    try:
-        return msgspec.json.decode((run_dir / "generation").read_bytes(), type=Generation)
-    except (OSError, msgspec.DecodeError):
-        return None
 
 
 class Ownership:

@@ -122,8 +122,9 @@ class ServerContext:
         self._loop = asyncio.get_running_loop()
         self.lanes.start_monitor()
         await self._warm_up()
-        self._watch_stop = threading.Event()
-        self._watch_task = asyncio.create_task(self._watch())
+        if self.settings.store.watch:
+            self._watch_stop = threading.Event()
+            self._watch_task = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
         try:

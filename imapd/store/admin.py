@@ -13,6 +13,7 @@ import sqlite3
 import sys
 import time
 
+from imapd.rendezvous import notify_owner
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, UserExists
 from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
@@ -159,6 +160,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         return EX_TEMPFAIL
     finally:
         store.close()
+    notify_owner(args.data_dir, args.user)  # the running server's owner of the user syncs at once
     if args.verbose:
         print(uid)
     return EX_OK

@@ -306,3 +306,29 @@ def test_a_locked_index_of_one_user_does_not_stall_another(tmp_path: Path) -> No
             c.close()
     finally:
         stop_server(srv)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_deliver_notifies_the_owner_without_inotify(tmp_path: Path, workers: int) -> None:
+    """Our own writers reach the owner directly: with the watcher off, an IDLE client still hears of a
+    message `imapd deliver` stored, at once."""
+    data = tmp_path / "data"
+    for user in USERS:
+        imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(data), stdin=USERS[user])
+    srv = start_server(data, "-o", "store.watch=false", "-o", f"server.workers={workers}")
+    try:
+        for user in USERS:
+            conn = RawIMAP(srv.host, srv.port)
+            _login(conn, user)
+            conn.ok("SELECT INBOX")
+            conn.sock.sendall(b"i IDLE\r\n")
+            assert conn.readline().startswith(b"+ ")
+            started = time.monotonic()
+            imapd_cli("deliver", user, "--data-dir", str(data), stdin=b"Subject: notice\r\n\r\nhi\r\n")
+            assert conn.read_until(rb"^\* 1 EXISTS$", timeout=3)
+            assert time.monotonic() - started < 3
+            conn.sock.sendall(b"DONE\r\n")
+            conn.read_until(rb"^i OK")
+            conn.close()
+    finally:
+        stop_server(srv)

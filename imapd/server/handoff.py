@@ -61,6 +61,8 @@ class HandoffChannel:
         self.on_changed = on_changed
         self._listener: socket.socket | None = None
         self._peers: dict[Path, socket.socket] = {}
+        # One sender at a time per peer: a full socket buffer is waited for with one writer callback.
+        self._sending: dict[Path, asyncio.Lock] = {}
         self._accepted: set[socket.socket] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -175,6 +177,11 @@ class HandoffChannel:
         data = _ENCODER.encode(transfer)
         if len(data) > MAX_PACKET:
             raise OSError(f"hand-off of {len(data)} bytes is over the {MAX_PACKET}-byte packet limit")
+        lock = self._sending.setdefault(path, asyncio.Lock())
+        async with lock:
+            await self._send(path, data, fd)
+
+    async def _send(self, path: Path, data: bytes, fd: int) -> None:
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             try:

@@ -57,14 +57,14 @@ class ServerHandle:
             tls_context = make_tls_context(tls.cert, tls.key)
         self.ctx.tls_context = tls_context
         await self.ctx.start()
-        self.servers = await start_listeners(self.ctx, self.registry, tls_context, sockets=sockets)
         ownership = self.ctx.ownership
-        if ownership is not None:
+        if ownership is not None:  # before accepting: a peer may hand us a connection at once
             ownership.on_transfer = self._adopt
             ownership.channel.on_changed = self._changed
             ownership.channel.open()
         else:
             self._notices = self._open_notices()
+        self.servers = await start_listeners(self.ctx, self.registry, tls_context, sockets=sockets)
         self._background.append(asyncio.create_task(self._sweeper()))
         if ownership is not None:
             self._background.append(asyncio.create_task(self._publisher()))
@@ -82,9 +82,12 @@ class ServerHandle:
             self.ctx.sweep()
 
     async def _publisher(self) -> None:
-        while True:
+        ownership = self.ctx.ownership
+        assert ownership is not None
+        while not ownership.retiring:
             await asyncio.sleep(1.0)
-            await asyncio.to_thread(self._write_worker_state)
+            if not ownership.retiring:
+                await asyncio.to_thread(self._write_worker_state)
 
     def _write_worker_state(self) -> None:
         """For the supervisor: this worker's metrics and who it serves (``imapd stats --users``)."""
@@ -94,7 +97,7 @@ class ServerHandle:
         ownership = self.ctx.ownership
         assert ownership is not None
         self.ctx.metrics.set("imapd_users", len(self.ctx.user_sessions))
-        base = ownership.run_dir / f"g{ownership.generation}-w{ownership.slot}"
+        base = ownership.run_dir / f"g{ownership.started_generation}-w{ownership.slot}"
         for suffix, text in ((".prom", self.ctx.metrics.render()),
                              (".users", json.dumps(dict(self.ctx.user_sessions), sort_keys=True))):
             path = ownership.run_dir / f"{'metrics-' if suffix == '.prom' else 'users-'}{base.name}{suffix}"

@@ -54,6 +54,7 @@ class Ownership:
     def __init__(self, spec: WorkerSpec) -> None:
         self.slot = spec.slot
         self.generation = spec.generation
+        self.started_generation = spec.generation  # (generation is the one handed to, after a reload)
         self.workers = spec.workers
         self.run_dir = Path(spec.run_dir)
         self.channel = HandoffChannel(socket_path(self.run_dir, self.generation, self.slot), self._receive)
@@ -90,6 +91,7 @@ def run_worker() -> int:
         print("imapd _worker is started by `imapd serve`; it is not meant to be run by hand")
         return 64
     spec = msgspec.json.decode(raw, type=WorkerSpec)
+    _die_with_parent()
     import sys
 
     sys.setswitchinterval(0.002)  # see imapd.server.main.run_server
@@ -103,6 +105,19 @@ def run_worker() -> int:
         else:
             return uvloop.run(_serve_worker(spec))
     return asyncio.run(_serve_worker(spec))
+
+
+def _die_with_parent() -> None:
+    """A supervisor killed with SIGKILL must not leave its workers serving on (Linux prctl)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the supervisor was already gone before prctl took effect
+        os._exit(0)
 
 
 async def _serve_worker(spec: WorkerSpec) -> int:

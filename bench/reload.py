@@ -117,13 +117,17 @@ async def main(args: argparse.Namespace) -> None:
     from imapclient import Client
 
     appended: dict[str, float] = {}
-    for i in range(args.users):
-        c = Client(args.host, args.port)
-        c.command(f"LOGIN u{i} u{i}")
-        msg = "Subject: after the reload\r\n\r\nbody\r\n"
-        appended[f"u{i}"] = time.monotonic()
-        c.command(f"APPEND INBOX {{{len(msg)}+}}\r\n{msg}")
-        c.command("LOGOUT")
+
+    def append_all() -> None:  # in a thread: the IDLE sessions must be read meanwhile, not after
+        for i in range(args.users):
+            c = Client(args.host, args.port)
+            c.command(f"LOGIN u{i} u{i}")
+            msg = "Subject: after the reload\r\n\r\nbody\r\n"
+            appended[f"u{i}"] = time.monotonic()
+            c.command(f"APPEND INBOX {{{len(msg)}+}}\r\n{msg}")
+            c.command("LOGOUT")
+
+    await asyncio.to_thread(append_all)
     await asyncio.sleep(5)
     live = [s for s in sessions if not s.dropped]
     told = [s for s in live if s.exists_at is not None]

@@ -141,10 +141,10 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 stale.unlink()
         self.generation = 1
+        pid_file(self.settings.data_path).write_text(f"{os.getpid()}\n")
         write_generation(self.run_dir, Generation(self.generation, self.workers))
         spawned = await asyncio.gather(*(self._spawn(i, 1, self.workers) for i in range(self.workers)))
         self.current = {w.slot: w for w in spawned}
-        pid_file(self.settings.data_path).write_text(f"{os.getpid()}\n")
 
     def signal_all(self, sig: int) -> None:
         for worker in [*self.current.values(), *self.retiring]:

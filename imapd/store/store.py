@@ -11,6 +11,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Container
+from typing import Any
 
 from imapd.store import maildir
 from imapd.store.changefeed import ChangeFeed
@@ -46,6 +47,9 @@ class Store:
         self._users: dict[str, UserStore] = {}
         self._open: dict[tuple[str, int], Mailbox] = {}
         self._lock = threading.RLock()
+        # The watcher's syncs queued and not started yet, per mailbox object (see watcher._queue_sync).
+        self.pending_lock = threading.Lock()
+        self.pending_syncs: dict[int, list[Any]] = {}
         # How work the store starts on its own (a sync after a Maildir change) is run: the server runs it
         # on the user's lane, off its event loop; alone (tests, admin commands) it runs at once.
         self.run_for_user: Callable[[str, str, Callable[[], None]], None] = lambda _user, _what, fn: fn()

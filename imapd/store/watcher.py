@@ -111,8 +111,7 @@ def _handle(store: Store, changes: set[tuple[Any, str]]) -> None:
             new = os.path.normpath(os.path.join(mb.path, "new"))
             new_changed = any(os.path.normpath(p) == new or os.path.dirname(os.path.normpath(p)) == new
                               for p in paths)
-            store.run_for_user(mb.user, "sync after a Maildir change",
-                               functools.partial(_sync, mb, cur_names_for(mb, paths), new_changed))
+            _queue_sync(store, mb, cur_names_for(mb, paths), new_changed)
 
 
 async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: int = 50) -> None:
@@ -154,6 +153,29 @@ def _index_changed(store: Store, user: str) -> None:
         log.warning("catch-up of %s after an index change failed: %s", user, exc)
     except Exception:
         log.exception("catch-up of %s after an index change failed", user)
+
+
+def _queue_sync(store: Store, mb: Mailbox, names: set[str], new_changed: bool) -> None:
+    """Queue one sync of ``mb`` on its user's lane, or add to the one already queued and not started.
+
+    While the lane is busy (our own expunge of 100k files is hundreds of batches), the batches merge
+    into one sync instead of one directory scan each."""
+    key = id(mb)
+    with store.pending_lock:
+        queued = store.pending_syncs.get(key)
+        if queued is not None:
+            queued[1].update(names)
+            queued[2] = queued[2] or new_changed
+            return
+        store.pending_syncs[key] = [mb, set(names), new_changed]
+    store.run_for_user(mb.user, "sync after a Maildir change", functools.partial(_run_queued, store, key))
+
+
+def _run_queued(store: Store, key: int) -> None:
+    with store.pending_lock:
+        queued = store.pending_syncs.pop(key, None)
+    if queued is not None:
+        _sync(queued[0], queued[1], queued[2])
 
 
 def _sync(mb: Mailbox, names: set[str], new_changed: bool) -> None:

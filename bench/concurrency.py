@@ -86,23 +86,19 @@ def _proc_main(*a: object) -> None:
 
 def _cpu_seconds(pid: int) -> float:
     """utime+stime of ``pid`` and all its live descendants (workers), in seconds."""
+    from idle_sessions import _children
+
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     pids = [pid]
-    seen = set()
     while pids:
         p = pids.pop()
-        if p in seen:
-            continue
-        seen.add(p)
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
-            for task in os.listdir(f"/proc/{p}/task"):
-                children = Path(f"/proc/{p}/task/{task}/children").read_text().split()
-                pids.extend(int(c) for c in children)
         except OSError:
             continue
+        total += sum(int(x) for x in fields[11:15]) / tick
+        pids.extend(_children(p))
     return total
 
 

@@ -77,13 +77,6 @@ async def webmail_load(host: str, port: int, stop: asyncio.Event, counts: dict[s
     await asyncio.gather(*(one() for _ in range(32)))
 
 
-def _workers(supervisor: int) -> list[int]:
-    out = []
-    for task in os.listdir(f"/proc/{supervisor}/task"):
-        out += [int(p) for p in Path(f"/proc/{supervisor}/task/{task}/children").read_text().split()]
-    return out
-
-
 async def main(args: argparse.Namespace) -> None:
     supervisor = int((Path(args.data_dir) / "run" / "imapd.pid").read_text())
     sessions = [Idle(f"u{i % args.users}") for i in range(args.sessions)]
@@ -98,7 +91,9 @@ async def main(args: argparse.Namespace) -> None:
     counts = {"ok": 0, "failed": 0}
     load = asyncio.create_task(webmail_load(args.host, args.port, stop, counts))
     await asyncio.sleep(2)
-    old = _workers(supervisor)
+    from idle_sessions import _children
+
+    old = _children(supervisor)
     t0 = time.monotonic()
     if args.kill:
         os.kill(old[0], signal.SIGKILL)

@@ -27,13 +27,13 @@ from imapd.session.updates import mailbox_flags as mailbox_flags  # cmd_xstate i
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
 from imapd.store.mailbox import AppendItem, Mailbox
-from imapd.store.userstore import MailboxInfo
+from imapd.store.userstore import MailboxInfo, UserStore
 
 SEPARATOR = "/"
 _STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE"})
 
 
-def _user(s: Session):  # type: ignore[no-untyped-def]
+def _user(s: Session) -> UserStore:
     assert s.user is not None
     return s.user
 

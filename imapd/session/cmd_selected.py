@@ -36,6 +36,7 @@ from imapd.session.view import SelectedView
 if TYPE_CHECKING:
     from imapd.session.sorting import SortRow
 from imapd.store.errors import NoSuchMailbox
+from imapd.store.mailbox import FlagMode
 
 
 def _view(s: Session) -> SelectedView:
@@ -182,7 +183,7 @@ def _add_seen_items(out: list[tuple[str, Value]], plan: FetchPlan, uid: int, fla
 
 
 # -- STORE --------------------------------------------------------------------------------------------------
-_MODES = {"+": "add", "-": "remove", "": "replace"}
+_MODES: dict[str, FlagMode] = {"+": "add", "-": "remove", "": "replace"}
 
 
 async def store(s: Session, cmd: c.Store) -> Done:
@@ -194,8 +195,7 @@ async def store(s: Session, cmd: c.Store) -> Done:
     mailbox = view.mailbox
     pairs = [(seq, u) for seq, u in resolve(s, view, cmd.sequence, uid=cmd.uid) if u in mailbox]
     uids = [u for _, u in pairs]
-    result = mailbox.store_flags(uids, _MODES[cmd.mode], cmd.flags,  # type: ignore[arg-type]
-                                 unchanged_since=cmd.unchangedsince)
+    result = mailbox.store_flags(uids, _MODES[cmd.mode], cmd.flags, unchanged_since=cmd.unchangedsince)
     failed = set(result.failed)
     changed = {u for u, _, _ in result.changed}
     view.forget_flag_updates([u for u in uids if u not in failed])
@@ -372,11 +372,13 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
 
 # -- EXPUNGE / CLOSE / UNSELECT -----------------------------------------------------------------------------
 def _deleted_uids(view: SelectedView, restrict: set[int] | None) -> list[int]:
+    """The \\Deleted messages the client knows, among ``restrict`` (UID EXPUNGE: its cost is the UIDs
+    named, not the mailbox) or all of them (EXPUNGE, CLOSE)."""
     mailbox = view.mailbox
+    candidates = view.uids[: view.exists] if restrict is None else sorted(
+        u for u in restrict if view.seq_of(u) is not None)
     out = []
-    for u in view.uids[: view.exists]:
-        if restrict is not None and u not in restrict:
-            continue
+    for u in candidates:
         flags = mailbox.flags(u)
         if flags is not None and "\\Deleted" in flags:
             out.append(u)

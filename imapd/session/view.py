@@ -51,7 +51,6 @@ class SelectedView:
         "pending_flags",
         "readonly",
         "recent",
-        "reported_modseq",
         "uids",
     )
 
@@ -63,7 +62,6 @@ class SelectedView:
         self.exists = len(self.uids)
         self.pending_expunged: set[int] | None = None
         self.pending_flags: set[int] | None = None
-        self.reported_modseq = mailbox.highestmodseq
         # \Recent for this session (RFC 3501 2.3.2); with ``claims`` new mail is claimed as it is announced.
         self.recent = RecentUids()
         self._claims = claims

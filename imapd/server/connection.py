@@ -526,41 +526,7 @@ class IMAPConnection(asyncio.Protocol):
                 await self._resume_session(snapshot)
             while not self._closing:
                 event = self.proto.next_event()
-                if event is NEED_DATA:
-                    break
-                session = self.session
-                assert session is not None
-                if isinstance(event, CommandReceived):
-                    self.last_activity = time.monotonic()
-                    command = event.command
-                    user = self._lane_user(command)
-                    if (user is not None and self._must_move(user)
-                            and await self._hand_off(user, write_command(command, utf8=self.proto.utf8))):
-                        break
-                    if user is None:
-                        await dispatch.execute(session, command)
-                    else:
-                        await self._on_lane(user, type(command).__name__.upper(), dispatch.execute(session, command))
-                    self.flush()
-                elif isinstance(event, ContinuationRequest):
-                    self.write_bytes(b"+ " + event.text.encode("utf-8", "replace") + b"\r\n")
-                elif isinstance(event, IdleDone):
-                    await self._on_session_lane("DONE", session.idle_done)
-                elif isinstance(event, SaslResponse):
-                    user = session.user_name or _plain_authcid(event.data)
-                    if user is not None and session.pending_sasl is not None and self._must_move(user):
-                        # Move with the exchange re-written in its SASL-IR form: the owner answers it.
-                        again = c.Authenticate(session.pending_sasl, "PLAIN", initial_response=event.data)
-                        if await self._hand_off(user, write_command(again)):
-                            break
-                    if user is None:
-                        await dispatch.continue_sasl(session, event)
-                    else:
-                        await self._on_lane(user, "AUTHENTICATE", dispatch.continue_sasl(session, event))
-                elif isinstance(event, ProtocolError):
-                    await self._on_session_lane("BAD", functools.partial(session.protocol_error, event))
-                elif isinstance(event, ConnectionClosed):
-                    self.close()
+                if event is NEED_DATA or not await self._handle(event):
                     break
                 if self._paused_reading and self.proto.pending_bytes <= self.ctx.settings.limits.max_line:
                     assert self.transport is not None
@@ -578,6 +544,51 @@ class IMAPConnection(asyncio.Protocol):
             if self._paused_reading and not self._closing and self.transport is not None:
                 self._paused_reading = False
                 self.transport.resume_reading()
+
+    async def _handle(self, event: object) -> bool:
+        """Act on one parser event; False when this connection stops here (closed, or moved away)."""
+        session = self.session
+        assert session is not None
+        if isinstance(event, CommandReceived):
+            return await self._command(session, event.command)
+        if isinstance(event, ContinuationRequest):
+            self.write_bytes(b"+ " + event.text.encode("utf-8", "replace") + b"\r\n")
+        elif isinstance(event, IdleDone):
+            await self._on_session_lane("DONE", session.idle_done)
+        elif isinstance(event, SaslResponse):
+            return await self._sasl(session, event)
+        elif isinstance(event, ProtocolError):
+            await self._on_session_lane("BAD", functools.partial(session.protocol_error, event))
+        elif isinstance(event, ConnectionClosed):
+            self.close()
+            return False
+        return True
+
+    async def _command(self, session: Session, command: c.Command) -> bool:
+        self.last_activity = time.monotonic()
+        user = self._lane_user(command)
+        if (user is not None and self._must_move(user)
+                and await self._hand_off(user, write_command(command, utf8=self.proto.utf8))):
+            return False
+        if user is None:
+            await dispatch.execute(session, command)
+        else:
+            await self._on_lane(user, type(command).__name__.upper(), dispatch.execute(session, command))
+        self.flush()
+        return True
+
+    async def _sasl(self, session: Session, event: SaslResponse) -> bool:
+        user = session.user_name or _plain_authcid(event.data)
+        if user is not None and session.pending_sasl is not None and self._must_move(user):
+            # Move with the exchange re-written in its SASL-IR form: the owner answers it.
+            again = c.Authenticate(session.pending_sasl, "PLAIN", initial_response=event.data)
+            if await self._hand_off(user, write_command(again)):
+                return False
+        if user is None:
+            await dispatch.continue_sasl(session, event)
+        else:
+            await self._on_lane(user, "AUTHENTICATE", dispatch.continue_sasl(session, event))
+        return True
 
 
 def _plain_authcid(data: bytes) -> str | None:

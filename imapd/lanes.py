@@ -17,7 +17,6 @@ Each lane's callbacks are timed by a heartbeat from the network loop; a lane tha
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
@@ -110,43 +109,59 @@ class LanePool:
         return None if entry is None else entry[0]
 
     # -- running -------------------------------------------------------------------------------------------
-    def _start(self, user: str, what: str, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    # One wake-up each way per job: the lane is asked to start a task with call_soon_threadsafe, and the
+    # task's end is handed back the same way (no concurrent.futures.Future, whose locks and chained
+    # callbacks cost as much again on a small command).
+    def _start(self, user: str, what: str, coro: Coroutine[Any, Any, T],
+               done: asyncio.Future[T] | None) -> list[asyncio.Task[T] | None]:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         lane = self._pin(user)
-        return asyncio.run_coroutine_threadsafe(_tracked(lane, user, what, coro), lane.loop)
-
-    def _unpin_when_done(self, user: str, fut: concurrent.futures.Future[Any]) -> None:
-        # The pin lasts until the job has really finished on its lane (also after a cancellation), so a
-        # user's work never runs on two lanes at once.
         loop = self._loop
-        assert loop is not None
-        fut.add_done_callback(lambda _: loop.call_soon_threadsafe(self._unpin, user))
+        holder: list[asyncio.Task[T] | None] = [None]
+
+        def finished(task: asyncio.Task[T]) -> None:  # on the network loop, once the job really ended
+            # The pin lasts until then (also after a cancellation): a user's work never runs on two lanes.
+            self._unpin(user)
+            if done is None or done.done():
+                if not task.cancelled() and task.exception() is not None and done is None:
+                    log.error("%s for user %s failed", what, user, exc_info=task.exception())
+                return
+            if task.cancelled():
+                done.cancel()
+            elif task.exception() is not None:
+                done.set_exception(task.exception())  # type: ignore[arg-type]
+            else:
+                done.set_result(task.result())
+
+        def begin() -> None:  # on the lane
+            task = lane.loop.create_task(_tracked(lane, user, what, coro))
+            holder[0] = task
+            task.add_done_callback(lambda t: loop.call_soon_threadsafe(finished, t))
+
+        lane.loop.call_soon_threadsafe(begin)
+        return holder
 
     async def run(self, user: str, what: str, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on ``user``'s lane and wait for it; cancelling the wait cancels the job."""
-        fut = self._start(user, what, coro)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        holder = self._start(user, what, coro, done)
         try:
-            result = await asyncio.wrap_future(fut)
-        except BaseException:
-            if fut.done():
-                self._unpin(user)
-            else:
-                self._unpin_when_done(user, fut)
+            return await done
+        except asyncio.CancelledError:
+            lane = self.lane_of(user)
+            if lane is not None:
+                lane.loop.call_soon_threadsafe(_cancel, holder)
             raise
-        self._unpin(user)
-        return result
 
     def submit(self, user: str, what: str, fn: Callable[[], object]) -> None:
         """Run ``fn()`` on ``user``'s lane, in order with the user's other work; errors are logged."""
 
         async def job() -> None:
-            try:
-                fn()
-            except Exception:
-                log.exception("%s for user %s failed", what, user)
+            fn()
 
-        self._unpin_when_done(user, self._start(user, what, job()))
+        self._start(user, what, job(), None)
 
     # -- stall monitor -------------------------------------------------------------------------------------
     def start_monitor(self, interval: float = 0.05) -> None:
@@ -205,6 +220,12 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
+
+
+def _cancel(holder: list[Any]) -> None:
+    task = holder[0]
+    if task is not None:
+        task.cancel()
 
 
 async def _tracked(lane: Lane, user: str, what: str, coro: Coroutine[Any, Any, T]) -> T:

@@ -263,16 +263,25 @@ async def search(s: Session, cmd: c.Search) -> Done:
     if not options:
         options = {"ALL"}  # RETURN () means ALL (RFC 4731 3.1)
     if "SAVE" in options:
-        if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
-            # RFC 5182 2.4: with only MIN and/or MAX, $ holds just those messages.
-            saved = [u for u in (uids[:1] if "MIN" in options else []) + (uids[-1:] if "MAX" in options else [])]
-            saved = sorted(set(saved))
-        else:
-            saved = list(uids)
-        s.search_result = saved
+        s.search_result = _saved_result(uids, options)
         if options == {"SAVE"}:
             return Done("SEARCH completed, result saved")
-    numbers = _numbers(view, uids, uid=cmd.uid)
+    results = _esearch_results(view, uids, options, modseq, uid=cmd.uid)
+    s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
+    return Done("SEARCH completed")
+
+
+def _saved_result(uids: list[int], options: set[str]) -> list[int]:
+    """What SEARCH ... SAVE keeps as ``$``: with only MIN and/or MAX, just those (RFC 5182 2.4)."""
+    if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
+        return sorted({*(uids[:1] if "MIN" in options else []), *(uids[-1:] if "MAX" in options else [])})
+    return list(uids)
+
+
+def _esearch_results(view: SelectedView, uids: list[int], options: set[str], modseq: int | None, *,
+                     uid: bool) -> list[tuple[str, int | SequenceSet]]:
+    """The ESEARCH return data (RFC 4731 3.1, RFC 7162 3.1.10) for the matching ``uids``."""
+    numbers = _numbers(view, uids, uid=uid)
     results: list[tuple[str, int | SequenceSet]] = []
     if numbers:
         if "MIN" in options:
@@ -285,8 +294,7 @@ async def search(s: Session, cmd: c.Search) -> Done:
         results.append(("COUNT", len(numbers)))
     if modseq is not None and numbers:
         results.append(("MODSEQ", _esearch_modseq(view, uids, options, modseq)))
-    s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
-    return Done("SEARCH completed")
+    return results
 
 
 def _esearch_modseq(view: SelectedView, uids: list[int], options: set[str], highest: int) -> int:

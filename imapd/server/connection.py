@@ -132,6 +132,8 @@ class IMAPConnection(asyncio.Protocol):
             self.transport.close()
             return
         self.session = Session(self.ctx, self)
+        if adopted is not None:
+            self.session.client_origin = adopted.origin
         if adopted is None:
             self.send(self.session.greeting())
             return
@@ -415,8 +417,9 @@ class IMAPConnection(asyncio.Protocol):
         self.flush()
         await self._wait_written()
         unread = first + self.proto.take_unread()
+        origin = self.session.client_origin if self.session is not None else None
         transfer = Transfer(peer_host=self.peer_host, peer_port=self.peer_port, is_tls=self.is_tls,
-                            unread=unread, session=snapshot)
+                            unread=unread, session=snapshot, origin=origin)
         path = ownership.owner_path(user)
         tls_here = transport.get_extra_info("sslcontext") is not None
         try:

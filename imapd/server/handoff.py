@@ -44,6 +44,8 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True):
     """Client bytes received but not executed: fed to the new owner's parser first."""
     session: bytes | None = None
     """A running session's state (``imapd.session.handover.SessionSnapshot``), None before login."""
+    origin: tuple[str, int | None] | None = None
+    """Before login: the real client a trusted proxy named with ID (``Session.client_origin``)."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -163,12 +165,12 @@ class HandoffChannel:
         sock = self._peers.get(path)
         if sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            sock.setblocking(False)  # a peer with a full backlog answers EAGAIN: served here, never waited for
             try:
                 sock.connect(str(path))
             except OSError:
                 sock.close()
                 raise
-            sock.setblocking(False)
             self._peers[path] = sock
         return sock
 

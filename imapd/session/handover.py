@@ -60,6 +60,10 @@ class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     search_result: list[int] | None = None
     idle_tag: str | None = None
     bad_count: int = 0
+    session_id: str = ""
+    """Kept, so the log lines of one session stay one session across the move."""
+    client_origin: tuple[str, int | None] | None = None
+    """The real client a trusted proxy named (``ID x-originating-ip``), for limits and logs."""
     xstate_lineage: bytes = b""
     """The login's X-STATE lineage (cmd_xstate), so a reload does not split it from its tokens."""
 
@@ -93,7 +97,8 @@ def snapshot(s: Session) -> SessionSnapshot:
     return SessionSnapshot(
         user=user, generation=record.generation if record is not None else -1, enabled=sorted(s.enabled),
         utf8=s.utf8, selected=selected, search_result=s.search_result, idle_tag=s.idle_tag,
-        bad_count=s.bad_count, xstate_lineage=s.xstate_lineage)
+        bad_count=s.bad_count, xstate_lineage=s.xstate_lineage, session_id=s.session_id,
+        client_origin=s.client_origin)
 
 
 def detach(s: Session) -> SessionSnapshot:
@@ -128,6 +133,9 @@ async def resume(s: Session, snap: SessionSnapshot) -> None:
         s.conn.set_utf8(True)
     s.bad_count = snap.bad_count
     s.xstate_lineage = snap.xstate_lineage
+    if snap.session_id:
+        s.session_id = snap.session_id
+    s.client_origin = snap.client_origin
     if snap.selected is not None and not _reselect(s, snap.selected):
         _bye(s, f"Mailbox {snap.selected.name} changed beyond repair; select it again")
         return

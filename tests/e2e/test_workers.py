@@ -332,3 +332,26 @@ def test_deliver_notifies_the_owner_without_inotify(tmp_path: Path, workers: int
             conn.close()
     finally:
         stop_server(srv)
+
+
+def test_a_trusted_proxys_client_address_moves_with_the_connection(tmp_path: Path) -> None:
+    """ID x-originating-ip before LOGIN is kept when LOGIN moves the connection to the user's owner."""
+    data = tmp_path / "data"
+    for user in USERS:
+        imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(data), stdin=USERS[user])
+    srv = start_server(data, "-o", "server.workers=2", "-o", 'auth.trusted_networks=["127.0.0.0/8"]')
+    try:
+        for user in USERS:  # owners on both workers: some connections move, some do not
+            conn = RawIMAP(srv.host, srv.port)
+            conn.ok('ID ("x-originating-ip" "192.0.2.77" "x-originating-port" "40123")')
+            _login(conn, user)
+            conn.command("LOGOUT")
+            conn.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and srv.log().count("imapd.audit") < len(USERS):
+            time.sleep(0.05)
+        lines = [line for line in srv.log().splitlines() if "imapd.audit" in line]
+        assert len(lines) == len(USERS), srv.log()
+        assert all("address=192.0.2.77:40123 (via 127.0.0.1)" in line for line in lines), lines
+    finally:
+        stop_server(srv)

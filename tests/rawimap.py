@@ -92,3 +92,17 @@ def exchange(sock: socket.socket, data: bytes, until: bytes, timeout: float = 10
             break
         buf += chunk
     return buf
+
+
+def read_until_closed(s: socket.socket, timeout: float = 10) -> bytes:
+    """Everything the server sends until it closes the connection (a reset counts as closed)."""
+    s.settimeout(timeout)
+    buf = b""
+    try:
+        while chunk := s.recv(65536):
+            buf += chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        raise AssertionError(f"connection not closed; got {buf!r}") from None
+    return buf

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -58,7 +59,7 @@ class Ownership:
         self.workers = spec.workers
         self.run_dir = Path(spec.run_dir)
         self.channel = HandoffChannel(socket_path(self.run_dir, self.generation, self.slot), self._receive)
-        self.on_transfer: object = None  # set by the server: Callable[[Transfer, socket.socket], None]
+        self.on_transfer: Callable[[Transfer, socket.socket], None] | None = None  # set by the server
         self.retiring = False
 
     def owner(self, user: str) -> int:
@@ -81,7 +82,7 @@ class Ownership:
         if callback is None:
             client.close()
             return
-        callback(transfer, client)  # type: ignore[operator]
+        callback(transfer, client)
 
 
 def run_worker() -> int:

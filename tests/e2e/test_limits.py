@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningServer, imapd_cli, start_server, stop_server
-from tests.rawimap import exchange, open_session
+from tests.rawimap import exchange, open_session, read_until_closed
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +43,6 @@ def _sock(server: RunningServer) -> socket.socket:
 _ask = exchange
 
 
-def _read_until_closed(s: socket.socket, timeout: float = 10) -> bytes:
-    s.settimeout(timeout)
-    buf = b""
-    try:
-        while chunk := s.recv(65536):
-            buf += chunk
-    except TimeoutError:
-        raise AssertionError(f"connection not closed; got {buf!r}") from None
-    return buf
-
 
 def test_connections_per_user(limited: RunningServer) -> None:
     a = imaplib.IMAP4(limited.host, limited.port)
@@ -72,7 +62,7 @@ def test_connections_per_user(limited: RunningServer) -> None:
 def test_connections_per_address(limited: RunningServer) -> None:
     socks = [_sock(limited) for _ in range(6)]
     extra = socket.create_connection((limited.host, limited.port), timeout=10)
-    reply = _read_until_closed(extra)
+    reply = read_until_closed(extra)
     assert b"* BYE [UNAVAILABLE]" in reply
     for s in socks:
         s.close()
@@ -86,7 +76,7 @@ def test_too_many_bad_commands_closes(limited: RunningServer) -> None:
     _ask(s, b"a1 BOGUS\r\n", b"a1 ")
     _ask(s, b"a2 BOGUS\r\n", b"a2 ")
     s.sendall(b"a3 BOGUS\r\n")
-    rest = _read_until_closed(s)
+    rest = read_until_closed(s)
     assert b"a3 BAD" in rest and b"* BYE" in rest
     s.close()
 
@@ -158,11 +148,11 @@ def test_autologout_and_shutdown_bye(tmp_path: Path) -> None:
     srv = start_server(data, "-o", "limits.preauth_timeout=1")
     try:
         idle = _sock(srv)
-        assert b"BYE" in _read_until_closed(idle, timeout=8)
+        assert b"BYE" in read_until_closed(idle, timeout=8)
         authed = _sock(srv)
         assert b"a1 OK" in _ask(authed, b"a1 LOGIN erin pw\r\n", b"a1 ")
         srv.proc.send_signal(signal.SIGTERM)
-        assert b"* BYE" in _read_until_closed(authed, timeout=10)
+        assert b"* BYE" in read_until_closed(authed, timeout=10)
         assert srv.proc.wait(timeout=10) == 0
     finally:
         stop_server(srv)

@@ -3,7 +3,6 @@ per connection and in total, the normal limits once logged in, and memory that s
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningServer, start_server, stop_server
-from tests.rawimap import RawIMAP, exchange, open_session
+from tests.rawimap import RawIMAP, exchange, open_session, read_until_closed
 
 
 def rss_kib(srv: RunningServer) -> int:
@@ -21,18 +20,6 @@ def rss_kib(srv: RunningServer) -> int:
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
 
-
-def _read_until_closed(s: socket.socket, timeout: float = 10) -> bytes:
-    s.settimeout(timeout)
-    buf = b""
-    try:
-        while chunk := s.recv(65536):
-            buf += chunk
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        raise AssertionError(f"connection not closed; got {buf!r}") from None
-    return buf
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +35,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def test_huge_non_synchronizing_literal_before_login_is_refused_at_once(srv: RunningServer) -> None:
     s = open_session(srv.host, srv.port)
     s.sendall(b"a1 LOGIN {50000000+}\r\n")
-    assert _read_until_closed(s) == b"* BYE [TOOBIG] Literal far too large\r\n"
+    assert read_until_closed(s) == b"* BYE [TOOBIG] Literal far too large\r\n"
     s.close()
 
 
@@ -87,7 +74,7 @@ def test_three_preauth_floods_do_not_grow_memory(srv: RunningServer) -> None:
                 s.sendall(chunk)
         except OSError:
             pass  # the server closed the connection
-        answers.append(_read_until_closed(s))
+        answers.append(read_until_closed(s))
         s.close()
 
     threads = [threading.Thread(target=flood) for _ in range(3)]
@@ -112,7 +99,7 @@ def test_per_connection_buffer_before_login(tmp_path: Path) -> None:
         s = open_session(srv.host, srv.port)
         # The LOGIN keeps the connection busy (hash + failure delay) while 200 KB of commands pile up.
         s.sendall(b"a1 LOGIN nobody wrong\r\n" + b"n NOOP\r\n" * 25_000)
-        out = _read_until_closed(s)
+        out = read_until_closed(s)
         assert out.endswith(b"* BYE [TOOBIG] Too much input before authentication\r\n"), out[-200:]
         s.close()
         c = RawIMAP(srv.host, srv.port)  # others are served
@@ -134,7 +121,7 @@ def test_total_buffer_of_unauthenticated_connections(tmp_path: Path) -> None:
         time.sleep(0.3)
         s = open_session(srv.host, srv.port)
         s.sendall(b"a1 LOGIN " + b"u" * 15_000)
-        assert _read_until_closed(s) == b"* BYE [UNAVAILABLE] Server busy, try again later\r\n"
+        assert read_until_closed(s) == b"* BYE [UNAVAILABLE] Server busy, try again later\r\n"
         s.close()
         for held in socks[:3]:
             held.close()

@@ -61,6 +61,7 @@ class IMAPConnection(asyncio.Protocol):
         "_out_size",
         "_paused_reading",
         "_paused_writing",
+        "_quickack_sock",
         "_registry",
         "_resume",
         "_task",
@@ -111,6 +112,8 @@ class IMAPConnection(asyncio.Protocol):
         self._lane_out_size = 0
         self._lane_unconfirmed = 0  # bytes handed to the loop since the last drain round trip
         self._in_lane_command = False
+        # The TCP socket, while TCP_QUICKACK works on it (see _ack_partial_input).
+        self._quickack_sock: Any = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,6 +129,8 @@ class IMAPConnection(asyncio.Protocol):
             self.peer_host = str(peer[0]) if peer else "unknown"
             self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
         self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        if hasattr(socket, "TCP_QUICKACK"):
+            self._quickack_sock = self.transport.get_extra_info("socket")
         if not self._registry.admit(self):
             self.write_bytes(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
             self._closing = True
@@ -169,6 +174,21 @@ class IMAPConnection(asyncio.Protocol):
             self.transport.pause_reading()
             self._paused_reading = True
         self._pump()
+        if self.proto.pending_bytes and self._quickack_sock is not None:
+            self._ack_partial_input()
+
+    def _ack_partial_input(self) -> None:
+        """ACK now what we hold of an unfinished command (a literal without its CRLF).
+
+        We have nothing to send until the command is complete, so Linux delays the ACK (40 ms); a
+        client that writes the literal and its CRLF separately (imaplib, PHP) holds the CRLF under
+        Nagle until that ACK comes, and every command with a literal took ~45 ms. Setting
+        TCP_QUICKACK sends the pending ACK at once.
+        """
+        try:
+            self._quickack_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except (OSError, AttributeError):  # not TCP (a UNIX socket pair of a relayed session)
+            self._quickack_sock = None
 
     def eof_received(self) -> bool | None:
         if self.relay is not None:

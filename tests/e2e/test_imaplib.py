@@ -253,3 +253,18 @@ def test_garbage_during_idle_ends_it_with_bad(server: RunningServer) -> None:
     sock.settimeout(10)
     assert re.search(rb"\* \d+ EXISTS", exchange(sock, b"i4 NOOP\r\n", b"i4 "))
     sock.close()
+
+
+def test_literal_does_not_wait_for_delayed_ack(server: RunningServer) -> None:
+    """imaplib sends a literal and its CRLF in two writes; without an immediate ACK from us, Nagle holds
+    the CRLF for Linux's 40 ms delayed ACK, so every APPEND took over 40 ms."""
+    imap = connect(server)
+    message = make_message("quickack", "x" * 3000)
+    times = []
+    for _ in range(9):
+        start = time.perf_counter()
+        typ, _data = imap.append("INBOX", None, None, message)
+        times.append(time.perf_counter() - start)
+        assert typ == "OK"
+    imap.logout()
+    assert sorted(times)[4] < 0.030, times

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
-from imapd.rendezvous import Generation, run_dir, socket_path, write_generation
+from imapd.rendezvous import AuthEvent, Generation, run_dir, socket_path, write_generation
 from imapd.server.handoff import HandoffChannel
 from imapd.server.listener import ConnectionRegistry, make_tls_context, start_listeners
 
@@ -61,6 +61,14 @@ class ServerHandle:
         if ownership is not None:  # before accepting: a peer may hand us a connection at once
             ownership.on_transfer = self._adopt
             ownership.channel.on_changed = self._changed
+            ownership.channel.on_auth = lambda event: self.ctx.throttle.apply(event.address, event.user,
+                                                                              event.failed)
+            loop = asyncio.get_running_loop()
+
+            def share(address: str, user: str | None, failed: bool) -> None:  # any thread
+                loop.call_soon_threadsafe(self._share_auth, AuthEvent(address, user, failed))
+
+            self.ctx.throttle.share = share
             ownership.channel.open()
         else:
             self._notices = self._open_notices()
@@ -138,6 +146,16 @@ class ServerHandle:
             log.warning("no change notices from other processes (%s): the watcher finds their writes", exc)
             return None
         return channel
+
+    def _share_auth(self, event: AuthEvent) -> None:
+        """Tell the other workers of a login outcome: an address's failures count against all users."""
+        ownership = self.ctx.ownership
+        assert ownership is not None
+        for slot in range(ownership.workers):
+            if slot != ownership.slot or ownership.retiring:
+                path = socket_path(ownership.run_dir, ownership.generation, slot)
+                if not ownership.channel.send_notice(path, event):
+                    log.debug("could not tell worker %d of a login outcome for %s", slot, event.address)
 
     def _changed(self, user: str) -> None:
         """Another process changed ``user``'s mail: re-read the user's open mailboxes, on its lane."""

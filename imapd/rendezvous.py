@@ -24,7 +24,7 @@ import msgspec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AuthEvent", "ChangeNotice", "Generation", "Notice", "notify_owner", "owner_slot", "read_generation", "run_dir",
+__all__ = ["AuthEvent", "ChangeNotice", "ConnectionCount", "Generation", "Notice", "notify_owner", "owner_slot", "read_generation", "run_dir",
            "socket_path", "write_generation"]
 
 
@@ -48,7 +48,15 @@ class AuthEvent(msgspec.Struct, frozen=True, tag="auth"):
     failed: bool = True
 
 
-Notice = ChangeNotice | AuthEvent
+class ConnectionCount(msgspec.Struct, frozen=True, tag="conns"):
+    """How many connections from ``address`` the worker in ``slot`` holds now (see ConnectionRegistry)."""
+
+    address: str
+    slot: int
+    count: int
+
+
+Notice = ChangeNotice | AuthEvent | ConnectionCount
 
 
 def run_dir(data_dir: str | os.PathLike[str]) -> Path:

@@ -131,7 +131,8 @@ class IMAPConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         if hasattr(socket, "TCP_QUICKACK"):
             self._quickack_sock = self.transport.get_extra_info("socket")
-        if not self._registry.admit(self):
+        if not self._registry.admit(self, enforce=adopted is None,
+                                    count=adopted is None or not adopted.is_tls):
             self.write_bytes(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
             self._closing = True
             self.transport.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from imapd.rendezvous import AuthEvent, Notice, owner_slot, socket_path
+from imapd.rendezvous import AuthEvent, ConnectionCount, Notice, owner_slot, socket_path
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class HandoffChannel:
         self.on_transfer = on_transfer
         self.on_changed = on_changed
         self.on_auth: Callable[[AuthEvent], None] | None = None
+        self.on_count: Callable[[ConnectionCount], None] | None = None
         self._listener: socket.socket | None = None
         self._peers: dict[Path, socket.socket] = {}
         # One sender at a time per peer: a full socket buffer is waited for with one writer callback.
@@ -161,6 +162,9 @@ class HandoffChannel:
         if isinstance(notice, AuthEvent):
             if self.on_auth is not None:
                 self.on_auth(notice)
+        elif isinstance(notice, ConnectionCount):
+            if self.on_count is not None:
+                self.on_count(notice)
         elif self.on_changed is not None:
             self.on_changed(notice.user)
 

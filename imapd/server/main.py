@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
-from imapd.rendezvous import AuthEvent, Generation, run_dir, socket_path, write_generation
+from imapd.rendezvous import AuthEvent, ConnectionCount, Generation, run_dir, socket_path, write_generation
 from imapd.server.handoff import HandoffChannel
 from imapd.server.listener import ConnectionRegistry, make_tls_context, start_listeners
 
@@ -69,6 +69,9 @@ class ServerHandle:
                 loop.call_soon_threadsafe(self._share_auth, AuthEvent(address, user, failed))
 
             self.ctx.throttle.share = share
+            ownership.channel.on_count = lambda n: self.registry.peer_count(n.address, n.slot, n.count)
+            self.registry.set_peers(ownership.workers, lambda address, count: self._tell_peers(
+                ConnectionCount(address, ownership.slot, count)))
             ownership.channel.open()
         else:
             self._notices = self._open_notices()
@@ -94,6 +97,7 @@ class ServerHandle:
         assert ownership is not None
         while not ownership.retiring:
             await asyncio.sleep(1.0)
+            self.registry.report_all()
             if not ownership.retiring:
                 await asyncio.to_thread(self._write_worker_state)
 
@@ -149,13 +153,16 @@ class ServerHandle:
 
     def _share_auth(self, event: AuthEvent) -> None:
         """Tell the other workers of a login outcome: an address's failures count against all users."""
+        self._tell_peers(event)
+
+    def _tell_peers(self, event: AuthEvent | ConnectionCount) -> None:
         ownership = self.ctx.ownership
         assert ownership is not None
         for slot in range(ownership.workers):
             if slot != ownership.slot or ownership.retiring:
                 path = socket_path(ownership.run_dir, ownership.generation, slot)
                 if not ownership.channel.send_notice(path, event):
-                    log.debug("could not tell worker %d of a login outcome for %s", slot, event.address)
+                    log.debug("could not tell worker %d of %s", slot, event)
 
     def _changed(self, user: str) -> None:
         """Another process changed ``user``'s mail: re-read the user's open mailboxes, on its lane."""

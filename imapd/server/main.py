@@ -102,23 +102,21 @@ class ServerHandle:
                 await asyncio.to_thread(self._write_worker_state)
 
     def _write_worker_state(self) -> None:
-        """For the supervisor: this worker's metrics and who it serves (``imapd stats --users``)."""
+        """For ``imapd stats --users``: who this worker serves. (Its metrics reach the supervisor through
+        prometheus_client's files, ``imapd/metrics.py``.)"""
         import json
         import os
 
         ownership = self.ctx.ownership
         assert ownership is not None
         self.ctx.metrics.set("imapd_users", len(self.ctx.user_sessions))
-        base = ownership.run_dir / f"g{ownership.started_generation}-w{ownership.slot}"
-        for suffix, text in ((".prom", self.ctx.metrics.render()),
-                             (".users", json.dumps(dict(self.ctx.user_sessions), sort_keys=True))):
-            path = ownership.run_dir / f"{'metrics-' if suffix == '.prom' else 'users-'}{base.name}{suffix}"
-            tmp = path.with_suffix(".tmp")
-            try:
-                tmp.write_text(text)
-                os.replace(tmp, path)
-            except OSError as exc:
-                log.warning("cannot write %s: %s", path, exc)
+        path = ownership.run_dir / f"users-g{ownership.started_generation}-w{ownership.slot}.users"
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(dict(self.ctx.user_sessions), sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
 
     def reload(self) -> None:
         """SIGHUP: re-read the X-STATE keys and the TLS certificate; connections keep what they have."""

@@ -145,6 +145,11 @@ def _id(r: TokenReader, tag: str, uid: bool) -> c.Command:
     return c.Id(tag, tuple(params))
 
 
+def _compress(r: TokenReader, tag: str, uid: bool) -> c.Command:
+    r.sp()
+    return c.Compress(tag, r.keyword())
+
+
 def _enable(r: TokenReader, tag: str, uid: bool) -> c.Command:
     caps: list[str] = []
     while not r.at_end():
@@ -543,6 +548,7 @@ _COMMANDS: dict[str, Handler] = {
     "ID": _id,
     "ENABLE": _enable,
     "STARTTLS": _no_args(c.StartTLS),
+    "COMPRESS": _compress,
     "AUTHENTICATE": _authenticate,
     "LOGIN": _login,
     "SELECT": _select,

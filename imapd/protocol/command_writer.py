@@ -225,6 +225,7 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Noop: _simple(b"NOOP"),
     c.Logout: _simple(b"LOGOUT"),
     c.StartTLS: _simple(b"STARTTLS"),
+    c.Compress: lambda cmd, u: b"COMPRESS " + cmd.mechanism.encode(),
     c.Namespace: _simple(b"NAMESPACE"),
     c.Idle: _simple(b"IDLE"),
     c.Check: _simple(b"CHECK"),

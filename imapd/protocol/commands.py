@@ -22,6 +22,7 @@ __all__ = [
     "Check",
     "Close",
     "Command",
+    "Compress",
     "Copy",
     "Create",
     "Delete",
@@ -89,6 +90,12 @@ class Enable(_Cmd, frozen=True):
 # --- not authenticated ---------------------------------------------------------------------------------
 class StartTLS(_Cmd, frozen=True):
     pass
+
+
+class Compress(_Cmd, frozen=True):
+    """RFC 4978; the mechanism upper-cased (only DEFLATE is defined)."""
+
+    mechanism: str
 
 
 class Authenticate(_Cmd, frozen=True):
@@ -301,6 +308,7 @@ Command = (
     | Id
     | Enable
     | StartTLS
+    | Compress
     | Authenticate
     | Login
     | Select

@@ -46,6 +46,8 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True):
     """A running session's state (``imapd.session.handover.SessionSnapshot``), None before login."""
     origin: tuple[str, int | None] | None = None
     """Before login: the real client a trusted proxy named with ID (``Session.client_origin``)."""
+    compress: bytes | None = None
+    """COMPRESS=DEFLATE is active: the client stream's window (``imapd.protocol.compress``), else None."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -33,6 +33,7 @@ _ALWAYS = (
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",
+    "COMPRESS=DEFLATE",
 )
 
 

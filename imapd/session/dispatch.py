@@ -35,6 +35,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Id: (_ANY, cmd_auth.id_),
     c.Enable: (frozenset({State.AUTHENTICATED}), cmd_auth.enable),  # RFC 5161: authenticated state only
     c.StartTLS: (_NOT_AUTHED, cmd_auth.starttls),
+    c.Compress: (_AUTHED, cmd_auth.compress),  # RFC 4978 section 3: authenticated or selected state
     c.Login: (_NOT_AUTHED, cmd_auth.login),
     c.Authenticate: (_NOT_AUTHED, cmd_auth.authenticate),
     c.Select: (_AUTHED, cmd_mailbox.select),

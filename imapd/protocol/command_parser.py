@@ -355,6 +355,8 @@ def _append(r: TokenReader, tag: str, uid: bool) -> c.Command:
     messages: list[c.AppendMessage] = []
     while not r.at_end() or not messages:  # RFC 3502 MULTIAPPEND: one or more messages
         r.sp()
+        if messages:  # lenient: IMAPClient's multiappend sends two spaces between two literals
+            r.take(b" ")
         messages.append(_append_message(r))
     return c.Append(tag, mailbox, tuple(messages))
 

@@ -36,6 +36,8 @@ EXAMPLES: list[tuple[bytes, c.Command]] = [
     (b'a APPEND INBOX {1+}\r\nx () "01-Jan-2024 10:00:00 +0100" ~{2+}\r\n\x00y (\\Draft) {1+}\r\nz', c.Append(
         "a", "INBOX", (M(b"x"), M(b"\x00y", (), datetime.datetime(2024, 1, 1, 10, 0, tzinfo=datetime.timezone(
             datetime.timedelta(hours=1))), True), M(b"z", ("\\Draft",))))),
+    # IMAPClient's multiappend puts two spaces between two literals: accepted
+    (b"a APPEND X {1+}\r\nx  {1+}\r\ny", c.Append("a", "X", (M(b"x"), M(b"y")))),
     # RFC 4469 section 6, first example (literals as LITERAL+ here; the continuation test sends them sync)
     (b"A003 APPEND Drafts (\\Seen \\Draft $MDNSent) CATENATE (URL \"" + DRAFT_URL.encode()
      + b"/;section=HEADER\" TEXT {6+}\r\n\r\n--\r\n URL \"" + DRAFT_URL.encode() + b"/;section=1.MIME\" URL \""

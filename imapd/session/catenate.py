@@ -21,7 +21,7 @@ from imapd.protocol.imapurl import ImapUrl, UrlError, parse_imap_url
 from imapd.session.errors import CommandNo
 from imapd.session.session import Session
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox
-from imapd.store.mailbox import AppendItem
+from imapd.store.mailbox import AppendItem, Mailbox
 
 __all__ = ["append_items", "resolve_url"]
 
@@ -45,37 +45,26 @@ def append_items(s: Session, messages: Sequence[c.AppendMessage]) -> list[Append
 def _catenate(s: Session, parts: Sequence[c.CatenatePart], limit: int) -> bytes:
     out = bytearray()
     for part in parts:
-        chunk = part.data if isinstance(part, c.CatenateText) else resolve_url(s, part.url)
-        if len(out) + len(chunk) > limit:
-            raise CommandNo(f"CATENATE result larger than APPENDLIMIT={limit}", "TOOBIG")
+        room = limit - len(out)
+        chunk = part.data if isinstance(part, c.CatenateText) else resolve_url(s, part.url, room)
+        if len(chunk) > room:
+            raise _too_big(limit)
         out += chunk
     return bytes(out)
 
 
-def resolve_url(s: Session, url: str) -> bytes:
+def resolve_url(s: Session, url: str, room: int) -> bytes:
     """The octets ``url`` names (RFC 4469 5: a section as ``BODY.PEEK[section]<partial>`` gives it,
-    without any content transfer decoding); ``NO [BADURL url]`` if it names nothing of this user's."""
+    without any content transfer decoding); ``NO [BADURL url]`` if it names nothing of this user's.
+
+    ``room`` is what the message may still take: a whole message (or a range of one) larger than that
+    is refused from its indexed size, without reading it; only a section needs the message parsed."""
     try:
         parsed = parse_imap_url(url)
     except UrlError as exc:
         raise _bad_url(url, str(exc)) from None
     if parsed.absolute and parsed.user != s.user_name:
         raise _bad_url(url, "URL of another user, or of no user")
-    raw = _read(s, parsed, url)
-    section = parsed.section
-    data: bytes | None = raw
-    if section is not None:
-        data = section_bytes(raw, section.part, cast(SectionKind, section.text or ""), section.fields)
-        if data is None:
-            raise _bad_url(url, "No such section")
-    assert data is not None
-    if parsed.partial is not None:
-        offset, length = parsed.partial
-        data = data[offset:] if length is None else data[offset : offset + length]
-    return data
-
-
-def _read(s: Session, parsed: ImapUrl, url: str) -> bytes:
     try:
         mailbox = s.ctx.open_mailbox(s, parsed.mailbox)
     except (NoSuchMailbox, InvalidMailboxName):
@@ -83,12 +72,37 @@ def _read(s: Session, parsed: ImapUrl, url: str) -> bytes:
     try:
         if parsed.uidvalidity is not None and parsed.uidvalidity != mailbox.uidvalidity:
             raise _bad_url(url, "UIDVALIDITY does not match")
-        try:
-            return mailbox.read_message(parsed.uid)
-        except KeyError:
-            raise _bad_url(url, "No such message") from None
+        return _octets(mailbox, parsed, room, url)
     finally:
         s.ctx.release_mailbox(mailbox)
+
+
+def _octets(mailbox: Mailbox, parsed: ImapUrl, room: int, url: str) -> bytes:
+    info = mailbox.message_info([parsed.uid])
+    if not info:
+        raise _bad_url(url, "No such message")
+    offset, length = parsed.partial or (0, None)
+    try:
+        if parsed.section is None:
+            size = max(0, info[0].size - offset)
+            size = size if length is None else min(size, length)
+            if size > room:
+                raise CommandNo("CATENATE result larger than APPENDLIMIT", "TOOBIG")
+            with open(mailbox.message_path(parsed.uid), "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        raw = mailbox.read_message(parsed.uid)
+    except (KeyError, FileNotFoundError):
+        raise _bad_url(url, "No such message") from None
+    section = parsed.section
+    data = section_bytes(raw, section.part, cast(SectionKind, section.text or ""), section.fields)
+    if data is None:
+        raise _bad_url(url, "No such section")
+    return data[offset:] if length is None else data[offset : offset + length]
+
+
+def _too_big(limit: int) -> CommandNo:
+    return CommandNo(f"CATENATE result larger than APPENDLIMIT={limit}", "TOOBIG")
 
 
 def _bad_url(url: str, why: str) -> CommandNo:

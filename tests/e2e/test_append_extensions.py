@@ -333,6 +333,25 @@ def test_catenate_toobig(server: RunningServer) -> None:
     c.close()
 
 
+def test_catenate_of_a_delivered_message_larger_than_appendlimit(server: RunningServer) -> None:
+    """An MDA may deliver more than APPENDLIMIT: a range of it can still be used, the whole cannot."""
+    big = message("delivered", "z" * (3 * LIMIT))
+    c = login(server)
+    c.ok("CREATE Delivered")
+    imapd_cli("deliver", "alice", "--mailbox", "Delivered", "--data-dir", str(server.data_dir), stdin=big)
+    deadline = time.monotonic() + 10
+    while count(c, "Delivered") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    untagged, tagged = command(c, b"APPEND Delivered CATENATE (URL \"/Delivered/;UID=1\")")
+    assert tagged.startswith(b"t NO [TOOBIG]") and untagged == [], tagged
+    untagged, tagged = command(c, b"APPEND Delivered CATENATE (URL \"/Delivered/;UID=1/;PARTIAL=%d.100\")" % LIMIT)
+    assert tagged.startswith(b"t OK"), tagged
+    untagged, tagged = command(c, b"APPEND Delivered CATENATE (URL \"/Delivered/;UID=1/;SECTION=TEXT/;PARTIAL=5.10\")")
+    assert tagged.startswith(b"t OK"), tagged
+    assert bodies(c, "Delivered")[1:] == [big[LIMIT : LIMIT + 100], b"z" * 10]
+    c.close()
+
+
 def test_catenate_with_multiappend(server: RunningServer, drafts: tuple[int, int, int]) -> None:
     c = login(server)
     c.ok("CREATE CatMulti")

@@ -7,8 +7,11 @@ after each synchronizing literal, and the IMAP URL grammar.
 from __future__ import annotations
 
 import datetime
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imapd.protocol import NEED_DATA, ServerConnection
 from imapd.protocol import commands as c
@@ -184,3 +187,45 @@ BAD_URLS = [
 def test_bad_urls(url: str) -> None:
     with pytest.raises(UrlError):
         parse_imap_url(url)
+
+
+URL_ALPHABET = "/;=.%0123456789ABCDEFimapINBOXUIDVALIDTYSECTNHRPL:@()*-_~&'!$+,xyz\u00e4 ]<>"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=URL_ALPHABET, max_size=80) | st.from_regex(
+    r"(imap://[a-z]{0,3}@h)?/[A-Za-z%0-9]{0,6}(;UIDVALIDITY=[0-9]{1,3})?/?;UID=[0-9]{0,3}(/?;SECTION=[A-Z0-9.%()]{0,12})?"
+    r"(/?;PARTIAL=[0-9.]{0,5})?", fullmatch=True))
+def test_url_parser_only_ever_raises_url_error(url: str) -> None:
+    try:
+        parsed = parse_imap_url(url)
+    except UrlError:
+        return
+    assert parsed.uid >= 1 and parsed.mailbox
+
+
+mailbox_names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
+    lambda n: n.upper() != "INBOX")
+
+
+@settings(max_examples=200, deadline=None)
+@given(mailbox_names, st.integers(1, 2**32 - 1), st.none() | st.integers(1, 2**32 - 1),
+       st.none() | st.sampled_from([BodySection((1, 2)), BodySection((), "TEXT"), BodySection((3,), "MIME"),
+                                    BodySection((), "HEADER.FIELDS", ("Subject", "To"))]),
+       st.none() | st.tuples(st.integers(0, 2**32 - 1), st.none() | st.integers(1, 2**32 - 1)),
+       st.none() | st.sampled_from(["alice", "a@b.example", "\u00fcser"]))
+def test_a_url_built_from_its_parts_parses_back(mailbox: str, uid: int, uidvalidity: int | None,
+                                                section: BodySection | None, partial: tuple[int, int | None] | None,
+                                                user: str | None) -> None:
+    url = "/" + quote(mailbox, safe="")
+    if uidvalidity is not None:
+        url += f";UIDVALIDITY={uidvalidity}"
+    url += f"/;UID={uid}"
+    if section is not None:
+        url += "/;SECTION=" + quote(str(section), safe="()")
+    if partial is not None:
+        url += f"/;PARTIAL={partial[0]}" + (f".{partial[1]}" if partial[1] is not None else "")
+    if user is not None:
+        url = "imap://" + quote(user, safe="") + "@mail.example" + url
+    assert parse_imap_url(url) == ImapUrl(mailbox, uid, uidvalidity, section, partial, user, user is not None,
+                                          "mail.example" if user is not None else "")

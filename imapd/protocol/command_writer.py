@@ -147,8 +147,18 @@ def _append_message(m: c.AppendMessage, utf8: bool) -> bytes:
         out += _flags(m.flags) + b" "
     if m.internaldate is not None:
         out += b'"' + format_internaldate(m.internaldate).encode() + b'" '
+    if m.catenate is not None:
+        return out + b"CATENATE (" + b" ".join(_catenate_part(p) for p in m.catenate) + b")"
     lit = (b"~{%d+}\r\n" if m.binary or m.utf8 else b"{%d+}\r\n") % len(m.data) + m.data
     return out + (b"UTF8 (" + lit + b")" if m.utf8 else lit)
+
+
+def _catenate_part(p: c.CatenatePart) -> bytes:
+    if isinstance(p, c.CatenateUrl):
+        return b"URL " + string_bytes(p.url, False, plus=True)
+    if p.utf8:
+        return b"UTF8 (~{%d+}\r\n" % len(p.data) + p.data + b")"
+    return b"TEXT {%d+}\r\n" % len(p.data) + p.data
 
 
 def _id_params(cmd: c.Id, utf8: bool) -> bytes:
@@ -251,6 +261,8 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Append: lambda cmd, u: b"APPEND " + _mb(cmd.mailbox, u) + b"".join(
         b" " + _append_message(m, u) for m in cmd.messages
     ),
+    c.Replace: lambda cmd, u: _uid(cmd, b"REPLACE ") + b"%d " % cmd.number + _mb(cmd.mailbox, u) + b" "
+    + _append_message(cmd.message, u),
     c.Expunge: lambda cmd, u: b"UID EXPUNGE " + str(cmd.sequence).encode() if cmd.uid else b"EXPUNGE",
     c.Search: _search,
     c.Fetch: _fetch,

@@ -18,6 +18,9 @@ __all__ = [
     "Append",
     "AppendMessage",
     "Authenticate",
+    "CatenatePart",
+    "CatenateText",
+    "CatenateUrl",
     "Capability",
     "Check",
     "Close",
@@ -41,6 +44,7 @@ __all__ = [
     "Noop",
     "QresyncParams",
     "Rename",
+    "Replace",
     "Search",
     "Select",
     "Sort",
@@ -186,19 +190,49 @@ class Status(_Cmd, frozen=True):
     items: tuple[str, ...]
 
 
+class CatenateText(msgspec.Struct, frozen=True):
+    """``TEXT literal`` of a CATENATE (RFC 4469); ``utf8`` for ``UTF8 (~{n})`` (RFC 6855 4)."""
+
+    data: bytes
+    utf8: bool = False
+
+
+class CatenateUrl(msgspec.Struct, frozen=True):
+    """``URL astring`` of a CATENATE: the URL as the client sent it, since ``[BADURL]`` echoes it."""
+
+    url: str
+
+
+CatenatePart = CatenateText | CatenateUrl
+
+
 class AppendMessage(msgspec.Struct, frozen=True):
-    """One message of a (MULTI)APPEND; ``binary`` for literal8, ``utf8`` for ``UTF8 (~{n})``."""
+    """One message of a (MULTI)APPEND; ``binary`` for literal8, ``utf8`` for ``UTF8 (~{n})``.
+
+    With ``CATENATE (...)`` (RFC 4469) ``data`` is empty and ``catenate`` holds the parts, which the
+    session assembles (URLs need the store)."""
 
     data: bytes
     flags: tuple[str, ...] = ()
     internaldate: datetime.datetime | None = None
     binary: bool = False
     utf8: bool = False
+    catenate: tuple[CatenatePart, ...] | None = None
 
 
 class Append(_Cmd, frozen=True):
     mailbox: str
     messages: tuple[AppendMessage, ...]
+
+
+class Replace(_Cmd, frozen=True):
+    """``[UID] REPLACE number mailbox message`` (RFC 8508): append ``message`` to ``mailbox``, then
+    expunge message ``number`` (a sequence number, or a UID with ``uid``) of the selected mailbox."""
+
+    number: int
+    mailbox: str
+    message: AppendMessage
+    uid: bool = False
 
 
 class Idle(_Cmd, frozen=True):
@@ -323,6 +357,7 @@ Command = (
     | Namespace
     | Status
     | Append
+    | Replace
     | Idle
     | Check
     | Close

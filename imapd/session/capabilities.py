@@ -15,6 +15,7 @@ _ALWAYS = (
     "NAMESPACE",
     "UNSELECT",
     "UIDPLUS",
+    "MULTIAPPEND", "CATENATE", "URL-PARTIAL", "REPLACE",  # the APPEND family: session/catenate.py, cmd_replace.py
     "MOVE",
     "CHILDREN",
     "SPECIAL-USE",

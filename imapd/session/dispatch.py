@@ -13,7 +13,7 @@ from typing import Any
 from imapd.protocol import commands as c
 from imapd.protocol.events import SaslResponse
 from imapd.protocol.response_codes import Code
-from imapd.session import cmd_auth, cmd_mailbox, cmd_selected, cmd_xstate
+from imapd.session import cmd_auth, cmd_mailbox, cmd_replace, cmd_selected, cmd_xstate
 from imapd.session.errors import CommandError
 from imapd.session.session import NO_EXPUNGE, Done, Session, State
 from imapd.store.errors import StoreError
@@ -50,6 +50,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Namespace: (_AUTHED, cmd_mailbox.namespace),
     c.Status: (_AUTHED, cmd_mailbox.status),
     c.Append: (_AUTHED, cmd_mailbox.append),
+    c.Replace: (_SELECTED, cmd_replace.replace),
     c.Idle: (_AUTHED, cmd_selected.idle),
     c.Check: (_SELECTED, cmd_auth.noop),
     c.Close: (_SELECTED, cmd_selected.close),
@@ -71,7 +72,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
 _TIMED_NAMES: dict[type[c.Command], str] = {
     c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SELECT", c.Examine: "EXAMINE",
     c.XStateRestore: "X-STATE RESTORE"}
-_NEEDS_SELECTED = (*NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
+_NEEDS_SELECTED = (*NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move, c.Replace)
 
 
 async def execute(s: Session, command: c.Command) -> None:

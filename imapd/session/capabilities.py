@@ -33,6 +33,11 @@ _ALWAYS = (
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+    "METADATA",
+    "METADATA-SERVER",
 )
 
 

@@ -90,7 +90,7 @@ def valid_entry_name(name: str) -> bool:
 
 def _check_names(names: Iterable[str]) -> None:
     for name in names:
-        if not valid_entry_name(name):
+        if not valid_entry_name(name.lower()):
             raise InvalidEntryName(f"invalid entry name {name!r}")
 
 

@@ -13,8 +13,8 @@ import pytest
 from imapd.store import Store, UserStore
 from imapd.store.errors import OverQuota
 from imapd.store.quota import QuotaLimits, QuotaUsage, limits_from_fields
-from imapd.store.userstore import INDEX_FILE
 from imapd.store.users import PasswdFile
+from imapd.store.userstore import INDEX_FILE
 from tests.conftest import ROOT, imapd_cli
 
 from .conftest import msg

@@ -66,11 +66,42 @@ def _limit(text: str | None) -> int | None:
     return value or None
 
 
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _dovecot_rules(extra: dict[str, str]) -> dict[str, int | None]:
+    """Limits from Dovecot's ``userdb_quota_rule*=*:storage=1G`` / ``*:messages=N`` fields (a passwd-file
+    brought over from Dovecot): ``storage`` in KiB unless suffixed (b/k/M/G/T), ``bytes`` in octets.
+    Rules for one mailbox (``Trash:ignore``) and relative (``%``) limits are not ours to follow."""
+    out: dict[str, int | None] = {}
+    for key in sorted(k for k in extra if k.startswith("userdb_quota_rule")):
+        root, _, rule = extra[key].partition(":")
+        if root != "*":
+            continue
+        for item in rule.split(":"):
+            name, _, value = item.partition("=")
+            name, value = name.strip().lower(), value.strip()
+            if name not in ("storage", "bytes", "messages") or not value or value.endswith("%"):
+                continue
+            unit = 1024 if name == "storage" else 1
+            if value[-1].lower() in _UNITS and name != "messages":
+                unit, value = _UNITS[value[-1].lower()], value[:-1]
+            if not value.isdigit():
+                continue
+            number = int(value) * unit
+            if name == "messages":
+                out["messages"] = number or None
+            else:
+                out["storage_kib"] = (number + 1023) // 1024 or None
+    return out
+
+
 def limits_from_fields(extra: dict[str, str], default: QuotaLimits) -> QuotaLimits:
-    """A user's limits: their passwd-file fields where present (0 = unlimited), else ``default``.
+    """A user's limits: their passwd-file fields where present (0 = unlimited), else Dovecot's
+    ``userdb_quota_rule`` fields, else ``default``.
 
     A malformed field falls back to the default rather than locking the user out of their mail."""
-    out = default
+    out = msgspec.structs.replace(default, **_dovecot_rules(extra))
     for field, attr in ((STORAGE_FIELD, "storage_kib"), (MESSAGES_FIELD, "messages")):
         if field in extra:
             try:

@@ -122,6 +122,13 @@ def test_check_quota_is_the_early_check_for_an_lmtp_server(store: Store, alice: 
     ({"quota_storage": "0", "quota_messages": "7"}, QuotaLimits(None, 7)),
     ({"quota_messages": "lots"}, QuotaLimits(1000, 50)),  # malformed: the default, not a lock-out
     ({"quota_messages": "-3"}, QuotaLimits(1000, 50)),
+    # A passwd-file from Dovecot: its quota rules apply; our own fields win over them.
+    ({"userdb_quota_rule": "*:storage=1G"}, QuotaLimits(1024 * 1024, 50)),
+    ({"userdb_quota_rule": "*:storage=2048", "userdb_quota_rule2": "*:messages=10"}, QuotaLimits(2048, 10)),
+    ({"userdb_quota_rule": "*:bytes=1500"}, QuotaLimits(2, 50)),
+    ({"userdb_quota_rule": "*:storage=0"}, QuotaLimits(None, 50)),
+    ({"userdb_quota_rule": "*:storage=1G", "quota_storage": "10"}, QuotaLimits(10, 50)),
+    ({"userdb_quota_rule": "Trash:ignore", "userdb_quota_rule2": "*:storage=10%"}, QuotaLimits(1000, 50)),
 ])
 def test_limits_from_passwd_fields(extra: dict[str, str], expected: QuotaLimits) -> None:
     assert limits_from_fields(extra, QuotaLimits(1000, 50)) == expected

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from . import commands as c
 from .fetch_parser import parse_fetch_items
 from .flags import FlagError, normalize_flag
+from .metadata_parser import parse_getmetadata, parse_setmetadata
+from .quota_parser import parse_getquota, parse_getquotaroot, parse_setquota
 from .reader import ParseError, TokenReader
 from .search_keys import SearchKey
 from .search_parser import parse_search_criteria
@@ -631,5 +633,10 @@ _COMMANDS: dict[str, Handler] = {
     "SORT": _sort,
     "THREAD": _thread,
     "X-STATE": _x_state,
+    "GETQUOTA": parse_getquota,
+    "GETQUOTAROOT": parse_getquotaroot,
+    "SETQUOTA": parse_setquota,
+    "GETMETADATA": parse_getmetadata,
+    "SETMETADATA": parse_setmetadata,
 }
 _UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "EXPUNGE", "REPLACE"})

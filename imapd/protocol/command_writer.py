@@ -230,6 +230,28 @@ def _sort(cmd: c.Sort, utf8: bool) -> bytes:
     )
 
 
+def _metadata_value(value: bytes | None) -> bytes:
+    if value is None:
+        return b"NIL"
+    return (b"~{%d+}\r\n" % len(value) + value) if b"\x00" in value else _s(value, False)
+
+
+def _getmetadata(cmd: c.GetMetadata, utf8: bool) -> bytes:
+    opts = []
+    if cmd.maxsize is not None:
+        opts.append(b"MAXSIZE %d" % cmd.maxsize)
+    if cmd.depth != 0:
+        opts.append(b"DEPTH " + (b"infinity" if cmd.depth is None else b"%d" % cmd.depth))
+    options = b"(" + b" ".join(opts) + b") " if opts else b""
+    entries = b" ".join(_s(e, utf8) for e in cmd.entries)
+    return b"GETMETADATA " + options + _mb(cmd.mailbox, utf8) + b" (" + entries + b")"
+
+
+def _setmetadata(cmd: c.SetMetadata, utf8: bool) -> bytes:
+    pairs = b" ".join(_s(name, utf8) + b" " + _metadata_value(value) for name, value in cmd.entries)
+    return b"SETMETADATA " + _mb(cmd.mailbox, utf8) + b" (" + pairs + b")"
+
+
 _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Capability: _simple(b"CAPABILITY"),
     c.Noop: _simple(b"NOOP"),
@@ -272,4 +294,10 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Sort: _sort,
     c.Thread: lambda cmd, u: _uid(cmd, b"THREAD ") + cmd.algorithm.encode() + b" " + cmd.charset.encode()
     + b" " + _criteria(cmd.criteria, u),
+    c.GetQuota: lambda cmd, u: b"GETQUOTA " + _s(cmd.root, u),
+    c.GetQuotaRoot: lambda cmd, u: b"GETQUOTAROOT " + _mb(cmd.mailbox, u),
+    c.SetQuota: lambda cmd, u: b"SETQUOTA " + _s(cmd.root, u) + b" ("
+    + b" ".join(b"%s %d" % (name.encode(), limit) for name, limit in cmd.limits) + b")",
+    c.GetMetadata: _getmetadata,
+    c.SetMetadata: _setmetadata,
 }

@@ -33,6 +33,9 @@ __all__ = [
     "Examine",
     "Expunge",
     "Fetch",
+    "GetMetadata",
+    "GetQuota",
+    "GetQuotaRoot",
     "Id",
     "Idle",
     "List",
@@ -47,6 +50,8 @@ __all__ = [
     "Replace",
     "Search",
     "Select",
+    "SetMetadata",
+    "SetQuota",
     "Sort",
     "SortKey",
     "StartTLS",
@@ -335,6 +340,37 @@ class XStateRevoke(_Cmd, frozen=True):
     token: str | None = None
 
 
+# --- QUOTA (RFC 9208) and METADATA (RFC 5464) --------------------------------------------------------------
+class GetQuota(_Cmd, frozen=True):
+    root: str
+
+
+class GetQuotaRoot(_Cmd, frozen=True):
+    mailbox: str
+
+
+class SetQuota(_Cmd, frozen=True):
+    root: str
+    limits: tuple[tuple[str, int], ...]
+    """``(resource name upper-cased, limit)``."""
+
+
+class GetMetadata(_Cmd, frozen=True):
+    """``mailbox`` is ``""`` for server entries; ``depth`` None is ``infinity``."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int | None = 0
+
+
+class SetMetadata(_Cmd, frozen=True):
+    """A value of None (NIL) removes the entry."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
 Command = (
     Capability
     | Noop
@@ -373,4 +409,9 @@ Command = (
     | XStateSave
     | XStateRestore
     | XStateRevoke
+    | GetQuota
+    | GetQuotaRoot
+    | SetQuota
+    | GetMetadata
+    | SetMetadata
 )

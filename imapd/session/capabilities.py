@@ -35,6 +35,11 @@ _ALWAYS = (
     "BINARY",
     "UTF8=ACCEPT",
     "COMPRESS=DEFLATE",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+    "METADATA",
+    "METADATA-SERVER",
 )
 
 

@@ -13,7 +13,15 @@ from typing import Any
 from imapd.protocol import commands as c
 from imapd.protocol.events import SaslResponse
 from imapd.protocol.response_codes import Code
-from imapd.session import cmd_auth, cmd_mailbox, cmd_replace, cmd_selected, cmd_xstate
+from imapd.session import (
+    cmd_auth,
+    cmd_mailbox,
+    cmd_metadata,
+    cmd_quota,
+    cmd_replace,
+    cmd_selected,
+    cmd_xstate,
+)
 from imapd.session.errors import CommandError
 from imapd.session.session import NO_EXPUNGE, Done, Session, State
 from imapd.store.errors import StoreError
@@ -66,6 +74,11 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.XStateSave: (_AUTHED, cmd_xstate.save),
     c.XStateRestore: (_ANY, cmd_xstate.restore),
     c.XStateRevoke: (_ANY, cmd_xstate.revoke),
+    c.GetQuota: (_AUTHED, cmd_quota.getquota),
+    c.GetQuotaRoot: (_AUTHED, cmd_quota.getquotaroot),
+    c.SetQuota: (_AUTHED, cmd_quota.setquota),
+    c.GetMetadata: (_AUTHED, cmd_metadata.getmetadata),
+    c.SetMetadata: (_AUTHED, cmd_metadata.setmetadata),
 }
 
 # The reconnect path of a webmail request, timed for the metrics.

@@ -683,7 +683,9 @@ class IMAPConnection(asyncio.Protocol):
         if (user is not None and self._must_move(user)
                 and await self._hand_off(user, write_command(command, utf8=self.proto.utf8))):
             return False
-        if user is None:
+        if user is None or (type(command) in dispatch.MEMORY_ONLY and session.user_name is not None
+                            and self.ctx.lanes.lane_of(user) is None):
+            # Nothing of the user's runs on a lane now, and these commands touch only memory: answer here.
             await dispatch.execute(session, command)
         else:
             await self._on_lane(user, type(command).__name__.upper(), dispatch.execute(session, command))

@@ -26,7 +26,7 @@ from imapd.session.errors import CommandError
 from imapd.session.session import NO_EXPUNGE, Done, Session, State
 from imapd.store.errors import StoreError
 
-__all__ = ["DISPATCH", "continue_sasl", "execute"]
+__all__ = ["DISPATCH", "MEMORY_ONLY", "continue_sasl", "execute"]
 
 Handler = Callable[[Session, Any], Awaitable[Done | None]]
 """A handler takes the session and its own command type (checked where the table is built)."""
@@ -80,6 +80,12 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.GetMetadata: (_AUTHED, cmd_metadata.getmetadata),
     c.SetMetadata: (_AUTHED, cmd_metadata.setmetadata),
 }
+
+MEMORY_ONLY: frozenset[type[c.Command]] = frozenset({c.Capability, c.Id, c.Namespace, c.Enable, c.Logout})
+"""Commands whose handlers touch no disk and never wait before they are done with the session's state:
+the connection runs them where the bytes arrive, without the round trip to the user's lane (two thread
+wake-ups, ~70 us of CPU on our 2-core machine), whenever none of the user's work is in flight. LOGOUT's
+release of the mailbox is memory only (the warm cache keeps it; evictions are queued to the lane)."""
 
 # The reconnect path of a webmail request, timed for the metrics.
 _TIMED_NAMES: dict[type[c.Command], str] = {

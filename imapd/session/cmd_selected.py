@@ -113,6 +113,35 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
 
 
 _FETCH_CHUNK = 256
+_MEMORY_FETCH_MAX = 256
+"""At most this many messages for a FETCH answered where the bytes arrive (see fetch_in_memory)."""
+
+
+def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
+    """Whether ``cmd`` can be answered from memory alone: flags, UIDs and MODSEQs are in the mailbox's
+    state, and ENVELOPE/BODY/BODYSTRUCTURE of every message named are in the value cache. No body part,
+    size or date (they are read from the index or the file), no \\Seen to set, no CHANGEDSINCE/VANISHED.
+    A webmail's FETCH of its last page of envelopes, repeated on each request, is this."""
+    view = s.selected
+    if view is None or cmd.changedsince is not None or cmd.vanished or cmd.sequence.saved:
+        return False
+    try:
+        plan = FetchPlan(cmd.items)
+    except ValueError:
+        return False
+    if plan.needs_raw or plan.needs_info or plan.sets_seen:
+        return False
+    try:
+        pairs = list(itertools.islice(iter_resolve(s, view, cmd.sequence, uid=cmd.uid), _MEMORY_FETCH_MAX + 1))
+    except CommandBad:
+        return True  # answered BAD from memory too
+    if len(pairs) > _MEMORY_FETCH_MAX:
+        return False
+    if not plan.needs_metadata:
+        return True
+    mailbox = view.mailbox
+    batch = plan.prefetch(mailbox, (), utf8=s.utf8)
+    return batch.all_cached(u for _, u in pairs)
 
 
 async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: FetchPlan,

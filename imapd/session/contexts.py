@@ -28,18 +28,24 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from imapd.protocol import NEED_DATA, ServerConnection
 from imapd.protocol import commands as c
-from imapd.protocol.responses import ContextChange, EsearchResponse, EsearchValue
-from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchNot, SearchOr, SearchSequence
+from imapd.protocol.command_writer import write_command
+from imapd.protocol.events import CommandReceived
+from imapd.protocol.response_codes import Code
+from imapd.protocol.responses import ContextChange, EsearchResponse, EsearchValue, Response, UntaggedStatus
+from imapd.protocol.search_keys import SearchAll, SearchAnd, SearchKey, SearchNot, SearchOr, SearchSequence
 from imapd.protocol.sequence import SequenceSet
 from imapd.session.search import search as run_search
 from imapd.session.sortrows import sort_uids
 from imapd.session.updates import ContextUpdate, Expunge, Update, Vanished
+from statecodec import MAX_LIVE_SEARCH_BYTES, LiveSearch, UidRanges, UidSet
 
 if TYPE_CHECKING:
     from imapd.session.view import SelectedView
 
-__all__ = ["Before", "LiveContext", "LiveContexts", "cancel", "freeze", "in_use", "register"]
+__all__ = ["Before", "LiveContext", "LiveContexts", "cancel", "freeze", "in_use", "parse_saved", "register",
+           "restore_saved", "saved_command", "to_saved"]
 
 
 @dataclass(slots=True)
@@ -100,7 +106,9 @@ def freeze(view: SelectedView, key: SearchKey, saved: Sequence[int] | None) -> S
     if isinstance(key, SearchNot):
         return SearchNot(freeze(view, key.key, saved))
     if isinstance(key, SearchSequence):
-        return SearchSequence(_frozen_uids(view, key, saved), uid=True)
+        uids = _frozen_uids(view, key, saved)
+        # No empty sequence-set can be written (X-STATE keeps the criteria as text): match nothing instead.
+        return SearchSequence(uids, uid=True) if uids.ranges else SearchNot(SearchAll())
     return key
 
 
@@ -264,3 +272,83 @@ def _insert(view: SelectedView, ctx: LiveContext, joining: list[int]) -> tuple[t
 def _response(ctx: LiveContext, change: Change) -> EsearchResponse:
     items: tuple[tuple[str, EsearchValue], ...] = tuple((name, ContextChange(pairs)) for name, pairs in change)
     return EsearchResponse(ctx.tag, ctx.uid, items)
+
+
+# -- saving and restoring (X-STATE, hand-off) ----------------------------------------------------------
+def saved_command(ctx: LiveContext) -> str:
+    """The context's command as text (tag, UID SEARCH/SORT, frozen criteria): what a state keeps."""
+    return write_command(ctx.command(), utf8=True)[:-2].decode()
+
+
+def parse_saved(text: str) -> c.Search | c.Sort | None:
+    """The command of :func:`saved_command`, parsed by the protocol layer (literals included)."""
+    conn = ServerConnection()
+    conn.utf8 = True
+    conn.receive_data(text.encode() + b"\r\n")
+    while (event := conn.next_event()) is not NEED_DATA:
+        if isinstance(event, CommandReceived):
+            cmd = event.command
+            return cmd if isinstance(cmd, (c.Search, c.Sort)) else None
+    return None
+
+
+def to_saved(view: SelectedView) -> tuple[LiveSearch, ...]:
+    """The UID contexts as an X-STATE keeps them, as many as fit :data:`MAX_LIVE_SEARCH_BYTES`. A
+    message-number context is left out: its numbers cannot be caught up across expunges the client was
+    told of in another connection."""
+    live = view.contexts
+    if not live:
+        return ()
+    out: list[LiveSearch] = []
+    budget = MAX_LIVE_SEARCH_BYTES
+    for ctx in live.entries.values():
+        if not ctx.uid:
+            continue
+        item = LiveSearch(saved_command(ctx), UidRanges.from_set(UidSet.from_uids(sorted(ctx.result))))
+        cost = len(item.command) + len(item.result.data)
+        if cost <= budget:
+            out.append(item)
+            budget -= cost
+    return tuple(out)
+
+
+def restore_saved(view: SelectedView, saved: Iterable[LiveSearch], *, limit: int) -> list[Response]:
+    """Put saved contexts back on a restored view (already in the mailbox's current state) and return what
+    the client must hear: per context, REMOVEFROM/ADDTO from the result it holds to the current one, or
+    ``NO [NOUPDATE]`` when its updates cannot continue (a sorted result lost members whose position is no
+    longer known, or the limit)."""
+    out: list[Response] = []
+    mailbox = view.mailbox
+    for item in saved:
+        cmd = parse_saved(item.command)
+        if cmd is None or not cmd.uid or in_use(view, cmd.tag):
+            continue
+        held = list(item.result.to_set())
+        keys = cmd.keys if isinstance(cmd, c.Sort) else None
+        if keys is not None:
+            if any(u not in mailbox for u in held):
+                out.append(_no_update(cmd.tag, "Context lost while away; search again"))
+                continue
+            held = sort_uids(mailbox, held, keys)
+        if not register(view, cmd, held, limit=limit):
+            out.append(_no_update(cmd.tag, "Too many contexts"))
+            continue
+        assert view.contexts is not None
+        ctx = view.contexts.entries[cmd.tag]
+        now = run_search(mailbox, view.uids[: view.exists], ctx.criteria, charset=ctx.charset, recent=view.recent)
+        current = set(now)
+        change: Change = []
+        leaving = {u for u in held if u not in current}
+        if leaving:
+            change.append(("REMOVEFROM", _removal_pairs(ctx, leaving, view.seq_of)))
+            ctx.result = [u for u in ctx.result if u not in leaving]
+        joining = sorted(current.difference(held))
+        if joining:
+            change.append(("ADDTO", _insert(view, ctx, joining)))
+        if change:
+            out.append(_response(ctx, change))
+    return out
+
+
+def _no_update(tag: str, text: str) -> UntaggedStatus:
+    return UntaggedStatus("NO", text, Code("NOUPDATE", '"' + tag + '"'))

@@ -103,7 +103,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
     announce_keywords(s, view)
     pairs = iter_resolve(s, view, cmd.sequence, uid=cmd.uid)
     if cmd.partial is not None:
-        pairs = iter(_partial_pairs(view, pairs, cmd.partial, cmd.changedsince))
+        pairs = iter(_partial_pairs(view, pairs, cmd.partial))
     if cmd.vanished and cmd.changedsince is not None:
         vanished = vanished_since(mailbox, cmd.changedsince, cmd.sequence)
         if vanished.ranges:
@@ -120,12 +120,11 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
 _FETCH_CHUNK = 256
 
 
-def _partial_pairs(view: SelectedView, pairs: Iterator[tuple[int, int]], partial: c.PartialRange,
-                   changedsince: int | None) -> list[tuple[int, int]]:
+def _partial_pairs(view: SelectedView, pairs: Iterator[tuple[int, int]], partial: c.PartialRange) -> list[tuple[int, int]]:
     """RFC 9394 3.3: only the ``partial`` range (``-1`` the last) of the messages the set names that still
-    exist and pass CHANGEDSINCE, in UID order. Holds at most the range, not the set."""
+    exist, in UID order; CHANGEDSINCE then filters that range (RFC 9394 3.4). Holds at most the range."""
     mailbox = view.mailbox
-    live = (p for p in pairs if p[1] in mailbox and (changedsince is None or (mailbox.modseq(p[1]) or 0) > changedsince))
+    live = (p for p in pairs if p[1] in mailbox)
     low, high = sorted((abs(partial.first), abs(partial.last)))
     if partial.first > 0:
         return list(itertools.islice(live, low - 1, high))
@@ -320,15 +319,23 @@ def _answer_esearch(s: Session, view: SelectedView, cmd: c.Search | c.Sort, uids
     return Done(f"{verb} completed")
 
 
-def _saved_result(uids: list[int], options: set[str], partial: c.PartialRange | None) -> list[int]:
-    """What SEARCH ... SAVE keeps as ``$``: with only MIN and/or MAX, just those (RFC 5182 2.4); with
-    PARTIAL, the messages of that range (RFC 9394 3.2, a paged FETCH of ``$``). Ascending UIDs."""
-    if partial is not None:
+def _returned(uids: list[int], options: set[str], partial: c.PartialRange | None) -> list[int] | None:
+    """The messages the result options return, which SAVE keeps as ``$`` and MODSEQ describes (RFC 5182
+    2.4, RFC 7162 3.1.10, RFC 9394 3.2): None (all matches) with ALL or COUNT or without MIN, MAX and
+    PARTIAL, else the first and/or last and the PARTIAL range. Ascending UIDs."""
+    if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX", "PARTIAL"}:
+        return None
+    picked = {*(uids[:1] if "MIN" in options else ()), *(uids[-1:] if "MAX" in options else ())}
+    if partial is not None and "PARTIAL" in options:
         start, stop = partial.bounds(len(uids))
-        return sorted(uids[start:stop])
-    if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
-        return sorted({*(uids[:1] if "MIN" in options else []), *(uids[-1:] if "MAX" in options else [])})
-    return sorted(uids)
+        picked.update(uids[start:stop])
+    return sorted(picked)
+
+
+def _saved_result(uids: list[int], options: set[str], partial: c.PartialRange | None) -> list[int]:
+    """What SEARCH ... SAVE keeps as ``$`` (with PARTIAL alone the page, for a paged FETCH of ``$``)."""
+    returned = _returned(uids, options, partial)
+    return sorted(uids) if returned is None else returned
 
 
 def _esearch_results(view: SelectedView, uids: list[int], options: set[str], modseq: int | None, *,
@@ -352,17 +359,20 @@ def _esearch_results(view: SelectedView, uids: list[int], options: set[str], mod
         page = numbers[start:stop]
         results.append(("PARTIAL", PartialResult(partial, SequenceSet.in_order(page) if page else None)))
     if modseq is not None and numbers:
-        results.append(("MODSEQ", _esearch_modseq(view, uids, options, modseq)))
+        returned_modseq = _esearch_modseq(view, uids, options, modseq, partial)
+        if returned_modseq is not None:
+            results.append(("MODSEQ", returned_modseq))
     return results
 
 
-def _esearch_modseq(view: SelectedView, uids: list[int], options: set[str], highest: int) -> int:
-    """RFC 7162 3.1.10: with only MIN and/or MAX, the highest MODSEQ of the messages returned; else
-    ``highest``, that of all matches."""
-    if not options & {"MIN", "MAX"} or options & {"ALL", "COUNT", "PARTIAL"}:
+def _esearch_modseq(view: SelectedView, uids: list[int], options: set[str], highest: int,
+                    partial: c.PartialRange | None) -> int | None:
+    """RFC 7162 3.1.10: the highest MODSEQ of the messages returned (``highest``, that of all matches,
+    unless only MIN/MAX/PARTIAL were asked for); None when an empty page returns none."""
+    returned = _returned(uids, options, partial)
+    if returned is None:
         return highest
-    returned = (uids[:1] if "MIN" in options else []) + (uids[-1:] if "MAX" in options else [])
-    return max(view.mailbox.modseq(u) or 0 for u in returned)
+    return max((view.mailbox.modseq(u) or 0 for u in returned), default=None)
 
 
 def _sort_rows(s: Session, view: SelectedView, uids: list[int], *, uid: bool) -> list[SortRow]:

@@ -152,6 +152,10 @@ def test_partial_search_rfc9394(server: RunningServer) -> None:
     assert data_line(lines) == b"UID PARTIAL (-1:-2 9:10)"
     lines = c.ok("UID FETCH $ (FLAGS)")
     assert sorted(int(m.group(1)) for ln in lines if (m := re.search(rb"UID (\d+)", ln))) == [9, 10]
+    # With MIN too, $ is what the options return: the first match and the page (RFC 5182 2.4, RFC 9394 3.2).
+    c.ok("UID SEARCH RETURN (SAVE MIN PARTIAL -1:-1) UNDELETED")
+    lines = c.ok("UID FETCH $ (FLAGS)")
+    assert sorted(int(m.group(1)) for ln in lines if (m := re.search(rb"UID (\d+)", ln))) == [1, 10]
     _, tagged = c.command("UID SEARCH RETURN (PARTIAL 0:5) ALL")
     assert b" BAD " in tagged
     c.close()
@@ -166,11 +170,11 @@ def test_fetch_partial_modifier_rfc9394_3_3(server: RunningServer) -> None:
     assert [int(re.search(rb"UID (\d+)", ln).group(1)) for ln in lines] == [2, 3]  # type: ignore[union-attr]
     lines = c.ok("FETCH 1:* (UID) (PARTIAL 7:50)")
     assert [ln.split()[1] for ln in lines] == [b"7", b"8"]
-    # After CHANGEDSINCE: the last changed message only.
+    # RFC 9394 3.4: CHANGEDSINCE filters the range (the last two: 7 and 8), not the other way round.
     modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(c.ok("STATUS PagedFetch (HIGHESTMODSEQ)"))).group(1))  # type: ignore[union-attr]
-    c.ok("UID STORE 3,5 +FLAGS.SILENT (\\Flagged)")
-    lines = c.ok(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} PARTIAL -1:-1)")
-    assert [int(re.search(rb"UID (\d+)", ln).group(1)) for ln in lines if b"FETCH" in ln] == [5]  # type: ignore[union-attr]
+    c.ok("UID STORE 3,8 +FLAGS.SILENT (\\Flagged)")
+    lines = c.ok(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} PARTIAL -1:-2)")
+    assert [int(re.search(rb"UID (\d+)", ln).group(1)) for ln in lines if b"FETCH" in ln] == [8]  # type: ignore[union-attr]
     c.close()
 
 

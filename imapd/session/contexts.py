@@ -201,9 +201,23 @@ def _numbers(ctx: LiveContext, uids: Iterable[int], seq_of: SeqOf) -> list[int]:
     return [n for u in uids if (n := seq_of(u)) is not None]
 
 
+def _member(ctx: LiveContext) -> Callable[[int], bool]:
+    """Membership in the result: a bisection for SEARCH (mailbox order), a set for SORT."""
+    result = ctx.result
+    if ctx.keys is not None:
+        return set(result).__contains__
+
+    def member(u: int) -> bool:
+        i = bisect.bisect_left(result, u)
+        return i < len(result) and result[i] == u
+
+    return member
+
+
 def _remove(ctx: LiveContext, gone: set[int], seq_of: SeqOf) -> Change | None:
     """REMOVEFROM for the members in ``gone``, numbered by ``seq_of``; None if none is a member."""
-    if not any(u in gone for u in ctx.result):
+    member = _member(ctx)
+    if not any(member(u) for u in gone):
         return None
     pairs = _removal_pairs(ctx, gone, seq_of)
     ctx.result = [u for u in ctx.result if u not in gone]
@@ -226,9 +240,9 @@ def _removal_pairs(ctx: LiveContext, gone: set[int], seq_of: SeqOf) -> tuple[tup
 
 def _retest(view: SelectedView, ctx: LiveContext, candidates: list[int]) -> Change:
     matched = set(run_search(view.mailbox, candidates, ctx.criteria, charset=ctx.charset, recent=view.recent))
-    members = set(ctx.result)
-    leaving = {u for u in candidates if u in members and u not in matched}
-    joining = [u for u in candidates if u in matched and u not in members]
+    member = _member(ctx)
+    leaving = {u for u in candidates if u not in matched and member(u)}
+    joining = [u for u in candidates if u in matched and not member(u)]
     out: Change = []
     seq_of = view.seq_of
     if leaving:
@@ -243,8 +257,15 @@ def _insert(view: SelectedView, ctx: LiveContext, joining: list[int]) -> tuple[t
     """Add ``joining`` (ascending) to the result; the ADDTO pairs that do the same on the client."""
     seq_of = view.seq_of
     if ctx.keys is None:
-        ctx.result = sorted({*ctx.result, *joining})
+        if len(joining) <= _FEW:
+            for u in joining:
+                bisect.insort(ctx.result, u)
+        else:
+            ctx.result = sorted({*ctx.result, *joining})
         return ((0, SequenceSet.of(_numbers(ctx, joining, seq_of))),)
+    held = view.pending_expunged
+    if len(joining) <= _FEW and not (held and any(u in held for u in ctx.result)):
+        return _insert_few(view, ctx, joining)
     new = set(joining)
     # Sort what the mailbox still holds; a member whose expunge is held back keeps its place.
     order = sort_uids(view.mailbox, sorted({*ctx.result, *joining}), ctx.keys)
@@ -267,6 +288,34 @@ def _insert(view: SelectedView, ctx: LiveContext, joining: list[int]) -> tuple[t
             result.extend(run)
     ctx.result = result
     return tuple(pairs)
+
+
+_FEW = 16
+"""Up to this many joining messages are placed by binary search instead of sorting the whole result."""
+
+
+def _insert_few(view: SelectedView, ctx: LiveContext, joining: list[int]) -> tuple[tuple[int, SequenceSet], ...]:
+    """Place each joining message by binary search over the sorted result, comparing two messages at a
+    time with the same sort (ties in UID order, so the order is exactly the full sort's): a new message in
+    a 100,000-message sorted context costs about 17 comparisons, not a sort. Every member is in the mailbox."""
+    mailbox, keys = view.mailbox, ctx.keys
+    assert keys is not None
+    result = ctx.result
+    runs: list[tuple[int, list[int]]] = []
+    for u in joining:
+        lo, hi = 0, len(result)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if sort_uids(mailbox, sorted((result[mid], u)), keys)[0] != u:
+                lo = mid + 1
+            else:
+                hi = mid
+        result.insert(lo, u)
+        if runs and runs[-1][0] + len(runs[-1][1]) == lo + 1:
+            runs[-1][1].append(u)
+        else:
+            runs.append((lo + 1, [u]))
+    return tuple((pos, SequenceSet.in_order(_numbers(ctx, run, view.seq_of))) for pos, run in runs)
 
 
 def _response(ctx: LiveContext, change: Change) -> EsearchResponse:

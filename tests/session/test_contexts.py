@@ -10,6 +10,7 @@ from imapd.protocol.responses import ContextChange, EsearchResponse
 from imapd.protocol.search_keys import SearchFlag, SearchSequence
 from imapd.protocol.sequence import SequenceSet
 from imapd.session import contexts
+from imapd.session.sortrows import sort_uids
 from imapd.session.updates import ContextUpdate, Exists, Expunge, FlagChange, Recent, Update
 from imapd.session.view import SelectedView
 from imapd.store.mailbox import Mailbox
@@ -117,4 +118,77 @@ def test_limit_and_cancel(tmp_path: Path) -> None:
     contexts.cancel(view, ["L1", "never"])
     mb.store_flags(uids, "add", ["\\Flagged"])
     assert not [u for u in _take(view) if isinstance(u, ContextUpdate)]
+    store.close()
+
+
+def _replay(result: list[int], responses: list[EsearchResponse]) -> list[int]:
+    out = list(result)
+    for response in responses:
+        for name, value in response.results:
+            assert isinstance(value, ContextChange)
+            for pos, seqset in value.pairs:
+                numbers = [n for lo, hi in seqset.ranges if lo is not None and hi is not None
+                           for n in range(lo, hi + 1)]
+                if name == "REMOVEFROM":
+                    out = [u for u in out if u not in numbers] if pos == 0 else out[: pos - 1] + out[pos - 1 + len(numbers):]
+                elif pos == 0:
+                    out = sorted({*out, *numbers})
+                else:
+                    out[pos - 1 : pos - 1] = numbers
+    return out
+
+
+def test_saved_contexts_catch_up_on_a_new_view(tmp_path: Path) -> None:
+    # X-STATE: what to_saved keeps, restore_saved puts on a fresh view of the changed mailbox, telling the
+    # client exactly the difference; updates then continue.
+    store, mb, uids, view = _setup(tmp_path, ["d", "b", "f", "a", "c"])
+    unseen = SearchFlag("\\Seen", False)
+    sort = c.Sort("S1", (c.SortKey("SUBJECT"),), "UTF-8", unseen, uid=True, return_options=("UPDATE",))
+    held_sort = [uids[3], uids[1], uids[4], uids[0], uids[2]]
+    assert contexts.register(view, sort, held_sort, limit=4)
+    assert contexts.register(view, c.Search("B1", FLAGGED, uid=True, return_options=("UPDATE",)), [], limit=4)
+    assert contexts.register(view, c.Search("N1", FLAGGED, return_options=("UPDATE",)), [], limit=4)
+    saved = contexts.to_saved(view)
+    assert [contexts.parse_saved(x.command) for x in saved] == [sort, c.Search(
+        "B1", FLAGGED, uid=True, charset=None, return_options=("UPDATE",))]  # message numbers are not kept
+    view.close()
+    mb.store_flags([uids[1], uids[2]], "add", ["\\Seen", "\\Flagged"])
+    new = mb.append(b"Subject: e\r\n\r\n", flags=["\\Flagged"])
+    fresh = SelectedView(mb, readonly=False)
+    fresh.set_listener(mb.subscribe(fresh.on_event), None)
+    told = contexts.restore_saved(fresh, saved, limit=4)
+    assert all(isinstance(r, EsearchResponse) for r in told)
+    by_tag = {r.tag: [r] for r in told if isinstance(r, EsearchResponse)}
+    assert _replay(held_sort, by_tag["S1"]) == [uids[3], uids[4], uids[0], new]  # a, c, d, e
+    assert _replay([], by_tag["B1"]) == [uids[1], uids[2], new]
+    mb.store_flags([uids[0]], "add", ["\\Seen"])
+    later = [u.response for u in _take(fresh) if isinstance(u, ContextUpdate)]
+    assert [r.tag for r in later] == ["S1"]
+    assert _replay([uids[3], uids[4], uids[0], new], later) == [uids[3], uids[4], new]
+    store.close()
+
+
+def test_saved_contexts_are_bounded(tmp_path: Path) -> None:
+    store, _, uids, view = _setup(tmp_path, [str(i) for i in range(600)])
+    scattered = uids[::2]  # 300 single-UID ranges: too large to keep next to a second one
+    assert contexts.register(view, c.Search("BIG", FLAGGED, uid=True), scattered, limit=4)
+    assert contexts.register(view, c.Search("BIG2", FLAGGED, uid=True), scattered, limit=4)
+    saved = contexts.to_saved(view)
+    assert [contexts.parse_saved(x.command).tag for x in saved] == ["BIG"]  # type: ignore[union-attr]
+    store.close()
+
+
+def test_many_and_few_arrivals_place_alike(tmp_path: Path) -> None:
+    # Up to contexts._FEW arrivals are placed by binary search, more by one sort: both rebuild the sort order.
+    store, mb, uids, view = _setup(tmp_path, [f"m{(i * 7) % 11}" for i in range(11)])
+    keys = (c.SortKey("SUBJECT", True), c.SortKey("ARRIVAL"))
+    everything = SearchFlag("\\Deleted", False)
+    held = sort_uids(mb, uids, keys)
+    assert contexts.register(view, c.Sort("M", keys, "UTF-8", everything, uid=True), held, limit=4)
+    client = list(held)
+    for batch in (3, contexts._FEW + 4, 1):
+        for i in range(batch):
+            mb.append(b"Subject: m%d\r\n\r\n" % ((i * 5) % 13))
+        client = _replay(client, [u.response for u in _take(view) if isinstance(u, ContextUpdate)])
+        assert client == sort_uids(mb, list(mb.uid_array), keys)
     store.close()

@@ -1,4 +1,5 @@
-"""Commands on the selected mailbox: FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT, IDLE."""
+"""Commands on the selected mailbox: FETCH, STORE, SEARCH/SORT/THREAD (ESEARCH, ESORT, CONTEXT, PARTIAL),
+CANCELUPDATE, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT, IDLE."""
 
 from __future__ import annotations
 
@@ -262,7 +263,7 @@ _CONTEXT_OPTIONS = frozenset({"CONTEXT", "UPDATE"})
 _ESEARCH_OPTIONS = _RESULT_OPTIONS | _CONTEXT_OPTIONS
 
 
-def _return_options(s: Session, view: SelectedView, cmd: c.Search | c.Sort) -> set[str]:
+def _return_options(view: SelectedView, cmd: c.Search | c.Sort) -> set[str]:
     """The RETURN options, checked before any work: known, and UPDATE with a tag not in use by another
     live context (RFC 5267 4.3: BAD)."""
     options = set(cmd.return_options or ())
@@ -282,7 +283,7 @@ def _results_wanted(options: set[str]) -> set[str]:
 
 async def search(s: Session, cmd: c.Search) -> Done:
     view = _view(s)
-    options = _return_options(s, view, cmd)
+    options = _return_options(view, cmd)
     try:
         uids = _run_search(s, view, cmd.criteria, cmd.charset)
     except CommandNo:
@@ -392,7 +393,7 @@ def _check_charset(charset: str) -> None:
 async def sort(s: Session, cmd: c.Sort) -> Done:
     view = _view(s)
     _check_charset(cmd.charset)
-    options = _return_options(s, view, cmd) if cmd.return_options is not None else set()
+    options = _return_options(view, cmd) if cmd.return_options is not None else set()
     uids = _run_search(s, view, cmd.criteria, cmd.charset)
     ordered = sort_uids(view.mailbox, uids, cmd.keys)
     # RFC 7162 3.1.9: with a MODSEQ criterion, SORT reports the highest MODSEQ of what it returns.

@@ -53,6 +53,8 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     preauth_timeout: float = 60.0
     max_output_buffer: int = 4 * 1024 * 1024
     max_bad_commands: int = 20
+    # Live RETURN (UPDATE) searches/sorts (RFC 5267 CONTEXT) per session; one more gets NOUPDATE (at least 1).
+    max_contexts: int = 8
     # Before authentication: enough for LOGIN/AUTHENTICATE and X-STATE RESTORE (a token is at most 16 KiB).
     preauth_max_line: int = 20 * 1024
     preauth_max_literal: int = 8 * 1024

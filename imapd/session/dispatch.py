@@ -71,6 +71,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Move: (_SELECTED, cmd_selected.copy),
     c.Sort: (_SELECTED, cmd_selected.sort),
     c.Thread: (_SELECTED, cmd_selected.thread),
+    c.CancelUpdate: (_SELECTED, cmd_selected.cancel_update),
     c.XStateSave: (_AUTHED, cmd_xstate.save),
     c.XStateRestore: (_ANY, cmd_xstate.restore),
     c.XStateRevoke: (_ANY, cmd_xstate.revoke),
@@ -104,7 +105,8 @@ def in_memory(s: Session, command: c.Command) -> bool:
 _TIMED_NAMES: dict[type[c.Command], str] = {
     c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SELECT", c.Examine: "EXAMINE",
     c.XStateRestore: "X-STATE RESTORE"}
-_NEEDS_SELECTED = (*NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move, c.Replace)
+_NEEDS_SELECTED = (*NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move, c.Replace,
+                   c.CancelUpdate)
 
 
 async def execute(s: Session, command: c.Command) -> None:

@@ -12,11 +12,18 @@ import os
 import sqlite3
 import sys
 import time
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from imapd.rendezvous import notify_owner
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, UserExists
 from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
+
+if TYPE_CHECKING:
+    from imapd.config import SieveSettings
+    from imapd.sieve.delivery import DeliveryReport
 
 __all__ = ["EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
 
@@ -24,6 +31,8 @@ EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOUSER = 67
+EX_NOPERM = 77
+EX_CONFIG = 78
 EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
 DEFAULT_DATA_DIR = "./imapd-data"
@@ -135,17 +144,14 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         _err("message too large")
         return EX_DATAERR
     data = to_crlf(data)
+    try:
+        settings = _deliver_settings(args)
+    except ValueError as exc:
+        _err(str(exc))
+        return EX_CONFIG
     store = Store(args.data_dir)
     try:
-        try:
-            us = store.user(args.user)
-        except NoSuchUser:
-            us = store.create_user(args.user)
-        mb = us.open(args.mailbox)
-        try:
-            uid = mb.append(data)
-        finally:
-            mb.release()
+        report = _deliver_one(store, args, data, settings)
     except NoSuchUser as exc:
         _err(str(exc))
         return EX_NOUSER
@@ -160,10 +166,39 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         return EX_TEMPFAIL
     finally:
         store.close()
-    notify_owner(args.data_dir, args.user)  # the running server's owner of the user syncs at once
+    if report.stored:
+        notify_owner(args.data_dir, args.user)  # the running server's owner of the user syncs at once
+    if report.rejected is not None:
+        _err(f"rejected by the recipient's Sieve script: {report.rejected}")
+        return EX_NOPERM  # the MTA bounces with the text above
     if args.verbose:
-        print(uid)
+        for mailbox, uid in report.stored:
+            print(uid if mailbox == args.mailbox else f"{mailbox} {uid}")
     return EX_OK
+
+
+def _deliver_settings(args: argparse.Namespace) -> SieveSettings:
+    from imapd.config import ConfigError, load_settings
+
+    try:
+        return load_settings(args.config, args.overrides).sieve
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _deliver_one(store: Store, args: argparse.Namespace, data: bytes, settings: SieveSettings) -> DeliveryReport:
+    """The user's active Sieve script decides where the message goes (``imapd/sieve/delivery.py``)."""
+    from imapd.sieve.delivery import deliver
+    from imapd.sieve.interpreter import Envelope
+
+    try:
+        store.user(args.user)
+    except NoSuchUser:
+        store.create_user(args.user)
+    if args.no_sieve:
+        settings = msgspec.structs.replace(settings, enabled=False)
+    envelope = Envelope(mail_from=args.sender, rcpt_to=args.recipient or args.user)
+    return deliver(store, args.user, envelope, data, settings, mailbox=args.mailbox)
 
 
 def _set_aside_index(root: str) -> str | None:
@@ -230,9 +265,19 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p = user_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_user_list)
 
-    p = subparsers.add_parser("deliver", parents=[common], help="deliver one message from stdin")
+    p = subparsers.add_parser("deliver", parents=[common], help="deliver one message from stdin",
+                              description="Deliver one message from stdin to USER, through their active Sieve "
+                                          "script (fileinto, redirect, vacation, reject ...).")
     p.add_argument("user")
-    p.add_argument("--mailbox", default="INBOX")
+    p.add_argument("--mailbox", default="INBOX", help="where keep (explicit or implicit) stores")
+    p.add_argument("--sender", "-f", default="", metavar="ADDR",
+                   help="the envelope sender (Postfix: ${sender}); empty = the null return path")
+    p.add_argument("--recipient", "-a", default="", metavar="ADDR",
+                   help="the envelope recipient (Postfix: ${original_recipient}); default: USER")
+    p.add_argument("--config", metavar="FILE", help="TOML config file for the sieve.* settings")
+    p.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override a setting, e.g. -o sieve.smtp_relay=127.0.0.1:25")
+    p.add_argument("--no-sieve", action="store_true", help="store in --mailbox, ignoring any Sieve script")
     p.add_argument("-v", "--verbose", action="store_true", help="print the new UID")
     p.set_defaults(func=cmd_deliver)
 

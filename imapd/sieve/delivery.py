@@ -1,0 +1,173 @@
+"""Delivering one message to one user through their active Sieve script: the call the delivery paths make.
+
+:func:`deliver` is synchronous and does disk and network I/O: ``imapd deliver`` calls it directly; a
+server (LMTP) runs it off the event loop (on the user's lane, since it writes the user's mailboxes).
+It loads the active script, :func:`~imapd.sieve.interpreter.evaluate` decides, :func:`apply` stores,
+then redirects and vacation replies go out through ``sieve.smtp_relay`` and the memos are recorded.
+Mail is never lost to a script: a run-time error, a missing folder, a redirect that cannot be sent all
+end in the INBOX (or the delivery's default mailbox), and the log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from dataclasses import dataclass, field
+
+from imapd.config import SieveSettings
+from imapd.sieve.actions import Action, Discard, FileInto, Keep, Redirect, Reject, SieveResult, VacationReply
+from imapd.sieve.interpreter import Envelope, SieveLimits, evaluate
+from imapd.sieve.scripts import ScriptStore, SieveState
+from imapd.store.errors import InvalidMailboxName, NoSuchMailbox
+from imapd.store.store import Store
+from imapd.store.userstore import UserStore
+
+__all__ = ["DeliveryReport", "Outgoing", "SmtpRelay", "apply", "deliver", "limits_from"]
+
+log = logging.getLogger("imapd.sieve")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to hand to the relay: ``mail_from`` "" is the null return path."""
+
+    mail_from: str
+    rcpt_to: str
+    data: bytes
+
+
+@dataclass
+class DeliveryReport:
+    """What happened: (mailbox, UID) stored, the reject reason if the script rejected, what was sent."""
+
+    stored: list[tuple[str, int]] = field(default_factory=list)
+    rejected: str | None = None
+    discarded: bool = False
+    outgoing: list[Outgoing] = field(default_factory=list)
+    sent: int = 0
+    error: str | None = None
+
+
+class SmtpRelay:
+    """``sieve.smtp_relay`` over smtplib (blocking: called off the event loop)."""
+
+    def __init__(self, hostport: str, timeout: float = 30.0) -> None:
+        host, _, port = hostport.rpartition(":")
+        self.host = host.strip("[]") or "127.0.0.1"
+        self.port = int(port)
+        self.timeout = timeout
+
+    def send(self, items: list[Outgoing]) -> int:
+        """Send each item; returns how many the relay accepted (failures are logged, not raised)."""
+        if not items:
+            return 0
+        sent = 0
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                for item in items:
+                    try:
+                        smtp.sendmail(item.mail_from, [item.rcpt_to], item.data)
+                        sent += 1
+                    except smtplib.SMTPException as exc:
+                        log.error("relay %s:%d refused mail to %s: %s", self.host, self.port, item.rcpt_to, exc)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("relay %s:%d unreachable: %s", self.host, self.port, exc)
+        return sent
+
+
+def limits_from(settings: SieveSettings) -> SieveLimits:
+    return SieveLimits(max_actions=settings.max_actions, max_redirects=settings.max_redirects,
+                       max_vacation_days=settings.max_vacation_days,
+                       max_duplicate_seconds=settings.max_vacation_days * 24 * 3600)
+
+
+def deliver(store: Store, user: str, envelope: Envelope, message: bytes, settings: SieveSettings, *,
+            mailbox: str = "INBOX", relay: SmtpRelay | None = None) -> DeliveryReport:
+    """Deliver ``message`` (CRLF line ends) to ``user``: their active script decides, else ``mailbox``.
+
+    Raises the store's errors (``NoSuchUser``, ``StorageIOError`` ...) when nothing could be stored, so
+    the caller can answer a temporary failure; a reject is ``report.rejected`` (answer 550 with it).
+    """
+    us = store.user(user)
+    active = ScriptStore(us.root).active() if settings.enabled else None
+    if active is None:
+        return apply(SieveResult([Keep()]), us, message, envelope, mailbox=mailbox)
+    name, source = active
+    state = SieveState(us.root)
+    try:
+        if len(source.encode("utf-8")) > settings.max_script_size:
+            log.error("sieve script %r of user %r is over sieve.max_script_size; keeping the message", name, user)
+            result = SieveResult([Keep()], error="script too large")
+        else:
+            result = evaluate(source, envelope, message, memory=state, limits=limits_from(settings),
+                              own_addresses=(envelope.rcpt_to,), mailbox_exists=us.exists, user=user,
+                              script_name=name)
+        report = apply(result, us, message, envelope, mailbox=mailbox)
+        if report.outgoing:
+            if relay is None and settings.smtp_relay:
+                relay = SmtpRelay(settings.smtp_relay, settings.smtp_timeout)
+            if relay is None:
+                log.error("user %r: %d redirect/vacation message(s) not sent: sieve.smtp_relay is not set",
+                          user, len(report.outgoing))
+            else:
+                report.sent = relay.send(report.outgoing)
+        unsent_redirect = report.sent < len(report.outgoing) and any(
+            isinstance(a, Redirect) for a in result.actions)
+        if unsent_redirect and not report.stored and report.rejected is None:
+            log.error("user %r: a redirect could not be sent; keeping the message", user)
+            report.stored.extend(_store(us, mailbox, message, ()))
+        state.record(result.memos)
+    finally:
+        state.close()
+    return report
+
+
+def _store(us: UserStore, mailbox: str, message: bytes, flags: tuple[str, ...]) -> list[tuple[str, int]]:
+    mb = us.open(mailbox)
+    try:
+        return [(mailbox, mb.append(message, flags))]
+    finally:
+        mb.release()
+
+
+def apply(result: SieveResult, us: UserStore, message: bytes, envelope: Envelope, *,
+          mailbox: str = "INBOX") -> DeliveryReport:
+    """Carry out the storage actions (keep -> ``mailbox``, fileinto, with their flags) and collect the
+    outgoing mail (redirects with the original return path, vacation replies with a null one).
+
+    A fileinto a folder that does not exist (without ``:create``) or cannot be named stores in
+    ``mailbox`` instead, as RFC 5228 4.1 allows. Nothing is sent here: see :class:`SmtpRelay`.
+    """
+    report = DeliveryReport(error=result.error)
+    done: set[str] = set()
+    for action in result.actions:
+        _apply_one(action, us, message, envelope, mailbox, report, done)
+    return report
+
+
+def _apply_one(action: Action, us: UserStore, message: bytes, envelope: Envelope, mailbox: str,
+               report: DeliveryReport, done: set[str]) -> None:
+    if isinstance(action, Keep | FileInto):
+        target = mailbox if isinstance(action, Keep) else action.mailbox
+        if isinstance(action, FileInto):
+            try:
+                if not us.exists(target):
+                    if not action.create:
+                        raise NoSuchMailbox(f"no folder {target!r}")
+                    us.create_mailbox(target)
+            except (NoSuchMailbox, InvalidMailboxName) as exc:
+                log.warning("user %r: fileinto %r: %s; delivering to %s", us.user, target, exc, mailbox)
+                target = mailbox
+        key = target.upper() if target.upper() == "INBOX" else target
+        if key in done:
+            return
+        done.add(key)
+        report.stored.extend(_store(us, target, message, action.flags))
+    elif isinstance(action, Redirect):
+        report.outgoing.append(Outgoing(envelope.mail_from, action.address, message))
+    elif isinstance(action, VacationReply):
+        report.outgoing.append(Outgoing("", action.recipient, action.message))
+    elif isinstance(action, Reject):
+        report.rejected = action.reason
+    elif isinstance(action, Discard):
+        report.discarded = True

@@ -37,9 +37,23 @@ def _register() -> None:
     sc.add_commands([DuplicateCommand, MailboxexistsCommand, StringCommand])
 
 class DuplicateCommand(sc.TestCommand):
-    """RFC 7352: ``duplicate [:handle s] [:header s / :uniqueid s] [:seconds n] [:last]``."""
+    """RFC 7352: ``duplicate [:handle s] [:header s / :uniqueid s] [:seconds n] [:last]``.
+
+    Every argument is optional, which sievelib's tests cannot express (a test with no required argument
+    is complete at once); as a "non-deterministic" command it is complete when the parser meets the
+    ``{``, ``,`` or ``)`` after it and calls :meth:`reassign_arguments`.
+    """
 
     extension = "duplicate"
+    non_deterministic_args = True
+    _arguments_done = False
+
+    def reassign_arguments(self) -> None:
+        self._arguments_done = True
+
+    def iscomplete(self, atype: str | None = None, avalue: str | None = None) -> bool:
+        return self._arguments_done and bool(super().iscomplete(atype, avalue))
+
     args_definition = [
         {"name": "handle", "type": ["tag"], "values": [":handle"], "extra_arg": {"type": "string"},
          "required": False},

@@ -15,14 +15,25 @@ import smtplib
 from dataclasses import dataclass, field
 
 from imapd.config import SieveSettings
-from imapd.sieve.actions import Action, Discard, FileInto, Keep, Redirect, Reject, SieveResult, VacationReply
-from imapd.sieve.interpreter import Envelope, SieveLimits, evaluate
+from imapd.sieve.actions import (
+    Action,
+    Discard,
+    FileInto,
+    Keep,
+    Memo,
+    Redirect,
+    Reject,
+    SieveResult,
+    VacationReply,
+)
+from imapd.sieve.interpreter import REDIRECT_HEADER, Envelope, SieveLimits, evaluate
 from imapd.sieve.scripts import ScriptStore, SieveState
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox
 from imapd.store.store import Store
 from imapd.store.userstore import UserStore
 
-__all__ = ["DeliveryReport", "Outgoing", "SmtpRelay", "apply", "deliver", "limits_from"]
+__all__ = ["DeliveryReport", "Outgoing", "SmtpRelay", "apply", "deliver", "keep_unsent", "limits_from",
+           "send_outgoing"]
 
 log = logging.getLogger("imapd.sieve")
 
@@ -34,6 +45,7 @@ class Outgoing:
     mail_from: str
     rcpt_to: str
     data: bytes
+    redirect: bool = False  # a redirect (the message itself), not a vacation reply
 
 
 @dataclass
@@ -46,6 +58,8 @@ class DeliveryReport:
     outgoing: list[Outgoing] = field(default_factory=list)
     sent: int = 0
     error: str | None = None
+    memos: list[Memo] = field(default_factory=list)  # recorded by send_outgoing
+    user_root: str = ""
 
 
 class SmtpRelay:
@@ -57,22 +71,22 @@ class SmtpRelay:
         self.port = int(port)
         self.timeout = timeout
 
-    def send(self, items: list[Outgoing]) -> int:
-        """Send each item; returns how many the relay accepted (failures are logged, not raised)."""
+    def send(self, items: list[Outgoing]) -> list[bool]:
+        """Send each item; which ones the relay accepted (failures are logged, not raised)."""
+        done = [False] * len(items)
         if not items:
-            return 0
-        sent = 0
+            return done
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                for item in items:
+                for i, item in enumerate(items):
                     try:
                         smtp.sendmail(item.mail_from, [item.rcpt_to], item.data)
-                        sent += 1
+                        done[i] = True
                     except smtplib.SMTPException as exc:
                         log.error("relay %s:%d refused mail to %s: %s", self.host, self.port, item.rcpt_to, exc)
         except (OSError, smtplib.SMTPException) as exc:
             log.error("relay %s:%d unreachable: %s", self.host, self.port, exc)
-        return sent
+        return done
 
 
 def limits_from(settings: SieveSettings) -> SieveLimits:
@@ -82,44 +96,68 @@ def limits_from(settings: SieveSettings) -> SieveLimits:
 
 
 def deliver(store: Store, user: str, envelope: Envelope, message: bytes, settings: SieveSettings, *,
-            mailbox: str = "INBOX", relay: SmtpRelay | None = None) -> DeliveryReport:
+            mailbox: str = "INBOX", relay: SmtpRelay | None = None, send: bool = True) -> DeliveryReport:
     """Deliver ``message`` (CRLF line ends) to ``user``: their active script decides, else ``mailbox``.
 
     Raises the store's errors (``NoSuchUser``, ``StorageIOError`` ...) when nothing could be stored, so
     the caller can answer a temporary failure; a reject is ``report.rejected`` (answer 550 with it).
+    With ``send=False`` the outgoing mail and the memos wait in the report for :func:`send_outgoing`
+    (a server stores on the user's lane, then sends from a thread that holds up no lane).
     """
     us = store.user(user)
     active = ScriptStore(us.root).active() if settings.enabled else None
     if active is None:
         return apply(SieveResult([Keep()]), us, message, envelope, mailbox=mailbox)
     name, source = active
-    state = SieveState(us.root)
-    try:
-        if len(source.encode("utf-8")) > settings.max_script_size:
-            log.error("sieve script %r of user %r is over sieve.max_script_size; keeping the message", name, user)
-            result = SieveResult([Keep()], error="script too large")
-        else:
+    if len(source.encode("utf-8")) > settings.max_script_size:
+        log.error("sieve script %r of user %r is over sieve.max_script_size; keeping the message", name, user)
+        result = SieveResult([Keep()], error="script too large")
+    else:
+        state = SieveState(us.root)
+        try:
             result = evaluate(source, envelope, message, memory=state, limits=limits_from(settings),
                               own_addresses=(envelope.rcpt_to,), mailbox_exists=us.exists, user=user,
                               script_name=name)
-        report = apply(result, us, message, envelope, mailbox=mailbox)
-        if report.outgoing:
-            if relay is None and settings.smtp_relay:
-                relay = SmtpRelay(settings.smtp_relay, settings.smtp_timeout)
-            if relay is None:
-                log.error("user %r: %d redirect/vacation message(s) not sent: sieve.smtp_relay is not set",
-                          user, len(report.outgoing))
-            else:
-                report.sent = relay.send(report.outgoing)
-        unsent_redirect = report.sent < len(report.outgoing) and any(
-            isinstance(a, Redirect) for a in result.actions)
-        if unsent_redirect and not report.stored and report.rejected is None:
-            log.error("user %r: a redirect could not be sent; keeping the message", user)
-            report.stored.extend(_store(us, mailbox, message, ()))
-        state.record(result.memos)
-    finally:
-        state.close()
+        finally:
+            state.close()
+    report = apply(result, us, message, envelope, mailbox=mailbox)
+    report.user_root = us.root
+    report.memos = list(result.memos)
+    if send and not send_outgoing(report, settings, relay):
+        keep_unsent(us, report, message, mailbox)
     return report
+
+
+def send_outgoing(report: DeliveryReport, settings: SieveSettings, relay: SmtpRelay | None = None) -> bool:
+    """Send the report's redirects and vacation replies, then record its memos (blocking: off the loop).
+
+    False when a redirect could not be sent and the message is stored nowhere: then call
+    :func:`keep_unsent` (on the user's lane), so the message is kept rather than lost.
+    """
+    done = [False] * len(report.outgoing)
+    if report.outgoing:
+        if relay is None and settings.smtp_relay:
+            relay = SmtpRelay(settings.smtp_relay, settings.smtp_timeout)
+        if relay is None:
+            log.error("%d redirect/vacation message(s) not sent: sieve.smtp_relay is not set", len(report.outgoing))
+        else:
+            done = relay.send(report.outgoing)
+            report.sent = sum(done)
+    if report.memos and report.user_root:
+        state = SieveState(report.user_root)
+        try:
+            state.record(report.memos)
+        finally:
+            state.close()
+        report.memos = []
+    unsent_redirect = any(o.redirect and not ok for o, ok in zip(report.outgoing, done, strict=True))
+    return not (unsent_redirect and not report.stored and report.rejected is None)
+
+
+def keep_unsent(us: UserStore, report: DeliveryReport, message: bytes, mailbox: str = "INBOX") -> None:
+    """A redirect that did not go out: keep the message instead (logged)."""
+    log.error("user %r: a redirect could not be sent; keeping the message in %s", us.user, mailbox)
+    report.stored.extend(_store(us, mailbox, message, ()))
 
 
 def _store(us: UserStore, mailbox: str, message: bytes, flags: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -164,7 +202,8 @@ def _apply_one(action: Action, us: UserStore, message: bytes, envelope: Envelope
         done.add(key)
         report.stored.extend(_store(us, target, message, action.flags))
     elif isinstance(action, Redirect):
-        report.outgoing.append(Outgoing(envelope.mail_from, action.address, message))
+        stamped = f"{REDIRECT_HEADER}: {action.address}\r\n".encode() + message
+        report.outgoing.append(Outgoing(envelope.mail_from, action.address, stamped, redirect=True))
     elif isinstance(action, VacationReply):
         report.outgoing.append(Outgoing("", action.recipient, action.message))
     elif isinstance(action, Reject):

@@ -33,7 +33,7 @@ from imapd.sieve.grammar import SieveSyntaxError, decode_list, decode_number, de
 from imapd.sieve.matching import MatchError, expand_variables, match_any, quote_wildcards
 from imapd.sieve.message import MessageView, address_part, split_address
 
-__all__ = ["Envelope", "Memory", "SieveError", "SieveLimits", "evaluate"]
+__all__ = ["REDIRECT_HEADER", "Envelope", "Memory", "SieveError", "SieveLimits", "evaluate"]
 
 log = logging.getLogger("imapd.sieve")
 
@@ -117,9 +117,12 @@ def evaluate(script: str | bytes | list[sc.Command], envelope: Envelope, message
         with contextlib.suppress(_Stop):
             _block(run, tree)
         result = _finish(run)
-    except (SieveError, SieveSyntaxError, MatchError, ValueError, KeyError) as exc:
+    except (SieveError, SieveSyntaxError, MatchError) as exc:
         log.error("sieve script %r of user %r failed, keeping the message: %s", script_name, user, exc)
         return SieveResult([Keep()], [], str(exc))
+    except Exception as exc:  # a bug of ours or a tree we did not foresee: still never lose the message
+        log.exception("sieve script %r of user %r failed unexpectedly, keeping the message", script_name, user)
+        return SieveResult([Keep()], [], f"internal error: {exc!r}")
     return result
 
 
@@ -470,6 +473,9 @@ def _action(run: _Run, node: sc.Command) -> None:
         address = _str(run, node.arguments["address"]).strip()
         if "@" not in address or any(c in address for c in "\r\n<> ,"):
             raise SieveError(f"redirect: {address!r} is not an address")
+        if _redirected_before(run, address):
+            log.warning("redirect to %s skipped: the message came back (%s)", address, REDIRECT_HEADER)
+            return
         run.actions.append(Redirect(address))
         if "copy" not in node.arguments:
             run.implicit_keep = False
@@ -495,6 +501,15 @@ def _action(run: _Run, node: sc.Command) -> None:
         vacation_action(run, node)
     else:
         raise SieveError(f"unsupported command {name}")
+
+
+# Added to each redirected message (delivery.apply); a message that already names the address came back
+# through a loop (RFC 5228 4.2 asks for loop control).
+REDIRECT_HEADER = "X-Sieve-Redirected-To"
+
+
+def _redirected_before(run: _Run, address: str) -> bool:
+    return any(v.strip().lower() == address.lower() for v in run.message.values(REDIRECT_HEADER))
 
 
 def _flag_action(run: _Run, node: sc.Command) -> None:

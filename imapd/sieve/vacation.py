@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["should_answer", "vacation_action"]
 
 _DAY = 24 * 3600
-_NEVER_LOCAL = ("mailer-daemon", "postmaster", "listserv", "majordomo", "owner-", "-request", "-owner")
 
 
 def _bare(address: str) -> str:
@@ -81,7 +80,8 @@ def vacation_action(run: _Run, node: sc.Command) -> None:
         period = max(1, min(days, run.limits.max_vacation_days)) * _DAY
     period = min(period, run.limits.max_vacation_days * _DAY)
     mine = [_bare(a) for a in (run.envelope.rcpt_to, *run.own_addresses, *addresses) if a]
-    sender = _bare(run.envelope.mail_from)
+    reply_to = run.envelope.mail_from.strip().strip("<>")
+    sender = reply_to.lower()
     if should_answer(run, sender, mine) is not None:
         return
     if handle is None:  # RFC 5230 4.2: the same reply text is the same handle
@@ -89,8 +89,8 @@ def vacation_action(run: _Run, node: sc.Command) -> None:
     key = hashlib.sha256(f"{handle}\0{sender}".encode()).hexdigest()
     if run.memory.seen("vacation", key, run.now):
         return
-    reply = build_reply(run, reason, subject, from_ or run.envelope.rcpt_to, sender, "mime" in node.arguments)
-    run.actions.append(VacationReply(sender, reply))
+    reply = build_reply(run, reason, subject, from_ or run.envelope.rcpt_to, reply_to, "mime" in node.arguments)
+    run.actions.append(VacationReply(reply_to, reply))
     run.memos.append(Memo("vacation", key, run.now + period))
 
 

@@ -141,6 +141,7 @@ def test_redirect_goes_out_with_the_original_return_path(server: RunningServer, 
     inbox.wait(1)
     assert [(m[0], m[1]) for m in inbox.mails] == [("coyote@desert.example.org", ["carol@elsewhere.example"])]
     assert b"Subject: daily report" in inbox.mails[0][2]
+    assert inbox.mails[0][2].startswith(b"X-Sieve-Redirected-To: carol@elsewhere.example\r\n")  # loop control
     assert count(server, "bob", "INBOX") == before
     # no relay reachable: the message is kept rather than lost
     deliver(server, "bob", MESSAGE, "-o", f"sieve.smtp_relay=127.0.0.1:{_free_port()}")

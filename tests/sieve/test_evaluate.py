@@ -438,3 +438,9 @@ def test_vacation_once_per_sender_per_period(tmp_path: Path) -> None:
     # another reply text is another handle: answered again at once
     assert run("coyote@desert.example.org", 2 * day + 2, 'require "vacation"; vacation "back soon";') == 1
     state.close()
+
+
+def test_redirect_loop_is_cut() -> None:
+    looped = msg("X-Sieve-Redirected-To: x@y.org", "Subject: a")
+    assert evaluate('redirect "x@y.org";', ENV, looped).actions == [Keep()]
+    assert evaluate('redirect "other@y.org";', ENV, looped).actions == [Redirect("other@y.org")]

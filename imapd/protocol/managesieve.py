@@ -35,6 +35,8 @@ class CommandReader:
         self.max_line = max_line
         self.max_literal = max_literal
         self._buf = bytearray()
+        # Set while a SASL exchange waits for the client's response: a line that is only a string.
+        self.sasl_response = False
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -73,6 +75,8 @@ class CommandReader:
                 del self._buf[: m.end()]
                 if not tokens:
                     raise ManageSieveSyntaxError("Empty command")
+                if self.sasl_response:
+                    return ManageSieveCommand("", tuple(tokens))
                 name = tokens[0]
                 if not isinstance(name, str):
                     raise ManageSieveSyntaxError("A command starts with its name")

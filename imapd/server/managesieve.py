@@ -100,6 +100,7 @@ class ManageSieveServer:
             was_authenticated = session.user is not None
             writer.write(await session.execute(cmd))
             await writer.drain()
+            parser.sasl_response = session.sasl_pending
             if session.start_tls:
                 session.start_tls = False
                 if parser.buffered:  # pipelined past STARTTLS: refuse, as IMAP does

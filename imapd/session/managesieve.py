@@ -45,6 +45,7 @@ class ManageSieveSession:
         self.user: str | None = None
         self.scripts: ScriptStore | None = None
         self.start_tls = False  # set by STARTTLS: the connection upgrades after sending the OK
+        self.sasl_pending = False  # AUTHENTICATE "PLAIN" without an initial response: the next line is it
         self.logout = False
 
     # -- state -------------------------------------------------------------------------------------------
@@ -79,6 +80,14 @@ class ManageSieveSession:
 
     # -- dispatch ----------------------------------------------------------------------------------------
     async def execute(self, cmd: ManageSieveCommand) -> bytes:
+        if self.sasl_pending:
+            self.sasl_pending = False
+            if len(cmd.args) != 1 or cmd.name or cmd.args[0] == "*":
+                return response("NO", "Authentication cancelled")
+            try:
+                return await self._finish_plain(str(cmd.args[0]))
+            except _No as exc:
+                return response("NO", exc.text, exc.code)
         handler = _PREAUTH.get(cmd.name) or (_AUTHED.get(cmd.name) if self.user is not None else None)
         if handler is None:
             if cmd.name in _AUTHED:
@@ -122,10 +131,14 @@ class ManageSieveSession:
             raise _No(f"Unsupported SASL mechanism {mechanism}")
         if not self.plaintext_auth_allowed:
             raise _No("Plaintext authentication needs TLS; use STARTTLS", "ENCRYPT-NEEDED")
-        if initial is None:
-            raise _No("PLAIN needs an initial response")
+        if initial is None:  # RFC 5804 2.1: an empty challenge, then the client's response on its own line
+            self.sasl_pending = True
+            return b'""\r\n'
+        return await self._finish_plain(str(initial))
+
+    async def _finish_plain(self, initial: str) -> bytes:
         try:
-            parts = base64.b64decode(str(initial), validate=True).split(b"\0")
+            parts = base64.b64decode(initial, validate=True).split(b"\0")
         except (binascii.Error, ValueError):
             raise _No("Malformed PLAIN response") from None
         if len(parts) != 3:

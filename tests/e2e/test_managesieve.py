@@ -151,3 +151,19 @@ def test_starttls_and_no_plaintext_before_it(tmp_path: Path) -> None:
             client.logout()
     finally:
         stop_server(srv)
+
+
+def test_raw_sasl_continuation_and_states(sieve_server: RunningServer) -> None:
+    port = sieve_port(sieve_server)
+    plain = b'"AGFsaWNlAHNlY3JldDE="'  # \0alice\0secret1
+    out = _raw(port, b'LISTSCRIPTS\r\nFROB\r\nAUTHENTICATE "PLAIN"\r\n' + plain + b'\r\n'
+                     b'PUTSCRIPT "lit" {5+}\r\nkeep;\r\nLISTSCRIPTS\r\nNOOP "t1"\r\nUNAUTHENTICATE\r\n'
+                     b'LISTSCRIPTS\r\nAUTHENTICATE "PLAIN"\r\n"*"\r\nLOGOUT\r\n')
+    tail = out.split(b'OK "imapd ManageSieve ready"\r\n', 1)[1]
+    assert tail.split(b"\r\n")[:12] == [
+        b'NO "Authenticate first"', b'NO "Unknown command FROB"', b'""', b'OK "Logged in"',
+        b'OK "Script stored"', b'"lit"', b'OK "Listscripts completed"', b'OK (TAG "t1") "Done"',
+        b'OK "Unauthenticated"', b'NO "Authenticate first"', b'""', b'NO "Authentication cancelled"']
+    c = connect(sieve_server)
+    assert c.deletescript("lit")
+    c.logout()

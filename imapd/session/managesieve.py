@@ -13,10 +13,10 @@ import base64
 import binascii
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from imapd.protocol.managesieve import ManageSieveCommand, quoted, response, string
-from imapd.session.auth import HashesBusy, HashSkipped
+from imapd.session.auth import HashesBusy, LoginRefused, check_password
 from imapd.sieve.grammar import EXTENSIONS, SieveSyntaxError, parse_script
 from imapd.sieve.scripts import ActiveScript, NoSuchScript, ScriptExists, ScriptStore, valid_script_name
 
@@ -152,45 +152,24 @@ class ManageSieveSession:
         return response("OK", "Logged in")
 
     async def _check_password(self, username: str, password: str) -> str:
-        """IMAP's order (``cmd_auth.login_user``): a throttled user, the credential cache, a throttled
-        address, then the hash in one of the shared slots; every outcome is one ``imapd.audit`` line."""
-        ctx = self.ctx
-        throttle = ctx.throttle
-        address = self.peer_host
-        if throttle.user_throttled(username):
-            await self._refuse(username, "throttled (user)")
-        known = ctx.users.get(username)
-        if known is not None and ctx.credentials.check(username, password, known.generation):
-            return self._logged_in(known.name)
-        if throttle.address_throttled(address):
-            await self._refuse(username, "throttled (address)")
+        """IMAP's check (``auth.check_password``: the same throttle, credential cache and hash slots);
+        every outcome is one ``imapd.audit`` line."""
         try:
-            record = await ctx.hash_slots.run(
-                ctx.users.verify, username, password,
-                still_wanted=lambda: not (throttle.address_throttled(address) or throttle.user_throttled(username)))
-        except HashSkipped:
-            await self._refuse(username, "throttled while queued")
+            name = await check_password(self.ctx, self.peer_host, username, password)
+        except LoginRefused as exc:
+            self._audit("login failed", username, exc.reason)
+            await asyncio.sleep(exc.delay)
+            raise _No("Authentication failed", "AUTH-FAILED") from None
         except HashesBusy:
+            self._audit("login failed", username, "busy: too many password checks waiting")
             raise _No("Too many logins in progress; try again later", "TRYLATER") from None
-        if record is None:
-            await self._refuse(username, "wrong password" if known is not None else "no such user")
-        ctx.credentials.remember(record.name, password, record.generation)
-        return self._logged_in(record.name)
-
-    def _logged_in(self, name: str) -> str:
         self.ctx.throttle.record_success(self.peer_host, name)
-        audit_log.info("login user=%r address=%s protocol=managesieve mechanism=PLAIN", name, self.peer_host)
+        self._audit("login", name)
         return name
 
-    async def _refuse(self, username: str, reason: str) -> NoReturn:
-        throttle = self.ctx.throttle
-        delay = throttle.record_failure(self.peer_host, username)
-        if reason.startswith("throttled"):
-            delay = throttle.penalty_delay
-        audit_log.info("login failed user=%r address=%s protocol=managesieve mechanism=PLAIN reason=%s",
-                       username, self.peer_host, reason)
-        await asyncio.sleep(delay)
-        raise _No("Authentication failed", "AUTH-FAILED")
+    def _audit(self, event: str, user: str, reason: str | None = None) -> None:
+        audit_log.info("%s user=%r address=%s protocol=managesieve mechanism=PLAIN%s", event, user, self.peer_host,
+                       f" reason={reason}" if reason else "")
 
     # -- authenticated -----------------------------------------------------------------------------------
     def _store(self) -> ScriptStore:

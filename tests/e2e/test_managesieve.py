@@ -167,3 +167,20 @@ def test_raw_sasl_continuation_and_states(sieve_server: RunningServer) -> None:
     c = connect(sieve_server)
     assert c.deletescript("lit")
     c.logout()
+
+
+def test_failed_managesieve_logins_throttle_imap_too(tmp_path: Path) -> None:
+    """One throttle for both protocols: guessing over ManageSieve does not get a fresh budget on IMAP."""
+    srv = make_server(tmp_path, "-o", "server.workers=1", "-o", "auth.max_user_failures=2",
+                      "-o", "auth.max_failures=100")
+    try:
+        for _ in range(3):
+            client = Client("127.0.0.1", sieve_port(srv))
+            assert not client.connect("alice", "guess", authmech="PLAIN")
+            assert client.errcode == b"AUTH-FAILED"
+        with imaplib.IMAP4(srv.host, srv.port) as imap, pytest.raises(imaplib.IMAP4.error,
+                                                                       match="AUTHENTICATIONFAILED"):
+            imap.login("alice", "secret1")  # the right password, refused: alice is throttled
+        assert "protocol=managesieve mechanism=PLAIN reason=wrong password" in srv.log()
+    finally:
+        stop_server(srv)

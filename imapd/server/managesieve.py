@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from imapd.protocol.managesieve import CommandReader, ManageSieveSyntaxError, response
@@ -29,6 +30,7 @@ class ManageSieveServer:
         self.ctx = ctx
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+        self._per_address: Counter[str] = Counter()
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -59,6 +61,11 @@ class ManageSieveServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         host = str(peer[0]) if peer else "unknown"
+        if self._per_address[host] >= self.ctx.settings.limits.max_connections_per_address:
+            writer.write(response("BYE", "Too many connections from your address"))
+            writer.close()
+            return
+        self._per_address[host] += 1
         self._clients.add(writer)
         try:
             await self._session(reader, writer, host)
@@ -68,6 +75,9 @@ class ManageSieveServer:
             writer.write(response("BYE", "Idle for too long"))
         finally:
             self._clients.discard(writer)
+            self._per_address[host] -= 1
+            if self._per_address[host] <= 0:
+                del self._per_address[host]
             writer.close()
 
     def _reader(self, authenticated: bool) -> CommandReader:

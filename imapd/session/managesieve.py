@@ -99,6 +99,9 @@ class ManageSieveSession:
             return response("NO", exc.text, exc.code)
         except TypeError:
             return response("NO", f"Wrong arguments for {cmd.name}")
+        except OSError as exc:  # the disk: full, read-only, gone
+            log.error("managesieve %s for user %r failed: %s", cmd.name, self.user, exc)
+            return response("NO", "Cannot access the scripts now; try again later", "TRYLATER")
 
     async def _off_loop(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(fn, *args)

@@ -71,8 +71,10 @@ class ManageSieveServer:
             await self._session(reader, writer, host)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except TimeoutError:
+        except TimeoutError:  # (an OSError: before the clause below)
             writer.write(response("BYE", "Idle for too long"))
+        except OSError as exc:  # a failed TLS handshake (ssl.SSLError), a socket error
+            log.info("managesieve connection from %s ended: %s", host, exc)
         finally:
             self._clients.discard(writer)
             self._per_address[host] -= 1

@@ -184,3 +184,15 @@ def test_failed_managesieve_logins_throttle_imap_too(tmp_path: Path) -> None:
         assert "protocol=managesieve mechanism=PLAIN reason=wrong password" in srv.log()
     finally:
         stop_server(srv)
+
+
+def test_idle_client_gets_bye(tmp_path: Path) -> None:
+    srv = make_server(tmp_path, "-o", "server.workers=1", "-o", "limits.preauth_timeout=0.5")
+    try:
+        with socket.create_connection(("127.0.0.1", sieve_port(srv)), timeout=10) as s:
+            out = b""
+            while chunk := s.recv(4096):
+                out += chunk
+        assert out.endswith(b'BYE "Idle for too long"\r\n')
+    finally:
+        stop_server(srv)

@@ -1,7 +1,7 @@
 """Delivering one message to one user through their active Sieve script: the call the delivery paths make.
 
 :func:`deliver` is synchronous and does disk and network I/O: ``imapd deliver`` calls it directly; a
-server (LMTP) runs it off the event loop (on the user's lane, since it writes the user's mailboxes).
+server (LMTP) awaits :func:`deliver_on_lane`, which stores on the user's lane and sends from a thread.
 It loads the active script, :func:`~imapd.sieve.interpreter.evaluate` decides, :func:`apply` stores,
 then redirects and vacation replies go out through ``sieve.smtp_relay`` and the memos are recorded.
 Mail is never lost to a script: a run-time error, a missing folder, a redirect that cannot be sent all
@@ -10,9 +10,11 @@ end in the INBOX (or the delivery's default mailbox), and the log says why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import smtplib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imapd.config import SieveSettings
 from imapd.sieve.actions import (
@@ -32,8 +34,11 @@ from imapd.store.errors import InvalidMailboxName, NoSuchMailbox
 from imapd.store.store import Store
 from imapd.store.userstore import UserStore
 
-__all__ = ["DeliveryReport", "Outgoing", "SmtpRelay", "apply", "deliver", "keep_unsent", "limits_from",
-           "send_outgoing"]
+if TYPE_CHECKING:
+    from imapd.session.context import ServerContext
+
+__all__ = ["DeliveryReport", "Outgoing", "SmtpRelay", "apply", "deliver", "deliver_on_lane", "keep_unsent",
+           "limits_from", "send_outgoing"]
 
 log = logging.getLogger("imapd.sieve")
 
@@ -210,3 +215,25 @@ def _apply_one(action: Action, us: UserStore, message: bytes, envelope: Envelope
         report.rejected = action.reason
     elif isinstance(action, Discard):
         report.discarded = True
+
+
+async def deliver_on_lane(ctx: ServerContext, user: str, envelope: Envelope, message: bytes, *,
+                          mailbox: str = "INBOX") -> DeliveryReport:
+    """:func:`deliver` inside a running server (LMTP): storing runs on the user's lane, where the user's
+    mailboxes are shared with their IMAP sessions (who see the message at once); the relay and the memos
+    run in a thread, so neither the network loop nor the user's lane waits for SMTP. Await it on the
+    network loop.
+    """
+    settings = ctx.settings.sieve
+
+    async def store_part() -> DeliveryReport:
+        return deliver(ctx.store, user, envelope, message, settings, mailbox=mailbox, send=False)
+
+    report = await ctx.lanes.run(user, "delivery", store_part())
+    if (report.outgoing or report.memos) and not await asyncio.to_thread(send_outgoing, report, settings):
+
+        async def keep_part() -> None:
+            keep_unsent(ctx.store.user(user), report, message, mailbox)
+
+        await ctx.lanes.run(user, "delivery: keep an unsent redirect", keep_part())
+    return report

@@ -105,6 +105,20 @@ class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     watch: bool = True
 
 
+class QuotaSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # RFC 9208 limits for users whose passwd entry sets none (quota_storage= / quota_messages=); 0 = none.
+    storage: int = 0  # KiB
+    messages: int = 0
+
+    def __post_init__(self) -> None:
+        if self.storage < 0 or self.messages < 0:
+            raise ValueError("quota limits must be >= 0 (0 means unlimited)")
+
+
+class MetadataSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # RFC 5464 annotations, per mailbox (and for the server): the largest value, and how many entries.
+    max_value_size: int = 65536
+    max_entries: int = 256
 class SieveSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Run the user's active Sieve script when a message is delivered (``imapd deliver``, LMTP).
     enabled: bool = True
@@ -134,6 +148,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    quota: QuotaSettings = msgspec.field(default_factory=QuotaSettings)
+    metadata: MetadataSettings = msgspec.field(default_factory=MetadataSettings)
     sieve: SieveSettings = msgspec.field(default_factory=SieveSettings)
     managesieve: ManageSieveSettings = msgspec.field(default_factory=ManageSieveSettings)
 

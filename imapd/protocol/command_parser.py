@@ -10,6 +10,8 @@ from collections.abc import Callable
 from . import commands as c
 from .fetch_parser import parse_fetch_items
 from .flags import FlagError, normalize_flag
+from .metadata_parser import parse_getmetadata, parse_setmetadata
+from .quota_parser import parse_getquota, parse_getquotaroot, parse_setquota
 from .reader import ParseError, TokenReader
 from .search_keys import SearchKey
 from .search_parser import parse_search_criteria
@@ -143,6 +145,11 @@ def _id(r: TokenReader, tag: str, uid: bool) -> c.Command:
             raise ParseError("Too many ID parameters")
     r.depth -= 1
     return c.Id(tag, tuple(params))
+
+
+def _compress(r: TokenReader, tag: str, uid: bool) -> c.Command:
+    r.sp()
+    return c.Compress(tag, r.keyword())
 
 
 def _enable(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -353,33 +360,87 @@ def _append(r: TokenReader, tag: str, uid: bool) -> c.Command:
     r.sp()
     mailbox = r.mailbox()
     messages: list[c.AppendMessage] = []
-    while not r.at_end() or not messages:
+    while not r.at_end() or not messages:  # RFC 3502 MULTIAPPEND: one or more messages
         r.sp()
-        flags: tuple[str, ...] = ()
-        date = None
-        if r.peek() == 0x28:
-            flags = _flag_list(r)
-            r.sp()
-        if r.peek() == 0x22:
-            date = r.date_time()
-            r.sp()
-        utf8 = False
-        if r.peek() in (0x55, 0x75):  # "UTF8"
-            if r.keyword() != "UTF8":
-                raise ParseError("Expected message literal")
-            r.sp()
-            r.open()
-            utf8 = True
-        binary = r.peek() == 0x7E
-        if r.peek() not in (0x7B, 0x7E):
-            raise ParseError("Expected message literal")
-        data = r.string(allow_binary=True)
-        if utf8:
-            if not binary:
-                raise ParseError("UTF8 APPEND data must be a literal8")
-            r.close()
-        messages.append(c.AppendMessage(data, flags, date, binary, utf8))
+        if messages:  # lenient: IMAPClient's multiappend sends two spaces between two literals
+            r.take(b" ")
+        messages.append(_append_message(r))
     return c.Append(tag, mailbox, tuple(messages))
+
+
+def _append_message(r: TokenReader) -> c.AppendMessage:
+    """``[flag-list SP] [date-time SP] append-data`` (RFC 4466 append-message)."""
+    flags: tuple[str, ...] = ()
+    date = None
+    if r.peek() == 0x28:
+        flags = _flag_list(r)
+        r.sp()
+    if r.peek() == 0x22:
+        date = r.date_time()
+        r.sp()
+    if r.peek() in (0x43, 0x63):  # "CATENATE" (RFC 4469)
+        if r.keyword() != "CATENATE":
+            raise ParseError("Expected message literal")
+        r.sp()
+        return c.AppendMessage(b"", flags, date, catenate=_catenate_parts(r))
+    if r.peek() in (0x55, 0x75):  # "UTF8"
+        if r.keyword() != "UTF8":
+            raise ParseError("Expected message literal")
+        return c.AppendMessage(_utf8_literal(r), flags, date, True, True)
+    binary = r.peek() == 0x7E
+    if r.peek() not in (0x7B, 0x7E):
+        raise ParseError("Expected message literal")
+    return c.AppendMessage(r.string(allow_binary=True), flags, date, binary)
+
+
+def _utf8_literal(r: TokenReader) -> bytes:
+    """What follows ``"UTF8"``: ``SP "(" literal8 ")"`` (RFC 6855 4)."""
+    r.sp()
+    r.open()
+    if r.peek() != 0x7E:
+        raise ParseError("UTF8 APPEND data must be a literal8")
+    data = r.string(allow_binary=True)
+    r.close()
+    return data
+
+
+def _catenate_parts(r: TokenReader) -> tuple[c.CatenatePart, ...]:
+    """``"(" cat-part *(SP cat-part) ")"``; cat-part is ``TEXT literal``, ``URL astring`` or
+    ``UTF8 (literal8)``."""
+    r.open()
+    parts: list[c.CatenatePart] = []
+    while True:
+        kind = r.keyword()
+        if kind == "UTF8":
+            parts.append(c.CatenateText(_utf8_literal(r), utf8=True))
+        elif kind == "TEXT":
+            r.sp()
+            if r.peek() != 0x7B:
+                raise ParseError("CATENATE TEXT must be a literal")
+            parts.append(c.CatenateText(r.string()))
+        elif kind == "URL":
+            r.sp()
+            raw = r.astring()
+            if not raw.isascii():
+                raise ParseError("A URL is ASCII")
+            parts.append(c.CatenateUrl(raw.decode("ascii")))
+        else:
+            raise ParseError(f"Unknown CATENATE part {kind}")
+        if r.take(b")"):
+            break
+        r.sp()
+    r.depth -= 1
+    return tuple(parts)
+
+
+def _replace(r: TokenReader, tag: str, uid: bool) -> c.Command:
+    """RFC 8508: ``REPLACE SP seq-number SP mailbox append-message`` (one message, no MULTIAPPEND)."""
+    r.sp()
+    number = r.number(nonzero=True)
+    r.sp()
+    mailbox = r.mailbox()
+    r.sp()
+    return c.Replace(tag, number, mailbox, _append_message(r), uid)
 
 
 # --- selected -------------------------------------------------------------------------------------------------
@@ -543,6 +604,7 @@ _COMMANDS: dict[str, Handler] = {
     "ID": _id,
     "ENABLE": _enable,
     "STARTTLS": _no_args(c.StartTLS),
+    "COMPRESS": _compress,
     "AUTHENTICATE": _authenticate,
     "LOGIN": _login,
     "SELECT": _select,
@@ -557,6 +619,7 @@ _COMMANDS: dict[str, Handler] = {
     "NAMESPACE": _no_args(c.Namespace),
     "STATUS": _status,
     "APPEND": _append,
+    "REPLACE": _replace,
     "IDLE": _no_args(c.Idle),
     "CHECK": _no_args(c.Check),
     "CLOSE": _no_args(c.Close),
@@ -570,5 +633,10 @@ _COMMANDS: dict[str, Handler] = {
     "SORT": _sort,
     "THREAD": _thread,
     "X-STATE": _x_state,
+    "GETQUOTA": parse_getquota,
+    "GETQUOTAROOT": parse_getquotaroot,
+    "SETQUOTA": parse_setquota,
+    "GETMETADATA": parse_getmetadata,
+    "SETMETADATA": parse_setmetadata,
 }
-_UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "EXPUNGE", "REPLACE"})

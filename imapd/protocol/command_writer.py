@@ -147,8 +147,18 @@ def _append_message(m: c.AppendMessage, utf8: bool) -> bytes:
         out += _flags(m.flags) + b" "
     if m.internaldate is not None:
         out += b'"' + format_internaldate(m.internaldate).encode() + b'" '
+    if m.catenate is not None:
+        return out + b"CATENATE (" + b" ".join(_catenate_part(p) for p in m.catenate) + b")"
     lit = (b"~{%d+}\r\n" if m.binary or m.utf8 else b"{%d+}\r\n") % len(m.data) + m.data
     return out + (b"UTF8 (" + lit + b")" if m.utf8 else lit)
+
+
+def _catenate_part(p: c.CatenatePart) -> bytes:
+    if isinstance(p, c.CatenateUrl):
+        return b"URL " + string_bytes(p.url, False, plus=True)
+    if p.utf8:
+        return b"UTF8 (~{%d+}\r\n" % len(p.data) + p.data + b")"
+    return b"TEXT {%d+}\r\n" % len(p.data) + p.data
 
 
 def _id_params(cmd: c.Id, utf8: bool) -> bytes:
@@ -220,11 +230,34 @@ def _sort(cmd: c.Sort, utf8: bool) -> bytes:
     )
 
 
+def _metadata_value(value: bytes | None) -> bytes:
+    if value is None:
+        return b"NIL"
+    return (b"~{%d+}\r\n" % len(value) + value) if b"\x00" in value else _s(value, False)
+
+
+def _getmetadata(cmd: c.GetMetadata, utf8: bool) -> bytes:
+    opts = []
+    if cmd.maxsize is not None:
+        opts.append(b"MAXSIZE %d" % cmd.maxsize)
+    if cmd.depth != 0:
+        opts.append(b"DEPTH " + (b"infinity" if cmd.depth is None else b"%d" % cmd.depth))
+    options = b"(" + b" ".join(opts) + b") " if opts else b""
+    entries = b" ".join(_s(e, utf8) for e in cmd.entries)
+    return b"GETMETADATA " + options + _mb(cmd.mailbox, utf8) + b" (" + entries + b")"
+
+
+def _setmetadata(cmd: c.SetMetadata, utf8: bool) -> bytes:
+    pairs = b" ".join(_s(name, utf8) + b" " + _metadata_value(value) for name, value in cmd.entries)
+    return b"SETMETADATA " + _mb(cmd.mailbox, utf8) + b" (" + pairs + b")"
+
+
 _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Capability: _simple(b"CAPABILITY"),
     c.Noop: _simple(b"NOOP"),
     c.Logout: _simple(b"LOGOUT"),
     c.StartTLS: _simple(b"STARTTLS"),
+    c.Compress: lambda cmd, u: b"COMPRESS " + cmd.mechanism.encode(),
     c.Namespace: _simple(b"NAMESPACE"),
     c.Idle: _simple(b"IDLE"),
     c.Check: _simple(b"CHECK"),
@@ -250,6 +283,8 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Append: lambda cmd, u: b"APPEND " + _mb(cmd.mailbox, u) + b"".join(
         b" " + _append_message(m, u) for m in cmd.messages
     ),
+    c.Replace: lambda cmd, u: _uid(cmd, b"REPLACE ") + b"%d " % cmd.number + _mb(cmd.mailbox, u) + b" "
+    + _append_message(cmd.message, u),
     c.Expunge: lambda cmd, u: b"UID EXPUNGE " + str(cmd.sequence).encode() if cmd.uid else b"EXPUNGE",
     c.Search: _search,
     c.Fetch: _fetch,
@@ -259,4 +294,10 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Sort: _sort,
     c.Thread: lambda cmd, u: _uid(cmd, b"THREAD ") + cmd.algorithm.encode() + b" " + cmd.charset.encode()
     + b" " + _criteria(cmd.criteria, u),
+    c.GetQuota: lambda cmd, u: b"GETQUOTA " + _s(cmd.root, u),
+    c.GetQuotaRoot: lambda cmd, u: b"GETQUOTAROOT " + _mb(cmd.mailbox, u),
+    c.SetQuota: lambda cmd, u: b"SETQUOTA " + _s(cmd.root, u) + b" ("
+    + b" ".join(b"%s %d" % (name.encode(), limit) for name, limit in cmd.limits) + b")",
+    c.GetMetadata: _getmetadata,
+    c.SetMetadata: _setmetadata,
 }

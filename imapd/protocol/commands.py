@@ -18,10 +18,14 @@ __all__ = [
     "Append",
     "AppendMessage",
     "Authenticate",
+    "CatenatePart",
+    "CatenateText",
+    "CatenateUrl",
     "Capability",
     "Check",
     "Close",
     "Command",
+    "Compress",
     "Copy",
     "Create",
     "Delete",
@@ -29,6 +33,9 @@ __all__ = [
     "Examine",
     "Expunge",
     "Fetch",
+    "GetMetadata",
+    "GetQuota",
+    "GetQuotaRoot",
     "Id",
     "Idle",
     "List",
@@ -40,8 +47,11 @@ __all__ = [
     "Noop",
     "QresyncParams",
     "Rename",
+    "Replace",
     "Search",
     "Select",
+    "SetMetadata",
+    "SetQuota",
     "Sort",
     "SortKey",
     "StartTLS",
@@ -89,6 +99,12 @@ class Enable(_Cmd, frozen=True):
 # --- not authenticated ---------------------------------------------------------------------------------
 class StartTLS(_Cmd, frozen=True):
     pass
+
+
+class Compress(_Cmd, frozen=True):
+    """RFC 4978; the mechanism upper-cased (only DEFLATE is defined)."""
+
+    mechanism: str
 
 
 class Authenticate(_Cmd, frozen=True):
@@ -179,19 +195,49 @@ class Status(_Cmd, frozen=True):
     items: tuple[str, ...]
 
 
+class CatenateText(msgspec.Struct, frozen=True):
+    """``TEXT literal`` of a CATENATE (RFC 4469); ``utf8`` for ``UTF8 (~{n})`` (RFC 6855 4)."""
+
+    data: bytes
+    utf8: bool = False
+
+
+class CatenateUrl(msgspec.Struct, frozen=True):
+    """``URL astring`` of a CATENATE: the URL as the client sent it, since ``[BADURL]`` echoes it."""
+
+    url: str
+
+
+CatenatePart = CatenateText | CatenateUrl
+
+
 class AppendMessage(msgspec.Struct, frozen=True):
-    """One message of a (MULTI)APPEND; ``binary`` for literal8, ``utf8`` for ``UTF8 (~{n})``."""
+    """One message of a (MULTI)APPEND; ``binary`` for literal8, ``utf8`` for ``UTF8 (~{n})``.
+
+    With ``CATENATE (...)`` (RFC 4469) ``data`` is empty and ``catenate`` holds the parts, which the
+    session assembles (URLs need the store)."""
 
     data: bytes
     flags: tuple[str, ...] = ()
     internaldate: datetime.datetime | None = None
     binary: bool = False
     utf8: bool = False
+    catenate: tuple[CatenatePart, ...] | None = None
 
 
 class Append(_Cmd, frozen=True):
     mailbox: str
     messages: tuple[AppendMessage, ...]
+
+
+class Replace(_Cmd, frozen=True):
+    """``[UID] REPLACE number mailbox message`` (RFC 8508): append ``message`` to ``mailbox``, then
+    expunge message ``number`` (a sequence number, or a UID with ``uid``) of the selected mailbox."""
+
+    number: int
+    mailbox: str
+    message: AppendMessage
+    uid: bool = False
 
 
 class Idle(_Cmd, frozen=True):
@@ -294,6 +340,37 @@ class XStateRevoke(_Cmd, frozen=True):
     token: str | None = None
 
 
+# --- QUOTA (RFC 9208) and METADATA (RFC 5464) --------------------------------------------------------------
+class GetQuota(_Cmd, frozen=True):
+    root: str
+
+
+class GetQuotaRoot(_Cmd, frozen=True):
+    mailbox: str
+
+
+class SetQuota(_Cmd, frozen=True):
+    root: str
+    limits: tuple[tuple[str, int], ...]
+    """``(resource name upper-cased, limit)``."""
+
+
+class GetMetadata(_Cmd, frozen=True):
+    """``mailbox`` is ``""`` for server entries; ``depth`` None is ``infinity``."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int | None = 0
+
+
+class SetMetadata(_Cmd, frozen=True):
+    """A value of None (NIL) removes the entry."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
 Command = (
     Capability
     | Noop
@@ -301,6 +378,7 @@ Command = (
     | Id
     | Enable
     | StartTLS
+    | Compress
     | Authenticate
     | Login
     | Select
@@ -315,6 +393,7 @@ Command = (
     | Namespace
     | Status
     | Append
+    | Replace
     | Idle
     | Check
     | Close
@@ -330,4 +409,9 @@ Command = (
     | XStateSave
     | XStateRestore
     | XStateRevoke
+    | GetQuota
+    | GetQuotaRoot
+    | SetQuota
+    | GetMetadata
+    | SetMetadata
 )

@@ -27,8 +27,11 @@ __all__ = [
     "FlagsResponse",
     "IdResponse",
     "ListResponse",
+    "MetadataResponse",
     "LsubResponse",
     "NamespaceResponse",
+    "QuotaResponse",
+    "QuotaRootResponse",
     "RecentResponse",
     "Response",
     "SearchResponse",
@@ -170,6 +173,27 @@ class XStateResponse(msgspec.Struct, frozen=True):
     token: str
 
 
+class QuotaResponse(msgspec.Struct, frozen=True):
+    """RFC 9208 ``* QUOTA root (resource usage limit ...)``."""
+
+    root: str
+    resources: tuple[tuple[str, int, int], ...]
+
+
+class QuotaRootResponse(msgspec.Struct, frozen=True):
+    """RFC 9208 ``* QUOTAROOT mailbox root ...``."""
+
+    mailbox: str
+    roots: tuple[str, ...]
+
+
+class MetadataResponse(msgspec.Struct, frozen=True):
+    """RFC 5464 ``* METADATA mailbox (entry value ...)``; ``""`` is the server, a None value is NIL."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
 Response = (
     TaggedResponse
     | UntaggedStatus
@@ -192,4 +216,7 @@ Response = (
     | IdResponse
     | NamespaceResponse
     | XStateResponse
+    | QuotaResponse
+    | QuotaRootResponse
+    | MetadataResponse
 )

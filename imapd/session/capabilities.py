@@ -15,6 +15,7 @@ _ALWAYS = (
     "NAMESPACE",
     "UNSELECT",
     "UIDPLUS",
+    "MULTIAPPEND", "CATENATE", "URL-PARTIAL", "REPLACE",  # the APPEND family: session/catenate.py, cmd_replace.py
     "MOVE",
     "CHILDREN",
     "SPECIAL-USE",
@@ -33,6 +34,12 @@ _ALWAYS = (
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",
+    "COMPRESS=DEFLATE",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+    "METADATA",
+    "METADATA-SERVER",
 )
 
 

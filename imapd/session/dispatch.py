@@ -13,7 +13,15 @@ from typing import Any
 from imapd.protocol import commands as c
 from imapd.protocol.events import SaslResponse
 from imapd.protocol.response_codes import Code
-from imapd.session import cmd_auth, cmd_mailbox, cmd_selected, cmd_xstate
+from imapd.session import (
+    cmd_auth,
+    cmd_mailbox,
+    cmd_metadata,
+    cmd_quota,
+    cmd_replace,
+    cmd_selected,
+    cmd_xstate,
+)
 from imapd.session.errors import CommandError
 from imapd.session.session import NO_EXPUNGE, Done, Session, State
 from imapd.store.errors import StoreError
@@ -35,6 +43,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Id: (_ANY, cmd_auth.id_),
     c.Enable: (frozenset({State.AUTHENTICATED}), cmd_auth.enable),  # RFC 5161: authenticated state only
     c.StartTLS: (_NOT_AUTHED, cmd_auth.starttls),
+    c.Compress: (_AUTHED, cmd_auth.compress),  # RFC 4978 section 3: authenticated or selected state
     c.Login: (_NOT_AUTHED, cmd_auth.login),
     c.Authenticate: (_NOT_AUTHED, cmd_auth.authenticate),
     c.Select: (_AUTHED, cmd_mailbox.select),
@@ -49,6 +58,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Namespace: (_AUTHED, cmd_mailbox.namespace),
     c.Status: (_AUTHED, cmd_mailbox.status),
     c.Append: (_AUTHED, cmd_mailbox.append),
+    c.Replace: (_SELECTED, cmd_replace.replace),
     c.Idle: (_AUTHED, cmd_selected.idle),
     c.Check: (_SELECTED, cmd_auth.noop),
     c.Close: (_SELECTED, cmd_selected.close),
@@ -64,13 +74,18 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.XStateSave: (_AUTHED, cmd_xstate.save),
     c.XStateRestore: (_ANY, cmd_xstate.restore),
     c.XStateRevoke: (_ANY, cmd_xstate.revoke),
+    c.GetQuota: (_AUTHED, cmd_quota.getquota),
+    c.GetQuotaRoot: (_AUTHED, cmd_quota.getquotaroot),
+    c.SetQuota: (_AUTHED, cmd_quota.setquota),
+    c.GetMetadata: (_AUTHED, cmd_metadata.getmetadata),
+    c.SetMetadata: (_AUTHED, cmd_metadata.setmetadata),
 }
 
 # The reconnect path of a webmail request, timed for the metrics.
 _TIMED_NAMES: dict[type[c.Command], str] = {
     c.Login: "LOGIN", c.Authenticate: "AUTHENTICATE", c.Select: "SELECT", c.Examine: "EXAMINE",
     c.XStateRestore: "X-STATE RESTORE"}
-_NEEDS_SELECTED = (*NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move)
+_NEEDS_SELECTED = (*NO_EXPUNGE, c.Check, c.Close, c.Unselect, c.Expunge, c.Copy, c.Move, c.Replace)
 
 
 async def execute(s: Session, command: c.Command) -> None:

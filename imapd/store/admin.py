@@ -1,4 +1,4 @@
-"""CLI commands of the storage layer: ``user add|passwd|del|list``, ``deliver`` and ``index rebuild``.
+"""CLI commands of the storage layer: ``user add|passwd|del|list|quota``, ``deliver`` and ``index rebuild``.
 
 ``imapd/cli.py`` calls :func:`register_cli` on its subparsers and then ``args.func(args) -> int``.
 Exit codes follow sysexits.h.
@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from imapd.rendezvous import notify_owner
-from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, UserExists
+from imapd.store.errors import (
+    InvalidMailboxName,
+    NoSuchMailbox,
+    NoSuchUser,
+    OverQuota,
+    StorageIOError,
+    UserExists,
+)
+from imapd.store.quota import MESSAGES_FIELD, STORAGE_FIELD, QuotaLimits, passwd_limits
 from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
 
@@ -25,16 +33,16 @@ if TYPE_CHECKING:
     from imapd.config import SieveSettings
     from imapd.sieve.delivery import DeliveryReport
 
-__all__ = ["EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
+__all__ = ["EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_NOPERM", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
 
 EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOUSER = 67
 EX_NOPERM = 77
-EX_CONFIG = 78
 EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
+EX_CONFIG = 78
 DEFAULT_DATA_DIR = "./imapd-data"
 MAX_MESSAGE = 64 * 1024 * 1024
 
@@ -144,12 +152,12 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         _err("message too large")
         return EX_DATAERR
     data = to_crlf(data)
-    try:
-        settings = _deliver_settings(args)
-    except ValueError as exc:
-        _err(str(exc))
+    default = _default_quota(args)
+    if default is None:
         return EX_CONFIG
+    settings = _deliver_settings(args)  # the same file and overrides: they were just read
     store = Store(args.data_dir)
+    store.quota_limits = passwd_limits(_passwd(args), default)
     try:
         report = _deliver_one(store, args, data, settings)
     except NoSuchUser as exc:
@@ -158,6 +166,10 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     except (NoSuchMailbox, InvalidMailboxName) as exc:
         _err(str(exc))
         return EX_DATAERR
+    except OverQuota as exc:
+        # 75: the MTA keeps the message and retries (Postfix, Exim); 77 with --over-quota=bounce: it bounces.
+        _err(f"{args.user}: {exc}")
+        return EX_NOPERM if args.over_quota == "bounce" else EX_TEMPFAIL
     except StorageIOError as exc:
         _err(str(exc))
         return EX_TEMPFAIL
@@ -199,6 +211,76 @@ def _deliver_one(store: Store, args: argparse.Namespace, data: bytes, settings: 
         settings = msgspec.structs.replace(settings, enabled=False)
     envelope = Envelope(mail_from=args.sender, rcpt_to=args.recipient or args.user)
     return deliver(store, args.user, envelope, data, settings, mailbox=args.mailbox)
+
+
+def _default_quota(args: argparse.Namespace) -> QuotaLimits | None:
+    """``[quota]`` of the server's settings (``--config``, ``-o``): the limits of users whose passwd entry
+    sets none. None (after a message) if the settings cannot be read."""
+    from imapd.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config, args.overrides)
+    except ConfigError as exc:
+        _err(str(exc))
+        return None
+    return QuotaLimits(settings.quota.storage or None, settings.quota.messages or None)
+
+
+def _quota_value(text: str | None, field: str) -> str | None:
+    """``--storage``/``--messages``: a number (0 = unlimited) or ``default`` (remove the user's own)."""
+    if text is None or text == "default":
+        return None
+    if not text.isdigit():
+        raise ValueError(f"{field}: expected a number or 'default', not {text!r}")
+    return str(int(text))
+
+
+def cmd_user_quota(args: argparse.Namespace) -> int:
+    """Show a user's limits and usage; with --storage/--messages, set their own limits first.
+
+    The limits are extra fields of the passwd entry that are not part of the credential, so a change
+    ends no session and no X-STATE token, and running servers apply it at the next write."""
+    pf = _passwd(args)
+    if pf.get(args.name) is None:
+        _err(f"no user {args.name!r}")
+        return EX_NOUSER
+    changes: dict[str, str | None] = {}
+    try:
+        for option, field in ((args.storage, STORAGE_FIELD), (args.messages, MESSAGES_FIELD)):
+            if option is not None:
+                changes[field] = _quota_value(option, field)
+    except ValueError as exc:
+        _err(str(exc))
+        return EX_USAGE
+    if changes:
+        try:
+            pf.set_fields(args.name, changes)
+        except OSError as exc:
+            _err(f"cannot write passwd file: {exc}")
+            return EX_TEMPFAIL
+    default = _default_quota(args)
+    if default is None:
+        return EX_CONFIG
+    rec = pf.get(args.name)
+    assert rec is not None
+    limits = passwd_limits(pf, default)(args.name)
+    store = Store(args.data_dir)
+    try:
+        usage = store.user(args.name).quota_usage()
+    except NoSuchUser:
+        usage = None
+    except (StorageIOError, sqlite3.Error) as exc:
+        _err(f"cannot read usage: {exc}")
+        return EX_TEMPFAIL
+    finally:
+        store.close()
+    for resource, used, limit, field in (
+            ("STORAGE", usage.storage_kib if usage else 0, limits.storage_kib, STORAGE_FIELD),
+            ("MESSAGE", usage.messages if usage else 0, limits.messages, MESSAGES_FIELD)):
+        source = "user" if field in rec.extra else "default"
+        unit = " KiB" if resource == "STORAGE" else ""
+        print(f"{resource} {used}{unit} of {'unlimited' if limit is None else f'{limit}{unit}'} ({source})")
+    return EX_OK
 
 
 def _set_aside_index(root: str) -> str | None:
@@ -264,8 +346,19 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(func=cmd_user_del)
     p = user_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_user_list)
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument("--config", metavar="FILE",
+                          help="the server's TOML config (for the [quota] defaults and the [sieve] settings)")
+    settings.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                          help="override a setting, as for `imapd serve`")
+    p = user_sub.add_parser("quota", parents=[common, settings],
+                            help="show a user's quota and usage; set their own limits")
+    p.add_argument("name")
+    p.add_argument("--storage", metavar="KIB", help="STORAGE limit in KiB (0: unlimited; 'default': the setting)")
+    p.add_argument("--messages", metavar="N", help="MESSAGE limit (0: unlimited; 'default': the setting)")
+    p.set_defaults(func=cmd_user_quota)
 
-    p = subparsers.add_parser("deliver", parents=[common], help="deliver one message from stdin",
+    p = subparsers.add_parser("deliver", parents=[common, settings], help="deliver one message from stdin",
                               description="Deliver one message from stdin to USER, through their active Sieve "
                                           "script (fileinto, redirect, vacation, reject ...).")
     p.add_argument("user")
@@ -274,11 +367,10 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="the envelope sender (Postfix: ${sender}); empty = the null return path")
     p.add_argument("--recipient", "-a", default="", metavar="ADDR",
                    help="the envelope recipient (Postfix: ${original_recipient}); default: USER")
-    p.add_argument("--config", metavar="FILE", help="TOML config file for the sieve.* settings")
-    p.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override a setting, e.g. -o sieve.smtp_relay=127.0.0.1:25")
     p.add_argument("--no-sieve", action="store_true", help="store in --mailbox, ignoring any Sieve script")
     p.add_argument("-v", "--verbose", action="store_true", help="print the new UID")
+    p.add_argument("--over-quota", choices=["tempfail", "bounce"], default="tempfail",
+                   help="exit 75 (EX_TEMPFAIL, the MTA retries; default) or 77 (EX_NOPERM, it bounces)")
     p.set_defaults(func=cmd_deliver)
 
     index = subparsers.add_parser("index", help="maintain a user's index (imapd-index.sqlite)")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from imapd.session.context import ServerContext
 
 __all__ = ["DeliveryReport", "Outgoing", "SmtpRelay", "apply", "deliver", "deliver_on_lane", "keep_unsent",
-           "limits_from", "send_outgoing"]
+           "limits_from", "run_active_script", "send_outgoing"]
 
 log = logging.getLogger("imapd.sieve")
 
@@ -110,27 +110,33 @@ def deliver(store: Store, user: str, envelope: Envelope, message: bytes, setting
     (a server stores on the user's lane, then sends from a thread that holds up no lane).
     """
     us = store.user(user)
-    active = ScriptStore(us.root).active() if settings.enabled else None
-    if active is None:
-        return apply(SieveResult([Keep()]), us, message, envelope, mailbox=mailbox)
-    name, source = active
-    if len(source.encode("utf-8")) > settings.max_script_size:
-        log.error("sieve script %r of user %r is over sieve.max_script_size; keeping the message", name, user)
-        result = SieveResult([Keep()], error="script too large")
-    else:
-        state = SieveState(us.root)
-        try:
-            result = evaluate(source, envelope, message, memory=state, limits=limits_from(settings),
-                              own_addresses=(envelope.rcpt_to,), mailbox_exists=us.exists, user=user,
-                              script_name=name)
-        finally:
-            state.close()
+    result = run_active_script(us, envelope, message, settings)
     report = apply(result, us, message, envelope, mailbox=mailbox)
     report.user_root = us.root
     report.memos = list(result.memos)
     if send and not send_outgoing(report, settings, relay):
         keep_unsent(us, report, message, mailbox)
     return report
+
+
+def run_active_script(us: UserStore, envelope: Envelope, message: bytes, settings: SieveSettings) -> SieveResult:
+    """The actions of the user's active script for this message, stored nowhere yet (the implicit keep
+    when there is no active script, Sieve is off, or the script fails). Blocking (reads the script and the
+    user's memory): call it where the user's store work runs. Its memos are for :func:`send_outgoing`."""
+    active = ScriptStore(us.root).active() if settings.enabled else None
+    if active is None:
+        return SieveResult([Keep()])
+    name, source = active
+    if len(source.encode("utf-8")) > settings.max_script_size:
+        log.error("sieve script %r of user %r is over sieve.max_script_size; keeping the message", name, us.user)
+        return SieveResult([Keep()], error="script too large")
+    state = SieveState(us.root)
+    try:
+        return evaluate(source, envelope, message, memory=state, limits=limits_from(settings),
+                        own_addresses=(envelope.rcpt_to,), mailbox_exists=us.exists, user=us.user,
+                        script_name=name)
+    finally:
+        state.close()
 
 
 def send_outgoing(report: DeliveryReport, settings: SieveSettings, relay: SmtpRelay | None = None) -> bool:

@@ -215,14 +215,14 @@ class ManageSieveSession:
     async def putscript(self, name: str, source: str) -> bytes:
         name = self._name(name)
         store = self._store()
-        text = self._check_source(source)
+        text = await self._off_loop(self._check_source, source)  # a big script parses for a while
         await self._off_loop(self._check_fits, store, name, len(text.encode("utf-8")))
         await self._off_loop(store.put, name, text)
         log.info("user %r stored sieve script %r (%d octets)", self.user, name, len(text))
         return response("OK", "Script stored")
 
     async def checkscript(self, source: str) -> bytes:
-        self._check_source(source)
+        await self._off_loop(self._check_source, source)
         if len(str(source).encode("utf-8")) > self.ctx.settings.sieve.max_script_size:
             raise _No("Script is too large", "QUOTA/MAXSIZE")
         return response("OK", "Script is valid")

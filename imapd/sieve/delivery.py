@@ -11,10 +11,12 @@ end in the INBOX (or the delivery's default mailbox), and the log says why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import smtplib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imapd.config import SieveSettings
 from imapd.sieve.actions import (
@@ -28,6 +30,7 @@ from imapd.sieve.actions import (
     SieveResult,
     VacationReply,
 )
+from imapd.sieve.grammar import SieveSyntaxError, parse_script
 from imapd.sieve.interpreter import REDIRECT_HEADER, Envelope, SieveLimits, evaluate
 from imapd.sieve.scripts import ScriptStore, SieveState
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox
@@ -119,6 +122,13 @@ def deliver(store: Store, user: str, envelope: Envelope, message: bytes, setting
     return report
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(source: str) -> list[Any]:
+    """Parsed trees by script text: a big script takes sievelib a good part of a second, and every
+    delivery to the user runs it (evaluate() only reads the tree, so threads may share it)."""
+    return parse_script(source)
+
+
 def run_active_script(us: UserStore, envelope: Envelope, message: bytes, settings: SieveSettings) -> SieveResult:
     """The actions of the user's active script for this message, stored nowhere yet (the implicit keep
     when there is no active script, Sieve is off, or the script fails). Blocking (reads the script and the
@@ -130,9 +140,12 @@ def run_active_script(us: UserStore, envelope: Envelope, message: bytes, setting
     if len(source.encode("utf-8")) > settings.max_script_size:
         log.error("sieve script %r of user %r is over sieve.max_script_size; keeping the message", name, us.user)
         return SieveResult([Keep()], error="script too large")
+    script: str | list[Any] = source
+    with contextlib.suppress(SieveSyntaxError):  # a bad script: evaluate() logs it and keeps the message
+        script = _parsed(source)
     state = SieveState(us.root)
     try:
-        return evaluate(source, envelope, message, memory=state, limits=limits_from(settings),
+        return evaluate(script, envelope, message, memory=state, limits=limits_from(settings),
                         own_addresses=(envelope.rcpt_to,), mailbox_exists=us.exists, user=us.user,
                         script_name=name)
     finally:

@@ -9,6 +9,7 @@ RFC 5228 section 3.2 asks. The tree it returns is sievelib's; ``interpreter.py``
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -23,10 +24,14 @@ EXTENSIONS: tuple[str, ...] = (
     "comparator-i;ascii-numeric", "subaddress", "date", "vacation", "vacation-seconds", "duplicate",
     "copy", "mailbox",
 )
+
+
 _IMPLICIT = ("comparator-i;octet", "comparator-i;ascii-casemap")
+
 
 class SieveSyntaxError(Exception):
     """A script that does not parse, or requires what we do not implement; the message says where."""
+
 
 def _register() -> None:
     """Teach sievelib the arguments and commands it lacks (idempotent)."""
@@ -35,6 +40,7 @@ def _register() -> None:
         comparators.append('"i;ascii-numeric"')
     sc.address_part.setdefault("extension_values", {}).update({":user": "subaddress", ":detail": "subaddress"})
     sc.add_commands([DuplicateCommand, MailboxexistsCommand, StringCommand])
+
 
 class DuplicateCommand(sc.TestCommand):
     """RFC 7352: ``duplicate [:handle s] [:header s / :uniqueid s] [:seconds n] [:last]``.
@@ -64,11 +70,13 @@ class DuplicateCommand(sc.TestCommand):
         {"name": "last", "type": ["tag"], "values": [":last"], "required": False},
     ]
 
+
 class MailboxexistsCommand(sc.TestCommand):
     """RFC 5490: ``mailboxexists <mailbox-names>``."""
 
     extension = "mailbox"
     args_definition = [{"name": "mailbox-names", "type": ["string", "stringlist"], "required": True}]
+
 
 class StringCommand(sc.TestCommand):
     """RFC 5229 section 5: ``string [COMPARATOR] [MATCH-TYPE] <source> <key-list>``."""
@@ -81,7 +89,9 @@ class StringCommand(sc.TestCommand):
         {"name": "key-list", "type": ["string", "stringlist"], "required": True},
     ]
 
+
 _register()
+
 
 def parse_script(text: str | bytes) -> list[sc.Command]:
     """The command tree of ``text``; raises :class:`SieveSyntaxError` with sievelib's message."""
@@ -101,6 +111,7 @@ def parse_script(text: str | bytes) -> list[sc.Command]:
     _check_placement(parser.result, top=True)
     return list(parser.result)
 
+
 def _check_placement(nodes: list[sc.Command], *, top: bool) -> None:
     """``require`` only at the start of the script (RFC 5228 section 3.2)."""
     seen_other = False
@@ -112,11 +123,18 @@ def _check_placement(nodes: list[sc.Command], *, top: bool) -> None:
             seen_other = True
         _check_placement(node.children, top=False)
 
+
 _MULTILINE_HEAD = re.compile(r"text:[ \t]*(?:#[^\n]*)?\r?\n")
+
 
 def decode_string(value: Any) -> str:
     """A string argument as sievelib keeps it (quoted, or a raw ``text:`` block) to its value."""
-    text = str(value)
+    return _decode(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode(text: str) -> str:
+    """(Cached: the same script's strings are decoded at every delivery.)"""
     if text.startswith("text:"):
         head = _MULTILINE_HEAD.match(text)
         body = text[head.end():] if head else text[5:]
@@ -126,8 +144,10 @@ def decode_string(value: Any) -> str:
         lines = body.split("\n")
         return "\n".join(line[1:] if line.startswith("..") else line for line in lines)
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
+        inner = text[1:-1]
+        return re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL) if "\\" in inner else inner
     return text
+
 
 def decode_list(value: Any) -> list[str]:
     """A string-list argument (or a single string) to its values."""
@@ -135,7 +155,9 @@ def decode_list(value: Any) -> list[str]:
         return [decode_string(v) for v in value]
     return [decode_string(value)]
 
+
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
 
 def decode_number(value: Any) -> int:
     """``100K`` -> 102400 (RFC 5228 section 2.4.1)."""

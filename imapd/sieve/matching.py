@@ -26,8 +26,8 @@ def _numeric_key(value: str) -> float:
 
 
 def _fold(comparator: str, value: str) -> str:
-    if comparator == "i;ascii-casemap":
-        return value.translate(_ASCII_LOWER)
+    if comparator == "i;ascii-casemap":  # only A-Z fold (RFC 4790 9.2), not the rest of Unicode
+        return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
     return value
 
 

@@ -59,6 +59,7 @@ class CommandReader:
         buf = bytes(self._buf)
         pos = 0
         tokens: list[str | int] = []
+        named = False
         while True:
             if pos >= len(buf):
                 self._check_line(buf)
@@ -78,7 +79,7 @@ class CommandReader:
                 if self.sasl_response:
                     return ManageSieveCommand("", tuple(tokens))
                 name = tokens[0]
-                if not isinstance(name, str):
+                if not named or not isinstance(name, str):
                     raise ManageSieveSyntaxError("A command starts with its name")
                 return ManageSieveCommand(name.upper(), tuple(tokens[1:]))
             if m.group("lit") is not None:
@@ -97,6 +98,7 @@ class CommandReader:
             elif m.group("num") is not None:
                 tokens.append(int(m.group("num")))
             else:
+                named = named or not tokens  # an atom first: the command's name
                 tokens.append(m.group("atom").decode("ascii"))
             pos = m.end()
 

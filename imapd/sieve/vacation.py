@@ -34,6 +34,12 @@ def _bare(address: str) -> str:
     return address.strip().strip("<>").lower()
 
 
+def _plain(address: str) -> str:
+    """``Alice+lists@Example.org`` -> ``alice@example.org``: the user, whatever subaddress (RFC 5233)."""
+    local, domain = split_address(_bare(address))
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
 def should_answer(run: _Run, sender: str, mine: list[str]) -> str | None:
     """None when a reply may be sent; else why not (for the debug log)."""
     msg = run.message
@@ -43,7 +49,7 @@ def should_answer(run: _Run, sender: str, mine: list[str]) -> str | None:
     if local in ("mailer-daemon", "postmaster") or local.startswith("owner-") or local.endswith(
             ("-request", "-owner")):
         return "sender is a mail system or list address"
-    if _bare(sender) in mine:
+    if _plain(sender) in {_plain(a) for a in mine}:
         return "sender is one of the user's own addresses"
     for value in msg.values("Auto-Submitted"):
         if value.split(";")[0].strip().lower() != "no":
@@ -54,9 +60,9 @@ def should_answer(run: _Run, sender: str, mine: list[str]) -> str | None:
     for name in ("List-Id", "List-Post", "List-Unsubscribe", "List-Help", "X-Auto-Response-Suppress"):
         if msg.exists(name):
             return name
-    named = {f"{local}@{domain}".lower() for h in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
+    named = {_plain(f"{local}@{domain}") for h in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
              for local, domain in msg.addresses(h)}
-    if not named & set(mine):
+    if not named & {_plain(a) for a in mine}:
         return "none of the user's addresses is in To/Cc/Bcc"
     return None
 

@@ -444,3 +444,11 @@ def test_redirect_loop_is_cut() -> None:
     looped = msg("X-Sieve-Redirected-To: x@y.org", "Subject: a")
     assert evaluate('redirect "x@y.org";', ENV, looped).actions == [Keep()]
     assert evaluate('redirect "other@y.org";', ENV, looped).actions == [Redirect("other@y.org")]
+
+
+def test_vacation_knows_the_user_under_a_subaddress() -> None:
+    to_plain = ("From: coyote@desert.example.org", "To: RoadRunner@acme.example.com", "Subject: x")
+    env = Envelope("coyote@desert.example.org", "roadrunner+lists@acme.example.com")
+    assert len(_replies(evaluate(VACATION, env, msg(*to_plain)))) == 1
+    from_self = Envelope("roadrunner+out@acme.example.com", "roadrunner@acme.example.com")
+    assert _replies(evaluate(VACATION, from_self, msg(*TO_ME))) == []

@@ -35,6 +35,7 @@ from imapd.protocol.command_writer import write_command
 from imapd.protocol.compress import DeflateError, DeflateStream
 from imapd.protocol.responses import Response
 from imapd.session import dispatch
+from imapd.session.auth import is_trusted_loopback
 from imapd.session.session import Session
 
 if TYPE_CHECKING:
@@ -323,9 +324,7 @@ class IMAPConnection(asyncio.Protocol):
     # -- the ResponseSink used by the session -----------------------------------------------------
     @property
     def is_loopback(self) -> bool:
-        if not self.ctx.settings.tls.trust_loopback:
-            return False
-        return self.peer_host in ("127.0.0.1", "::1") or self.peer_host.startswith("127.")
+        return is_trusted_loopback(self.peer_host, self.ctx.settings.tls.trust_loopback)
 
     @property
     def closing(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import responses as r
@@ -17,7 +17,7 @@ from .response_codes import (
     PermanentFlagsCode,
     ResponseCode,
 )
-from .values import Atom, Literal8, Raw, Value
+from .values import Atom, FileLiteral, Literal8, Raw, Value
 from .wire import encode_str, mailbox_bytes, string_bytes, text_bytes
 
 __all__ = ["ResponseWriter"]
@@ -43,6 +43,28 @@ class ResponseWriter:
         if writer is None:
             raise TypeError(f"not a response: {response!r}")
         return writer(self, response)
+
+    def write_parts(self, response: r.FetchResponse) -> list[bytes | FileLiteral]:
+        """A FETCH response whose values may hold :class:`FileLiteral`: its bytes, with each file literal's
+        ``FileLiteral`` left where its octets go (runs of bytes joined)."""
+        out: list[bytes | FileLiteral] = [b"* %d FETCH (" % response.seq]
+        sep = b""
+        for key, v in response.items:
+            out.append(sep + key.encode() + b" ")
+            sep = b" "
+            self.value(v, out)  # type: ignore[arg-type]
+        out.append(b")\r\n")
+        parts: list[bytes | FileLiteral] = []
+        run: list[bytes] = []
+        for piece in out:
+            if type(piece) is bytes:
+                run.append(piece)
+            else:
+                parts.append(b"".join(run))
+                parts.append(piece)
+                run = []
+        parts.append(b"".join(run))
+        return parts
 
     # -- values -------------------------------------------------------------------------------------------------
     def value(self, value: Value, out: list[bytes]) -> None:
@@ -73,6 +95,9 @@ class ResponseWriter:
         elif t is Literal8:
             out.append(b"~{%d}\r\n" % len(v.data))
             out.append(v.data)
+        elif t is FileLiteral:
+            out.append(b"~{%d}\r\n" % v.size if v.binary else b"{%d}\r\n" % v.size)
+            out.append(v)  # the connection sends the octets (see write_parts)
         else:
             raise TypeError(f"cannot serialize {t.__name__} as an IMAP value")
 
@@ -176,6 +201,21 @@ def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
             value(v, out)
     append(b")\r\n")
     return b"".join(out)
+
+
+_BATCH_FORMATS = {"UID": b"UID %d", "FLAGS": b"FLAGS %s", "MODSEQ": b"MODSEQ (%d)"}
+
+
+def _fetch_flags_batch(w: ResponseWriter, x: r.FetchFlagsBatch) -> bytes:
+    # One %-format per message: each distinct flag list is serialized once per batch (a mailbox has few).
+    fmt = b"* %d FETCH (" + b" ".join([_BATCH_FORMATS[k] for k in x.keys]) + b")\r\n"
+    lists: dict[tuple[str, ...], bytes] = {}
+    for f in set(x.flags) if "FLAGS" in x.keys else ():
+        lists[f] = w.atoms(f)
+    columns: dict[str, Sequence[object]] = {
+        "UID": x.uids, "MODSEQ": x.modseqs, "FLAGS": [lists[f] for f in x.flags] if lists else x.flags}
+    rows = zip(x.seqs, *[columns[k] for k in x.keys], strict=True)
+    return b"".join([fmt % row for row in rows])
 
 
 def _flags(w: ResponseWriter, x: r.FlagsResponse) -> bytes:
@@ -296,6 +336,7 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.ExpungeResponse: _expunge,
     r.VanishedResponse: _vanished,
     r.FetchResponse: _fetch,
+    r.FetchFlagsBatch: _fetch_flags_batch,
     r.FlagsResponse: _flags,
     r.ListResponse: _list,
     r.LsubResponse: _lsub,

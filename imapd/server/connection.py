@@ -288,7 +288,7 @@ class IMAPConnection(asyncio.Protocol):
             if self._in_lane_command:
                 self._lane_out.append(file)
                 self._lane_out_size += file.size
-                if self._lane_out_size >= 65536:
+                if self._lane_out_size >= _LANE_BATCH:
                     self._post_lane_out()
             else:
                 file.close()
@@ -331,6 +331,9 @@ class IMAPConnection(asyncio.Protocol):
             self._write_from_lane(data)
             return
         if self._task is not None:  # inside a command: batch
+            if self._out is None and len(data) >= 65536:  # (a lane's batch: no copy into another)
+                self._write_now(data)
+                return
             if self._out is None:
                 self._out = [data]
             else:
@@ -345,7 +348,7 @@ class IMAPConnection(asyncio.Protocol):
         if self._in_lane_command:
             self._lane_out.append(data)
             self._lane_out_size += len(data)
-            if self._lane_out_size >= 65536:
+            if self._lane_out_size >= _LANE_BATCH:
                 self._post_lane_out()
             return
         loop = self._loop
@@ -774,6 +777,9 @@ class IMAPConnection(asyncio.Protocol):
         return True
 
 
+_LANE_BATCH = 256 * 1024
+"""Output a lane command produced is handed to the loop in pieces of about this size: each hand-over
+wakes the loop, which then contends with the lane for the GIL."""
 _DIRECT_HIGH = 1 << 20
 """drain() waits while more than this many octets of files (and bytes behind them) are queued ..."""
 _DIRECT_LOW = 256 * 1024

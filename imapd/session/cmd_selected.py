@@ -223,7 +223,7 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
     want_uid = cmd.uid and not plan.wants_uid
     condstore = s.condstore
     recent = view.recent
-    sent = 0
+    sent = unconfirmed = 0
     for file in mailbox.open_messages(uids):
         handed = False
         try:
@@ -264,8 +264,17 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
             if not handed:
                 file.close()
         sent += 1
-        await s.conn.drain()
+        unconfirmed += file.size
+        if unconfirmed >= _DRAIN_EVERY:
+            unconfirmed = 0
+            await s.conn.drain()
+    await s.conn.drain()
     return gone or sent != len(uids)
+
+
+_DRAIN_EVERY = 256 * 1024
+"""The file path asks for back-pressure after about this many octets (not per message: each drain may
+hand output to the network loop)."""
 
 
 def _set_seen(view: SelectedView, plan: FetchPlan, live: list[tuple[int, int]]) -> set[int]:

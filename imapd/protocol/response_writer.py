@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from . import responses as r
@@ -203,19 +203,32 @@ def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
     return b"".join(out)
 
 
-_BATCH_FORMATS = {"UID": b"UID %d", "FLAGS": b"FLAGS %s", "MODSEQ": b"MODSEQ (%d)"}
+_BATCH_FORMATS = {"UID": b"UID %d", "MODSEQ": b"MODSEQ (%d)"}
 
 
 def _fetch_flags_batch(w: ResponseWriter, x: r.FetchFlagsBatch) -> bytes:
-    # One %-format per message: each distinct flag list is serialized once per batch (a mailbox has few).
-    fmt = b"* %d FETCH (" + b" ".join([_BATCH_FORMATS[k] for k in x.keys]) + b")\r\n"
-    lists: dict[tuple[str, ...], bytes] = {}
-    for f in set(x.flags) if "FLAGS" in x.keys else ():
-        lists[f] = w.atoms(f)
-    columns: dict[str, Sequence[object]] = {
-        "UID": x.uids, "MODSEQ": x.modseqs, "FLAGS": [lists[f] for f in x.flags] if lists else x.flags}
-    rows = zip(x.seqs, *[columns[k] for k in x.keys], strict=True)
-    return b"".join([fmt % row for row in rows])
+    # Every loop over the messages runs in C (map, slice assignment, join): each column becomes a list
+    # of bytes with its separators baked in, the columns are interleaved and joined once. Each distinct
+    # flag list is serialized once per batch (a mailbox has few).
+    n = len(x.seqs)
+    if not n:
+        return b""
+    columns: list[list[bytes]] = [list(map(b")\r\n* %d FETCH (".__mod__, x.seqs))]
+    columns[0][0] = columns[0][0][3:]
+    for i, key in enumerate(x.keys):
+        lead = b" " if i else b""
+        if key == "FLAGS":
+            lists = {f: lead + b"FLAGS " + w.atoms(f) for f in set(x.flags)}
+            columns.append(list(map(lists.__getitem__, x.flags)))
+        else:
+            values = x.uids if key == "UID" else x.modseqs
+            columns.append(list(map((lead + _BATCH_FORMATS[key]).__mod__, values)))
+    width = len(columns)
+    out: list[bytes] = [b""] * (n * width)
+    for i, column in enumerate(columns):
+        out[i::width] = column
+    out.append(b")\r\n")
+    return b"".join(out)
 
 
 def _flags(w: ResponseWriter, x: r.FlagsResponse) -> bytes:

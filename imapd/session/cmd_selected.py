@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from imapd.mime import UnknownEncoding, literal_safe
@@ -105,10 +106,12 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
         if vanished.ranges:
             s.send(VanishedResponse(vanished, earlier=True))
     gone = False
+    if plan.flags_only:
+        for seqs, uids in _flag_chunks(s, view, cmd.sequence, uid=cmd.uid):
+            gone |= await _fetch_flags_chunk(s, view, cmd, plan, seqs, uids)
     # In chunks, so memory stays bounded whatever the set: FETCH 1:* FLAGS of 100,000 messages streams.
-    fetch_chunk = (_fetch_flags_chunk if plan.flags_only else _fetch_whole_chunk if plan.whole_messages
-                   else _fetch_chunk)
-    while chunk := list(itertools.islice(pairs, _FETCH_CHUNK)):
+    fetch_chunk = _fetch_whole_chunk if plan.whole_messages else _fetch_chunk
+    while not plan.flags_only and (chunk := list(itertools.islice(pairs, _FETCH_CHUNK))):
         gone |= await fetch_chunk(s, view, cmd, plan, chunk)
     if gone:
         raise CommandNo("Some of the requested messages no longer exist", "EXPUNGEISSUED")
@@ -160,18 +163,49 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
     return gone
 
 
+_FLAGS_CHUNK = 4096
+"""Messages per batch of the FLAGS fast path (a batch's response is ~40 bytes a message)."""
+
+
+def _flag_chunks(s: Session, view: SelectedView, sequence: SequenceSet, *,
+                 uid: bool) -> Iterator[tuple[Sequence[int], Sequence[int]]]:
+    """(sequence numbers, UIDs) of the messages the set names, ascending, in batches of at most
+    :data:`_FLAGS_CHUNK`: slices of the view's UID array and ranges, no per-message Python object."""
+    if sequence.saved:
+        pairs = iter_resolve(s, view, sequence, uid=uid)
+        while chunk := list(itertools.islice(pairs, _FLAGS_CHUNK)):
+            yield [seq for seq, _ in chunk], [u for _, u in chunk]
+        return
+    if uid:
+        if view.exists == 0:
+            return
+        ranges = []
+        for lo, hi in sequence.resolve(view.max_uid, clip=False):
+            first = bisect.bisect_left(view.uids, lo, 0, view.exists)
+            last = bisect.bisect_right(view.uids, hi, first, view.exists)
+            if first < last:
+                ranges.append((first + 1, last))
+    else:
+        if view.exists == 0 or sequence.exceeds(view.exists):
+            raise CommandBad("Message sequence number out of range")
+        ranges = list(sequence.resolve(view.exists))
+    for lo, hi in ranges:
+        for start in range(lo, hi + 1, _FLAGS_CHUNK):
+            stop = min(hi, start + _FLAGS_CHUNK - 1)
+            yield range(start, stop + 1), view.uids[start - 1 : stop]
+
+
 async def _fetch_flags_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: FetchPlan,
-                             pairs: list[tuple[int, int]]) -> bool:
+                             seqs: Sequence[int], chunk: Sequence[int]) -> bool:
     """:func:`_fetch_chunk` for a plan of only UID, FLAGS and MODSEQ (``plan.flags_only``): the same
     responses, straight from the in-memory index in one batch (no per-message render, response object or
     drain). True when some of the chunk's messages no longer exist."""
     mailbox = view.mailbox
-    uids, flags, modseqs = mailbox.flag_rows([u for _, u in pairs])
-    gone = len(uids) != len(pairs)
-    seqs = [seq for seq, _ in pairs]
+    uids, flags, modseqs = mailbox.flag_rows(chunk)
+    gone = len(uids) != len(chunk)
     if gone:
         found = set(uids)
-        seqs = [seq for seq, u in pairs if u in found]
+        seqs = [seq for seq, u in zip(seqs, chunk, strict=True) if u in found]
     if cmd.changedsince is not None:
         since = cmd.changedsince
         keep = [i for i, m in enumerate(modseqs) if m > since]
@@ -182,9 +216,10 @@ async def _fetch_flags_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
         return gone
     if plan.wants_flags and (plan.wants_modseq or not s.condstore):
         view.forget_flag_updates(uids)
-    recent = view.recent
-    if recent and plan.wants_flags:
-        flags = [(*f, "\\Recent") if u in recent else f for u, f in zip(uids, flags, strict=True)]
+    if plan.wants_flags and view.recent:
+        for lo, hi in view.recent.ranges():  # few ranges: bisect each into the batch
+            first, last = bisect.bisect_left(uids, lo), bisect.bisect_right(uids, hi)
+            flags[first:last] = [(*f, "\\Recent") for f in flags[first:last]]
     keys = tuple(item.response_key() for item in plan.items)
     if cmd.uid and not plan.wants_uid:
         keys = ("UID", *keys)

@@ -93,8 +93,8 @@ class MailboxState:
             return [], [], []
         start = bisect_left(self.uids, uids[0])
         stop = start + n
-        if self.uids[start:stop] == array("I", uids):
-            found = list(uids)
+        if self.uids[start:stop] == (uids if isinstance(uids, array) else array("I", uids)):
+            found = uids.tolist() if isinstance(uids, array) else list(uids)
             bits = self.sysflags[start:stop]
             modseqs = self.modseqs[start:stop].tolist()
         else:

@@ -251,9 +251,10 @@ def test_flags_fast_path_matches_general_path(ts: TLSServer) -> None:
     other = connect(ts, tls=False)
     imap.ok("SELECT Flags")  # \Recent: the last 30 only
     other.ok("SELECT Flags")  # \Recent: none
+    cases = [("FLAGS", False), ("FLAGS", True), ("UID FLAGS", False), ("FLAGS UID FLAGS", True),
+             ("FLAGS MODSEQ", False), ("MODSEQ UID", True)]
     for client in (imap, other):
-        for items, uid in [("FLAGS", False), ("FLAGS", True), ("UID FLAGS", False), ("FLAGS UID FLAGS", True),
-                           ("FLAGS MODSEQ", False), ("MODSEQ UID", True)]:
+        for items, uid in cases:
             prefix = "UID " if uid else ""
             fast, t1 = client.command(f"{prefix}FETCH 1:* ({items})")
             general, t2 = client.command(f"{prefix}FETCH 1:* ({items} INTERNALDATE)")
@@ -261,6 +262,13 @@ def test_flags_fast_path_matches_general_path(ts: TLSServer) -> None:
             fast = [line for line in fast if _FETCH.match(line)]
             assert len(fast) == 330
             assert fast == _strip(general, b"INTERNALDATE"), items
+        for sequence in ("3,7,250:260,320:*", "*:300", "5"):
+            for items, uid in cases[:3]:
+                prefix = "UID " if uid else ""
+                fast, _ = client.command(f"{prefix}FETCH {sequence} ({items})")
+                general, _ = client.command(f"{prefix}FETCH {sequence} ({items} INTERNALDATE)")
+                fast = [line for line in fast if _FETCH.match(line)]
+                assert fast and fast == _strip(general, b"INTERNALDATE"), (sequence, items)
         # CHANGEDSINCE (CONDSTORE is on now): only the changed ones, with MODSEQ
         fast, _ = client.command("FETCH 1:* (FLAGS) (CHANGEDSINCE 200)")
         general, _ = client.command("FETCH 1:* (FLAGS INTERNALDATE) (CHANGEDSINCE 200)")

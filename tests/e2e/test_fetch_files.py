@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import imapd_cli
 from tests.e2e.test_tls import TLSServer, client_context, start_tls_server, stop
 from tests.rawimap import RawIMAP
 
@@ -50,14 +51,14 @@ class Sock:
         self.raw.greeting = self.raw.readline()
 
 
-def connect(ts: TLSServer, tls: bool) -> RawIMAP:
+def connect(ts: TLSServer, tls: bool, user: str = "alice", password: str = "secret1") -> RawIMAP:
     if tls:
         plain = socket.create_connection(("127.0.0.1", ts.tls_port), timeout=30)
         sock: socket.socket = client_context().wrap_socket(plain, server_hostname="localhost")
     else:
         sock = socket.create_connection(("127.0.0.1", ts.plain_port), timeout=30)
     imap = Sock(sock).raw
-    imap.ok("LOGIN alice secret1")
+    imap.ok(f"LOGIN {user} {password}")
     return imap
 
 
@@ -279,3 +280,31 @@ def test_flags_fast_path_matches_general_path(ts: TLSServer) -> None:
     imap.ok("LOGOUT")
     other.ok("LOGOUT")
 
+
+
+# -- worker hand-off: a plaintext socket moves to the owner (sendfile there), a TLS one is relayed -----------
+def test_whole_messages_through_worker_hand_off(tmp_path: Path) -> None:
+    """Two workers, users owned by each: every connection accepted by the other worker moves (plaintext:
+    the socket itself; TLS: relayed over a UNIX socket pair, where the owner must not use sendfile)."""
+    base = tmp_path / "srv"
+    base.mkdir()
+    ts = start_tls_server(base, "-o", "server.workers=2")
+    users = [f"user{i}" for i in range(4)]
+    try:
+        for user in users:
+            imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(ts.srv.data_dir), stdin="pw")
+        bodies = [message(10 + i, size) for i, size in enumerate((5_000, 300_000, 3_500_000))]
+        for user in users:
+            for tls in (False, True):
+                imap = connect(ts, tls, user=user, password="pw")
+                if not tls:
+                    for data in bodies:
+                        append(imap, "INBOX", data)
+                imap.ok("EXAMINE INBOX")
+                untagged, tagged = imap.command("UID FETCH 1:* (FLAGS BODY.PEEK[])")
+                assert tagged.split()[1] == b"OK", tagged
+                assert [dict(p)[b"BODY[]"] for _, p in fetch_items(untagged)] == bodies, (user, tls)
+                imap.ok("NOOP")
+                imap.ok("LOGOUT")
+    finally:
+        stop(ts)

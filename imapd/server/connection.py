@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAPConnection"]
+__all__ = ["IMAPConnection", "send_file"]
 
 
 class IMAPConnection(asyncio.Protocol):
@@ -436,9 +436,13 @@ class IMAPConnection(asyncio.Protocol):
                 else:
                     assert isinstance(piece, MessageFile)
                     try:
-                        await self._send_file(loop, fd, piece)
+                        complete = await send_file(loop, fd, piece)
                     finally:
                         piece.close()
+                    if not complete:
+                        log.warning("message file of UID %d shrank while it was sent to %s; closing the "
+                                    "connection", piece.uid, self.peer_host)
+                        raise ConnectionResetError("message file shrank")
                     self._direct_bytes -= piece.size
                 self._wake_drain()
         except OSError as exc:
@@ -456,24 +460,6 @@ class IMAPConnection(asyncio.Protocol):
             self._wake_drain()
             if self._close_after_files and not transport.is_closing():
                 transport.close()
-
-    async def _send_file(self, loop: asyncio.AbstractEventLoop, fd: int, file: MessageFile) -> None:
-        """``file.size`` octets of ``file``: exactly what its literal announced. A file that shrank since
-        it was opened (rewritten in place: not a Maildir habit) is padded with spaces to that length and
-        the connection closed after it, so the client never takes the FETCH for complete."""
-        offset = 0
-        while offset < file.size:
-            try:
-                sent = os.sendfile(fd, file.fd, offset, file.size - offset)
-            except BlockingIOError:
-                await _writable(loop, fd)
-                continue
-            if sent == 0:
-                log.warning("message file of UID %d shrank while it was sent to %s; closing the connection",
-                            file.uid, self.peer_host)
-                await _send_all(loop, fd, b" " * (file.size - offset))
-                raise ConnectionResetError("message file shrank")
-            offset += sent
 
     def _wake_drain(self) -> None:
         waiter = self._drain_waiter
@@ -799,6 +785,25 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
         await ready
     finally:
         loop.remove_writer(fd)
+
+
+async def send_file(loop: asyncio.AbstractEventLoop, fd: int, file: MessageFile) -> bool:
+    """Send exactly ``file.size`` octets of ``file`` to the non-blocking socket ``fd``: what its literal
+    announced. False when the file shrank since it was opened (rewritten in place: not a Maildir habit):
+    the rest is then padded with spaces so the length promised holds, and the caller closes the
+    connection, so the client never takes that FETCH for complete."""
+    offset = 0
+    while offset < file.size:
+        try:
+            sent = os.sendfile(fd, file.fd, offset, file.size - offset)
+        except BlockingIOError:
+            await _writable(loop, fd)
+            continue
+        if sent == 0:
+            await _send_all(loop, fd, b" " * (file.size - offset))
+            return False
+        offset += sent
+    return True
 
 
 async def _send_all(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:

@@ -131,7 +131,8 @@ def ts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
-@pytest.mark.parametrize("items", ["BODY.PEEK[]", "FLAGS BODY.PEEK[]", "UID BODY.PEEK[] FLAGS", "BINARY.PEEK[]"])
+@pytest.mark.parametrize("items", ["BODY.PEEK[]", "FLAGS BODY.PEEK[]", "UID BODY.PEEK[] FLAGS", "BINARY.PEEK[]",
+                                   "RFC822 FLAGS"])
 def test_whole_messages_are_the_files(ts: TLSServer, tls: bool, items: str) -> None:
     imap = connect(ts, tls)
     imap.ok("EXAMINE Big")
@@ -140,7 +141,7 @@ def test_whole_messages_are_the_files(ts: TLSServer, tls: bool, items: str) -> N
     files = disk_files(ts)
     got = fetch_items(untagged)
     assert [seq for seq, _ in got] == list(range(1, len(SIZES) + 1))  # all, in order
-    body_key = b"BINARY[]" if "BINARY" in items else b"BODY[]"
+    body_key = b"BINARY[]" if "BINARY" in items else b"RFC822" if "RFC822" in items else b"BODY[]"
     for n, (_, pairs) in enumerate(got):
         keys = [k for k, _ in pairs]
         expected = [k.encode().replace(b".PEEK", b"") for k in items.split()]

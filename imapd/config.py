@@ -105,6 +105,25 @@ class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     watch: bool = True
 
 
+class LMTPSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # "HOST:PORT" or a UNIX socket path (anything with a "/"); "" = no LMTP listener.
+    listen: str = ""
+    # Recipient domains that are ours: "alice@<one of these>" is looked up as "alice". Empty = any domain.
+    domains: list[str] = msgspec.field(default_factory=list)
+    # "user+detail@domain" files into the folder "detail" when it exists (Postfix's recipient_delimiter).
+    recipient_delimiter: str = "+"
+    save_to_detail_mailbox: bool = True
+    # The name in the Received: header and the 220/LHLO replies; "" = the host's name.
+    hostname: str = ""
+    max_message_size: int = 64 * 1024 * 1024
+    max_recipients: int = 1000
+    timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if len(self.recipient_delimiter) > 1:
+            raise ValueError("lmtp.recipient_delimiter: one character, or empty for none")
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
@@ -114,6 +133,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    lmtp: LMTPSettings = msgspec.field(default_factory=LMTPSettings)
 
     @property
     def data_path(self) -> Path:

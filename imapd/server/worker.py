@@ -47,6 +47,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     ready_fd: int
     listeners: list[ListenerSpec]
     settings: Settings
+    lmtp_fd: int = -1
+    """The LMTP listener the supervisor bound (``lmtp.listen``), or -1."""
 
 
 class Ownership:
@@ -127,7 +129,8 @@ async def _serve_worker(spec: WorkerSpec) -> int:
     sockets = [(socket.socket(fileno=ls.fd), ls.tls) for ls in spec.listeners]
     ownership = Ownership(spec)
     handle = ServerHandle(spec.settings, ownership=ownership)
-    await handle.start(sockets=sockets)
+    lmtp = socket.socket(fileno=spec.lmtp_fd) if spec.lmtp_fd >= 0 else None
+    await handle.start(sockets=sockets, lmtp_socket=lmtp)
     stop = asyncio.Event()
     handed_off = asyncio.Event()
     retiring: list[asyncio.Task[None]] = []

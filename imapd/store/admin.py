@@ -1,4 +1,6 @@
-"""CLI commands of the storage layer: ``user add|passwd|del|list``, ``deliver`` and ``index rebuild``.
+"""CLI commands of the storage layer: ``user add|passwd|del|list`` and ``index rebuild``.
+
+(``imapd deliver`` is in ``imapd/delivery/command.py``: it may talk LMTP to a running server.)
 
 ``imapd/cli.py`` calls :func:`register_cli` on its subparsers and then ``args.func(args) -> int``.
 Exit codes follow sysexits.h.
@@ -13,12 +15,11 @@ import sqlite3
 import sys
 import time
 
-from imapd.rendezvous import notify_owner
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, UserExists
 from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
 
-__all__ = ["EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
+__all__ = ["DEFAULT_DATA_DIR", "EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
 
 EX_OK = 0
 EX_USAGE = 64
@@ -27,7 +28,6 @@ EX_NOUSER = 67
 EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
 DEFAULT_DATA_DIR = "./imapd-data"
-MAX_MESSAGE = 64 * 1024 * 1024
 
 
 def _err(msg: str) -> None:
@@ -116,56 +116,6 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def to_crlf(data: bytes) -> bytes:
-    """MTAs pipe messages with bare LF line ends; IMAP serves CRLF, and sizes must match what is served."""
-    if b"\n" not in data.replace(b"\r\n", b""):
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def cmd_deliver(args: argparse.Namespace) -> int:
-    if _passwd(args).get(args.user) is None:
-        _err(f"no user {args.user!r}")
-        return EX_NOUSER
-    data = sys.stdin.buffer.read(MAX_MESSAGE + 1)
-    if not data:
-        _err("empty message")
-        return EX_DATAERR
-    if len(data) > MAX_MESSAGE:
-        _err("message too large")
-        return EX_DATAERR
-    data = to_crlf(data)
-    store = Store(args.data_dir)
-    try:
-        try:
-            us = store.user(args.user)
-        except NoSuchUser:
-            us = store.create_user(args.user)
-        mb = us.open(args.mailbox)
-        try:
-            uid = mb.append(data)
-        finally:
-            mb.release()
-    except NoSuchUser as exc:
-        _err(str(exc))
-        return EX_NOUSER
-    except (NoSuchMailbox, InvalidMailboxName) as exc:
-        _err(str(exc))
-        return EX_DATAERR
-    except StorageIOError as exc:
-        _err(str(exc))
-        return EX_TEMPFAIL
-    except OSError as exc:
-        _err(f"delivery failed: {exc}")
-        return EX_TEMPFAIL
-    finally:
-        store.close()
-    notify_owner(args.data_dir, args.user)  # the running server's owner of the user syncs at once
-    if args.verbose:
-        print(uid)
-    return EX_OK
-
-
 def _set_aside_index(root: str) -> str | None:
     """Move an index SQLite cannot open out of the way (kept for inspection); its new name, or None."""
     from imapd.store.userstore import INDEX_FILE
@@ -229,12 +179,6 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(func=cmd_user_del)
     p = user_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_user_list)
-
-    p = subparsers.add_parser("deliver", parents=[common], help="deliver one message from stdin")
-    p.add_argument("user")
-    p.add_argument("--mailbox", default="INBOX")
-    p.add_argument("-v", "--verbose", action="store_true", help="print the new UID")
-    p.set_defaults(func=cmd_deliver)
 
     index = subparsers.add_parser("index", help="maintain a user's index (imapd-index.sqlite)")
     index_sub = index.add_subparsers(dest="index_command", required=True)

@@ -61,6 +61,13 @@ _CHUNK = 1 << 20
 _START, _MID, _CR, _DOT = range(4)  # where DATA reading stands (see LMTPConnection._read_dot_data)
 
 
+def _buffered(reader: asyncio.StreamReader) -> bytes | bytearray:
+    """What the stream holds unread (asyncio's private buffer, which aiosmtpd itself relies on); empty
+    if that ever goes away, and the caller then reads byte by byte."""
+    ahead = getattr(reader, "_buffer", b"")
+    return ahead if isinstance(ahead, bytes | bytearray) else b""
+
+
 def with_enhanced_code(reply: str) -> str:
     """``501 Syntax: ...`` -> ``501 5.5.4 Syntax: ...``; replies that have a code (or need none) unchanged."""
     out = []
@@ -371,6 +378,15 @@ class LMTPConnection(LMTP):
                     add(byte)  # the stuffed dot is dropped
                     state = _MID
             else:
+                # At a line start (or after a CR): look at what is buffered before reading byte by byte,
+                # so that runs of empty lines after a long stretch go back to bulk reading at once.
+                ahead = _buffered(reader)
+                if state == _START and ahead and ahead[:1] != b".":
+                    state = _MID
+                    continue
+                if state == _CR and ahead and ahead[:1] != b"\n":
+                    state = _MID
+                    continue
                 byte = await reader.readexactly(1)
                 if state == _START and byte == b".":
                     state = _DOT

@@ -24,7 +24,7 @@ from imapd.store.userstore import UserStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Envelope", "Failure", "Outcome", "deliver", "to_crlf", "trace_headers"]
+__all__ = ["Envelope", "Failure", "Outcome", "deliver", "failure_outcome", "to_crlf", "trace_headers"]
 
 Failure = Literal["quota", "disk_full", "tempfail", "nouser"]
 
@@ -79,7 +79,8 @@ def trace_headers(envelope: Envelope, now: datetime | None = None) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 
-def _failed(exc: StoreError) -> Outcome:
+def failure_outcome(exc: StoreError) -> Outcome:
+    """A store error as an outcome; a quota error is known by its code, whatever the store names it."""
     if isinstance(exc, NoSuchUser):
         return Outcome(kind="failed", failure="nouser", reason=str(exc))
     if isinstance(exc, StorageIOError):
@@ -139,7 +140,7 @@ def deliver(store: Store, envelope: Envelope, body: bytes, *, fsync: bool = True
         if stored:
             log.error("delivery for %s failed after %d copies were stored (the retry repeats them): %s",
                       user, len(stored), exc)
-        return _failed(exc)
+        return failure_outcome(exc)
     except OSError as exc:
-        return _failed(StorageIOError(user, None, "deliver", exc))
+        return failure_outcome(StorageIOError(user, None, "deliver", exc))
     return Outcome(kind="stored", stored=tuple(stored))

@@ -81,6 +81,7 @@ def trace_headers(envelope: Envelope, now: datetime | None = None) -> bytes:
 
 def failure_outcome(exc: StoreError) -> Outcome:
     """A store error as an outcome; a quota error is known by its code, whatever the store names it."""
+    """A store error as an outcome; a quota error is known by its code, whatever the store names it."""
     if isinstance(exc, NoSuchUser):
         return Outcome(kind="failed", failure="nouser", reason=str(exc))
     if isinstance(exc, StorageIOError):

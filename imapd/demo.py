@@ -226,7 +226,13 @@ class DemoPlan:
                           f"server.tls_listen=[{_toml_str(self.imaps.address)}]"]
         if self.metrics is not None:
             overrides.append(f"metrics.listen={_toml_str(self.metrics.address)}")
+        overrides.append(f"lmtp.listen={_toml_str(self.lmtp_socket)}")
         return load_settings(None, overrides)
+
+    @property
+    def lmtp_socket(self) -> str:
+        """LMTP on a UNIX socket in the data dir: a port that cannot clash with anything."""
+        return str(self.data_dir / "lmtp.sock")
 
     def banner(self) -> str:
         """What is up, where, and a first command to try; printed once everything answers."""
@@ -241,6 +247,7 @@ class DemoPlan:
         if self.metrics is not None:
             lines.append(f"  metrics  {_url(self.metrics, '/metrics'):<26} "
                          f"or: imapd stats --metrics {self.metrics.address}")
+        lines.append(f"  LMTP     {self.lmtp_socket:<26} deliver: imapd deliver demo --data-dir {self.data_dir} < MSG")
         lines.append("  users    " + ", ".join(f"{u} / {p}" for u, p in DEMO_USERS))
         user, password = DEMO_USERS[0]
         snippet = (f"import imaplib; m = imaplib.IMAP4({imap.connect_host!r}, {imap.port}); "

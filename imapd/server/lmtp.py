@@ -224,10 +224,9 @@ class LMTPService:
         own = self.owns(user)
         store = self.ctx.store if own else self._store_for_others()
         data_dir = self.ctx.settings.data_path
-        fsync = self.ctx.settings.store.fsync
 
         async def job() -> Outcome:
-            outcome = deliver(store, envelope, body, fsync=fsync)
+            outcome = deliver(store, envelope, body)  # message file and cur/ fsynced, like every append
             if not own and outcome.kind == "stored":
                 notify_owner(data_dir, user)
             return outcome

@@ -18,7 +18,7 @@ from imapd.delivery.filters import Discard, FileInto, Reject, run_user_filter
 from imapd.delivery.recipients import Recipient
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, StoreError
 from imapd.store.mailbox import AppendItem, Mailbox
-from imapd.store.names import INBOX
+from imapd.store.names import INBOX, normalize
 from imapd.store.store import Store
 from imapd.store.userstore import UserStore
 
@@ -94,18 +94,18 @@ def failure_outcome(exc: StoreError) -> Outcome:
 def _open(store: Store, us: UserStore, name: str) -> Mailbox:
     """The target mailbox, or INBOX when it does not exist or cannot be a name: never a bounce."""
     try:
-        mailbox = us.open(name)
+        mailbox, expected = us.open(name), normalize(name)
     except (NoSuchMailbox, InvalidMailboxName):
         if name == INBOX:
             raise
         log.info("delivery for %s: no mailbox %r, filing into INBOX", us.user, name)
-        mailbox = us.open(INBOX)
-    if mailbox.name == us.resolve(mailbox.name)[1] and not mailbox.deleted:
+        mailbox, expected = us.open(INBOX), INBOX
+    if mailbox.name == expected and not mailbox.deleted:
         return mailbox
-    # A warm object of a delivery-only store whose folder another process renamed or deleted: start over.
+    # A warm object of a delivery-only store whose folder another process renamed: start over.
     us.release(mailbox)
     store.remove_user(us.user)
-    return store.user(us.user).open(name)
+    return store.user(us.user).open(expected)
 
 
 def deliver(store: Store, envelope: Envelope, body: bytes, *, fsync: bool = True) -> Outcome:

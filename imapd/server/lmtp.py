@@ -148,7 +148,7 @@ class LMTPService:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.settings = ctx.settings.lmtp
-        self.hostname = self.settings.hostname or socket.getfqdn()
+        self.hostname = self.settings.hostname or socket.gethostname()  # no DNS lookup, unlike getfqdn()
         self.resolver = RecipientResolver(ctx.users, self.settings.domains, self.settings.recipient_delimiter)
         self.server: asyncio.Server | None = None
         self.connections: set[LMTPConnection] = set()

@@ -103,7 +103,7 @@ class ServerHandle:
             return
         lmtp.close()
         await lmtp.drain(grace)
-        lmtp.stop()
+        await asyncio.to_thread(lmtp.stop)  # closes the delivery-only store's indexes
         self.lmtp = None
         if self._lmtp_file is not None:
             import contextlib

@@ -354,3 +354,38 @@ def test_imapd_deliver_without_a_server(tmp_path: Path) -> None:
     proc = imapd_cli("deliver", "alice", "-v", "--data-dir", str(data), stdin=b"Subject: x\r\n\r\ny\r\n")
     assert proc.stdout == b"1\n"
     assert os.listdir(data / "mail" / "alice" / "cur")
+
+
+def test_reload_keeps_the_lmtp_socket(tmp_path: Path) -> None:
+    """``imapd reload``: a transaction on a connection of the old generation still completes, and new
+    connections are served by the new workers on the same socket."""
+    srv = _start(tmp_path, 2)
+    try:
+        before = len(messages(srv, "alice"))
+        old = connect(srv)
+        old.mail("s@remote.test")
+        old.rcpt("alice@example.org")
+        assert send_data(old, b"Subject: before reload\r\n\r\n1\r\n", 1)[0][0] == 250
+        imapd_cli("reload", "--data-dir", str(srv.data_dir))
+        deadline = time.monotonic() + 30
+        while "generation 2 (2 workers) serving" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.1)
+        old.mail("s@remote.test")
+        old.rcpt("bob@example.org")
+        old.rcpt("alice@example.org")
+        assert [c for c, _ in send_data(old, b"Subject: during reload\r\n\r\n2\r\n", 2)] == [250, 250]
+        old.close()
+        new = connect(srv)
+        try:
+            new.mail("s@remote.test")
+            new.rcpt("alice@example.org")
+            assert send_data(new, b"Subject: after reload\r\n\r\n3\r\n", 1)[0][0] == 250
+        finally:
+            new.quit()
+        got = messages(srv, "alice")
+        assert len(got) == before + 3
+        assert [m.rsplit(b"Subject: ", 1)[1].split(b"\r\n")[0] for m in got[-3:]] == [
+            b"before reload", b"during reload", b"after reload"]
+    finally:
+        stop_server(srv)

@@ -24,12 +24,15 @@ assert {owner_slot(u, 2) for u in USERS} == {0, 1}
 MAX_SIZE = 8 * 1024 * 1024
 
 
-def _start(tmp: Path, workers: int) -> RunningServer:
+def _start(tmp: Path, workers: int, *extra: str) -> RunningServer:
     data = tmp / "data"
     for user, password in USERS.items():
         imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(data), stdin=password)
+    # No inotify watcher: an IDLE client can only hear of a delivery from the owner's own store or from
+    # the change notice the accepting worker sends it.
     srv = start_server(data, "-o", f"server.workers={workers}", "-o", "lmtp.listen=127.0.0.1:0",
-                       "-o", 'lmtp.domains=["example.org"]', "-o", f"lmtp.max_message_size={MAX_SIZE}")
+                       "-o", 'lmtp.domains=["example.org"]', "-o", f"lmtp.max_message_size={MAX_SIZE}",
+                       "-o", "store.watch=false", *extra)
     srv.users.update(USERS)
     return srv
 
@@ -389,3 +392,23 @@ def test_reload_keeps_the_lmtp_socket(tmp_path: Path) -> None:
             b"before reload", b"during reload", b"after reload"]
     finally:
         stop_server(srv)
+
+
+def test_unix_socket_with_workers(tmp_path: Path) -> None:
+    """lmtp.listen as a socket path: bound by the supervisor, named in run/lmtp, removed at the end."""
+    path = tmp_path / "lmtp.sock"
+    srv = _start(tmp_path, 2, "-o", f"lmtp.listen={path}")
+    try:
+        assert (srv.data_dir / "run" / "lmtp").read_text().strip() == str(path)
+        with smtplib.LMTP(str(path), timeout=30) as client:
+            client.ehlo_or_helo_if_needed()
+            client.mail("s@remote.test")
+            client.rcpt("alice@example.org")
+            client.rcpt("carol@example.org")
+            assert [c for c, _ in send_data(client, b"Subject: over a socket\r\n\r\nx\r\n", 2)] == [250, 250]
+        for user in ("alice", "carol"):
+            assert b"Subject: over a socket" in messages(srv, user)[-1]
+    finally:
+        stop_server(srv)
+    assert not path.exists()
+    assert not (srv.data_dir / "run" / "lmtp").exists()

@@ -231,7 +231,13 @@ class LMTPService:
                 notify_owner(data_dir, user)
             return outcome
 
-        outcome = await asyncio.shield(self.ctx.lanes.run(user, "LMTP delivery", job()))
+        try:
+            outcome = await asyncio.shield(self.ctx.lanes.run(user, "LMTP delivery", job()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an index SQLite cannot open: this recipient is retried later
+            log.exception("delivery to %s failed", user)
+            return Outcome(kind="failed", failure="tempfail", reason=f"{type(exc).__name__}: {exc}")
         if outcome.kind == "stored":
             log.info("delivered to %s: %s (%d bytes)", user,
                      ", ".join(f"{n} UID {u}" for n, u in outcome.stored), len(body))

@@ -412,3 +412,26 @@ def test_unix_socket_with_workers(tmp_path: Path) -> None:
         stop_server(srv)
     assert not path.exists()
     assert not (srv.data_dir / "run" / "lmtp").exists()
+
+
+def test_an_unreadable_index_fails_only_its_recipient(lmtp_server: RunningServer) -> None:
+    """Not a store error but SQLite's (the index is garbage): 451 for that recipient, the others stored."""
+    srv = lmtp_server
+    user = f"erin{lmtp_port(srv)}"
+    imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(srv.data_dir), stdin="pw")
+    index = srv.data_dir / "mail" / user / "imapd-index.sqlite"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{index}{suffix}").unlink(missing_ok=True)
+    index.write_bytes(b"this is not an SQLite database" * 100)
+    client = connect(srv)
+    try:
+        client.mail("s@remote.test")
+        client.rcpt(f"{user}@example.org")
+        client.rcpt("alice@example.org")
+        replies = send_data(client, b"Subject: broken index\r\n\r\nx\r\n", 2)
+        assert client.noop()[0] == 250
+    finally:
+        client.quit()
+    assert replies[0][0] == 451 and replies[0][1].startswith(b"4.3.0")
+    assert replies[1][0] == 250
+    assert b"Subject: broken index" in messages(srv, "alice")[-1]

@@ -135,6 +135,9 @@ SEEDS = [
     b"b9 ID (\"name\" \"x\" \"version\" NIL)\r\nc1 STATUS INBOX (MESSAGES UIDNEXT SIZE)\r\n",
     b"c2 MOVE 1:* \"Trash\"\r\nc3 UID EXPUNGE 1:3\r\nc4 RENAME a b\r\n",
     b"c5 APPEND INBOX {99999999}\r\nc6 NOOP\r\n",
+    b"c7 APPEND Drafts (\\Draft) CATENATE (URL \"/Drafts;UIDVALIDITY=3/;UID=20/;section=1.MIME/;PARTIAL=0.9\" "
+    b"TEXT {2}\r\nhi UTF8 (~{1+}\r\n\x00)) {1+}\r\nx\r\n",
+    b"c8 UID REPLACE 7 Sent CATENATE (URL imap://u@h/INBOX/;UID=1 TEXT {1+}\r\n!)\r\nc9 REPLACE 1 a {1}\r\nb\r\n",
 ]
 
 

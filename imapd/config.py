@@ -53,6 +53,8 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     preauth_timeout: float = 60.0
     max_output_buffer: int = 4 * 1024 * 1024
     max_bad_commands: int = 20
+    # Live RETURN (UPDATE) searches/sorts (RFC 5267 CONTEXT) per session; one more gets NOUPDATE (at least 1).
+    max_contexts: int = 8
     # Before authentication: enough for LOGIN/AUTHENTICATE and X-STATE RESTORE (a token is at most 16 KiB).
     preauth_max_line: int = 20 * 1024
     preauth_max_literal: int = 8 * 1024
@@ -118,10 +120,28 @@ class LMTPSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_message_size: int = 64 * 1024 * 1024
     max_recipients: int = 1000
     timeout: float = 300.0
+    # Over quota: 552 5.2.2 (the MTA bounces), or with this 452 4.2.2 (it retries); Dovecot's quota_full_tempfail.
+    quota_full_tempfail: bool = False
 
     def __post_init__(self) -> None:
         if len(self.recipient_delimiter) > 1:
             raise ValueError("lmtp.recipient_delimiter: one character, or empty for none")
+
+
+class QuotaSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # RFC 9208 limits for users whose passwd entry sets none (quota_storage= / quota_messages=); 0 = none.
+    storage: int = 0  # KiB
+    messages: int = 0
+
+    def __post_init__(self) -> None:
+        if self.storage < 0 or self.messages < 0:
+            raise ValueError("quota limits must be >= 0 (0 means unlimited)")
+
+
+class MetadataSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # RFC 5464 annotations, per mailbox (and for the server): the largest value, and how many entries.
+    max_value_size: int = 65536
+    max_entries: int = 256
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -133,6 +153,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    quota: QuotaSettings = msgspec.field(default_factory=QuotaSettings)
+    metadata: MetadataSettings = msgspec.field(default_factory=MetadataSettings)
     lmtp: LMTPSettings = msgspec.field(default_factory=LMTPSettings)
 
     @property

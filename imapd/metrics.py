@@ -1,21 +1,33 @@
-"""Process metrics in Prometheus' text format: counters, gauges and latency summaries.
+"""The server's metrics, kept by prometheus_client.
 
-Kept deliberately small (no client library): a dict of numbers and a renderer. The server exposes it
-on ``metrics.listen`` (off by default) and ``imapd stats`` prints it.
+One process (``server.workers = 1``) serves its own registry on ``metrics.listen``. With workers, the
+supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at ``<data_dir>/run/metrics`` before it starts them, so each
+worker's values live in memory-mapped files there, and the supervisor's endpoint sums them
+(prometheus_client's multiprocess mode): counters and histograms over every worker that ever ran since
+the server started, gauges over the live ones.
+
+Callers name a metric by its exposition name; :data:`_KINDS` says what each is.
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections.abc import Iterator
+import shutil
+from pathlib import Path
 
-__all__ = ["Metrics"]
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+__all__ = ["MULTIPROC_ENV", "Metrics", "prepare_multiprocess_dir", "render_multiprocess", "worker_exited"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# The *_created series say nothing an operator needs.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Latency buckets in seconds, for reconnect paths (LOGIN, SELECT, X-STATE RESTORE).
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-_HELP = {
+_KINDS: dict[str, tuple[str, str]] = {
     "imapd_cache_hits_total": ("counter", "SELECT/RESTORE that found the mailbox warm in memory"),
     "imapd_cache_misses_total": ("counter", "SELECT/RESTORE that loaded the mailbox from the index"),
     "imapd_cache_evictions_total": ("counter", "warm mailboxes dropped by TTL or size"),
@@ -23,62 +35,69 @@ _HELP = {
     "imapd_cache_mailboxes": ("gauge", "warm mailboxes"),
     "imapd_credential_cache_hits_total": ("counter", "logins that skipped the password hash"),
     "imapd_connections": ("gauge", "open client connections"),
+    "imapd_inline_commands_total": ("counter", "commands of logged-in users answered from memory on the network "
+                                    "loop, without the round trip to the user's lane"),
+    "imapd_users": ("gauge", "users with a session or a warm mailbox in a worker"),
     "imapd_command_seconds": ("histogram", "time to execute reconnect-path commands, by command"),
     "imapd_loop_lag_seconds": ("histogram", "how late the network loop and the user lanes ran a due callback"),
 }
 
 
 class Metrics:
-    """Thread-safe: the network loop and every user lane record into one instance."""
+    """One server's metrics. Thread-safe (prometheus_client locks each value): the network loop and every
+    user lane record into one instance. Each instance has a registry of its own, so several servers in one
+    test process do not collide."""
 
     def __init__(self) -> None:
-        self.values: dict[str, float] = {}
-        self._hist: dict[tuple[str, str], list[float]] = {}
-        self._labels: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters: dict[str, Counter] = {}
+        self._gauges: dict[str, Gauge] = {}
+        self._histograms: dict[str, Histogram] = {}
 
     def inc(self, name: str, amount: float = 1) -> None:
-        with self._lock:
-            self.values[name] = self.values.get(name, 0) + amount
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Counter(name, _help(name), registry=self.registry)
+        counter.inc(amount)
 
     def set(self, name: str, value: float) -> None:
-        self.values[name] = value
+        gauge = self._gauges.get(name)
+        if gauge is None:
+            # livesum: the supervisor's total is over the workers running now, not the dead ones.
+            gauge = self._gauges[name] = Gauge(name, _help(name), registry=self.registry,
+                                               multiprocess_mode="livesum")
+        gauge.set(value)
 
     def observe(self, name: str, label: str, seconds: float, *, label_name: str = "command") -> None:
-        """Record one duration: bucket counts, then sum and count at the end of the list."""
-        i = bisect.bisect_left(_BUCKETS, seconds)
-        with self._lock:
-            h = self._hist.get((name, label))
-            if h is None:
-                h = self._hist[(name, label)] = [0.0] * (len(_BUCKETS) + 3)
-                self._labels[name] = label_name
-            h[i] += 1
-            h[-2] += seconds
-            h[-1] += 1
+        hist = self._histograms.get(name)
+        if hist is None:
+            hist = self._histograms[name] = Histogram(name, _help(name), (label_name,), registry=self.registry,
+                                                      buckets=_BUCKETS)
+        hist.labels(label).observe(seconds)
 
     def render(self) -> str:
-        with self._lock:
-            return "".join(self._lines())
-
-    def _lines(self) -> Iterator[str]:
-        names = sorted(set(self.values) | {n for n, _ in self._hist})
-        for name in names:
-            kind, text = _HELP.get(name, ("untyped", name))
-            yield f"# HELP {name} {text}\n# TYPE {name} {kind}\n"
-            if name in self.values:
-                yield f"{name} {_num(self.values[name])}\n"
-            key = self._labels.get(name, "command")
-            for (hname, label), h in sorted(self._hist.items()):
-                if hname != name:
-                    continue
-                cumulative = 0.0
-                for bound, count in zip((*_BUCKETS, float("inf")), h[: len(_BUCKETS) + 1], strict=True):
-                    cumulative += count
-                    le = "+Inf" if bound == float("inf") else _num(bound)
-                    yield f'{name}_bucket{{{key}="{label}",le="{le}"}} {_num(cumulative)}\n'
-                yield f'{name}_sum{{{key}="{label}"}} {h[-2]:.6f}\n'
-                yield f'{name}_count{{{key}="{label}"}} {_num(h[-1])}\n'
+        return generate_latest(self.registry).decode()
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
+def _help(name: str) -> str:
+    return _KINDS.get(name, ("untyped", name))[1]
+
+
+def prepare_multiprocess_dir(run_dir: Path) -> Path:
+    """An empty ``run/metrics`` for a server starting (prometheus_client wants it wiped at start)."""
+    path = run_dir / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def render_multiprocess(path: Path) -> str:
+    """What the supervisor serves: every worker's values in ``path``, summed."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    return generate_latest(registry).decode()
+
+
+def worker_exited(path: Path, pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters and histograms stay in the totals)."""
+    multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]

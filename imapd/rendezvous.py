@@ -7,7 +7,9 @@ server is generation 0, slot 0). The owner of a user is rendezvous hashing of th
 Besides connection hand-offs (``imapd/server/handoff.py``), the sockets take a *change notice*: a packet
 without a file descriptor naming a user whose mail another process just changed (``imapd deliver``, the
 admin commands). The owner then re-reads that user's open mailboxes at once, so our own writes never
-depend on inotify; the mail-root watcher stays for programs that are not ours.
+depend on inotify; the mail-root watcher stays for programs that are not ours. Workers of one generation
+also tell each other of login outcomes (:class:`AuthEvent`), so the failure throttle of a client address
+counts its attempts against every worker's users, not only one worker's.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import msgspec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChangeNotice", "Generation", "notify_owner", "owner_slot", "read_generation", "run_dir",
+__all__ = ["AuthEvent", "ChangeNotice", "ConnectionCount", "Generation", "Notice", "notify_owner", "owner_slot", "read_generation", "run_dir",
            "socket_path", "write_generation"]
 
 
@@ -35,6 +37,26 @@ class Generation(msgspec.Struct, frozen=True):
 
 class ChangeNotice(msgspec.Struct, frozen=True, tag="changed"):
     user: str
+
+
+class AuthEvent(msgspec.Struct, frozen=True, tag="auth"):
+    """A login outcome at a peer worker: ``failed`` counts one failure for ``address`` (and ``user`` when
+    named); otherwise a success clears that user's failures from that address."""
+
+    address: str
+    user: str | None = None
+    failed: bool = True
+
+
+class ConnectionCount(msgspec.Struct, frozen=True, tag="conns"):
+    """How many connections from ``address`` the worker in ``slot`` holds now (see ConnectionRegistry)."""
+
+    address: str
+    slot: int
+    count: int
+
+
+Notice = ChangeNotice | AuthEvent | ConnectionCount
 
 
 def run_dir(data_dir: str | os.PathLike[str]) -> Path:

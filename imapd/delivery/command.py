@@ -18,9 +18,20 @@ import sys
 
 from imapd.delivery.agent import to_crlf
 from imapd.rendezvous import notify_owner, run_dir
-from imapd.store.admin import DEFAULT_DATA_DIR, EX_DATAERR, EX_NOUSER, EX_OK, EX_TEMPFAIL
-from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError
+from imapd.store.admin import (
+    DEFAULT_DATA_DIR,
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_NOPERM,
+    EX_NOUSER,
+    EX_OK,
+    EX_TEMPFAIL,
+    default_quota,
+    settings_options,
+)
+from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, OverQuota, StorageIOError
 from imapd.store.names import INBOX
+from imapd.store.quota import passwd_limits
 from imapd.store.store import Store
 from imapd.store.users import PasswdFile
 
@@ -28,7 +39,6 @@ __all__ = ["LMTP_ADDRESS_FILE", "cmd_deliver", "lmtp_address", "register_cli"]
 
 MAX_MESSAGE = 64 * 1024 * 1024
 LMTP_ADDRESS_FILE = "lmtp"
-EX_NOPERM = 77
 
 
 def _err(msg: str) -> None:
@@ -53,7 +63,7 @@ def _connect(address: str, timeout: float) -> smtplib.LMTP:
     return smtplib.LMTP(host, int(port), timeout=timeout)
 
 
-def _over_lmtp(address: str, user: str, sender: str, data: bytes, verbose: bool) -> int | None:
+def _over_lmtp(address: str, user: str, sender: str, data: bytes, verbose: bool, bounce_over_quota: bool) -> int | None:
     """Deliver over LMTP; None when no server took the message (the caller writes it directly)."""
     try:
         client = _connect(address, timeout=60.0)
@@ -87,9 +97,9 @@ def _over_lmtp(address: str, user: str, sender: str, data: bytes, verbose: bool)
                 print(match.group(1))
             return EX_OK
         _err(f"LMTP DATA: {code} {text}")
-        if code < 500:
-            return EX_TEMPFAIL
-        return EX_NOPERM if text.startswith("5.2.2") else EX_DATAERR
+        if text.startswith(("5.2.2", "4.2.2")):  # over quota: as the direct path, retried unless --over-quota=bounce
+            return EX_NOPERM if bounce_over_quota else EX_TEMPFAIL
+        return EX_TEMPFAIL if code < 500 else EX_DATAERR
     finally:
         try:
             client.quit()
@@ -98,7 +108,11 @@ def _over_lmtp(address: str, user: str, sender: str, data: bytes, verbose: bool)
 
 
 def _direct(args: argparse.Namespace, data: bytes) -> int:
+    default = default_quota(args)
+    if default is None:
+        return EX_CONFIG
     store = Store(args.data_dir)
+    store.quota_limits = passwd_limits(PasswdFile(os.path.join(args.data_dir, "passwd")), default)
     try:
         try:
             us = store.user(args.user)
@@ -115,6 +129,10 @@ def _direct(args: argparse.Namespace, data: bytes) -> int:
     except (NoSuchMailbox, InvalidMailboxName) as exc:
         _err(str(exc))
         return EX_DATAERR
+    except OverQuota as exc:
+        # 75: the MTA keeps the message and retries (Postfix, Exim); 77 with --over-quota=bounce: it bounces.
+        _err(f"{args.user}: {exc}")
+        return EX_NOPERM if args.over_quota == "bounce" else EX_TEMPFAIL
     except StorageIOError as exc:
         _err(str(exc))
         return EX_TEMPFAIL
@@ -143,14 +161,15 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     data = to_crlf(data)
     address = None if args.direct or args.mailbox.upper() != INBOX else lmtp_address(args.data_dir)
     if address is not None:
-        result = _over_lmtp(address, args.user, args.sender, data, args.verbose)
+        result = _over_lmtp(address, args.user, args.sender, data, args.verbose, args.over_quota == "bounce")
         if result is not None:
             return result
     return _direct(args, data)
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("deliver", help="deliver one message from stdin (over LMTP when a server runs)")
+    p = subparsers.add_parser("deliver", parents=[settings_options()],
+                              help="deliver one message from stdin (over LMTP when a server runs)")
     p.add_argument("user")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
     p.add_argument("--mailbox", default=INBOX, help="folder to deliver into (written directly)")
@@ -158,4 +177,6 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="envelope sender, for Return-Path (Postfix: -f ${sender})")
     p.add_argument("--direct", action="store_true", help="write into the Maildir here, never over LMTP")
     p.add_argument("-v", "--verbose", action="store_true", help="print the new UID")
+    p.add_argument("--over-quota", choices=["tempfail", "bounce"], default="tempfail",
+                   help="exit 75 (EX_TEMPFAIL, the MTA retries; default) or 77 (EX_NOPERM, it bounces)")
     p.set_defaults(func=cmd_deliver)

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from . import commands as c
 from .fetch_parser import parse_fetch_items
 from .flags import FlagError, normalize_flag
+from .metadata_parser import parse_getmetadata, parse_setmetadata
+from .quota_parser import parse_getquota, parse_getquotaroot, parse_setquota
 from .reader import ParseError, TokenReader
 from .search_keys import SearchKey
 from .search_parser import parse_search_criteria
-from .sequence import SequenceSet
+from .sequence import MAX_NUMBER, SequenceSet
 
 __all__ = ["CommandParseError", "parse_command"]
 
@@ -28,7 +30,7 @@ STATUS_ITEMS = frozenset(
 )
 SELECTION_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
-SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL"})
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 SPECIAL_USE = {f.upper(): f for f in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")}
 
@@ -143,6 +145,11 @@ def _id(r: TokenReader, tag: str, uid: bool) -> c.Command:
             raise ParseError("Too many ID parameters")
     r.depth -= 1
     return c.Id(tag, tuple(params))
+
+
+def _compress(r: TokenReader, tag: str, uid: bool) -> c.Command:
+    r.sp()
+    return c.Compress(tag, r.keyword())
 
 
 def _enable(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -353,33 +360,87 @@ def _append(r: TokenReader, tag: str, uid: bool) -> c.Command:
     r.sp()
     mailbox = r.mailbox()
     messages: list[c.AppendMessage] = []
-    while not r.at_end() or not messages:
+    while not r.at_end() or not messages:  # RFC 3502 MULTIAPPEND: one or more messages
         r.sp()
-        flags: tuple[str, ...] = ()
-        date = None
-        if r.peek() == 0x28:
-            flags = _flag_list(r)
-            r.sp()
-        if r.peek() == 0x22:
-            date = r.date_time()
-            r.sp()
-        utf8 = False
-        if r.peek() in (0x55, 0x75):  # "UTF8"
-            if r.keyword() != "UTF8":
-                raise ParseError("Expected message literal")
-            r.sp()
-            r.open()
-            utf8 = True
-        binary = r.peek() == 0x7E
-        if r.peek() not in (0x7B, 0x7E):
-            raise ParseError("Expected message literal")
-        data = r.string(allow_binary=True)
-        if utf8:
-            if not binary:
-                raise ParseError("UTF8 APPEND data must be a literal8")
-            r.close()
-        messages.append(c.AppendMessage(data, flags, date, binary, utf8))
+        if messages:  # lenient: IMAPClient's multiappend sends two spaces between two literals
+            r.take(b" ")
+        messages.append(_append_message(r))
     return c.Append(tag, mailbox, tuple(messages))
+
+
+def _append_message(r: TokenReader) -> c.AppendMessage:
+    """``[flag-list SP] [date-time SP] append-data`` (RFC 4466 append-message)."""
+    flags: tuple[str, ...] = ()
+    date = None
+    if r.peek() == 0x28:
+        flags = _flag_list(r)
+        r.sp()
+    if r.peek() == 0x22:
+        date = r.date_time()
+        r.sp()
+    if r.peek() in (0x43, 0x63):  # "CATENATE" (RFC 4469)
+        if r.keyword() != "CATENATE":
+            raise ParseError("Expected message literal")
+        r.sp()
+        return c.AppendMessage(b"", flags, date, catenate=_catenate_parts(r))
+    if r.peek() in (0x55, 0x75):  # "UTF8"
+        if r.keyword() != "UTF8":
+            raise ParseError("Expected message literal")
+        return c.AppendMessage(_utf8_literal(r), flags, date, True, True)
+    binary = r.peek() == 0x7E
+    if r.peek() not in (0x7B, 0x7E):
+        raise ParseError("Expected message literal")
+    return c.AppendMessage(r.string(allow_binary=True), flags, date, binary)
+
+
+def _utf8_literal(r: TokenReader) -> bytes:
+    """What follows ``"UTF8"``: ``SP "(" literal8 ")"`` (RFC 6855 4)."""
+    r.sp()
+    r.open()
+    if r.peek() != 0x7E:
+        raise ParseError("UTF8 APPEND data must be a literal8")
+    data = r.string(allow_binary=True)
+    r.close()
+    return data
+
+
+def _catenate_parts(r: TokenReader) -> tuple[c.CatenatePart, ...]:
+    """``"(" cat-part *(SP cat-part) ")"``; cat-part is ``TEXT literal``, ``URL astring`` or
+    ``UTF8 (literal8)``."""
+    r.open()
+    parts: list[c.CatenatePart] = []
+    while True:
+        kind = r.keyword()
+        if kind == "UTF8":
+            parts.append(c.CatenateText(_utf8_literal(r), utf8=True))
+        elif kind == "TEXT":
+            r.sp()
+            if r.peek() != 0x7B:
+                raise ParseError("CATENATE TEXT must be a literal")
+            parts.append(c.CatenateText(r.string()))
+        elif kind == "URL":
+            r.sp()
+            raw = r.astring()
+            if not raw.isascii():
+                raise ParseError("A URL is ASCII")
+            parts.append(c.CatenateUrl(raw.decode("ascii")))
+        else:
+            raise ParseError(f"Unknown CATENATE part {kind}")
+        if r.take(b")"):
+            break
+        r.sp()
+    r.depth -= 1
+    return tuple(parts)
+
+
+def _replace(r: TokenReader, tag: str, uid: bool) -> c.Command:
+    """RFC 8508: ``REPLACE SP seq-number SP mailbox append-message`` (one message, no MULTIAPPEND)."""
+    r.sp()
+    number = r.number(nonzero=True)
+    r.sp()
+    mailbox = r.mailbox()
+    r.sp()
+    return c.Replace(tag, number, mailbox, _append_message(r), uid)
 
 
 # --- selected -------------------------------------------------------------------------------------------------
@@ -390,16 +451,58 @@ def _expunge(r: TokenReader, tag: str, uid: bool) -> c.Command:
     return c.Expunge(tag)
 
 
-def _return_opts(r: TokenReader) -> tuple[str, ...] | None:
-    """``SP RETURN (opts)`` if present (ESEARCH / ESORT)."""
+def _return_opts(r: TokenReader) -> tuple[tuple[str, ...] | None, c.PartialRange | None]:
+    """``SP RETURN (opts)`` if present (ESEARCH, ESORT, CONTEXT, PARTIAL): the option names and the
+    ``PARTIAL`` range. At most one of PARTIAL and ALL (RFC 5267 4.4, RFC 9394 3.1)."""
     if r.line[r.pos : r.pos + 8].upper() != b" RETURN ":
-        return None
+        return None, None
     r.pos += 8
-    opts = _atom_list(r)
-    for opt in opts:
+    r.open()
+    opts: list[str] = []
+    partial = None
+    while not r.take(b")"):
+        if opts:
+            r.sp()
+        opt = r.keyword()
         if opt not in SEARCH_RETURN:
             raise ParseError(f"Unknown RETURN option {opt}")
-    return tuple(dict.fromkeys(opts))
+        if opt == "PARTIAL":
+            r.sp()
+            partial = partial_range(r)
+        if opt in ("PARTIAL", "ALL") and ("PARTIAL" in opts or "ALL" in opts):
+            raise ParseError("At most one of PARTIAL and ALL")
+        opts.append(opt)
+    r.depth -= 1
+    return tuple(dict.fromkeys(opts)), partial
+
+
+_PARTIAL_RANGE = re.compile(rb"([1-9][0-9]{0,9}):([1-9][0-9]{0,9})(?![0-9])|-([1-9][0-9]{0,9}):-([1-9][0-9]{0,9})(?![0-9])")
+
+
+def partial_range(r: TokenReader) -> c.PartialRange:
+    """RFC 9394 ``partial-range``: ``nz-number ":" nz-number`` or ``"-" nz-number ":" "-" nz-number``,
+    never ``*``, 0 or mixed signs."""
+    m = _PARTIAL_RANGE.match(r.line, r.pos)
+    if m is None:
+        raise ParseError("Invalid PARTIAL range")
+    r.pos = m.end()
+    sign = 1 if m.group(1) is not None else -1
+    a, b = (int(g) for g in (m.groups()[:2] if sign == 1 else m.groups()[2:]))
+    if max(a, b) > MAX_NUMBER:
+        raise ParseError("Invalid PARTIAL range")
+    return c.PartialRange(sign * a, sign * b)
+
+
+def _cancel_update(r: TokenReader, tag: str, uid: bool) -> c.Command:
+    """RFC 5267 ``"CANCELUPDATE" 1*(SP quoted)``."""
+    tags: list[str] = []
+    while not r.at_end() or not tags:
+        r.sp()
+        raw = r.quoted()
+        if raw is None:
+            raise ParseError("Expected a quoted tag")
+        tags.append(r.text(raw))
+    return c.CancelUpdate(tag, tuple(dict.fromkeys(tags)))
 
 
 def _charset(r: TokenReader) -> str:
@@ -410,13 +513,13 @@ def _charset(r: TokenReader) -> str:
 
 
 def _search(r: TokenReader, tag: str, uid: bool) -> c.Command:
-    returns = _return_opts(r)
+    returns, partial = _return_opts(r)
     charset = None
     if r.line[r.pos : r.pos + 9].upper() == b" CHARSET ":
         r.pos += 9
         charset = _charset(r)
     criteria: SearchKey = parse_search_criteria(r, charset)
-    return c.Search(tag, criteria, uid, charset, returns)
+    return c.Search(tag, criteria, uid, charset, returns, partial)
 
 
 def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -426,6 +529,7 @@ def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
     items = parse_fetch_items(r)
     changedsince = None
     vanished = False
+    partial = None
     if not r.at_end():
         r.sp()
         r.open()
@@ -436,6 +540,9 @@ def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
                 changedsince = r.number(bits=64)
             elif name == "VANISHED":
                 vanished = True
+            elif name == "PARTIAL" and partial is None:
+                r.sp()
+                partial = partial_range(r)
             else:
                 raise ParseError(f"Unknown FETCH modifier {name}")
             if r.take(b")"):
@@ -444,7 +551,7 @@ def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
         r.depth -= 1
         if vanished and (not uid or changedsince is None):
             raise ParseError("VANISHED needs UID FETCH with CHANGEDSINCE")
-    return c.Fetch(tag, seq, items, uid, changedsince, vanished)
+    return c.Fetch(tag, seq, items, uid, changedsince, vanished, partial)
 
 
 def _store(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -489,7 +596,7 @@ def _copy_like(cls: type[c.Copy] | type[c.Move]) -> Handler:
 
 
 def _sort(r: TokenReader, tag: str, uid: bool) -> c.Command:
-    returns = _return_opts(r)
+    returns, partial = _return_opts(r)
     r.sp()
     r.open()
     keys: list[c.SortKey] = []
@@ -509,7 +616,7 @@ def _sort(r: TokenReader, tag: str, uid: bool) -> c.Command:
     r.depth -= 1
     r.sp()
     charset = _charset(r)
-    return c.Sort(tag, tuple(keys), charset, parse_search_criteria(r, charset), uid, returns)
+    return c.Sort(tag, tuple(keys), charset, parse_search_criteria(r, charset), uid, returns, partial)
 
 
 def _thread(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -543,6 +650,7 @@ _COMMANDS: dict[str, Handler] = {
     "ID": _id,
     "ENABLE": _enable,
     "STARTTLS": _no_args(c.StartTLS),
+    "COMPRESS": _compress,
     "AUTHENTICATE": _authenticate,
     "LOGIN": _login,
     "SELECT": _select,
@@ -557,10 +665,12 @@ _COMMANDS: dict[str, Handler] = {
     "NAMESPACE": _no_args(c.Namespace),
     "STATUS": _status,
     "APPEND": _append,
+    "REPLACE": _replace,
     "IDLE": _no_args(c.Idle),
     "CHECK": _no_args(c.Check),
     "CLOSE": _no_args(c.Close),
     "UNSELECT": _no_args(c.Unselect),
+    "CANCELUPDATE": _cancel_update,
     "EXPUNGE": _expunge,
     "SEARCH": _search,
     "FETCH": _fetch,
@@ -570,5 +680,10 @@ _COMMANDS: dict[str, Handler] = {
     "SORT": _sort,
     "THREAD": _thread,
     "X-STATE": _x_state,
+    "GETQUOTA": parse_getquota,
+    "GETQUOTAROOT": parse_getquotaroot,
+    "SETQUOTA": parse_setquota,
+    "GETMETADATA": parse_getmetadata,
+    "SETMETADATA": parse_setmetadata,
 }
-_UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "EXPUNGE", "REPLACE"})

@@ -114,8 +114,11 @@ def _criteria(k: SearchKey, utf8: bool) -> bytes:
     return _key(k, utf8)
 
 
-def _returns(opts: tuple[str, ...] | None) -> bytes:
-    return b"" if opts is None else b" RETURN (" + " ".join(opts).encode() + b")"
+def _returns(opts: tuple[str, ...] | None, partial: c.PartialRange | None = None) -> bytes:
+    if opts is None:
+        return b""
+    words = [f"PARTIAL {partial}" if o == "PARTIAL" and partial is not None else o for o in opts]
+    return b" RETURN (" + " ".join(words).encode() + b")"
 
 
 def _uid(cmd: Any, name: bytes) -> bytes:
@@ -147,8 +150,18 @@ def _append_message(m: c.AppendMessage, utf8: bool) -> bytes:
         out += _flags(m.flags) + b" "
     if m.internaldate is not None:
         out += b'"' + format_internaldate(m.internaldate).encode() + b'" '
+    if m.catenate is not None:
+        return out + b"CATENATE (" + b" ".join(_catenate_part(p) for p in m.catenate) + b")"
     lit = (b"~{%d+}\r\n" if m.binary or m.utf8 else b"{%d+}\r\n") % len(m.data) + m.data
     return out + (b"UTF8 (" + lit + b")" if m.utf8 else lit)
+
+
+def _catenate_part(p: c.CatenatePart) -> bytes:
+    if isinstance(p, c.CatenateUrl):
+        return b"URL " + string_bytes(p.url, False, plus=True)
+    if p.utf8:
+        return b"UTF8 (~{%d+}\r\n" % len(p.data) + p.data + b")"
+    return b"TEXT {%d+}\r\n" % len(p.data) + p.data
 
 
 def _id_params(cmd: c.Id, utf8: bool) -> bytes:
@@ -194,6 +207,8 @@ def _fetch(cmd: c.Fetch, utf8: bool) -> bytes:
         mods.append(b"CHANGEDSINCE %d" % cmd.changedsince)
     if cmd.vanished:
         mods.append(b"VANISHED")
+    if cmd.partial is not None:
+        mods.append(b"PARTIAL " + str(cmd.partial).encode())
     return out + (b" (" + b" ".join(mods) + b")" if mods else b"")
 
 
@@ -206,7 +221,7 @@ def _store(cmd: c.Store, utf8: bool) -> bytes:
 
 
 def _search(cmd: c.Search, utf8: bool) -> bytes:
-    out = _uid(cmd, b"SEARCH") + _returns(cmd.return_options)
+    out = _uid(cmd, b"SEARCH") + _returns(cmd.return_options, cmd.partial)
     if cmd.charset is not None:
         out += b" CHARSET " + cmd.charset.encode()
     return out + b" " + _criteria(cmd.criteria, utf8)
@@ -215,9 +230,31 @@ def _search(cmd: c.Search, utf8: bool) -> bytes:
 def _sort(cmd: c.Sort, utf8: bool) -> bytes:
     keys = b" ".join((b"REVERSE " if k.reverse else b"") + k.key.encode() for k in cmd.keys)
     return (
-        _uid(cmd, b"SORT") + _returns(cmd.return_options) + b" (" + keys + b") " + cmd.charset.encode()
+        _uid(cmd, b"SORT") + _returns(cmd.return_options, cmd.partial) + b" (" + keys + b") " + cmd.charset.encode()
         + b" " + _criteria(cmd.criteria, utf8)
     )
+
+
+def _metadata_value(value: bytes | None) -> bytes:
+    if value is None:
+        return b"NIL"
+    return (b"~{%d+}\r\n" % len(value) + value) if b"\x00" in value else _s(value, False)
+
+
+def _getmetadata(cmd: c.GetMetadata, utf8: bool) -> bytes:
+    opts = []
+    if cmd.maxsize is not None:
+        opts.append(b"MAXSIZE %d" % cmd.maxsize)
+    if cmd.depth != 0:
+        opts.append(b"DEPTH " + (b"infinity" if cmd.depth is None else b"%d" % cmd.depth))
+    options = b"(" + b" ".join(opts) + b") " if opts else b""
+    entries = b" ".join(_s(e, utf8) for e in cmd.entries)
+    return b"GETMETADATA " + options + _mb(cmd.mailbox, utf8) + b" (" + entries + b")"
+
+
+def _setmetadata(cmd: c.SetMetadata, utf8: bool) -> bytes:
+    pairs = b" ".join(_s(name, utf8) + b" " + _metadata_value(value) for name, value in cmd.entries)
+    return b"SETMETADATA " + _mb(cmd.mailbox, utf8) + b" (" + pairs + b")"
 
 
 _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
@@ -225,11 +262,13 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Noop: _simple(b"NOOP"),
     c.Logout: _simple(b"LOGOUT"),
     c.StartTLS: _simple(b"STARTTLS"),
+    c.Compress: lambda cmd, u: b"COMPRESS " + cmd.mechanism.encode(),
     c.Namespace: _simple(b"NAMESPACE"),
     c.Idle: _simple(b"IDLE"),
     c.Check: _simple(b"CHECK"),
     c.Close: _simple(b"CLOSE"),
     c.Unselect: _simple(b"UNSELECT"),
+    c.CancelUpdate: lambda cmd, u: b"CANCELUPDATE " + b" ".join(string_bytes(t, u) for t in cmd.tags),
     c.XStateSave: _simple(b"X-STATE SAVE"),
     c.XStateRestore: lambda cmd, u: b"X-STATE RESTORE " + cmd.token.encode(),
     c.XStateRevoke: lambda cmd, u: b"X-STATE REVOKE" + (b" " + cmd.token.encode() if cmd.token else b""),
@@ -250,6 +289,8 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Append: lambda cmd, u: b"APPEND " + _mb(cmd.mailbox, u) + b"".join(
         b" " + _append_message(m, u) for m in cmd.messages
     ),
+    c.Replace: lambda cmd, u: _uid(cmd, b"REPLACE ") + b"%d " % cmd.number + _mb(cmd.mailbox, u) + b" "
+    + _append_message(cmd.message, u),
     c.Expunge: lambda cmd, u: b"UID EXPUNGE " + str(cmd.sequence).encode() if cmd.uid else b"EXPUNGE",
     c.Search: _search,
     c.Fetch: _fetch,
@@ -259,4 +300,10 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Sort: _sort,
     c.Thread: lambda cmd, u: _uid(cmd, b"THREAD ") + cmd.algorithm.encode() + b" " + cmd.charset.encode()
     + b" " + _criteria(cmd.criteria, u),
+    c.GetQuota: lambda cmd, u: b"GETQUOTA " + _s(cmd.root, u),
+    c.GetQuotaRoot: lambda cmd, u: b"GETQUOTAROOT " + _mb(cmd.mailbox, u),
+    c.SetQuota: lambda cmd, u: b"SETQUOTA " + _s(cmd.root, u) + b" ("
+    + b" ".join(b"%s %d" % (name.encode(), limit) for name, limit in cmd.limits) + b")",
+    c.GetMetadata: _getmetadata,
+    c.SetMetadata: _setmetadata,
 }

@@ -18,10 +18,15 @@ __all__ = [
     "Append",
     "AppendMessage",
     "Authenticate",
+    "CatenatePart",
+    "CatenateText",
+    "CatenateUrl",
+    "CancelUpdate",
     "Capability",
     "Check",
     "Close",
     "Command",
+    "Compress",
     "Copy",
     "Create",
     "Delete",
@@ -29,6 +34,9 @@ __all__ = [
     "Examine",
     "Expunge",
     "Fetch",
+    "GetMetadata",
+    "GetQuota",
+    "GetQuotaRoot",
     "Id",
     "Idle",
     "List",
@@ -38,10 +46,14 @@ __all__ = [
     "Move",
     "Namespace",
     "Noop",
+    "PartialRange",
     "QresyncParams",
     "Rename",
+    "Replace",
     "Search",
     "Select",
+    "SetMetadata",
+    "SetQuota",
     "Sort",
     "SortKey",
     "StartTLS",
@@ -89,6 +101,12 @@ class Enable(_Cmd, frozen=True):
 # --- not authenticated ---------------------------------------------------------------------------------
 class StartTLS(_Cmd, frozen=True):
     pass
+
+
+class Compress(_Cmd, frozen=True):
+    """RFC 4978; the mechanism upper-cased (only DEFLATE is defined)."""
+
+    mechanism: str
 
 
 class Authenticate(_Cmd, frozen=True):
@@ -179,19 +197,49 @@ class Status(_Cmd, frozen=True):
     items: tuple[str, ...]
 
 
+class CatenateText(msgspec.Struct, frozen=True):
+    """``TEXT literal`` of a CATENATE (RFC 4469); ``utf8`` for ``UTF8 (~{n})`` (RFC 6855 4)."""
+
+    data: bytes
+    utf8: bool = False
+
+
+class CatenateUrl(msgspec.Struct, frozen=True):
+    """``URL astring`` of a CATENATE: the URL as the client sent it, since ``[BADURL]`` echoes it."""
+
+    url: str
+
+
+CatenatePart = CatenateText | CatenateUrl
+
+
 class AppendMessage(msgspec.Struct, frozen=True):
-    """One message of a (MULTI)APPEND; ``binary`` for literal8, ``utf8`` for ``UTF8 (~{n})``."""
+    """One message of a (MULTI)APPEND; ``binary`` for literal8, ``utf8`` for ``UTF8 (~{n})``.
+
+    With ``CATENATE (...)`` (RFC 4469) ``data`` is empty and ``catenate`` holds the parts, which the
+    session assembles (URLs need the store)."""
 
     data: bytes
     flags: tuple[str, ...] = ()
     internaldate: datetime.datetime | None = None
     binary: bool = False
     utf8: bool = False
+    catenate: tuple[CatenatePart, ...] | None = None
 
 
 class Append(_Cmd, frozen=True):
     mailbox: str
     messages: tuple[AppendMessage, ...]
+
+
+class Replace(_Cmd, frozen=True):
+    """``[UID] REPLACE number mailbox message`` (RFC 8508): append ``message`` to ``mailbox``, then
+    expunge message ``number`` (a sequence number, or a UID with ``uid``) of the selected mailbox."""
+
+    number: int
+    mailbox: str
+    message: AppendMessage
+    uid: bool = False
 
 
 class Idle(_Cmd, frozen=True):
@@ -218,13 +266,34 @@ class Expunge(_Cmd, frozen=True):
     sequence: SequenceSet | None = None
 
 
+class PartialRange(msgspec.Struct, frozen=True):
+    """RFC 9394 ``partial-range`` as the client wrote it: ``1:500`` (positions from the first result) or
+    ``-1:-100`` (from the last: -1 is the last result). Both bounds have the same sign; ``500:400`` is
+    ``400:500``. Kept as written, because the PARTIAL return data echoes the requested range."""
+
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return f"{self.first}:{self.last}"
+
+    def bounds(self, count: int) -> tuple[int, int]:
+        """The 0-based ``[start, stop)`` slice of a result of ``count`` items this range selects."""
+        low, high = sorted((abs(self.first), abs(self.last)))
+        if self.first > 0:
+            return min(low - 1, count), min(high, count)
+        return max(count - high, 0), max(count - low + 1, 0)
+
+
 class Search(_Cmd, frozen=True):
-    """``return_options`` is None for a plain SEARCH, a tuple (maybe empty) for ESEARCH's RETURN."""
+    """``return_options`` is None for a plain SEARCH, a tuple (maybe empty) for ESEARCH's RETURN; ``PARTIAL``
+    among them comes with its range in ``partial`` (RFC 5267 4.4, RFC 9394)."""
 
     criteria: SearchKey
     uid: bool = False
     charset: str | None = None
     return_options: tuple[str, ...] | None = None
+    partial: PartialRange | None = None
 
 
 class Fetch(_Cmd, frozen=True):
@@ -233,6 +302,8 @@ class Fetch(_Cmd, frozen=True):
     uid: bool = False
     changedsince: int | None = None
     vanished: bool = False
+    partial: PartialRange | None = None
+    """RFC 9394 3.3: only this range of the messages the set names (in UID order)."""
 
 
 class Store(_Cmd, frozen=True):
@@ -271,6 +342,13 @@ class Sort(_Cmd, frozen=True):
     criteria: SearchKey
     uid: bool = False
     return_options: tuple[str, ...] | None = None
+    partial: PartialRange | None = None
+
+
+class CancelUpdate(_Cmd, frozen=True):
+    """RFC 5267 4.3.5 ``CANCELUPDATE "tag" ...``: stop the updates of these searching commands."""
+
+    tags: tuple[str, ...]
 
 
 class Thread(_Cmd, frozen=True):
@@ -294,6 +372,37 @@ class XStateRevoke(_Cmd, frozen=True):
     token: str | None = None
 
 
+# --- QUOTA (RFC 9208) and METADATA (RFC 5464) --------------------------------------------------------------
+class GetQuota(_Cmd, frozen=True):
+    root: str
+
+
+class GetQuotaRoot(_Cmd, frozen=True):
+    mailbox: str
+
+
+class SetQuota(_Cmd, frozen=True):
+    root: str
+    limits: tuple[tuple[str, int], ...]
+    """``(resource name upper-cased, limit)``."""
+
+
+class GetMetadata(_Cmd, frozen=True):
+    """``mailbox`` is ``""`` for server entries; ``depth`` None is ``infinity``."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int | None = 0
+
+
+class SetMetadata(_Cmd, frozen=True):
+    """A value of None (NIL) removes the entry."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
 Command = (
     Capability
     | Noop
@@ -301,6 +410,7 @@ Command = (
     | Id
     | Enable
     | StartTLS
+    | Compress
     | Authenticate
     | Login
     | Select
@@ -315,6 +425,7 @@ Command = (
     | Namespace
     | Status
     | Append
+    | Replace
     | Idle
     | Check
     | Close
@@ -327,7 +438,13 @@ Command = (
     | Move
     | Sort
     | Thread
+    | CancelUpdate
     | XStateSave
     | XStateRestore
     | XStateRevoke
+    | GetQuota
+    | GetQuotaRoot
+    | SetQuota
+    | GetMetadata
+    | SetMetadata
 )

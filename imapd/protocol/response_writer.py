@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,11 @@ from .response_codes import (
     ResponseCode,
 )
 from .values import Atom, Literal8, Raw, Value
-from .wire import encode_str, mailbox_bytes, string_bytes, text_bytes
+from .wire import astring_text, encode_str, mailbox_bytes, string_bytes, text_bytes
 
 __all__ = ["ResponseWriter"]
 
+_QUOTABLE = re.compile(rb"[\x20-\x7e]*")
 _CODE_TEXT_BAD = str.maketrans({"]": " ", "\r": " ", "\n": " ", "\x00": " "})
 
 
@@ -232,8 +234,19 @@ def _esearch(w: ResponseWriter, x: r.EsearchResponse) -> bytes:
     if x.uid:
         out.append(b" UID")
     for name, value in x.results:
-        out.append(b" " + w.atom(name) + b" " + (b"%d" % value if isinstance(value, int) else str(value).encode()))
+        out.append(b" " + w.atom(name) + b" " + _esearch_value(value))
     return b"".join(out) + b"\r\n"
+
+
+def _esearch_value(value: r.EsearchValue) -> bytes:
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, r.PartialResult):
+        results = b"NIL" if value.results is None else str(value.results).encode()
+        return b"(" + str(value.range).encode() + b" " + results + b")"
+    if isinstance(value, r.ContextChange):
+        return b"(" + b" ".join(b"%d %s" % (pos, str(seq).encode()) for pos, seq in value.pairs) + b")"
+    return str(value).encode()
 
 
 def _thread_bytes(thread: r.Thread) -> bytes:
@@ -285,6 +298,30 @@ def _xstate(w: ResponseWriter, x: r.XStateResponse) -> bytes:
     return b"* X-STATE " + encode_str(x.token) + b"\r\n"
 
 
+def _quota(w: ResponseWriter, x: r.QuotaResponse) -> bytes:
+    items = b" ".join(b"%s %d %d" % (w.atom(name), usage, limit) for name, usage, limit in x.resources)
+    return b"* QUOTA " + string_bytes(x.root, w.utf8) + b" (" + items + b")\r\n"
+
+
+def _quotaroot(w: ResponseWriter, x: r.QuotaRootResponse) -> bytes:
+    roots = b"".join(b" " + string_bytes(root, w.utf8) for root in x.roots)
+    return b"* QUOTAROOT " + mailbox_bytes(x.mailbox, w.utf8) + roots + b"\r\n"
+
+
+def metadata_value(value: bytes | None) -> bytes:
+    """An RFC 5464 value: NIL, quoted when plain ASCII allows, else a literal (literal8 if it has NUL)."""
+    if value is None:
+        return b"NIL"
+    if len(value) <= 1024 and _QUOTABLE.fullmatch(value):
+        return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return (b"~{%d}\r\n" if b"\x00" in value else b"{%d}\r\n") % len(value) + value
+
+
+def _metadata(w: ResponseWriter, x: r.MetadataResponse) -> bytes:
+    items = b" ".join(astring_text(name).encode() + b" " + metadata_value(value) for name, value in x.entries)
+    return b"* METADATA " + mailbox_bytes(x.mailbox, w.utf8) + b" (" + items + b")\r\n"
+
+
 _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.TaggedResponse: _tagged,
     r.UntaggedStatus: _untagged,
@@ -307,4 +344,7 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.IdResponse: _id,
     r.NamespaceResponse: _namespace,
     r.XStateResponse: _xstate,
+    r.QuotaResponse: _quota,
+    r.QuotaRootResponse: _quotaroot,
+    r.MetadataResponse: _metadata,
 }

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from .commands import PartialRange
 from .response_codes import ResponseCode
 from .sequence import SequenceSet
 from .values import Value
@@ -20,15 +21,21 @@ __all__ = [
     "CapabilityResponse",
     "ContinuationResponse",
     "EnabledResponse",
+    "ContextChange",
     "EsearchResponse",
+    "EsearchValue",
+    "PartialResult",
     "ExistsResponse",
     "ExpungeResponse",
     "FetchResponse",
     "FlagsResponse",
     "IdResponse",
     "ListResponse",
+    "MetadataResponse",
     "LsubResponse",
     "NamespaceResponse",
+    "QuotaResponse",
+    "QuotaRootResponse",
     "RecentResponse",
     "Response",
     "SearchResponse",
@@ -137,12 +144,31 @@ class SearchResponse(msgspec.Struct, frozen=True):
     modseq: int | None = None
 
 
+class PartialResult(msgspec.Struct, frozen=True):
+    """``PARTIAL (range results)`` (RFC 5267 4.4, RFC 9394): the range as requested, then the results
+    in it, or NIL (``results`` None) when it holds none."""
+
+    range: PartialRange
+    results: SequenceSet | None
+
+
+class ContextChange(msgspec.Struct, frozen=True):
+    """The payload of ``ADDTO`` / ``REMOVEFROM`` (RFC 5267 4.3.3-4.3.4): ``(position set ...)``, pairs
+    processed in order; position 0 for an unsorted SEARCH context."""
+
+    pairs: tuple[tuple[int, SequenceSet], ...]
+
+
+EsearchValue = int | SequenceSet | PartialResult | ContextChange
+
+
 class EsearchResponse(msgspec.Struct, frozen=True):
-    """RFC 4731 ``* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set MODSEQ n``."""
+    """RFC 4731 ``* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set MODSEQ n``, with RFC 5267
+    ``PARTIAL``, ``ADDTO`` and ``REMOVEFROM``."""
 
     tag: str | None
     uid: bool
-    results: tuple[tuple[str, int | SequenceSet], ...]
+    results: tuple[tuple[str, EsearchValue], ...]
 
 
 class SortResponse(msgspec.Struct, frozen=True):
@@ -170,6 +196,27 @@ class XStateResponse(msgspec.Struct, frozen=True):
     token: str
 
 
+class QuotaResponse(msgspec.Struct, frozen=True):
+    """RFC 9208 ``* QUOTA root (resource usage limit ...)``."""
+
+    root: str
+    resources: tuple[tuple[str, int, int], ...]
+
+
+class QuotaRootResponse(msgspec.Struct, frozen=True):
+    """RFC 9208 ``* QUOTAROOT mailbox root ...``."""
+
+    mailbox: str
+    roots: tuple[str, ...]
+
+
+class MetadataResponse(msgspec.Struct, frozen=True):
+    """RFC 5464 ``* METADATA mailbox (entry value ...)``; ``""`` is the server, a None value is NIL."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
 Response = (
     TaggedResponse
     | UntaggedStatus
@@ -192,4 +239,7 @@ Response = (
     | IdResponse
     | NamespaceResponse
     | XStateResponse
+    | QuotaResponse
+    | QuotaRootResponse
+    | MetadataResponse
 )

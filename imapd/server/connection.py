@@ -32,6 +32,7 @@ from imapd.protocol import (
 )
 from imapd.protocol import commands as c
 from imapd.protocol.command_writer import write_command
+from imapd.protocol.compress import DeflateError, DeflateStream
 from imapd.protocol.responses import Response
 from imapd.session import dispatch
 from imapd.session.session import Session
@@ -53,6 +54,7 @@ class IMAPConnection(asyncio.Protocol):
         "_closing",
         "_drain_waiter",
         "_in_lane_command",
+        "_inline",
         "_lane_out",
         "_lane_out_size",
         "_lane_unconfirmed",
@@ -66,6 +68,8 @@ class IMAPConnection(asyncio.Protocol):
         "_resume",
         "_task",
         "_thread",
+        "_zpaused",
+        "_zstream",
         "ctx",
         "is_tls",
         "last_activity",
@@ -112,8 +116,15 @@ class IMAPConnection(asyncio.Protocol):
         self._lane_out_size = 0
         self._lane_unconfirmed = 0  # bytes handed to the loop since the last drain round trip
         self._in_lane_command = False
+        # A command of an authenticated user running here on the network loop (dispatch.in_memory): it
+        # must finish without yielding, so that no job of the same user starts on a lane meanwhile.
+        self._inline = False
         # The TCP socket, while TCP_QUICKACK works on it (see _ack_partial_input).
         self._quickack_sock: Any = None
+        # COMPRESS=DEFLATE once active (RFC 4978); _zpaused: reading paused while a large expansion is
+        # fed to the parser in steps.
+        self._zstream: DeflateStream | None = None
+        self._zpaused = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,7 +142,8 @@ class IMAPConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         if hasattr(socket, "TCP_QUICKACK"):
             self._quickack_sock = self.transport.get_extra_info("socket")
-        if not self._registry.admit(self):
+        if not self._registry.admit(self, enforce=adopted is None,
+                                    count=adopted is None or not adopted.is_tls):
             self.write_bytes(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
             self._closing = True
             self.transport.close()
@@ -149,6 +161,8 @@ class IMAPConnection(asyncio.Protocol):
 
             self._resume = decode_snapshot(adopted.session)
             self.proto.authenticated()  # a logged-in session moving in: its input is not pre-auth input
+        if adopted.compress is not None:
+            self._zstream = DeflateStream.resume(adopted.compress)
         if adopted.unread:  # (an empty feed would mean end of input)
             self.proto.receive_data(adopted.unread)
         self._pump()
@@ -164,18 +178,94 @@ class IMAPConnection(asyncio.Protocol):
             # Before login only whole commands count as activity, so a client trickling bytes
             # (slowloris) is still logged out at preauth_timeout.
             self.last_activity = time.monotonic()
-        self.proto.receive_data(data)
+        if self._zstream is not None:
+            self._receive_compressed(data)
+        else:
+            self.proto.receive_data(data)
+            self._check_backlog()
+            self._pump()
+        if self.proto.pending_bytes and self._quickack_sock is not None:
+            self._ack_partial_input()
+
+    def _check_backlog(self) -> bool:
+        """A command is executing and input keeps coming (a long pipeline): stop reading until the backlog
+        is worked off. Never while idle: the backlog may be an unfinished literal that only more input
+        can complete. True when reading is (now) paused for it."""
         if (self._task is not None and not self._paused_reading
                 and self.proto.pending_bytes > self.ctx.settings.limits.max_line * 2):
-            # A command is executing and input keeps coming (a long pipeline): stop reading until the
-            # backlog is worked off. Never while idle: the backlog may be an unfinished literal that
-            # only more input can complete.
             assert self.transport is not None
             self.transport.pause_reading()
             self._paused_reading = True
-        self._pump()
-        if self.proto.pending_bytes and self._quickack_sock is not None:
-            self._ack_partial_input()
+        return self._paused_reading
+
+    def _receive_compressed(self, data: bytes) -> None:
+        """Inflate and parse, at most 1 MiB per call: a small packet may expand a thousandfold, and the rest
+        waits in the inflater (reading paused) until the parser's backlog allows, like plain input."""
+        z = self._zstream
+        assert z is not None
+        expanded = 0
+        try:
+            while True:
+                plain = z.decompress(data, 65536)
+                data = b""
+                expanded += len(plain)
+                if plain:
+                    self.proto.receive_data(plain)
+                self._pump()
+                if not z.pending or self._check_backlog():
+                    return
+                if expanded >= 1 << 20:  # let the loop serve others, then go on
+                    if not self._zpaused and self.transport is not None:
+                        self._zpaused = True
+                        self.transport.pause_reading()
+                    asyncio.get_running_loop().call_soon(self._inflate_more)
+                    return
+        except DeflateError as exc:
+            user = self.session.user_name if self.session is not None else None
+            log.info("closing connection from %s (user %s): corrupt COMPRESS stream: %s", self.peer_host, user, exc)
+            self.write_bytes(b"* BYE [CLIENTBUG] Compressed stream is corrupt\r\n")
+            self.close()
+
+    def _inflate_more(self) -> None:
+        if self._closing or self._zstream is None:
+            return
+        self._receive_compressed(b"")
+        if self._zpaused and not self._zstream.pending and self.transport is not None:
+            self._zpaused = False
+            if not self._paused_reading:
+                self.transport.resume_reading()
+
+    def _resume_input(self) -> None:
+        """The parser's backlog is worked off: expand what the inflater holds, then read again."""
+        assert self.transport is not None
+        self._paused_reading = False
+        if self._zstream is not None and self._zstream.pending:
+            self._receive_compressed(b"")
+            if self._paused_reading or self._zpaused:
+                return
+        self.transport.resume_reading()
+
+    @property
+    def compressed(self) -> bool:
+        return self._zstream is not None
+
+    def start_compression(self) -> None:
+        """COMPRESS=DEFLATE from the next byte on, both ways; the tagged OK before it goes out plain."""
+        if not self._on_loop():
+            self._post_lane_out()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.start_compression)
+            return
+        self.flush()
+        self._zstream = DeflateStream()
+        try:
+            leftover = self.proto.take_unread()
+        except RuntimeError:  # part of a next command came before our OK (RFC 4978 forbids it)
+            self.write_bytes(b"* BYE [CLIENTBUG] Data sent before the COMPRESS response\r\n")
+            self.close()
+            return
+        if leftover:
+            self._receive_compressed(leftover)
 
     def _ack_partial_input(self) -> None:
         """ACK now what we hold of an unfinished command (a literal without its CRLF).
@@ -318,6 +408,8 @@ class IMAPConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._zstream is not None:
+            data = self._zstream.compress(data)
         transport.write(data)
         if self._task is None and transport.get_write_buffer_size() > self.ctx.settings.limits.max_output_buffer:
             # Unsolicited output (IDLE pushes) to a client that stopped reading: drop it rather than grow
@@ -344,6 +436,10 @@ class IMAPConnection(asyncio.Protocol):
             return
         if self._out_size >= 16384:
             self.flush()
+        if self._inline:  # bounded output (dispatch.in_memory): never wait here, the buffer takes it
+            if self._closing:
+                raise ConnectionResetError("connection closing")
+            return
         if not self._paused_writing or self._closing:
             if self._closing:
                 raise ConnectionResetError("connection closing")
@@ -435,11 +531,15 @@ class IMAPConnection(asyncio.Protocol):
 
         transport.pause_reading()
         self.flush()
+        window = None
+        if self._zstream is not None:  # (only at a block boundary: see hand_over)
+            last, window = self._zstream.export()
+            transport.write(last)
         await self._wait_written()
         unread = first + self.proto.take_unread()
         origin = self.session.client_origin if self.session is not None else None
         transfer = Transfer(peer_host=self.peer_host, peer_port=self.peer_port, is_tls=self.is_tls,
-                            unread=unread, session=snapshot, origin=origin)
+                            unread=unread, session=snapshot, origin=origin, compress=window)
         path = ownership.owner_path(user)
         tls_here = transport.get_extra_info("sslcontext") is not None
         try:
@@ -470,7 +570,8 @@ class IMAPConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(5.0, self.ctx.settings.server.shutdown_grace)
         while not self._closing and (self._task is not None or self._resume is not None
-                                     or (self.session is not None and self.session.pending_sasl is not None)):
+                                     or (self.session is not None and self.session.pending_sasl is not None)
+                                     or (self._zstream is not None and not self._zstream.at_boundary)):
             if loop.time() > deadline:
                 log.warning("reload: a command from %s is still running; closing it", self.peer_host)
                 self.write_bytes(b"* BYE [UNAVAILABLE] Server restarting\r\n")
@@ -552,9 +653,7 @@ class IMAPConnection(asyncio.Protocol):
                 if event is NEED_DATA or not await self._handle(event):
                     break
                 if self._paused_reading and self.proto.pending_bytes <= self.ctx.settings.limits.max_line:
-                    assert self.transport is not None
-                    self._paused_reading = False
-                    self.transport.resume_reading()
+                    self._resume_input()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         except Exception:
@@ -565,8 +664,7 @@ class IMAPConnection(asyncio.Protocol):
             self.flush()
             self._task = None
             if self._paused_reading and not self._closing and self.transport is not None:
-                self._paused_reading = False
-                self.transport.resume_reading()
+                self._resume_input()
 
     async def _handle(self, event: object) -> bool:
         """Act on one parser event; False when this connection stops here (closed, or moved away)."""
@@ -593,8 +691,16 @@ class IMAPConnection(asyncio.Protocol):
         if (user is not None and self._must_move(user)
                 and await self._hand_off(user, write_command(command, utf8=self.proto.utf8))):
             return False
-        if user is None:
-            await dispatch.execute(session, command)
+        if user is None or (session.user_name is not None and self.ctx.lanes.lane_of(user) is None
+                            and dispatch.in_memory(session, command)):
+            # Nothing of the user's runs on a lane now, and these commands touch only memory: answer here.
+            self._inline = user is not None
+            if self._inline:
+                self.ctx.metrics.inc("imapd_inline_commands_total")
+            try:
+                await dispatch.execute(session, command)
+            finally:
+                self._inline = False
         else:
             await self._on_lane(user, type(command).__name__.upper(), dispatch.execute(session, command))
         self.flush()

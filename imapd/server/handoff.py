@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from imapd.rendezvous import ChangeNotice, owner_slot, socket_path
+from imapd.rendezvous import AuthEvent, ConnectionCount, Notice, owner_slot, socket_path
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,13 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True):
     """A running session's state (``imapd.session.handover.SessionSnapshot``), None before login."""
     origin: tuple[str, int | None] | None = None
     """Before login: the real client a trusted proxy named with ID (``Session.client_origin``)."""
+    compress: bytes | None = None
+    """COMPRESS=DEFLATE is active: the client stream's window (``imapd.protocol.compress``), else None."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Transfer)
-_NOTICE = msgspec.msgpack.Decoder(ChangeNotice)
+_NOTICE: msgspec.msgpack.Decoder[Notice] = msgspec.msgpack.Decoder(Notice)
 
 
 class HandoffChannel:
@@ -61,6 +63,8 @@ class HandoffChannel:
         self.path = path
         self.on_transfer = on_transfer
         self.on_changed = on_changed
+        self.on_auth: Callable[[AuthEvent], None] | None = None
+        self.on_count: Callable[[ConnectionCount], None] | None = None
         self._listener: socket.socket | None = None
         self._peers: dict[Path, socket.socket] = {}
         # One sender at a time per peer: a full socket buffer is waited for with one writer callback.
@@ -157,8 +161,33 @@ class HandoffChannel:
         except msgspec.DecodeError:
             log.error("dropped an undecodable packet on %s", self.path.name)
             return
-        if self.on_changed is not None:
+        if isinstance(notice, AuthEvent):
+            if self.on_auth is not None:
+                self.on_auth(notice)
+        elif isinstance(notice, ConnectionCount):
+            if self.on_count is not None:
+                self.on_count(notice)
+        elif self.on_changed is not None:
             self.on_changed(notice.user)
+
+    def send_notice(self, path: Path, notice: Notice) -> bool:
+        """Send a descriptor-less notice to the worker on ``path`` without waiting; False if it could not
+        take it now (gone, or its socket buffer full: a notice is advisory, never worth a stall)."""
+        data = _ENCODER.encode(notice)
+        for _attempt in (1, 2):
+            try:
+                sock = self._peer(path)
+            except OSError:
+                return False
+            try:
+                sock.send(data)
+                return True
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:  # the peer restarted since we connected: reconnect once
+                self._peers.pop(path, None)
+                sock.close()
+        return False
 
     # -- sending --------------------------------------------------------------------------------------------
     def _peer(self, path: Path) -> socket.socket:

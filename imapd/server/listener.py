@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imapd.server.connection import IMAPConnection
@@ -30,29 +31,100 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 
 class ConnectionRegistry:
-    """Every live connection, so shutdown can say BYE and the sweeper can autologout idle clients."""
+    """Every live connection, so shutdown can say BYE and the sweeper can autologout idle clients.
+
+    ``limits.max_connections_per_address`` holds for the whole server, not per worker: a worker tells
+    the others its count for an address each time that count crosses a multiple of :attr:`step` (up or
+    down), and admits a new connection against its own count plus what the others last said. An address
+    with a few connections costs no packet; the others' figures lag by less than ``step`` each.
+    """
+
+    REPORT_TTL = 10.0
+    """A peer's count not refreshed for this long is forgotten (a worker killed mid-count)."""
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.connections: set[IMAPConnection] = set()
         self.per_address: Counter[str] = Counter()
+        # Other workers' last reports: address -> {slot: (count, when)}.
+        self.remote: dict[str, dict[int, tuple[int, float]]] = {}
+        # Set by a worker process: ``share(address, count)`` tells the other workers.
+        self.share: Callable[[str, int], None] | None = None
+        self.step = 1
+        self._uncounted: set[IMAPConnection] = set()
 
-    def admit(self, conn: IMAPConnection) -> bool:
+    def set_peers(self, workers: int, share: Callable[[str, int], None]) -> None:
         limit = self.ctx.settings.limits.max_connections_per_address
-        if self.per_address[conn.peer_host] >= limit:
+        self.step = max(1, limit // (8 * max(1, workers)))  # others' error: under 1/8 of the limit
+        self.share = share
+
+    def _remote_count(self, address: str) -> int:
+        reports = self.remote.get(address)
+        if not reports:
+            return 0
+        now = time.monotonic()
+        for slot, (_, when) in list(reports.items()):
+            if now - when > self.REPORT_TTL:
+                del reports[slot]
+        if not reports:
+            del self.remote[address]
+        return sum(count for count, _ in reports.values())
+
+    def peer_count(self, address: str, slot: int, count: int) -> None:
+        """A peer worker's report (:class:`imapd.rendezvous.ConnectionCount`)."""
+        if count <= 0:
+            reports = self.remote.get(address)
+            if reports is not None:
+                reports.pop(slot, None)
+                if not reports:
+                    del self.remote[address]
+            return
+        self.remote.setdefault(address, {})[slot] = (count, time.monotonic())
+
+    def _report(self, address: str) -> None:
+        count = self.per_address[address]
+        if self.share is not None and count % self.step == 0:
+            self.share(address, count)
+
+    def admit(self, conn: IMAPConnection, *, enforce: bool = True, count: bool = True) -> bool:
+        """Count ``conn``; False (not counted) if its address is at the limit. A connection handed over
+        by another worker is not refused (it was admitted where it arrived); a TLS stream relayed by
+        another worker is not counted here (the relaying worker counts the client's connection)."""
+        limit = self.ctx.settings.limits.max_connections_per_address
+        address = conn.peer_host
+        if enforce and self.per_address[address] + self._remote_count(address) >= limit:
             return False
-        self.per_address[conn.peer_host] += 1
         self.connections.add(conn)
         self.ctx.metrics.set("imapd_connections", len(self.connections))
+        if not count:
+            self._uncounted.add(conn)
+            return True
+        self.per_address[address] += 1
+        self._report(address)
         return True
 
     def discard(self, conn: IMAPConnection) -> None:
-        if conn in self.connections:
+        if conn in self._uncounted:
+            self._uncounted.discard(conn)
             self.connections.discard(conn)
-            self.per_address[conn.peer_host] -= 1
-            if self.per_address[conn.peer_host] <= 0:
-                del self.per_address[conn.peer_host]
             self.ctx.metrics.set("imapd_connections", len(self.connections))
+        elif conn in self.connections:
+            self.connections.discard(conn)
+            address = conn.peer_host
+            self.per_address[address] -= 1
+            self._report(address)
+            if self.per_address[address] <= 0:
+                del self.per_address[address]
+            self.ctx.metrics.set("imapd_connections", len(self.connections))
+
+    def report_all(self) -> None:
+        """Refresh the others' view of our addresses with many connections (so theirs do not expire):
+        called every second."""
+        if self.share is None:
+            return
+        for address, count in self.per_address.items():
+            if count >= self.step:
+                self.share(address, count - count % self.step)
 
     def sweep(self) -> None:
         """Autologout: RFC 3501 5.4 asks for at least 30 minutes of inactivity; pre-auth gets less."""

@@ -84,7 +84,7 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def reply_for(outcome: Outcome, address: str) -> str:
+def reply_for(outcome: Outcome, address: str, *, quota_tempfail: bool = False) -> str:
     """The one place an outcome becomes an LMTP reply (one line per recipient after the message)."""
     who = f"<{address}>"
     if outcome.kind == "stored":
@@ -95,7 +95,8 @@ def reply_for(outcome: Outcome, address: str) -> str:
     if outcome.kind == "rejected":
         return f"550 5.7.1 {who} {_clean(outcome.reason) or 'Rejected by the recipient'}"
     if outcome.failure == "quota":
-        return f"552 5.2.2 {who} Quota exceeded (mailbox for user is full)"
+        code = "452 4.2.2" if quota_tempfail else "552 5.2.2"
+        return f"{code} {who} Quota exceeded (mailbox for user is full)"
     if outcome.failure == "disk_full":
         return f"452 4.3.1 {who} Insufficient system storage"
     if outcome.failure == "nouser":
@@ -213,6 +214,7 @@ class LMTPService:
             settings = self.ctx.settings
             store = Store(settings.data_path, history_limit=settings.store.expunge_history,
                           durability="full" if settings.store.fsync else "normal")
+            store.quota_limits = self.ctx.store.quota_limits  # the same users file and [quota] defaults
             cache = WarmCache(store, ttl=min(settings.cache.ttl, 60.0), max_bytes=32 * 1024 * 1024,
                               metrics=Metrics())
             self._foreign = (store, cache)
@@ -465,6 +467,7 @@ class LMTPConnection(LMTP):
                     session_id=self.session_id, hostname=self.hostname,
                     detail_mailbox=rcpt.detail if settings.save_to_detail_mailbox else ""), body)
                 for rcpt in recipients))
-            replies = [reply_for(outcome, rcpt.address) for outcome, rcpt in zip(outcomes, recipients, strict=True)]
+            replies = [reply_for(outcome, rcpt.address, quota_tempfail=settings.quota_full_tempfail)
+                       for outcome, rcpt in zip(outcomes, recipients, strict=True)]
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("\r\n".join(replies))

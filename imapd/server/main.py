@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from imapd.config import Settings
-from imapd.rendezvous import Generation, run_dir, socket_path, write_generation
+from imapd.rendezvous import AuthEvent, ConnectionCount, Generation, run_dir, socket_path, write_generation
 from imapd.server.handoff import HandoffChannel
 from imapd.server.listener import ConnectionRegistry, make_tls_context, start_listeners
 
@@ -66,6 +66,17 @@ class ServerHandle:
         if ownership is not None:  # before accepting: a peer may hand us a connection at once
             ownership.on_transfer = self._adopt
             ownership.channel.on_changed = self._changed
+            ownership.channel.on_auth = lambda event: self.ctx.throttle.apply(event.address, event.user,
+                                                                              event.failed)
+            loop = asyncio.get_running_loop()
+
+            def share(address: str, user: str | None, failed: bool) -> None:  # any thread
+                loop.call_soon_threadsafe(self._share_auth, AuthEvent(address, user, failed))
+
+            self.ctx.throttle.share = share
+            ownership.channel.on_count = lambda n: self.registry.peer_count(n.address, n.slot, n.count)
+            self.registry.set_peers(ownership.workers, lambda address, count: self._tell_peers(
+                ConnectionCount(address, ownership.slot, count)))
             ownership.channel.open()
         else:
             self._notices = self._open_notices()
@@ -130,27 +141,26 @@ class ServerHandle:
         assert ownership is not None
         while not ownership.retiring:
             await asyncio.sleep(1.0)
+            self.registry.report_all()
             if not ownership.retiring:
                 await asyncio.to_thread(self._write_worker_state)
 
     def _write_worker_state(self) -> None:
-        """For the supervisor: this worker's metrics and who it serves (``imapd stats --users``)."""
+        """For ``imapd stats --users``: who this worker serves. (Its metrics reach the supervisor through
+        prometheus_client's files, ``imapd/metrics.py``.)"""
         import json
         import os
 
         ownership = self.ctx.ownership
         assert ownership is not None
         self.ctx.metrics.set("imapd_users", len(self.ctx.user_sessions))
-        base = ownership.run_dir / f"g{ownership.started_generation}-w{ownership.slot}"
-        for suffix, text in ((".prom", self.ctx.metrics.render()),
-                             (".users", json.dumps(dict(self.ctx.user_sessions), sort_keys=True))):
-            path = ownership.run_dir / f"{'metrics-' if suffix == '.prom' else 'users-'}{base.name}{suffix}"
-            tmp = path.with_suffix(".tmp")
-            try:
-                tmp.write_text(text)
-                os.replace(tmp, path)
-            except OSError as exc:
-                log.warning("cannot write %s: %s", path, exc)
+        path = ownership.run_dir / f"users-g{ownership.started_generation}-w{ownership.slot}.users"
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(dict(self.ctx.user_sessions), sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
 
     def reload(self) -> None:
         """SIGHUP: re-read the X-STATE keys and the TLS certificate; connections keep what they have."""
@@ -182,6 +192,19 @@ class ServerHandle:
             log.warning("no change notices from other processes (%s): the watcher finds their writes", exc)
             return None
         return channel
+
+    def _share_auth(self, event: AuthEvent) -> None:
+        """Tell the other workers of a login outcome: an address's failures count against all users."""
+        self._tell_peers(event)
+
+    def _tell_peers(self, event: AuthEvent | ConnectionCount) -> None:
+        ownership = self.ctx.ownership
+        assert ownership is not None
+        for slot in range(ownership.workers):
+            if slot != ownership.slot or ownership.retiring:
+                path = socket_path(ownership.run_dir, ownership.generation, slot)
+                if not ownership.channel.send_notice(path, event):
+                    log.debug("could not tell worker %d of %s", slot, event)
 
     def _changed(self, user: str) -> None:
         """Another process changed ``user``'s mail: re-read the user's open mailboxes, on its lane."""

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from imapd.config import Settings
+from imapd.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, render_multiprocess, worker_exited
 from imapd.rendezvous import Generation, write_generation
 from imapd.server.listener import parse_hostport
 from imapd.server.worker import SPEC_ENV, ListenerSpec, WorkerSpec
@@ -53,6 +54,7 @@ class Supervisor:
         self.settings = settings
         self.reload_settings = reload_settings
         self.run_dir = settings.data_path / "run"
+        self.metrics_dir = self.run_dir / "metrics"  # the workers' values (imapd/metrics.py)
         self.workers = settings.server.workers or os.cpu_count() or 1
         self.generation = 0
         self.listeners: list[tuple[socket.socket, bool]] = []
@@ -88,7 +90,7 @@ class Supervisor:
                           ready_fd=write_fd, settings=self.settings,
                           listeners=[ListenerSpec(s.fileno(), tls) for s, tls in self.listeners],
                           lmtp_fd=self.lmtp.fileno() if self.lmtp is not None else -1)
-        env = {**os.environ, SPEC_ENV: msgspec.json.encode(spec).decode()}
+        env = {**os.environ, SPEC_ENV: msgspec.json.encode(spec).decode(), MULTIPROC_ENV: str(self.metrics_dir)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "imapd", "_worker", env=env,
@@ -118,6 +120,7 @@ class Supervisor:
 
     async def _watch(self, worker: _Worker) -> None:
         status = await worker.proc.wait()
+        worker_exited(self.metrics_dir, worker.proc.pid)
         if worker in self.retiring:
             self.retiring.discard(worker)
             log.info("worker %d of generation %d (pid %d) finished its hand-over", worker.slot,
@@ -144,6 +147,7 @@ class Supervisor:
 
     async def start(self) -> None:
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        prepare_multiprocess_dir(self.run_dir)
         for stale in self.run_dir.glob("g*-w*.sock"):
             with contextlib.suppress(OSError):
                 stale.unlink()
@@ -265,10 +269,10 @@ async def _supervise(settings: Settings, reload_settings: Callable[[], Settings]
     loop.add_signal_handler(signal.SIGUSR2, sup.request_reload)
     runner = None
     if settings.metrics.listen:
-        from imapd.server.metrics_http import read_worker_metrics, start_metrics_server
+        from imapd.server.metrics_http import start_metrics_server
 
         try:
-            runner = await start_metrics_server(lambda: read_worker_metrics(sup.run_dir, sup.generation),
+            runner = await start_metrics_server(lambda: render_multiprocess(sup.metrics_dir),
                                                 settings.metrics.listen)
         except OSError as exc:
             log.error("metrics endpoint %s: %s", settings.metrics.listen, exc)

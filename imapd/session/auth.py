@@ -51,6 +51,9 @@ class AuthThrottle:
         self._by_user: _Failures = {}
         # Logins run on users' lanes (threads): every public method holds this lock.
         self._lock = threading.Lock()
+        # Set by a worker process: tells the other workers of each outcome recorded here, called as
+        # ``share(address, user, failed)`` from any thread (see ``imapd/server/main.py``).
+        self.share: Callable[[str, str | None, bool], None] | None = None
 
     def failures(self, address: str) -> int:
         with self._lock:
@@ -68,29 +71,45 @@ class AuthThrottle:
         """True when attempts for ``user`` must be refused before any work, from any address."""
         return self.user_failures(user) >= self.max_user_failures
 
-    def record_failure(self, address: str, user: str | None = None) -> float:
-        """Count one failure; return how long to wait before answering it."""
+    def record_failure(self, address: str, user: str | None = None, *, shared: bool = True) -> float:
+        """Count one failure; return how long to wait before answering it. ``shared=False``: a failure a
+        peer worker already counted and told us of (not told on again)."""
         now = time.monotonic()
         with self._lock:
             over = self._add(self._by_address, address, user or "", now, self.max_failures)
             if user is not None:
                 over = self._add(self._by_user, user, address, now, self.max_user_failures) or over
+        if shared and self.share is not None:
+            self.share(address, user, True)
         return self.penalty_delay if over else self.failure_delay
 
-    def record_success(self, address: str, user: str | None = None) -> None:
-        """Forget the failures of ``user`` from ``address``; everything else stays."""
+    def record_success(self, address: str, user: str | None = None, *, shared: bool = True) -> None:
+        """Forget the failures of ``user`` from ``address``; everything else stays. Peers are told only
+        when there was something to forget (every worker holds every failure, so a login with no record
+        here has none anywhere, and the common login costs no packet)."""
         if user is None:
             return
+        forgot = False
         with self._lock:
             for table, key, other in ((self._by_address, address, user), (self._by_user, user, address)):
                 times = table.get(key)
                 if times is None:
                     continue
                 kept = [entry for entry in times if entry[1] != other]
+                forgot = forgot or len(kept) != len(times)
                 if not kept:
                     del table[key]
                 elif len(kept) != len(times):
                     table[key] = deque(kept, maxlen=times.maxlen)
+        if forgot and shared and self.share is not None:
+            self.share(address, user, False)
+
+    def apply(self, address: str, user: str | None, failed: bool) -> None:
+        """An outcome a peer worker recorded (:class:`imapd.rendezvous.AuthEvent`)."""
+        if failed:
+            self.record_failure(address, user, shared=False)
+        else:
+            self.record_success(address, user, shared=False)
 
     def _add(self, table: _Failures, key: str, other: str, now: float, limit: int) -> bool:
         times = table.get(key)

@@ -15,6 +15,7 @@ _ALWAYS = (
     "NAMESPACE",
     "UNSELECT",
     "UIDPLUS",
+    "MULTIAPPEND", "CATENATE", "URL-PARTIAL", "REPLACE",  # the APPEND family: session/catenate.py, cmd_replace.py
     "MOVE",
     "CHILDREN",
     "SPECIAL-USE",
@@ -25,6 +26,10 @@ _ALWAYS = (
     "SEARCHRES",
     "SORT",
     "SORT=DISPLAY",
+    "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
+    "PARTIAL",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
     "THREAD=REFS",
@@ -33,6 +38,12 @@ _ALWAYS = (
     "STATUS=SIZE",
     "BINARY",
     "UTF8=ACCEPT",
+    "COMPRESS=DEFLATE",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+    "METADATA",
+    "METADATA-SERVER",
 )
 
 

@@ -103,6 +103,16 @@ async def starttls(s: Session, cmd: c.StartTLS) -> None:
         s.conn.close()
 
 
+async def compress(s: Session, cmd: c.Compress) -> None:
+    """RFC 4978: from the byte after this OK, both directions are deflated (imapd/protocol/compress.py)."""
+    if cmd.mechanism != "DEFLATE":
+        raise CommandBad(f"Unknown compression mechanism {cmd.mechanism}; this server offers DEFLATE")
+    if s.conn.compressed:
+        raise CommandNo("DEFLATE is already active", "COMPRESSIONACTIVE")
+    s.send(TaggedResponse(cmd.tag, "OK", "DEFLATE active"))
+    s.conn.start_compression()
+
+
 def _check_plaintext(s: Session) -> None:
     if not s.plaintext_auth_allowed:
         raise CommandNo("Plaintext authentication is disabled on an unencrypted connection; use STARTTLS",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from imapd.protocol import commands as c
 from imapd.protocol.response_codes import AppendUidCode, Code, NumberCode
@@ -19,6 +18,7 @@ from imapd.protocol.responses import (
 )
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import UndecodableName
+from imapd.session.catenate import append_items
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.resync import plan_qresync_select, send_catch_up
 from imapd.session.session import Done, Session, State
@@ -26,7 +26,7 @@ from imapd.session.updates import flag_list_responses
 from imapd.session.updates import mailbox_flags as mailbox_flags  # cmd_xstate imports it from here
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
-from imapd.store.mailbox import AppendItem, Mailbox
+from imapd.store.mailbox import Mailbox
 from imapd.store.userstore import MailboxInfo, UserStore
 
 SEPARATOR = "/"
@@ -333,12 +333,7 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
 
 # -- APPEND --------------------------------------------------------------------------------------------------
 async def append(s: Session, cmd: c.Append) -> Done:
-    items: list[AppendItem] = []
-    for msg in cmd.messages:
-        if not msg.data:
-            raise CommandNo("Cannot append an empty message", "CANNOT")
-        when = msg.internaldate.timestamp() if isinstance(msg.internaldate, datetime) else None
-        items.append(AppendItem(msg.data, tuple(f for f in msg.flags if f != "\\Recent"), when))
+    items = append_items(s, cmd.messages)  # all resolved first: MULTIAPPEND stores all or none
     try:
         mailbox = s.ctx.open_mailbox(s, existing_name(cmd.mailbox))  # no TRYCREATE: it cannot be created
     except NoSuchMailbox:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ServerContext"]
 
 
+
 class ServerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -50,6 +51,10 @@ class ServerContext:
         self.credentials = CredentialCache(ttl=settings.cache.ttl, metrics=self.metrics)
 
         self.users = PasswdFile(os.path.join(data_dir, "passwd"))
+        from imapd.store.quota import QuotaLimits, passwd_limits
+
+        self.store.quota_limits = passwd_limits(
+            self.users, QuotaLimits(settings.quota.storage or None, settings.quota.messages or None))
         auth = settings.auth
         self.throttle = AuthThrottle(
             failure_delay=auth.failure_delay,

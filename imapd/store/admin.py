@@ -1,4 +1,4 @@
-"""CLI commands of the storage layer: ``user add|passwd|del|list`` and ``index rebuild``.
+"""CLI commands of the storage layer: ``user add|passwd|del|list|quota`` and ``index rebuild``.
 
 (``imapd deliver`` is in ``imapd/delivery/command.py``: it may talk LMTP to a running server.)
 
@@ -15,18 +15,28 @@ import sqlite3
 import sys
 import time
 
-from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, UserExists
+from imapd.store.errors import (
+    InvalidMailboxName,
+    NoSuchMailbox,
+    NoSuchUser,
+    StorageIOError,
+    UserExists,
+)
+from imapd.store.quota import MESSAGES_FIELD, STORAGE_FIELD, QuotaLimits, passwd_limits
 from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
 
-__all__ = ["DEFAULT_DATA_DIR", "EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
+__all__ = ["DEFAULT_DATA_DIR", "EX_CONFIG", "EX_DATAERR", "EX_NOPERM", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE",
+           "default_quota", "register_cli", "settings_options"]
 
 EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOUSER = 67
+EX_NOPERM = 77
 EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
+EX_CONFIG = 78
 DEFAULT_DATA_DIR = "./imapd-data"
 
 
@@ -116,6 +126,76 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def default_quota(args: argparse.Namespace) -> QuotaLimits | None:
+    """``[quota]`` of the server's settings (``--config``, ``-o``): the limits of users whose passwd entry
+    sets none. None (after a message) if the settings cannot be read."""
+    from imapd.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config, args.overrides)
+    except ConfigError as exc:
+        _err(str(exc))
+        return None
+    return QuotaLimits(settings.quota.storage or None, settings.quota.messages or None)
+
+
+def _quota_value(text: str | None, field: str) -> str | None:
+    """``--storage``/``--messages``: a number (0 = unlimited) or ``default`` (remove the user's own)."""
+    if text is None or text == "default":
+        return None
+    if not text.isdigit():
+        raise ValueError(f"{field}: expected a number or 'default', not {text!r}")
+    return str(int(text))
+
+
+def cmd_user_quota(args: argparse.Namespace) -> int:
+    """Show a user's limits and usage; with --storage/--messages, set their own limits first.
+
+    The limits are extra fields of the passwd entry that are not part of the credential, so a change
+    ends no session and no X-STATE token, and running servers apply it at the next write."""
+    pf = _passwd(args)
+    if pf.get(args.name) is None:
+        _err(f"no user {args.name!r}")
+        return EX_NOUSER
+    changes: dict[str, str | None] = {}
+    try:
+        for option, field in ((args.storage, STORAGE_FIELD), (args.messages, MESSAGES_FIELD)):
+            if option is not None:
+                changes[field] = _quota_value(option, field)
+    except ValueError as exc:
+        _err(str(exc))
+        return EX_USAGE
+    if changes:
+        try:
+            pf.set_fields(args.name, changes)
+        except OSError as exc:
+            _err(f"cannot write passwd file: {exc}")
+            return EX_TEMPFAIL
+    default = default_quota(args)
+    if default is None:
+        return EX_CONFIG
+    rec = pf.get(args.name)
+    assert rec is not None
+    limits = passwd_limits(pf, default)(args.name)
+    store = Store(args.data_dir)
+    try:
+        usage = store.user(args.name).quota_usage()
+    except NoSuchUser:
+        usage = None
+    except (StorageIOError, sqlite3.Error) as exc:
+        _err(f"cannot read usage: {exc}")
+        return EX_TEMPFAIL
+    finally:
+        store.close()
+    for resource, used, limit, field in (
+            ("STORAGE", usage.storage_kib if usage else 0, limits.storage_kib, STORAGE_FIELD),
+            ("MESSAGE", usage.messages if usage else 0, limits.messages, MESSAGES_FIELD)):
+        source = "user" if field in rec.extra else "default"
+        unit = " KiB" if resource == "STORAGE" else ""
+        print(f"{resource} {used}{unit} of {'unlimited' if limit is None else f'{limit}{unit}'} ({source})")
+    return EX_OK
+
+
 def _set_aside_index(root: str) -> str | None:
     """Move an index SQLite cannot open out of the way (kept for inspection); its new name, or None."""
     from imapd.store.userstore import INDEX_FILE
@@ -160,6 +240,15 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def settings_options() -> argparse.ArgumentParser:
+    """``--config`` and ``-o``: the server's settings, for commands that need its ``[quota]`` defaults."""
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument("--config", metavar="FILE", help="the server's TOML config (for the [quota] defaults)")
+    settings.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                          help="override a setting, as for `imapd serve`")
+    return settings
+
+
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
@@ -179,6 +268,13 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(func=cmd_user_del)
     p = user_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_user_list)
+    settings = settings_options()
+    p = user_sub.add_parser("quota", parents=[common, settings],
+                            help="show a user's quota and usage; set their own limits")
+    p.add_argument("name")
+    p.add_argument("--storage", metavar="KIB", help="STORAGE limit in KiB (0: unlimited; 'default': the setting)")
+    p.add_argument("--messages", metavar="N", help="MESSAGE limit (0: unlimited; 'default': the setting)")
+    p.set_defaults(func=cmd_user_quota)
 
     index = subparsers.add_parser("index", help="maintain a user's index (imapd-index.sqlite)")
     index_sub = index.add_subparsers(dest="index_command", required=True)

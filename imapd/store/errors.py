@@ -17,6 +17,7 @@ __all__ = [
     "MailboxHasChildren",
     "NoSuchMailbox",
     "NoSuchUser",
+    "OverQuota",
     "StorageIOError",
     "StoreError",
     "UserExists",
@@ -73,6 +74,21 @@ class LimitExceeded(StoreError):
     """A store limit (e.g. 63 distinct keywords per mailbox)."""
 
     code = "LIMIT"
+
+
+class OverQuota(StoreError):
+    """A write would pass the user's quota (RFC 9208): ``resource`` is ``STORAGE`` or ``MESSAGE``.
+
+    ``imapd deliver`` maps it to EX_TEMPFAIL (75) so the MTA keeps the message and retries; an LMTP
+    server answers 452 4.2.2 (or 552 5.2.2 for a permanent refusal)."""
+
+    code = "OVERQUOTA"
+
+    def __init__(self, resource: str, usage: int, limit: int, text: str) -> None:
+        super().__init__(text)
+        self.resource = resource
+        self.usage = usage
+        self.limit = limit
 
 
 class StorageIOError(StoreError):

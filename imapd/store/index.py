@@ -17,9 +17,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from imapd.store import annotate, quota
+
 __all__ = ["SCHEMA_VERSION", "UserIndex"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -89,6 +91,9 @@ class UserIndex:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         self.conn.execute(stmt)
+                # Tables of the extensions, each self-contained in its own module (v2: quota, annotations).
+                quota.create_schema(self.conn)
+                annotate.create_schema(self.conn)
                 self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.changed_elsewhere()

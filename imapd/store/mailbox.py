@@ -329,6 +329,7 @@ class Mailbox(MessageContent):
         uids: list[int] = []
         try:
             with self._write("append") as conn:
+                self._owner.enforce_quota(conn, messages=len(items), storage_bytes=sum(len(it.data) for it in items))
                 uidnext, hms = self._counters(conn)
                 modseq = hms + 1
                 kwtable = self._keyword_table(conn)
@@ -486,6 +487,8 @@ class Mailbox(MessageContent):
                     pairs.append((uid, uidnext))
                     sources.append((uid, fname))
                     uidnext += 1
+                if rows and not move:  # a MOVE stays inside the user's one quota root: usage is unchanged
+                    self._owner.enforce_quota(conn, messages=len(rows), storage_bytes=sum(r[8] for r in rows))
                 if rows:
                     maildir.fsync_dir(dest_cur)
                     insert_messages(conn, rows)

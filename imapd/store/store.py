@@ -18,6 +18,7 @@ from imapd.store.changefeed import ChangeFeed
 from imapd.store.errors import NoSuchUser, StorageIOError
 from imapd.store.mailbox import Mailbox
 from imapd.store.mailindex import IndexDelta
+from imapd.store.quota import UNLIMITED, QuotaLimits
 from imapd.store.userstore import INDEX_FILE, UserStore
 
 __all__ = ["Store", "valid_username"]
@@ -41,6 +42,9 @@ class Store:
         """None: a write applies its delta to the mailbox's arrays at once. Set, it receives
         ``(mailbox, delta)`` instead and must call ``mailbox.apply(delta)`` (e.g. on the event loop,
         when writes run on a worker thread)."""
+        self.quota_limits: Callable[[str], QuotaLimits] = lambda _user: UNLIMITED
+        """A user's quota limits; the server and ``imapd deliver`` read them from the passwd file and
+        the settings (:func:`imapd.store.quota.limits_from_fields`). Alone (tests, imports): unlimited."""
         self.watching = False
         """True while :meth:`watch` runs: its per-name checks cover racy directory mtimes."""
         self.feed = ChangeFeed()

@@ -43,6 +43,8 @@ __all__ = ["SCHEMES", "PasswdFile", "UserRecord", "hash_password", "verify_passw
 
 GEN_FIELD = "xstate_gen"
 _GEN_MASK = (1 << 63) - 1
+# Fields that say nothing about the credential: changing a quota must not end sessions or X-STATE tokens.
+_NOT_CREDENTIAL = frozenset({GEN_FIELD, "quota_storage", "quota_messages"})
 
 
 class UserRecord(msgspec.Struct, frozen=True):
@@ -69,7 +71,7 @@ class UserRecord(msgspec.Struct, frozen=True):
     @property
     def generation(self) -> int:
         """A 63-bit digest of the whole entry and the counter: any change to the entry changes it."""
-        extra = " ".join(f"{k}={v}" for k, v in sorted(self.extra.items()) if k != GEN_FIELD)
+        extra = " ".join(f"{k}={v}" for k, v in sorted(self.extra.items()) if k not in _NOT_CREDENTIAL)
         text = "\0".join([self.name, self.password, self.uid, self.gid, self.gecos, self.home, self.shell,
                           extra, str(self.counter)])
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8,
@@ -372,6 +374,21 @@ class PasswdFile:
                                           counter_floor=counter)
             users[name] = rec
         return rec.generation
+
+    def set_fields(self, name: str, fields: dict[str, str | None]) -> UserRecord:
+        """Set (or, with None, remove) extra fields that are not part of the credential (quota limits):
+        the generation stays, so sessions and tokens of the user live on."""
+        if not set(fields) <= _NOT_CREDENTIAL - {GEN_FIELD}:
+            raise ValueError(f"not a settable field: {sorted(set(fields) - _NOT_CREDENTIAL)}")
+        with self._locked() as (users, counters):
+            rec = users.get(name)
+            if rec is None:
+                raise NoSuchUser(f"no user {name!r}")
+            extra = {k: v for k, v in rec.extra.items() if fields.get(k, v) is not None}
+            extra.update({k: v for k, v in fields.items() if v is not None})
+            rec = msgspec.structs.replace(rec, extra=extra, counter_floor=counters.get(name, 0))
+            users[name] = rec
+        return rec
 
     def delete(self, name: str) -> None:
         """Remove the entry; its counter moves on, so an identical entry added later is a new credential."""

@@ -13,12 +13,12 @@ import secrets
 import shutil
 import sqlite3
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from imapd.store import dovecot, maildir
+from imapd.store import annotate, dovecot, maildir, quota
 from imapd.store.changefeed import ChangeFeed, MailboxListChanged
 from imapd.store.errors import (
     CannotDeleteInbox,
@@ -32,6 +32,7 @@ from imapd.store.index import UserIndex
 from imapd.store.mailbox import Mailbox, MailboxStatus
 from imapd.store.mailindex import drop_mailbox
 from imapd.store.names import INBOX, SEPARATOR, decode_folder_dir, folder_dir_name, normalize, parent_names
+from imapd.store.quota import QuotaLimits, QuotaUsage
 from imapd.store.reconcile import reconcile
 
 if TYPE_CHECKING:
@@ -486,6 +487,54 @@ class UserStore:
     def subscriptions(self) -> list[str]:
         with self.index.lock:
             return sorted(n for (n,) in self.index.conn.execute("SELECT name FROM subscriptions"))
+
+    # ------------------------------------------------------------------------------ quota
+
+    def quota_limits(self) -> QuotaLimits:
+        """The user's limits now (``Store.quota_limits``: the passwd file's fields, else the settings)."""
+        return self.store.quota_limits(self.user)
+
+    def quota_usage(self) -> QuotaUsage:
+        """Messages and octets in all mailboxes: one row the index's triggers keep current."""
+        with self.index.lock:
+            return quota.read_usage(self.index.conn)
+
+    def check_quota(self, *, messages: int = 1, storage_bytes: int = 0) -> None:
+        """Raise :class:`~imapd.store.errors.OverQuota` if this much more mail would not fit now.
+
+        For an LMTP server that wants to refuse early (RCPT, or DATA before writing); the write itself
+        checks again under the index's write lock (:meth:`enforce_quota`), so a race cannot pass it."""
+        with self.index.lock:
+            quota.enforce(self.index.conn, self.quota_limits(), messages=messages, storage_bytes=storage_bytes)
+
+    def enforce_quota(self, conn: sqlite3.Connection, *, messages: int, storage_bytes: int) -> None:
+        """The check inside a write transaction that adds mail (APPEND, COPY, delivery)."""
+        quota.enforce(conn, self.quota_limits(), messages=messages, storage_bytes=storage_bytes)
+
+    # ------------------------------------------------------------------------ annotations
+
+    def _annotation_target(self, mailbox: str | None) -> int:
+        return annotate.SERVER if mailbox is None else self.resolve(mailbox)[0]
+
+    def get_annotations(self, mailbox: str | None, names: Sequence[str],
+                        depth: int | None) -> list[tuple[str, bytes]]:
+        """RFC 5464 entries of a mailbox (None: the server's); ``depth`` 0, 1 or None for infinity."""
+        mailbox_id = self._annotation_target(mailbox)
+        with self.index.lock:
+            return annotate.get_entries(self.index.conn, mailbox_id, names, depth)
+
+    def set_annotations(self, mailbox: str | None, entries: Sequence[tuple[str, bytes | None]],
+                        limits: annotate.AnnotationLimits) -> None:
+        """Set or (value None) remove entries, all or nothing."""
+        mailbox_id = self._annotation_target(mailbox)
+        try:
+            with self.index.write() as conn:
+                if mailbox_id != annotate.SERVER and conn.execute(
+                        "SELECT 1 FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone() is None:
+                    raise NoSuchMailbox(f"mailbox {mailbox!r} does not exist")
+                annotate.set_entries(conn, mailbox_id, entries, limits)
+        except sqlite3.Error as exc:
+            raise self._io("set metadata", mailbox, exc) from exc
 
     # ------------------------------------------------------------------------------ status
 

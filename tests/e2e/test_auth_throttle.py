@@ -163,3 +163,28 @@ def test_a_throttled_address_still_admits_a_remembered_password(tmp_path: Path) 
                                             "(address)", "(address)"], reasons
     finally:
         stop_server(srv)
+
+
+def test_an_address_is_throttled_across_workers(tmp_path: Path) -> None:
+    """Each worker serves the logins of the users it owns; the failures of one address still add up over
+    all of them: three failures for users of worker 0 throttle a login for a user of worker 1."""
+    from imapd.rendezvous import owner_slot
+
+    srv = start_server(tmp_path / "data", "-o", "server.workers=2", "-o", "auth.max_failures=3",
+                       "-o", "cache.ttl=0")
+    try:
+        names = [f"user{i}" for i in range(40)]
+        first = next(n for n in names if owner_slot(n, 2) == 0)
+        second = [n for n in names if owner_slot(n, 2) == 1][:2]
+        for name in (first, *second):
+            srv.add_user(name, f"pw-{name}")
+        # The second worker's user logs in before: nothing is recorded against the address yet.
+        assert _login(srv, second[0], f"pw-{second[0]}").startswith(b"l1 OK [CAPABILITY ")
+        for _ in range(3):
+            assert _login(srv, first, "guess").startswith(b"l1 NO [AUTHENTICATIONFAILED]")
+        time.sleep(0.2)  # the outcome travels as a notice between the workers
+        assert _login(srv, second[1], f"pw-{second[1]}") == b"l1 NO [AUTHENTICATIONFAILED] Invalid credentials"
+        last = [line for line in srv.log().splitlines() if "imapd.audit[w" in line][-1]
+        assert f"login failed user='{second[1]}'" in last and last.endswith("reason=throttled (address)"), last
+    finally:
+        stop_server(srv)

@@ -191,3 +191,25 @@ def test_tiny_max_bytes_evicts_and_tiny_ttl_expires(tmp_path: Path) -> None:
         assert re.search(r"imapd_cache_evictions_total\s+\d+", out)
     finally:
         stop_server(srv)
+
+
+def test_a_warm_envelope_fetch_is_answered_in_place_and_the_same(cached: Cached) -> None:
+    """The webmail's repeated FETCH of a page of envelopes (and LOGOUT) run on the network loop once the
+    envelopes are in the value cache: no lane round trip, and the same answer as from the lane; a FETCH
+    that needs the index or the file (sizes, bodies, \\Seen) still goes to the lane."""
+    for i in range(5):
+        imapd_cli("deliver", "ivy", "--data-dir", str(cached.server.data_dir), stdin=message(f"page {i}"))
+    imap, n = _visit(cached)
+    before = cached.metrics().get("imapd_inline_commands_total", 0)
+    _, first = imap.uid("FETCH", "1:*", "(UID ENVELOPE FLAGS)")  # the lane fills the value cache
+    assert cached.metrics().get("imapd_inline_commands_total", 0) == before
+    _, again = imap.uid("FETCH", "1:*", "(UID ENVELOPE FLAGS)")
+    assert cached.metrics()["imapd_inline_commands_total"] == before + 1
+    assert again == first and len(first) == n
+    imap.uid("FETCH", "1:*", "(RFC822.SIZE)")
+    imap.fetch("1", "(BODY[TEXT])")  # sets \Seen: a write
+    _, flags = imap.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in flags[0]
+    assert cached.metrics()["imapd_inline_commands_total"] == before + 2  # only the FLAGS one
+    imap.logout()
+    assert cached.metrics()["imapd_inline_commands_total"] == before + 3

@@ -156,3 +156,35 @@ def test_autologout_and_shutdown_bye(tmp_path: Path) -> None:
         assert srv.proc.wait(timeout=10) == 0
     finally:
         stop_server(srv)
+
+
+def test_connections_per_address_hold_across_workers(tmp_path: Path) -> None:
+    """Two workers each holding two sessions of one address, limit four: the fifth connection is refused
+    whichever worker accepts it; when some close, new ones are admitted again."""
+    from imapd.rendezvous import owner_slot
+
+    srv = start_server(tmp_path / "data", "-o", "server.workers=2", "-o", "limits.max_connections_per_address=4")
+    try:
+        names = [f"user{i}" for i in range(40)]
+        users = [n for n in names if owner_slot(n, 2) == 0][:2] + [n for n in names if owner_slot(n, 2) == 1][:2]
+        for name in users:
+            srv.add_user(name, f"pw-{name}")
+        clients = []
+        for name in users:  # each LOGIN moves the connection to its user's worker: two on each
+            c = imaplib.IMAP4(srv.host, srv.port)
+            c.login(name, f"pw-{name}")
+            clients.append(c)
+        time.sleep(0.3)  # the counts travel as notices between the workers
+        for _ in range(4):  # whichever worker accepts it
+            extra = socket.create_connection((srv.host, srv.port), timeout=10)
+            assert b"* BYE [UNAVAILABLE]" in read_until_closed(extra)
+        clients.pop().logout()
+        clients.pop(0).logout()
+        time.sleep(0.3)
+        again = [open_session(srv.host, srv.port) for _ in range(2)]
+        for s in again:
+            s.close()
+        for c in clients:
+            c.logout()
+    finally:
+        stop_server(srv)

@@ -435,3 +435,29 @@ def test_an_unreadable_index_fails_only_its_recipient(lmtp_server: RunningServer
     assert replies[0][0] == 451 and replies[0][1].startswith(b"4.3.0")
     assert replies[1][0] == 250
     assert b"Subject: broken index" in messages(srv, "alice")[-1]
+
+
+def test_over_quota_gets_its_own_reply(lmtp_server: RunningServer) -> None:
+    """carol at her MESSAGE limit: 552 5.2.2 for her copy, alice's stored (the QUOTA store error)."""
+    srv = lmtp_server
+    count = len(messages(srv, "carol"))
+    imapd_cli("user", "quota", "carol", "--messages", str(count), "--data-dir", str(srv.data_dir))
+    try:
+        client = connect(srv)
+        try:
+            client.mail("s@remote.test")
+            client.rcpt("alice@example.org")
+            client.rcpt("carol@example.org")
+            replies = send_data(client, b"Subject: quota\r\n\r\nx\r\n", 2)
+        finally:
+            client.quit()
+        proc = imapd_cli("deliver", "carol", "--data-dir", str(srv.data_dir), stdin=b"Subject: q\r\n\r\n",
+                         check=False)
+        bounced = imapd_cli("deliver", "carol", "--over-quota", "bounce", "--data-dir", str(srv.data_dir),
+                            stdin=b"Subject: q\r\n\r\n", check=False)
+    finally:
+        imapd_cli("user", "quota", "carol", "--messages", "default", "--data-dir", str(srv.data_dir))
+    assert replies[0][0] == 250
+    assert replies[1][0] == 552 and replies[1][1].startswith(b"5.2.2 <carol@example.org>")
+    assert (proc.returncode, bounced.returncode) == (75, 77)  # imapd deliver, through the server
+    assert len(messages(srv, "carol")) == count

@@ -355,3 +355,51 @@ def test_a_trusted_proxys_client_address_moves_with_the_connection(tmp_path: Pat
         assert all("address=192.0.2.77:40123 (via 127.0.0.1)" in line for line in lines), lines
     finally:
         stop_server(srv)
+
+
+def _metrics(port: int) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_metrics_sum_every_worker_and_forget_a_dead_ones_gauges(tmp_path: Path) -> None:
+    """The supervisor's endpoint adds up the workers (prometheus_client's multiprocess mode): counters and
+    histograms over every worker that ran, gauges over the live ones."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    for user, password in USERS.items():
+        imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(data), stdin=password)
+    srv = start_server(data, "-o", "server.workers=2", "-o", f"metrics.listen=127.0.0.1:{port}")
+    srv.users.update(USERS)
+    try:
+        _supervisor_ready(srv, 2)
+        sessions = {}
+        for user in USERS:  # both workers own some of them
+            conn = RawIMAP(srv.host, srv.port)
+            _login(conn, user)
+            conn.ok("SELECT INBOX")
+            sessions[user] = conn
+        m = _metrics(port)
+        assert m['imapd_command_seconds_count{command="SELECT"}'] == len(USERS), m
+        assert m['imapd_command_seconds_count{command="LOGIN"}'] == len(USERS), m
+        assert m["imapd_connections"] == len(USERS), m
+        assert m["imapd_cache_misses_total"] == len(USERS), m
+        (victim,) = _server_socket_pid(srv.port, sessions["alice"].sock.getsockname()[1])
+        lost = [u for u in USERS if owner_slot(u, 2) == owner_slot("alice", 2)]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not re.search(r"worker \d restarted", srv.log()):
+            time.sleep(0.05)
+        m = _metrics(port)
+        assert m["imapd_connections"] == len(USERS) - len(lost), m  # the dead worker's gauge is gone
+        assert m['imapd_command_seconds_count{command="SELECT"}'] == len(USERS), m  # its counts stay
+        for c in sessions.values():
+            c.close()
+    finally:
+        stop_server(srv)

@@ -76,7 +76,12 @@ datetimes = st.datetimes(datetime.datetime(1900, 1, 1), datetime.datetime(2200, 
     lambda d: d.replace(microsecond=0, tzinfo=datetime.timezone(datetime.timedelta(minutes=(d.minute - 30) * 10))))
 charsets = st.sampled_from(["UTF-8", "US-ASCII"])
 messages = st.builds(c.AppendMessage, st.binary(max_size=30), flags, st.none() | datetimes, st.booleans()) | st.builds(
-    c.AppendMessage, st.binary(max_size=30), flags, st.none(), st.just(True), st.just(True))
+    c.AppendMessage, st.binary(max_size=30), flags, st.none(), st.just(True), st.just(True)) | st.builds(
+    c.AppendMessage, st.just(b""), flags, st.none() | datetimes, catenate=st.lists(
+        st.builds(c.CatenateText, st.binary(max_size=20).filter(lambda b: b"\0" not in b))
+        | st.builds(c.CatenateText, st.binary(max_size=20), st.just(True))
+        | st.builds(c.CatenateUrl, st.from_regex(r"/[A-Za-z0-9%]{1,10};UID=[1-9][0-9]{0,3}", fullmatch=True)),
+        min_size=1, max_size=3).map(tuple))
 commands = st.one_of(
     st.builds(c.Noop, tags), st.builds(c.Capability, tags), st.builds(c.Logout, tags), st.builds(c.Idle, tags),
     st.builds(c.Id, tags, st.none() | st.lists(st.tuples(text, st.none() | text), max_size=3).map(tuple)),
@@ -94,6 +99,7 @@ commands = st.one_of(
               st.lists(st.sampled_from(["CHILDREN", "SUBSCRIBED"]), max_size=2).map(tuple)),
     st.builds(c.Status, tags, names, st.lists(st.sampled_from(["MESSAGES", "UIDNEXT", "HIGHESTMODSEQ", "SIZE"]), min_size=1).map(tuple)),
     st.builds(c.Append, tags, names, st.lists(messages, min_size=1, max_size=3).map(tuple)),
+    st.builds(c.Replace, tags, numbers, names, messages, st.booleans()),
     st.builds(c.Expunge, tags), st.builds(c.Expunge, tags, st.just(True), seqsets),
     st.builds(c.Search, tags, search_keys, st.booleans(), st.none() | charsets,
               st.none() | st.lists(st.sampled_from(["MIN", "MAX", "ALL", "COUNT", "SAVE"]), unique=True).map(tuple)),
@@ -105,6 +111,10 @@ commands = st.one_of(
     st.builds(c.Sort, tags, st.lists(st.builds(c.SortKey, st.sampled_from(["DATE", "SUBJECT", "SIZE", "DISPLAYFROM"]), st.booleans()),
                                      min_size=1, max_size=3).map(tuple), charsets, search_keys, st.booleans()),
     st.builds(c.Thread, tags, st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]), charsets, search_keys, st.booleans()),
+    st.builds(c.Search, tags, search_keys, st.booleans(), st.none(), st.just(("UPDATE", "PARTIAL", "COUNT")),
+              st.builds(c.PartialRange, st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
+              | st.builds(c.PartialRange, st.integers(-(2**32 - 1), -1), st.integers(-(2**32 - 1), -1))),
+    st.builds(c.CancelUpdate, tags, st.lists(tags, min_size=1, unique=True).map(tuple)),
     st.builds(c.XStateSave, tags), st.builds(c.XStateRestore, tags, st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)),
 )
 

@@ -129,8 +129,8 @@ def test_fetch_serialization_is_fast() -> None:
     write = W.write
     best = 1.0
     for _ in range(5):
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU time: other processes on a busy machine do not count
         for resp in responses:
             write(resp)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.thread_time() - start)
     assert best < 0.1, best  # a few ms in practice; loose bound for slow CI machines

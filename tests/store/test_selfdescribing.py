@@ -236,7 +236,9 @@ def test_default_tmp_age_is_36_hours() -> None:
 
 def test_open_takes_no_write_lock_when_schema_is_current(store: Store, alice: UserStore) -> None:
     path = alice.index.path
-    assert alice.index.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    from imapd.store.index import SCHEMA_VERSION
+
+    assert alice.index.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     blocker = sqlite3.connect(path, isolation_level=None, timeout=0.1)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:

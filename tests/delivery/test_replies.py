@@ -8,17 +8,11 @@ import pytest
 
 from imapd.delivery.agent import Outcome, failure_outcome
 from imapd.server.lmtp import reply_for, with_enhanced_code
-from imapd.store.errors import NoSuchUser, StorageIOError, StoreError
-
-
-class QuotaExceeded(StoreError):
-    """Stands for the store's typed quota error (QUOTA work): what matters is its code."""
-
-    code = "OVERQUOTA"
+from imapd.store.errors import NoSuchUser, OverQuota, StorageIOError, StoreError
 
 
 @pytest.mark.parametrize(("error", "reply"), [
-    (QuotaExceeded("over quota"), "552 5.2.2 <a@b.test> Quota exceeded (mailbox for user is full)"),
+    (OverQuota("MESSAGE", 10, 10, "over quota"), "552 5.2.2 <a@b.test> Quota exceeded (mailbox for user is full)"),
     (StorageIOError("a", "INBOX", "append", OSError(errno.ENOSPC, "No space left on device")),
      "452 4.3.1 <a@b.test> Insufficient system storage"),
     (StorageIOError("a", "INBOX", "append", OSError(errno.EIO, "I/O error")),
@@ -27,6 +21,11 @@ class QuotaExceeded(StoreError):
 ])
 def test_store_errors(error: StoreError, reply: str) -> None:
     assert reply_for(failure_outcome(error), "a@b.test") == reply
+
+
+def test_quota_tempfail() -> None:
+    outcome = failure_outcome(OverQuota("STORAGE", 1024, 1000, "over quota"))
+    assert reply_for(outcome, "a@b.test", quota_tempfail=True).startswith("452 4.2.2 <a@b.test> ")
 
 
 def test_other_outcomes() -> None:

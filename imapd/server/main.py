@@ -61,6 +61,8 @@ class ServerHandle:
         if tls.cert and tls.key:
             tls_context = make_tls_context(tls.cert, tls.key)
         self.ctx.tls_context = tls_context
+        if self.settings.lmtp.listen:
+            import imapd.server.lmtp  # noqa: F401  - aiosmtpd and email: before the stall monitor runs
         await self.ctx.start()
         ownership = self.ctx.ownership
         if ownership is not None:  # before accepting: a peer may hand us a connection at once

@@ -40,6 +40,7 @@ _ALWAYS = (
     "QUOTA=RES-MESSAGE",
     "METADATA",
     "METADATA-SERVER",
+    "PREVIEW",  # RFC 8970: imapd/mime/preview.py, cached in imapd/store/previews.py
 )
 
 

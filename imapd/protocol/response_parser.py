@@ -206,7 +206,7 @@ def _parse(cur: _Cursor) -> r.Response:
         n = cur.number()
         cur.expect(b" ")
         kind = cur.atom().upper()
-        if kind == "FETCH":
+        if kind in ("FETCH", "UIDFETCH"):
             cur.expect(b" (")
             items: list[tuple[str, Value]] = []
             while not cur.take(b")"):
@@ -216,7 +216,7 @@ def _parse(cur: _Cursor) -> r.Response:
                 cur.expect(b" ")
                 items.append((key, cur.value()))
             cur.expect(b"\r\n")
-            return r.FetchResponse(n, items)
+            return r.FetchResponse(n, items) if kind == "FETCH" else r.UidFetchResponse(n, items)
         cur.expect(b"\r\n")
         if kind == "EXISTS":
             return r.ExistsResponse(n)

@@ -180,6 +180,12 @@ def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
     return b"".join(out)
 
 
+def _uidfetch(w: ResponseWriter, x: r.UidFetchResponse) -> bytes:
+    """The FETCH writer's output with the RFC 9586 keyword: one serializer for message data."""
+    data = _fetch(w, r.FetchResponse(x.uid, x.items))
+    return b"* %d UIDFETCH" % x.uid + data[len(b"* %d FETCH" % x.uid) :]
+
+
 def _flags(w: ResponseWriter, x: r.FlagsResponse) -> bytes:
     return b"* FLAGS " + w.atoms(x.flags) + b"\r\n"
 
@@ -322,6 +328,7 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.ExpungeResponse: _expunge,
     r.VanishedResponse: _vanished,
     r.FetchResponse: _fetch,
+    r.UidFetchResponse: _uidfetch,
     r.FlagsResponse: _flags,
     r.ListResponse: _list,
     r.LsubResponse: _lsub,

@@ -24,6 +24,7 @@ __all__ = [
     "ExistsResponse",
     "ExpungeResponse",
     "FetchResponse",
+    "UidFetchResponse",
     "FlagsResponse",
     "IdResponse",
     "ListResponse",
@@ -105,6 +106,13 @@ class FetchResponse(msgspec.Struct, frozen=True):
     """``* seq FETCH (key value ...)``; keys are written as given (``"BODY[HEADER]<0>"``, ``"UID"``)."""
 
     seq: int
+    items: Sequence[tuple[str, Value]]
+
+
+class UidFetchResponse(msgspec.Struct, frozen=True):
+    """``* uid UIDFETCH (key value ...)`` (RFC 9586): FETCH data numbered by UID, once UIDONLY is enabled."""
+
+    uid: int
     items: Sequence[tuple[str, Value]]
 
 
@@ -203,6 +211,7 @@ Response = (
     | ExistsResponse
     | RecentResponse
     | ExpungeResponse
+    | UidFetchResponse
     | VanishedResponse
     | FetchResponse
     | FlagsResponse

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from imapd.protocol import commands as c
 from imapd.protocol.events import ProtocolError
 from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, ResponseCode
-from imapd.protocol.responses import Response, TaggedResponse, UntaggedStatus
+from imapd.protocol.responses import FetchResponse, Response, TaggedResponse, UntaggedStatus
 from imapd.session.capabilities import capabilities
+from imapd.session.uidonly import as_uidfetch
 from imapd.session.updates import Update
 from imapd.session.updates import render as render_updates
 
@@ -154,6 +155,8 @@ class Session:
         return UntaggedStatus("OK", self.ctx.settings.server.greeting, code)
 
     def send(self, response: Response) -> None:
+        if type(response) is FetchResponse and "UIDONLY" in self.enabled:
+            response = as_uidfetch(self.selected, response)  # RFC 9586: every FETCH becomes UIDFETCH
         self.conn.send(response)
 
     # -- answers ------------------------------------------------------------------------------------
@@ -202,6 +205,11 @@ class Session:
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled
 
+    @property
+    def vanished(self) -> bool:
+        """Expunges are told as VANISHED: QRESYNC (RFC 7162 3.2.10) or UIDONLY (RFC 9586) is enabled."""
+        return "QRESYNC" in self.enabled or "UIDONLY" in self.enabled
+
     def enable_condstore(self) -> None:
         """A CONDSTORE-enabling command (RFC 7162 3.1); the first one in SELECTED state announces the
         mailbox's HIGHESTMODSEQ so the client has a base for the MODSEQs it will now see."""
@@ -233,7 +241,7 @@ class Session:
         if view is None or not view.has_pending:
             return
         allow_expunge = command is None or not (isinstance(command, NO_EXPUNGE) and not command.uid)
-        self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished="QRESYNC" in self.enabled))
+        self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished=self.vanished))
 
     def send_updates(self, updates: Sequence[Update | tuple[Any, ...]]) -> None:
         """Send updates of the selected view, rendered by the one builder (``imapd.session.updates``)."""
@@ -241,7 +249,7 @@ class Session:
         if view is None:
             return
         for response in render_updates(view, updates, condstore=self.condstore):
-            self.conn.send(response)
+            self.send(response)
 
     # -- IDLE ---------------------------------------------------------------------------------------------
     def start_idle(self, tag: str) -> None:
@@ -254,7 +262,7 @@ class Session:
     def _idle_push(self) -> None:
         view = self.selected
         if view is not None and self._idle_tag is not None and view.has_pending:
-            self.send_updates(view.take_updates(allow_expunge=True, vanished="QRESYNC" in self.enabled))
+            self.send_updates(view.take_updates(allow_expunge=True, vanished=self.vanished))
 
     def idle_done(self) -> None:
         tag = self._idle_tag

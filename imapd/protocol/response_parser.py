@@ -18,6 +18,7 @@ from .response_codes import (
     CapabilityCode,
     Code,
     CopyUidCode,
+    InProgressCode,
     ModifiedCode,
     NumberCode,
     PermanentFlagsCode,
@@ -163,6 +164,14 @@ def _code(cur: _Cursor) -> ResponseCode:
         src = SequenceSet.parse(cur.atom())
         cur.expect(b" ")
         code = CopyUidCode(v, src, SequenceSet.parse(cur.atom()))
+    elif name == "INPROGRESS" and cur.take(b" ("):
+        tag = cur.string()
+        numbers: list[int | None] = []
+        for _ in range(2):
+            cur.expect(b" ")
+            numbers.append(None if cur.take(b"NIL") else cur.number())
+        cur.expect(b")")
+        code = InProgressCode(tag, numbers[0], numbers[1])
     elif name == "MODIFIED":
         cur.expect(b" ")
         code = ModifiedCode(SequenceSet.parse(cur.atom()))

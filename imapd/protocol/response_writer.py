@@ -13,6 +13,7 @@ from .response_codes import (
     CapabilityCode,
     Code,
     CopyUidCode,
+    InProgressCode,
     ModifiedCode,
     NumberCode,
     PermanentFlagsCode,
@@ -113,6 +114,11 @@ class ResponseWriter:
             if not code.charsets:
                 return b"[BADCHARSET]"
             return b"[BADCHARSET (" + b" ".join(string_bytes(c, False) for c in code.charsets) + b")]"
+        if isinstance(code, InProgressCode):
+            current = b"NIL" if code.current is None else b"%d" % code.current
+            total = b"NIL" if code.total is None else b"%d" % code.total
+            # a tag has no quoted-specials (RFC 3501 9: ASTRING-CHAR), so quoting is just the two quotes
+            return b'[INPROGRESS ("' + code.tag.encode() + b'" ' + current + b" " + total + b")]"
         if isinstance(code, ModifiedCode):
             return b"[MODIFIED " + str(code.sequence).encode() + b"]"
         raise TypeError(f"not a response code: {code!r}")

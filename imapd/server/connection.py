@@ -388,6 +388,12 @@ class IMAPConnection(asyncio.Protocol):
         if loop is not None:
             loop.call_soon_threadsafe(self.write_bytes, out[0] if len(out) == 1 else b"".join(out))
 
+    @property
+    def output_paused(self) -> bool:
+        """The client is not reading: the transport's buffer is over its high-water mark (a flag the
+        network loop sets; read from a lane without a lock, as drain() does)."""
+        return self._paused_writing
+
     def flush(self) -> None:
         """Write what the current command produced so far."""
         if not self._on_loop():

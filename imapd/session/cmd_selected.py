@@ -26,6 +26,7 @@ from imapd.protocol.values import Atom, UndecodableName, Value
 from imapd.session import threads
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.fetch import FetchPlan, render
+from imapd.session.progress import Progress
 from imapd.session.resync import vanished_since
 from imapd.session.search import search as run_search
 from imapd.session.session import Done, Session
@@ -227,11 +228,11 @@ def _has_modseq(key: SearchKey) -> bool:
     return False
 
 
-def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
+def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None, tag: str) -> list[int]:
     if _has_modseq(criteria):
         s.enable_condstore()
     return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
-                      charset=charset, recent=view.recent)
+                      charset=charset, recent=view.recent, progress=Progress(s, tag, "Searching"))
 
 
 def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:
@@ -249,7 +250,7 @@ async def search(s: Session, cmd: c.Search) -> Done:
     if options - _ESEARCH_OPTIONS:
         raise CommandBad(f"Unknown SEARCH return option {sorted(options - _ESEARCH_OPTIONS)[0]}")
     try:
-        uids = _run_search(s, view, cmd.criteria, cmd.charset)
+        uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     except CommandNo:
         if "SAVE" in options:
             s.search_result = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties $
@@ -325,7 +326,7 @@ async def sort(s: Session, cmd: c.Sort) -> Done:
     _check_charset(cmd.charset)
     if cmd.return_options is not None:
         raise CommandBad("SORT RETURN (ESORT) is not supported")
-    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     ordered = sort_uids(view.mailbox, uids, cmd.keys)
     # RFC 7162 3.1.9: with a MODSEQ criterion, SORT reports the highest MODSEQ of what it returns.
     modseq = max(view.mailbox.modseq(u) or 0 for u in ordered) if ordered and _has_modseq(cmd.criteria) else None
@@ -344,7 +345,7 @@ async def thread(s: Session, cmd: c.Thread) -> Done:
     if algorithm is None:
         raise CommandBad(f"Unsupported THREAD algorithm {cmd.algorithm}")
     _check_charset(cmd.charset)
-    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     s.send(ThreadResponse(tuple(algorithm(_sort_rows(s, view, uids, uid=cmd.uid)))))
     return Done("THREAD completed")
 
@@ -366,7 +367,9 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
     if not uids:
         return Done(("MOVE" if move else "COPY") + " completed (no messages)")
     try:
-        pairs = mailbox.move(uids, cmd.mailbox) if move else mailbox.copy(uids, cmd.mailbox)
+        progress = Progress(s, cmd.tag, "Moving" if move else "Copying")
+        pairs = (mailbox.move(uids, cmd.mailbox, progress=progress) if move
+                 else mailbox.copy(uids, cmd.mailbox, progress=progress))
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
     uidvalidity = user.status(cmd.mailbox).uidvalidity
@@ -404,7 +407,7 @@ async def expunge(s: Session, cmd: c.Expunge) -> Done:
         restrict = {u for _, u in resolve(s, view, cmd.sequence, uid=True)}
     uids = _deleted_uids(view, restrict)
     if uids:
-        view.mailbox.expunge(uids)
+        view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
     return Done("EXPUNGE completed")
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "PartialResult",
     "ExistsResponse",
     "ExpungeResponse",
+    "FetchFlagsBatch",
     "FetchResponse",
     "UidFetchResponse",
     "FlagsResponse",
@@ -118,6 +119,22 @@ class UidFetchResponse(msgspec.Struct, frozen=True):
 
     uid: int
     items: Sequence[tuple[str, Value]]
+
+
+class FetchFlagsBatch(msgspec.Struct, frozen=True):
+    """Many ``* seq FETCH (...)`` responses that carry only UID, FLAGS and MODSEQ, in the order of ``keys``
+    (each of ``"UID"``, ``"FLAGS"``, ``"MODSEQ"``, repeats allowed), given as parallel columns.
+
+    The same bytes as one :class:`FetchResponse` per message, written in one call: FETCH 1:* (FLAGS) of
+    100,000 messages would otherwise build 100,000 response objects."""
+
+    keys: tuple[str, ...]
+    seqs: Sequence[int]
+    uids: Sequence[int]
+    flags: Sequence[tuple[str, ...]]
+    modseqs: Sequence[int]
+    uidfetch: bool = False
+    """``* uid UIDFETCH (...)`` lines instead (RFC 9586 UIDONLY; ``seqs`` unused then)."""
 
 
 class FlagsResponse(msgspec.Struct, frozen=True):
@@ -237,6 +254,7 @@ Response = (
     | UidFetchResponse
     | VanishedResponse
     | FetchResponse
+    | FetchFlagsBatch
     | FlagsResponse
     | ListResponse
     | LsubResponse

@@ -59,7 +59,7 @@ from imapd.protocol.values import Atom, Literal8, Raw, Value, format_internaldat
 from imapd.store.mailbox import Mailbox, MessageInfo
 
 __all__ = ["BATCH_SIZE", "DEFAULT_CACHE_BYTES", "MAX_CACHED_VALUE", "VALUE_CACHE", "FetchBatch", "FetchPlan",
-           "ValueCache", "body_value", "envelope_value", "render"]
+           "ValueCache", "body_value", "envelope_value", "render", "whole_message_kind"]
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 """Bound of :data:`VALUE_CACHE` (serialized bytes plus a per-entry allowance for the key)."""
@@ -123,6 +123,7 @@ _INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE"})
 _META_ATTRS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"})
 _RAW_ATTRS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_ATTRS = frozenset({"RFC822", "RFC822.TEXT"})
+_FLAG_ATTRS = frozenset({"FLAGS", "UID", "MODSEQ"})
 
 
 class _Message:
@@ -186,11 +187,13 @@ class FetchPlan:
     - ``needs_raw``: any body section, RFC822*, BINARY, BINARY.SIZE;
     - ``sets_seen``: ``BODY[...]``/``BINARY[...]`` without ``.PEEK``, ``RFC822`` or ``RFC822.TEXT``
       (RFC 3501 6.4.5; ``RFC822.HEADER`` is ``BODY.PEEK[HEADER]``);
-    - ``wants_flags``/``wants_uid``/``wants_modseq``: those items were asked for explicitly.
+    - ``wants_flags``/``wants_uid``/``wants_modseq``: those items were asked for explicitly;
+    - ``flags_only``: nothing but UID, FLAGS and MODSEQ (the in-memory index answers it all);
+    - ``whole_messages``: those and at least one whole message (:func:`whole_message_kind`), nothing else.
     """
 
-    __slots__ = ("_renderers", "items", "needs_info", "needs_metadata", "needs_preview", "needs_raw",
-                 "sets_seen", "wants_flags", "wants_modseq", "wants_uid")
+    __slots__ = ("_renderers", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview", "needs_raw",
+                 "sets_seen", "wants_flags", "wants_modseq", "wants_uid", "whole_messages")
 
     def __init__(self, items: Iterable[FetchItem]) -> None:
         self.items: tuple[FetchItem, ...] = tuple(items)
@@ -206,6 +209,11 @@ class FetchPlan:
         for item in self.items:
             renderers.append((item.response_key(), self._compile(item)))
         self._renderers = tuple(renderers)
+        # Only UID, FLAGS and MODSEQ: the in-memory index has it all (the session's FLAGS fast path).
+        self.flags_only = all(isinstance(i, FetchAttr) and i.name in _FLAG_ATTRS for i in self.items)
+        # UID/FLAGS/MODSEQ and whole messages only (BODY[], RFC822, BINARY[]): the session's file path.
+        kinds = [whole_message_kind(i) for i in self.items]
+        self.whole_messages = (not self.flags_only and all(k is not None for k in kinds))
 
     def _compile(self, item: FetchItem) -> _Renderer:
         if isinstance(item, FetchAttr):
@@ -335,6 +343,20 @@ class FetchBatch:
             value = Raw(b"".join(out))
             self._cache.put(key, value)
         return value
+
+
+def whole_message_kind(item: FetchItem) -> str | None:
+    """``"flag"`` for UID, FLAGS, MODSEQ; ``"text"`` for an item that is the whole message in a ``{n}``
+    literal (``BODY[]``, ``BODY.PEEK[]``, ``RFC822``); ``"binary"`` for one in ``~{n}`` (``BINARY[]``,
+    ``BINARY.PEEK[]``: the whole message has no transfer encoding to undo); None for anything else."""
+    if isinstance(item, FetchAttr):
+        return "flag" if item.name in _FLAG_ATTRS else "text" if item.name == "RFC822" else None
+    if isinstance(item, FetchBody) and item.partial is None and item.section == _WHOLE:
+        return "binary" if item.binary else "text"
+    return None
+
+
+_WHOLE = FetchBody().section
 
 
 def render(plan: FetchPlan, mailbox: Mailbox, uid: int, *, info: MessageInfo | None,

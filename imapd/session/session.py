@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from imapd.protocol import commands as c
 from imapd.protocol.events import ProtocolError
 from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, ResponseCode
-from imapd.protocol.responses import FetchResponse, Response, TaggedResponse, UntaggedStatus
+from imapd.protocol.responses import (
+    FetchFlagsBatch,
+    FetchResponse,
+    Response,
+    TaggedResponse,
+    UidFetchResponse,
+    UntaggedStatus,
+)
 from imapd.session.capabilities import capabilities
-from imapd.session.uidonly import as_uidfetch
+from imapd.session.uidonly import as_uidfetch, uidfetch_batch
 from imapd.session.updates import Update
 from imapd.session.updates import render as render_updates
 
@@ -58,6 +65,9 @@ class ResponseSink(Protocol):
     def set_utf8(self, enabled: bool) -> None: ...
     def raise_input_limits(self) -> None: ...
     def write_bytes(self, data: bytes) -> None: ...
+    @property
+    def can_send_files(self) -> bool: ...
+    def send_parts(self, response: FetchResponse | UidFetchResponse) -> None: ...
     def flush(self) -> None: ...
     @property
     def output_paused(self) -> bool: ...
@@ -158,9 +168,17 @@ class Session:
         return UntaggedStatus("OK", self.ctx.settings.server.greeting, code)
 
     def send(self, response: Response) -> None:
-        if type(response) is FetchResponse and "UIDONLY" in self.enabled:
-            response = as_uidfetch(self.selected, response)  # RFC 9586: every FETCH becomes UIDFETCH
+        if "UIDONLY" in self.enabled:  # RFC 9586: every FETCH response becomes UIDFETCH
+            if type(response) is FetchResponse:
+                response = as_uidfetch(self.selected, response)
+            elif type(response) is FetchFlagsBatch:
+                response = uidfetch_batch(response)
         self.conn.send(response)
+
+    def message_data(self, response: FetchResponse) -> FetchResponse | UidFetchResponse:
+        """What ``send`` does to a FETCH response, for the path that bypasses it (whole messages sent from
+        their files, ``conn.send_parts``)."""
+        return as_uidfetch(self.selected, response) if "UIDONLY" in self.enabled else response
 
     # -- answers ------------------------------------------------------------------------------------
     def tagged(self, tag: str, status: str, text: str, code: ResponseCode | None = None) -> None:

@@ -4,8 +4,9 @@
   sequence-set search key inside a UID command, QRESYNC's sequence match data on SELECT/EXAMINE) is
   answered ``BAD [UIDREQUIRED]`` before it runs (:func:`sequence_number_use`, checked in ``dispatch``).
 - Every FETCH response the session sends, solicited or not, goes out as ``* uid UIDFETCH (...)``
-  (:func:`as_uidfetch`, applied in ``Session.send``, the one door of session output), without the UID
-  item, which would repeat the number in front of it.
+  (:func:`as_uidfetch`, :func:`uidfetch_batch`, applied by ``Session.message_data``: in ``Session.send``,
+  the one door of session output, and on the file path of whole messages), without the UID item, which
+  would repeat the number in front of it (unless it is the only item: msg-att may not be empty).
 - Expunges are reported as ``VANISHED`` (as under QRESYNC), whatever else is enabled; EXISTS stays (it is
   a count, not a sequence number).
 
@@ -18,14 +19,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from imapd.protocol import commands as c
-from imapd.protocol.responses import FetchResponse, UidFetchResponse
+from imapd.protocol.responses import FetchFlagsBatch, FetchResponse, UidFetchResponse
 from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchNot, SearchOr, SearchSequence
 
 if TYPE_CHECKING:
     from imapd.session.view import SelectedView
 
-__all__ = ["UIDREQUIRED", "as_uidfetch", "sequence_number_use"]
+__all__ = ["UIDREQUIRED", "as_uidfetch", "sequence_number_use", "uidfetch_batch"]
 
 UIDREQUIRED = "UIDREQUIRED"
 
@@ -69,4 +72,12 @@ def as_uidfetch(view: SelectedView | None, response: FetchResponse) -> UidFetchR
     if uid is None:
         assert view is not None, "an untagged FETCH without a selected mailbox"
         uid = view.uid_of(response.seq)
+    if not items:  # FETCH (UID) alone: msg-att may not be empty, so the UID stays
+        items = [("UID", uid)]
     return UidFetchResponse(uid, items)
+
+
+def uidfetch_batch(batch: FetchFlagsBatch) -> FetchFlagsBatch:
+    """The UIDFETCH form of a batch of flag-only FETCH responses (same rules as :func:`as_uidfetch`)."""
+    keys = tuple(k for k in batch.keys if k != "UID") or ("UID",)
+    return msgspec.structs.replace(batch, keys=keys, uidfetch=True)

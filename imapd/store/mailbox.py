@@ -235,6 +235,11 @@ class Mailbox(MessageContent):
         pos = self._state.pos(uid)
         return None if pos < 0 else self._state.flags_at(pos)
 
+    def flag_rows(self, uids: Sequence[int]) -> tuple[list[int], list[tuple[str, ...]], list[int]]:
+        """UIDs, flags and MODSEQs of those of ``uids`` (ascending) that exist: FETCH (FLAGS) of many
+        messages in one call (:meth:`MailboxState.flag_rows`)."""
+        return self._state.flag_rows(uids)
+
     def modseq(self, uid: int) -> int | None:
         pos = self._state.pos(uid)
         return None if pos < 0 else self._state.modseqs[pos]

@@ -183,3 +183,20 @@ def test_reload_hand_off_keeps_uidonly(tmp_path: Path) -> None:
         a.close()
     finally:
         stop_server(srv)
+
+
+def test_fast_paths_answer_uidfetch(server: RunningServer, box: str) -> None:
+    """The FLAGS batch and the whole-message file path (sendfile) follow the UIDFETCH rule too."""
+    c = login(server)
+    big = msg(7)[:-2] + b"x" * 100_000 + b"\r\n"
+    c.ok(b"APPEND " + box.encode() + b" {%d+}\r\n" % len(big) + big)  # UID 7, over the sendfile threshold
+    c.ok("ENABLE UIDONLY")
+    c.ok(f"EXAMINE {box}")
+    assert c.ok("UID FETCH 1:3 (UID)") == [b"* 1 UIDFETCH (UID 1)", b"* 2 UIDFETCH (UID 2)", b"* 3 UIDFETCH (UID 3)"]
+    assert c.ok("UID FETCH 5:* (FLAGS UID)") == [b"* 5 UIDFETCH (FLAGS (\\Recent))",
+                                               b"* 6 UIDFETCH (FLAGS (\\Recent))", b"* 7 UIDFETCH (FLAGS (\\Recent))"]
+    lines = c.ok("UID FETCH 7 (BODY.PEEK[])")
+    assert lines == [b"* 7 UIDFETCH (BODY[] {%d}\r\n" % len(big) + big + b")"]
+    lines = c.ok("UID FETCH 1 (BODY.PEEK[] UID)")
+    assert lines == [b"* 1 UIDFETCH (BODY[] {%d}\r\n" % len(msg(0)) + msg(0) + b")"]
+    c.close()

@@ -200,3 +200,35 @@ def test_fast_paths_answer_uidfetch(server: RunningServer, box: str) -> None:
     lines = c.ok("UID FETCH 1 (BODY.PEEK[] UID)")
     assert lines == [b"* 1 UIDFETCH (BODY[] {%d}\r\n" % len(msg(0)) + msg(0) + b")"]
     c.close()
+
+
+def test_uidonly_token_restores_after_the_history_was_trimmed(tmp_path: Path) -> None:
+    """A fingerprinted sequence map needs the expunge history; a UIDONLY token does not: with the history
+    trimmed to one entry, what vanished is every UID below the saved UIDNEXT that is gone."""
+    data = tmp_path / "data"
+    imapd_cli("user", "add", "eve", "--password-stdin", "--data-dir", str(data), stdin="pw-eve")
+    srv = start_server(data, "-o", "store.expunge_history=1")
+    try:
+        a = RawIMAP(srv.host, srv.port)
+        a.ok("LOGIN eve pw-eve")
+        for i in range(6):
+            data_ = msg(i)
+            a.ok(b"APPEND INBOX {%d+}\r\n" % len(data_) + data_)
+        a.ok("ENABLE UIDONLY")
+        a.ok("SELECT INBOX")
+        token = _token(a.ok("X-STATE SAVE"))
+        a.close()
+        b = RawIMAP(srv.host, srv.port)
+        b.ok("LOGIN eve pw-eve")
+        b.ok("SELECT INBOX")
+        for uid in (2, 4, 5):  # three expunges, each its own MODSEQ: the history keeps only the last
+            b.ok(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
+            b.ok(f"UID EXPUNGE {uid}")
+        b.close()
+        c = RawIMAP(srv.host, srv.port)
+        untagged, tagged = c.command(f"X-STATE RESTORE {token}")
+        assert b"OK [READ-WRITE]" in tagged, (untagged, tagged)
+        assert b"* VANISHED 2,4:5" in untagged and b"* 3 EXISTS" in untagged
+        c.close()
+    finally:
+        stop_server(srv)

@@ -32,6 +32,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_lanes: int = 64
     # A lane or the network loop that cannot run for longer than this is logged with the user and command.
     stall_warning: float = 0.1
+    # RFC 9585 INPROGRESS: a long SEARCH/COPY/MOVE/EXPUNGE reports its progress this often (0: never).
+    progress_interval: float = 1.0
 
 
 class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

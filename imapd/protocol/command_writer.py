@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import commands as c
-from .fetch_items import BinarySize, FetchBody, FetchItem
+from .fetch_items import BinarySize, FetchBody, FetchItem, FetchPreview
 from .reader import MONTHS
 from .search_keys import (
     SearchAll,
@@ -69,7 +69,7 @@ def _flags(flags: tuple[str, ...]) -> bytes:
 def _fetch_item(item: FetchItem, utf8: bool) -> bytes:
     if isinstance(item, FetchBody):
         return item.request_key().encode()
-    if isinstance(item, BinarySize):
+    if isinstance(item, (BinarySize, FetchPreview)):
         return item.request_key().encode()
     return item.name.encode()
 

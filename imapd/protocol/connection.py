@@ -41,7 +41,7 @@ from .events import (
 )
 from .framing import EOF, CommandFrame, CommandFramer, FrameError, LiteralWanted
 from .response_writer import ResponseWriter
-from .responses import FetchResponse, Response
+from .responses import FetchResponse, Response, UidFetchResponse
 from .values import FileLiteral
 
 __all__ = ["NEED_DATA", "InputBudget", "InputLimits", "PreauthLimits", "ServerConnection"]
@@ -266,7 +266,7 @@ class ServerConnection:
         """Serialize one response (mailbox names in mUTF-7 unless ``utf8``)."""
         return self._writer.write(response)
 
-    def send_parts(self, response: FetchResponse) -> list[bytes | FileLiteral]:
+    def send_parts(self, response: FetchResponse | UidFetchResponse) -> list[bytes | FileLiteral]:
         """Serialize a FETCH response that holds :class:`FileLiteral` values: bytes, and the literals
         whose octets the caller must send in their place."""
         return self._writer.write_parts(response)

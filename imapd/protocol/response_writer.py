@@ -13,6 +13,7 @@ from .response_codes import (
     CapabilityCode,
     Code,
     CopyUidCode,
+    InProgressCode,
     ModifiedCode,
     NumberCode,
     PermanentFlagsCode,
@@ -46,10 +47,11 @@ class ResponseWriter:
             raise TypeError(f"not a response: {response!r}")
         return writer(self, response)
 
-    def write_parts(self, response: r.FetchResponse) -> list[bytes | FileLiteral]:
-        """A FETCH response whose values may hold :class:`FileLiteral`: its bytes, with each file literal's
-        ``FileLiteral`` left where its octets go (runs of bytes joined)."""
-        out: list[bytes | FileLiteral] = [b"* %d FETCH (" % response.seq]
+    def write_parts(self, response: r.FetchResponse | r.UidFetchResponse) -> list[bytes | FileLiteral]:
+        """A FETCH (or UIDFETCH) response whose values may hold :class:`FileLiteral`: its bytes, with each
+        file literal's ``FileLiteral`` left where its octets go (runs of bytes joined)."""
+        out: list[bytes | FileLiteral] = [b"* %d UIDFETCH (" % response.uid if isinstance(response, r.UidFetchResponse)
+                                          else b"* %d FETCH (" % response.seq]
         sep = b""
         for key, v in response.items:
             out.append(sep + key.encode() + b" ")
@@ -138,6 +140,11 @@ class ResponseWriter:
             if not code.charsets:
                 return b"[BADCHARSET]"
             return b"[BADCHARSET (" + b" ".join(string_bytes(c, False) for c in code.charsets) + b")]"
+        if isinstance(code, InProgressCode):
+            current = b"NIL" if code.current is None else b"%d" % code.current
+            total = b"NIL" if code.total is None else b"%d" % code.total
+            # a tag has no quoted-specials (RFC 3501 9: ASTRING-CHAR), so quoting is just the two quotes
+            return b'[INPROGRESS ("' + code.tag.encode() + b'" ' + current + b" " + total + b")]"
         if isinstance(code, ModifiedCode):
             return b"[MODIFIED " + str(code.sequence).encode() + b"]"
         raise TypeError(f"not a response code: {code!r}")
@@ -205,6 +212,12 @@ def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
     return b"".join(out)
 
 
+def _uidfetch(w: ResponseWriter, x: r.UidFetchResponse) -> bytes:
+    """The FETCH writer's output with the RFC 9586 keyword: one serializer for message data."""
+    data = _fetch(w, r.FetchResponse(x.uid, x.items))
+    return b"* %d UIDFETCH" % x.uid + data[len(b"* %d FETCH" % x.uid) :]
+
+
 _BATCH_FORMATS = {"UID": b"UID %d", "MODSEQ": b"MODSEQ (%d)"}
 
 
@@ -215,7 +228,10 @@ def _fetch_flags_batch(w: ResponseWriter, x: r.FetchFlagsBatch) -> bytes:
     n = len(x.seqs)
     if not n:
         return b""
-    columns: list[list[bytes]] = [list(map(b")\r\n* %d FETCH (".__mod__, x.seqs))]
+    if x.uidfetch:
+        columns: list[list[bytes]] = [list(map(b")\r\n* %d UIDFETCH (".__mod__, x.uids))]
+    else:
+        columns = [list(map(b")\r\n* %d FETCH (".__mod__, x.seqs))]
     columns[0][0] = columns[0][0][3:]
     for i, key in enumerate(x.keys):
         lead = b" " if i else b""
@@ -386,6 +402,7 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.ExpungeResponse: _expunge,
     r.VanishedResponse: _vanished,
     r.FetchResponse: _fetch,
+    r.UidFetchResponse: _uidfetch,
     r.FetchFlagsBatch: _fetch_flags_batch,
     r.FlagsResponse: _flags,
     r.ListResponse: _list,

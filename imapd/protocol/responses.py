@@ -29,6 +29,7 @@ __all__ = [
     "ExpungeResponse",
     "FetchFlagsBatch",
     "FetchResponse",
+    "UidFetchResponse",
     "FlagsResponse",
     "IdResponse",
     "ListResponse",
@@ -113,6 +114,13 @@ class FetchResponse(msgspec.Struct, frozen=True):
     items: Sequence[tuple[str, Value]]
 
 
+class UidFetchResponse(msgspec.Struct, frozen=True):
+    """``* uid UIDFETCH (key value ...)`` (RFC 9586): FETCH data numbered by UID, once UIDONLY is enabled."""
+
+    uid: int
+    items: Sequence[tuple[str, Value]]
+
+
 class FetchFlagsBatch(msgspec.Struct, frozen=True):
     """Many ``* seq FETCH (...)`` responses that carry only UID, FLAGS and MODSEQ, in the order of ``keys``
     (each of ``"UID"``, ``"FLAGS"``, ``"MODSEQ"``, repeats allowed), given as parallel columns.
@@ -125,6 +133,8 @@ class FetchFlagsBatch(msgspec.Struct, frozen=True):
     uids: Sequence[int]
     flags: Sequence[tuple[str, ...]]
     modseqs: Sequence[int]
+    uidfetch: bool = False
+    """``* uid UIDFETCH (...)`` lines instead (RFC 9586 UIDONLY; ``seqs`` unused then)."""
 
 
 class FlagsResponse(msgspec.Struct, frozen=True):
@@ -241,6 +251,7 @@ Response = (
     | ExistsResponse
     | RecentResponse
     | ExpungeResponse
+    | UidFetchResponse
     | VanishedResponse
     | FetchResponse
     | FetchFlagsBatch

@@ -35,7 +35,7 @@ from imapd.protocol import (
 from imapd.protocol import commands as c
 from imapd.protocol.command_writer import write_command
 from imapd.protocol.compress import DeflateError, DeflateStream
-from imapd.protocol.responses import FetchResponse, Response
+from imapd.protocol.responses import FetchResponse, Response, UidFetchResponse
 from imapd.protocol.values import FileLiteral
 from imapd.session import dispatch
 from imapd.session.auth import is_trusted_loopback
@@ -360,7 +360,7 @@ class IMAPConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
 
-    def send_parts(self, response: FetchResponse) -> None:
+    def send_parts(self, response: FetchResponse | UidFetchResponse) -> None:
         """Send a FETCH response whose values hold :class:`FileLiteral` (of :class:`MessageFile`): its
         bytes and, in their place, the files' octets, in order with everything else written. The
         files are closed once sent (or when the connection ends)."""
@@ -474,6 +474,12 @@ class IMAPConnection(asyncio.Protocol):
             self._write_file(piece)
         if run:
             self.write_bytes(b"".join(run))
+
+    @property
+    def output_paused(self) -> bool:
+        """The client is not reading: the transport's buffer is over its high-water mark (a flag the
+        network loop sets; read from a lane without a lock, as drain() does)."""
+        return self._paused_writing
 
     def flush(self) -> None:
         """Write what the current command produced so far."""

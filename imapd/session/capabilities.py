@@ -44,6 +44,8 @@ _ALWAYS = (
     "QUOTA=RES-MESSAGE",
     "METADATA",
     "METADATA-SERVER",
+    "PREVIEW",  # RFC 8970: imapd/mime/preview.py, cached in imapd/store/previews.py
+    "UIDONLY",  # RFC 9586: imapd/session/uidonly.py
 )
 
 

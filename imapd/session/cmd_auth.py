@@ -32,7 +32,7 @@ from imapd.session.session import Done, Session, State
 log = logging.getLogger(__name__)
 
 # Extensions ENABLE can turn on (RFC 5161).
-ENABLEABLE: frozenset[str] = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT"})
+ENABLEABLE: frozenset[str] = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "UIDONLY"})
 
 
 async def capability(s: Session, cmd: c.Capability) -> Done:

@@ -32,6 +32,7 @@ from imapd.protocol.values import Atom, FileLiteral, Literal8, UndecodableName, 
 from imapd.session import contexts, threads
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.fetch import FetchPlan, render, whole_message_kind
+from imapd.session.progress import Progress
 from imapd.session.resync import vanished_since
 from imapd.session.search import search as run_search
 from imapd.session.session import Done, Session
@@ -143,8 +144,8 @@ def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
         plan = FetchPlan(cmd.items)
     except ValueError:
         return False
-    if plan.needs_raw or plan.needs_info or plan.sets_seen:
-        return False
+    if plan.needs_raw or plan.needs_info or plan.sets_seen or plan.needs_preview is not None:
+        return False  # (PREVIEW reads the index's preview cache, and under non-LAZY the files)
     try:
         pairs = list(itertools.islice(iter_resolve(s, view, cmd.sequence, uid=cmd.uid), _MEMORY_FETCH_MAX + 1))
     except CommandBad:
@@ -341,7 +342,7 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
                 out.insert(0, ("UID", u))
             if use_file:
                 handed = True  # the connection closes the file once it is sent
-                s.conn.send_parts(FetchResponse(seq, out))
+                s.conn.send_parts(s.message_data(FetchResponse(seq, out)))
             else:
                 s.send(FetchResponse(seq, out))
         finally:
@@ -431,11 +432,11 @@ def _has_modseq(key: SearchKey) -> bool:
     return False
 
 
-def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
+def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None, tag: str) -> list[int]:
     if _has_modseq(criteria):
         s.enable_condstore()
     return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
-                      charset=charset, recent=view.recent)
+                      charset=charset, recent=view.recent, progress=Progress(s, tag, "Searching"))
 
 
 def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:
@@ -471,7 +472,7 @@ async def search(s: Session, cmd: c.Search) -> Done:
     view = _view(s)
     options = _return_options(view, cmd)
     try:
-        uids = _run_search(s, view, cmd.criteria, cmd.charset)
+        uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     except CommandNo:
         if "SAVE" in options:
             s.search_result = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties $
@@ -580,7 +581,7 @@ async def sort(s: Session, cmd: c.Sort) -> Done:
     view = _view(s)
     _check_charset(cmd.charset)
     options = _return_options(view, cmd) if cmd.return_options is not None else set()
-    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     ordered = sort_uids(view.mailbox, uids, cmd.keys)
     # RFC 7162 3.1.9: with a MODSEQ criterion, SORT reports the highest MODSEQ of what it returns.
     modseq = max(view.mailbox.modseq(u) or 0 for u in ordered) if ordered and _has_modseq(cmd.criteria) else None
@@ -607,7 +608,7 @@ async def thread(s: Session, cmd: c.Thread) -> Done:
     if algorithm is None:
         raise CommandBad(f"Unsupported THREAD algorithm {cmd.algorithm}")
     _check_charset(cmd.charset)
-    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     s.send(ThreadResponse(tuple(algorithm(_sort_rows(s, view, uids, uid=cmd.uid)))))
     return Done("THREAD completed")
 
@@ -629,7 +630,9 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
     if not uids:
         return Done(("MOVE" if move else "COPY") + " completed (no messages)")
     try:
-        pairs = mailbox.move(uids, cmd.mailbox) if move else mailbox.copy(uids, cmd.mailbox)
+        progress = Progress(s, cmd.tag, "Moving" if move else "Copying")
+        pairs = (mailbox.move(uids, cmd.mailbox, progress=progress) if move
+                 else mailbox.copy(uids, cmd.mailbox, progress=progress))
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
     uidvalidity = user.status(cmd.mailbox).uidvalidity
@@ -667,7 +670,7 @@ async def expunge(s: Session, cmd: c.Expunge) -> Done:
         restrict = {u for _, u in resolve(s, view, cmd.sequence, uid=True)}
     uids = _deleted_uids(view, restrict)
     if uids:
-        view.mailbox.expunge(uids)
+        view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
     return Done("EXPUNGE completed")
 
 

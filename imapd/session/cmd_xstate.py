@@ -33,7 +33,7 @@ from imapd.session.auth import audit, client_address
 from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
-from imapd.session.resync import CatchUp, NotRestorable, plan_restore, send_catch_up
+from imapd.session.resync import CatchUp, NotRestorable, plan_restore, plan_restore_by_uid, send_catch_up
 from imapd.session.session import Done, Session, State
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
@@ -64,6 +64,8 @@ _EXPIRED = "X-STATE-EXPIRED"
 NOSEARCHRES = "X-STATE-NOSEARCHRES"
 """Tagged OK code of a SAVE whose SEARCHRES ``$`` was too large to keep (docs/x-state.md)."""
 _MAX_RECENT_BYTES = 64
+_NO_MAP = UidRanges(b"")
+"""``known_uids`` of a UIDONLY session's token: not recorded (the restore goes by HIGHESTMODSEQ)."""
 """\\Recent is advisory: a session whose \\Recent UIDs are too scattered to fit saves none."""
 
 
@@ -138,7 +140,9 @@ def _saved_view(s: Session) -> tuple[MailboxView | None, bool]:
         uidnext=mailbox.uidnext,
         message_count=view.exists,
         highest_modseq=mailbox.highestmodseq,
-        known_uids=compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False),
+        # RFC 9586: a UIDONLY client has no sequence numbers to keep in step, so no map (see _plan).
+        known_uids=(_NO_MAP if "UIDONLY" in s.enabled
+                    else compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False)),
         search_result=search,
         keywords_digest=keywords_digest(mailbox),
         recent=_recent_ranges(view),
@@ -234,7 +238,7 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
     s.ctx.cache.note_open(mailbox)
     try:
         mailbox.sync()
-        plan = _plan(mailbox, saved)
+        plan = _plan(mailbox, saved, uidonly="UIDONLY" in state.enabled)
         view = SelectedView(mailbox, readonly=saved.read_only, claims=s.ctx.recent, user=user)
         # The session keeps its own \Recent and claims the mail it is now told of, as a SELECT would.
         view.restore_recent(saved.recent.to_set().ranges() if saved.recent else (), saved.uidnext)
@@ -247,12 +251,14 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
         raise
 
 
-def _plan(mailbox: Mailbox, saved: MailboxView) -> CatchUp:
+def _plan(mailbox: Mailbox, saved: MailboxView, *, uidonly: bool) -> CatchUp:
     if mailbox_id_bytes(mailbox) != saved.mailbox_id:
         raise NotRestorable("the mailbox was deleted or renamed")
     if mailbox.uidvalidity != saved.uidvalidity:
         raise NotRestorable("UIDVALIDITY changed")
     flags = mailbox_flags(mailbox) if keywords_digest(mailbox) != saved.keywords_digest else None
+    if uidonly:
+        return plan_restore_by_uid(mailbox, saved, flags=flags)
     return plan_restore(mailbox, saved, flags=flags)
 
 

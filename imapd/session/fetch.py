@@ -52,7 +52,8 @@ from imapd.mime import (
     literal_safe,
     literal_section,
 )
-from imapd.protocol.fetch_items import BinarySize, FetchAttr, FetchBody, FetchItem
+from imapd.mime.preview import preview_text
+from imapd.protocol.fetch_items import BinarySize, FetchAttr, FetchBody, FetchItem, FetchPreview
 from imapd.protocol.response_writer import ResponseWriter
 from imapd.protocol.values import Atom, Literal8, Raw, Value, format_internaldate
 from imapd.store.mailbox import Mailbox, MessageInfo
@@ -163,6 +164,16 @@ class _Message:
             self._raw = self.mailbox.read_message(self.uid)
         return self._raw
 
+    def preview(self, lazy: bool) -> str | None:
+        """RFC 8970 preview from the index cache (computed and cached now unless ``lazy``)."""
+        if self.batch is not None:
+            text = self.batch.preview(self.uid)
+            if text is not None or lazy:
+                return text
+        if self._raw is not None and not lazy:
+            return preview_text(self._raw)
+        return self.mailbox.previews([self.uid], None if lazy else preview_text).get(self.uid)
+
 
 _Renderer = Callable[[_Message], Value]
 
@@ -181,14 +192,15 @@ class FetchPlan:
     - ``whole_messages``: those and at least one whole message (:func:`whole_message_kind`), nothing else.
     """
 
-    __slots__ = ("_renderers", "flags_only", "items", "needs_info", "needs_metadata", "needs_raw", "sets_seen",
-                 "wants_flags", "wants_modseq", "wants_uid", "whole_messages")
+    __slots__ = ("_renderers", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview", "needs_raw",
+                 "sets_seen", "wants_flags", "wants_modseq", "wants_uid", "whole_messages")
 
     def __init__(self, items: Iterable[FetchItem]) -> None:
         self.items: tuple[FetchItem, ...] = tuple(items)
         self.needs_info = False
         self.needs_metadata = False
         self.needs_raw = False
+        self.needs_preview: bool | None = None  # None: no PREVIEW; False: only PREVIEW (LAZY)
         self.sets_seen = False
         self.wants_flags = False
         self.wants_uid = False
@@ -217,6 +229,9 @@ class FetchPlan:
             if renderer is None:
                 raise ValueError(f"unknown FETCH attribute {name!r}")
             return renderer
+        if isinstance(item, FetchPreview):
+            self.needs_preview = bool(self.needs_preview) or not item.lazy
+            return _preview(item.lazy)
         self.needs_raw = True
         if isinstance(item, BinarySize):
             return _binary_size(item.part)
@@ -259,8 +274,8 @@ class FetchBatch:
     all in the cache), forgetting the previous chunk.
     """
 
-    __slots__ = ("_cache", "_cached_items", "_infos", "_loaded", "_metas", "_pos", "_prefix", "mailbox",
-                 "plan", "uids", "utf8")
+    __slots__ = ("_cache", "_cached_items", "_infos", "_loaded", "_metas", "_pos", "_prefix", "_previews",
+                 "mailbox", "plan", "uids", "utf8")
 
     def __init__(self, plan: FetchPlan, mailbox: Mailbox, uids: Sequence[int], *, utf8: bool,
                  cache: ValueCache) -> None:
@@ -275,6 +290,7 @@ class FetchBatch:
         self._loaded: set[int] = set()
         self._metas: dict[int, MessageMetadata] = {}
         self._infos: dict[int, MessageInfo] = {}
+        self._previews: dict[int, str] = {}
 
     def key(self, uid: int, item: str) -> CacheKey:
         user, mailboxid, uidvalidity = self._prefix
@@ -292,6 +308,13 @@ class FetchBatch:
             peek = self._cache._data
             need = [u for u in chunk if any(self.key(u, item) not in peek for item in self._cached_items)]
         self._metas = self.mailbox.metadata_many(need) if plan.needs_metadata and need else {}
+        if plan.needs_preview is not None:  # one query (and at most one write) per chunk
+            self._previews = self.mailbox.previews(chunk, preview_text if plan.needs_preview else None)
+
+    def preview(self, uid: int) -> str | None:
+        if uid not in self._loaded:
+            self._load(uid)
+        return self._previews.get(uid)
 
     def all_cached(self, uids: Iterable[int]) -> bool:
         """Every cacheable value of the plan is in the cache for these UIDs (so rendering reads nothing),
@@ -481,6 +504,16 @@ _ATTRS: dict[str, _Renderer] = {
     "RFC822.HEADER": _rfc822_header,
     "RFC822.TEXT": _rfc822_text,
 }
+
+
+def _preview(lazy: bool) -> _Renderer:
+    """RFC 8970: the cached preview; under LAZY, NIL when it was not computed yet (never computed then:
+    the client asks again without LAZY for the messages it got NIL for)."""
+
+    def render(m: _Message) -> Value:
+        return m.preview(lazy)
+
+    return render
 
 
 # --------------------------------------------------------------------------------------------- sections

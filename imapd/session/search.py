@@ -94,7 +94,8 @@ class BadCharset(CommandNo):
 
 def search(mailbox: Mailbox, uids: Sequence[int], key: SearchKey, *, saved: Sequence[int] | None = None,
            charset: str | None = None, recent: Container[int] | None = None,
-           now: datetime.datetime | None = None) -> list[int]:
+           now: datetime.datetime | None = None,
+           progress: Callable[[int, int | None], None] | None = None) -> list[int]:
     """UIDs (ascending) of the messages in ``uids`` that match ``key``.
 
     ``uids`` is the client's view in ascending order (message number n is ``uids[n - 1]``); ``saved``
@@ -102,11 +103,13 @@ def search(mailbox: Mailbox, uids: Sequence[int], key: SearchKey, *, saved: Sequ
     this session (None: nothing is). ``charset`` must be None, US-ASCII or UTF-8, else
     :class:`BadCharset` is raised before any work. ``now`` is accepted for date keys relative to the
     present (RFC 5032 YOUNGER/OLDER) that the parser does not produce yet; it is unused today.
+    ``progress(position, len(uids))`` is called before each message file is read (RFC 9585 INPROGRESS).
     """
     del now
     if charset is not None and charset.upper() not in SEARCH_CHARSETS:
         raise BadCharset(charset)
     evaluator = _Evaluator(mailbox, uids, saved, recent)
+    evaluator.progress = progress
     root = evaluator.compile(key)
     matched = evaluator.select(root, list(range(len(uids))))
     return [uids[pos] for pos in matched]
@@ -192,6 +195,7 @@ class _Evaluator:
         self._metas: dict[int, _Envelope | None] = {}
         self._raw_pos = -1
         self._raw: bytes | None = None
+        self.progress: Callable[[int, int | None], None] | None = None
 
     # -- loading -------------------------------------------------------------------------------------------
     def prefetch_info(self, positions: Sequence[int]) -> None:
@@ -236,6 +240,8 @@ class _Evaluator:
         """The raw message; only the last one read is kept (messages are visited one at a time)."""
         if pos != self._raw_pos:
             self._raw_pos = pos
+            if self.progress is not None:
+                self.progress(pos, len(self.uids))
             try:
                 self._raw = self.mailbox.read_message(self.uids[pos])
             except KeyError:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imapd.store.mailindex import store_metadata
 from imapd.store.metadata import decode_metadata, parse_to_blob
+from imapd.store.previews import load_previews, store_previews
 
 if TYPE_CHECKING:
     from imapd.store.index import UserIndex
@@ -177,3 +178,26 @@ class MessageContent:
             out[uid] = decode_metadata(blob)
         return out
 
+    def previews(self, uids: Sequence[int], compute: Callable[[bytes], str] | None) -> dict[int, str]:
+        """RFC 8970 previews of ``uids``: the cached ones, and with ``compute`` (raw message -> text) the
+        others too, computed from their files now and cached in one write (messages gone are left out)."""
+        with self._index.lock:
+            found = load_previews(self._index.conn, self.mailbox_id, uids)
+        if compute is None:
+            return found
+        made: list[tuple[int, str]] = []
+        for uid in uids:
+            if uid not in found:
+                try:
+                    text = compute(self.read_message(uid))
+                except KeyError:
+                    continue
+                found[uid] = text
+                made.append((uid, text))
+        if made:
+            try:
+                with self._index.write() as conn:
+                    store_previews(conn, self.mailbox_id, made)
+            except sqlite3.Error:
+                pass  # a cache write; the caller still gets the computed values
+        return found

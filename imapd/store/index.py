@@ -17,11 +17,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from imapd.store import annotate, quota
+from imapd.store import annotate, previews, quota
 
 __all__ = ["SCHEMA_VERSION", "UserIndex"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -94,6 +94,7 @@ class UserIndex:
                 # Tables of the extensions, each self-contained in its own module (v2: quota, annotations).
                 quota.create_schema(self.conn)
                 annotate.create_schema(self.conn)
+                previews.create_schema(self.conn)  # v3: the RFC 8970 preview cache
                 self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.changed_elsewhere()

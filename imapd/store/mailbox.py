@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["AppendItem", "FlagMode", "Mailbox", "MailboxStatus", "MessageInfo", "StoreResult"]
 
 FlagMode = Literal["add", "remove", "replace"]
+Progress = Callable[[int, "int | None"], None]
+"""``progress(done, total)``, called by long loops (the session turns it into RFC 9585 INPROGRESS)."""
 
 
 class AppendItem(msgspec.Struct, frozen=True):
@@ -420,15 +422,19 @@ class Mailbox(MessageContent):
             raise
         return StoreResult(changed, failed)
 
-    def expunge(self, uids: Iterable[int]) -> list[int]:
-        """Remove messages (one MODSEQ for the operation, recorded in the expunge history)."""
+    def expunge(self, uids: Iterable[int], *, progress: Progress | None = None) -> list[int]:
+        """Remove messages (one MODSEQ for the operation, recorded in the expunge history); ``progress``
+        is called with (files removed, total) as it goes."""
         done: list[int] = []
         error: OSError | None = None
         cur = os.path.join(self.path, "cur")
         with self._write("expunge") as conn:
             modseq = self._counters(conn)[1] + 1
             clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
-            for uid, fname in select_rows(conn, self.mailbox_id, uids, "fname"):
+            rows = select_rows(conn, self.mailbox_id, uids, "fname")
+            for n, (uid, fname) in enumerate(rows):
+                if progress is not None:
+                    progress(n, len(rows))
                 try:
                     os.unlink(os.path.join(cur, fname))
                 except FileNotFoundError:
@@ -447,15 +453,19 @@ class Mailbox(MessageContent):
             raise self._io_error("expunge", error)
         return done
 
-    def copy(self, uids: Iterable[int], dest: Mailbox | str) -> list[tuple[int, int]]:
-        """Copy messages (hard links where possible) into ``dest``; ``(src_uid, dst_uid)`` pairs."""
-        return self._transfer(uids, dest, move=False)
+    def copy(self, uids: Iterable[int], dest: Mailbox | str, *,
+             progress: Progress | None = None) -> list[tuple[int, int]]:
+        """Copy messages (hard links where possible) into ``dest``; ``(src_uid, dst_uid)`` pairs.
+        ``progress`` is called with (messages placed, total) as it goes."""
+        return self._transfer(uids, dest, move=False, progress=progress)
 
-    def move(self, uids: Iterable[int], dest: Mailbox | str) -> list[tuple[int, int]]:
+    def move(self, uids: Iterable[int], dest: Mailbox | str, *,
+             progress: Progress | None = None) -> list[tuple[int, int]]:
         """Copy then expunge, in one index transaction."""
-        return self._transfer(uids, dest, move=True)
+        return self._transfer(uids, dest, move=True, progress=progress)
 
-    def _transfer(self, uids: Iterable[int], dest: Mailbox | str, *, move: bool) -> list[tuple[int, int]]:
+    def _transfer(self, uids: Iterable[int], dest: Mailbox | str, *, move: bool,
+                  progress: Progress | None = None) -> list[tuple[int, int]]:
         self._check()
         dest_name = dest.name if isinstance(dest, Mailbox) else dest
         dest_id, dest_name = self._owner.resolve(dest_name)
@@ -477,8 +487,11 @@ class Mailbox(MessageContent):
                 dclean = own_write_begin(conn, dest_id, dest_path, self._watched)
                 rows: list[MessageRow] = []
                 sources: list[tuple[int, str]] = []
-                for uid, fname, fl, kw, date, size, eid, blob in select_rows(
-                        conn, self.mailbox_id, uids, "fname, flags, keywords, internaldate, size, emailid, meta"):
+                found = select_rows(conn, self.mailbox_id, uids,
+                                    "fname, flags, keywords, internaldate, size, emailid, meta")
+                for n, (uid, fname, fl, kw, date, size, eid, blob) in enumerate(found):
+                    if progress is not None:
+                        progress(n, len(found))
                     nkw = dest_kw.bits(src_kw.names_of(kw))
                     base = maildir.new_base_name(size)
                     nfname = base + info_letters(fl, nkw)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from imapd.mime import UnknownEncoding
@@ -20,7 +20,7 @@ from imapd.protocol.responses import (
     UntaggedStatus,
     VanishedResponse,
 )
-from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchModSeq, SearchNot, SearchOr
+from imapd.protocol.search_keys import SearchAnd, SearchFlag, SearchKey, SearchModSeq, SearchNot, SearchOr
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Atom, UndecodableName, Value
 from imapd.session import threads
@@ -227,7 +227,26 @@ def _has_modseq(key: SearchKey) -> bool:
     return False
 
 
+def _contains(key: SearchKey, test: Callable[[SearchKey], bool]) -> bool:
+    """Whether ``key`` or any key nested in it passes ``test``."""
+    if test(key):
+        return True
+    if isinstance(key, SearchNot):
+        return _contains(key.key, test)
+    if isinstance(key, SearchOr):
+        return _contains(key.left, test) or _contains(key.right, test)
+    if isinstance(key, SearchAnd):
+        return any(_contains(k, test) for k in key.keys)
+    return False
+
+
+def _is_recent_key(key: SearchKey) -> bool:
+    return isinstance(key, SearchFlag) and key.flag == "\\Recent"
+
+
 def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
+    if s.rev2 and _contains(criteria, _is_recent_key):
+        raise CommandBad("RECENT, NEW and OLD are not search keys of IMAP4rev2 (RFC 9051)")
     if _has_modseq(criteria):
         s.enable_condstore()
     return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
@@ -257,7 +276,7 @@ async def search(s: Session, cmd: c.Search) -> Done:
     modseq = None
     if _has_modseq(cmd.criteria) and uids:
         modseq = max(view.mailbox.modseq(u) or 0 for u in uids)
-    if cmd.return_options is None:
+    if cmd.return_options is None and not s.rev2:  # IMAP4rev2 answers ESEARCH, ALL (RFC 9051 6.4.4)
         s.send(SearchResponse(tuple(_numbers(view, uids, uid=cmd.uid)), modseq))
         return Done("SEARCH completed")
     if not options:

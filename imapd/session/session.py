@@ -199,6 +199,11 @@ class Session:
         self.ctx.release_user(self)
 
     @property
+    def rev2(self) -> bool:
+        """ENABLE IMAP4rev2 (RFC 9051): the handlers that build a response RFC 9051 changes ask this."""
+        return "IMAP4REV2" in self.enabled
+
+    @property
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled
 
@@ -240,7 +245,7 @@ class Session:
         view = self.selected
         if view is None:
             return
-        for response in render_updates(view, updates, condstore=self.condstore):
+        for response in render_updates(view, updates, condstore=self.condstore, recent=not self.rev2):
             self.conn.send(response)
 
     # -- IDLE ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ an X-STATE RESTORE), is built by :func:`flag_fetch`, so they cannot drift apart 
   STORE (with or without UNCHANGEDSINCE), a FETCH that implicitly set ``\\Seen``, or an external agent.
   Without CONDSTORE a flag update is ``FLAGS`` alone (RFC 3501 7.4.2), plus ``UID`` when the command
   that caused it was a UID command (RFC 3501 6.4.8).
-- ``\\Recent`` is added per session, from the view's :class:`~imapd.session.recent.RecentUids`.
+- ``\\Recent`` is added per session, from the view's :class:`~imapd.session.recent.RecentUids`; an
+  IMAP4rev2 session (RFC 9051) holds none and is sent no ``RECENT`` response.
 - RFC 7162 3.2.10: with QRESYNC enabled, expunges are reported as ``VANISHED``, never ``EXPUNGE``.
 - A keyword must be in the client's ``FLAGS`` before a FETCH shows it (RFC 3501 7.2.6), so a grown
   keyword list is reported (``FLAGS`` and ``PERMANENTFLAGS``) before the flag changes that use it.
@@ -166,8 +167,9 @@ def flag_atoms(view: SelectedView, uid: int, flags: Iterable[str]) -> list[Value
 
 
 def render(view: SelectedView, updates: Sequence[Update | tuple[Any, ...]], *,
-           condstore: bool) -> Iterable[Response]:
-    """The responses for ``updates``, in order."""
+           condstore: bool, recent: bool = True) -> Iterable[Response]:
+    """The responses for ``updates``, in order; ``recent=False`` (IMAP4rev2, RFC 9051 7.4) leaves out
+    ``* n RECENT``."""
     for raw in updates:
         update = as_update(raw)
         if isinstance(update, FlagChange):
@@ -182,6 +184,7 @@ def render(view: SelectedView, updates: Sequence[Update | tuple[Any, ...]], *,
         elif isinstance(update, Exists):
             yield ExistsResponse(update.count)
         elif isinstance(update, Recent):
-            yield RecentResponse(update.count)
+            if recent:
+                yield RecentResponse(update.count)
         else:
             yield from flag_list_responses(update.flags, readonly=view.readonly)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from imapd.mime import UnknownEncoding
@@ -227,25 +227,21 @@ def _has_modseq(key: SearchKey) -> bool:
     return False
 
 
-def _contains(key: SearchKey, test: Callable[[SearchKey], bool]) -> bool:
-    """Whether ``key`` or any key nested in it passes ``test``."""
-    if test(key):
-        return True
+def _has_recent(key: SearchKey) -> bool:
+    """Whether ``key`` uses ``\\Recent`` (RECENT, NEW, OLD) anywhere."""
+    if isinstance(key, SearchFlag):
+        return key.flag == "\\Recent"
     if isinstance(key, SearchNot):
-        return _contains(key.key, test)
+        return _has_recent(key.key)
     if isinstance(key, SearchOr):
-        return _contains(key.left, test) or _contains(key.right, test)
+        return _has_recent(key.left) or _has_recent(key.right)
     if isinstance(key, SearchAnd):
-        return any(_contains(k, test) for k in key.keys)
+        return any(_has_recent(k) for k in key.keys)
     return False
 
 
-def _is_recent_key(key: SearchKey) -> bool:
-    return isinstance(key, SearchFlag) and key.flag == "\\Recent"
-
-
 def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
-    if s.rev2 and _contains(criteria, _is_recent_key):
+    if s.rev2 and _has_recent(criteria):
         raise CommandBad("RECENT, NEW and OLD are not search keys of IMAP4rev2 (RFC 9051)")
     if _has_modseq(criteria):
         s.enable_condstore()

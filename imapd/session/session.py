@@ -19,7 +19,7 @@ from imapd.protocol.events import ProtocolError
 from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, ResponseCode
 from imapd.protocol.responses import Response, TaggedResponse, UntaggedStatus
 from imapd.session.capabilities import capabilities
-from imapd.session.updates import Update
+from imapd.session.updates import Recent, Update, as_update
 from imapd.session.updates import render as render_updates
 
 if TYPE_CHECKING:
@@ -245,7 +245,9 @@ class Session:
         view = self.selected
         if view is None:
             return
-        for response in render_updates(view, updates, condstore=self.condstore, recent=not self.rev2):
+        if self.rev2:  # IMAP4rev2 has no RECENT response (RFC 9051 7.4, Appendix E)
+            updates = [u for u in updates if not isinstance(as_update(u), Recent)]
+        for response in render_updates(view, updates, condstore=self.condstore):
             self.conn.send(response)
 
     # -- IDLE ---------------------------------------------------------------------------------------------

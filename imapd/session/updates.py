@@ -11,7 +11,7 @@ an X-STATE RESTORE), is built by :func:`flag_fetch`, so they cannot drift apart 
   Without CONDSTORE a flag update is ``FLAGS`` alone (RFC 3501 7.4.2), plus ``UID`` when the command
   that caused it was a UID command (RFC 3501 6.4.8).
 - ``\\Recent`` is added per session, from the view's :class:`~imapd.session.recent.RecentUids`; an
-  IMAP4rev2 session (RFC 9051) holds none and is sent no ``RECENT`` response.
+  IMAP4rev2 session (RFC 9051) holds none, and ``Session.send_updates`` leaves ``RECENT`` out for it.
 - RFC 7162 3.2.10: with QRESYNC enabled, expunges are reported as ``VANISHED``, never ``EXPUNGE``.
 - A keyword must be in the client's ``FLAGS`` before a FETCH shows it (RFC 3501 7.2.6), so a grown
   keyword list is reported (``FLAGS`` and ``PERMANENTFLAGS``) before the flag changes that use it.
@@ -167,9 +167,8 @@ def flag_atoms(view: SelectedView, uid: int, flags: Iterable[str]) -> list[Value
 
 
 def render(view: SelectedView, updates: Sequence[Update | tuple[Any, ...]], *,
-           condstore: bool, recent: bool = True) -> Iterable[Response]:
-    """The responses for ``updates``, in order; ``recent=False`` (IMAP4rev2, RFC 9051 7.4) leaves out
-    ``* n RECENT``."""
+           condstore: bool) -> Iterable[Response]:
+    """The responses for ``updates``, in order."""
     for raw in updates:
         update = as_update(raw)
         if isinstance(update, FlagChange):
@@ -184,7 +183,6 @@ def render(view: SelectedView, updates: Sequence[Update | tuple[Any, ...]], *,
         elif isinstance(update, Exists):
             yield ExistsResponse(update.count)
         elif isinstance(update, Recent):
-            if recent:
-                yield RecentResponse(update.count)
+            yield RecentResponse(update.count)
         else:
             yield from flag_list_responses(update.flags, readonly=view.readonly)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from imapd.server.handoff import owner_slot
 from tests.conftest import RunningServer, imapd_cli, start_server, stop_server
+from tests.e2e.test_workers import _server_socket_pid, _worker_pids
 from tests.rawimap import RawIMAP
 
 
@@ -120,7 +122,9 @@ def test_xstate_keeps_rev2(server: RunningServer) -> None:
         conn.close()
 
 
-USERS = {"alice": "secret1", "bob": "secret2"}
+# Users with different owner workers (rendezvous hashing over 2 slots), so both workers hand sessions over.
+USERS = {"alice": "secret1", "carol": "secret3"}
+assert {owner_slot(u, 2) for u in USERS} == {0, 1}
 
 
 @pytest.fixture
@@ -136,28 +140,34 @@ def two_workers(tmp_path: Path) -> Iterator[RunningServer]:
         stop_server(srv)
 
 
-@pytest.mark.parametrize("user", sorted(USERS))  # rendezvous hashing: the two users have different owners
-def test_reload_hands_over_rev2(two_workers: RunningServer, user: str) -> None:
+def test_reload_hands_over_rev2(two_workers: RunningServer) -> None:
     srv = two_workers
-    _fill(srv, "Ho", 2, user)
-    rev2 = RawIMAP(srv.host, srv.port)
-    rev2.ok(f"LOGIN {user} {USERS[user]}")  # handed to the user's owner worker at login
-    rev2.ok("ENABLE IMAP4rev2")
-    rev2.ok("SELECT Ho")
-    rev1 = RawIMAP(srv.host, srv.port)
-    rev1.ok(f"LOGIN {user} {USERS[user]}")
-    rev1.ok("SELECT Ho")
+    sessions: dict[str, tuple[RawIMAP, RawIMAP]] = {}
+    for user in USERS:
+        _fill(srv, "Ho", 2, user)
+        rev2 = RawIMAP(srv.host, srv.port)
+        rev2.ok(f"LOGIN {user} {USERS[user]}")  # handed to the user's owner worker at login
+        rev2.ok("ENABLE IMAP4rev2")
+        rev2.ok("SELECT Ho")
+        rev1 = RawIMAP(srv.host, srv.port)
+        rev1.ok(f"LOGIN {user} {USERS[user]}")
+        rev1.ok("SELECT Ho")
+        sessions[user] = (rev2, rev1)
+    old = _worker_pids(srv)
     imapd_cli("reload", "--data-dir", str(srv.data_dir))
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and "finished its hand-over" not in srv.log():
+    while time.monotonic() < deadline and srv.log().count("finished its hand-over") < 2:
         time.sleep(0.05)
-    assert "finished its hand-over" in srv.log(), srv.log()
-    _deliver(srv, "Ho", "after reload", user)
-    untagged = rev2.ok("NOOP")
-    assert untagged == [b"* 3 EXISTS"], untagged
-    _assert_rev2(rev2, 3)
-    untagged = rev1.ok("NOOP")  # the IMAP4rev1 session beside it is still one
-    assert untagged[:1] == [b"* 3 EXISTS"] and re.fullmatch(rb"\* \d RECENT", untagged[1]), untagged
-    assert rev1.ok("SEARCH ALL") == [b"* SEARCH 1 2 3"]
-    rev2.close()
-    rev1.close()
+    assert srv.log().count("finished its hand-over") >= 2, srv.log()
+    for user, (rev2, rev1) in sessions.items():
+        served_by = _server_socket_pid(srv.port, rev2.sock.getsockname()[1])
+        assert served_by and served_by.isdisjoint(old), (user, served_by, old)  # moved to a new worker
+        _deliver(srv, "Ho", "after reload", user)
+        untagged = rev2.ok("NOOP")
+        assert untagged == [b"* 3 EXISTS"], (user, untagged)
+        _assert_rev2(rev2, 3)
+        untagged = rev1.ok("NOOP")  # the IMAP4rev1 session beside it is still one
+        assert untagged[:1] == [b"* 3 EXISTS"] and re.fullmatch(rb"\* \d RECENT", untagged[1]), untagged
+        assert rev1.ok("SEARCH ALL") == [b"* SEARCH 1 2 3"]
+        rev2.close()
+        rev1.close()

@@ -126,10 +126,10 @@ def _send_recent_and_unseen(s: Session, view: SelectedView) -> None:
 def _select_list_response(s: Session, mailbox: Mailbox) -> ListResponse:
     """RFC 9051 6.3.2: the selected mailbox's LIST response, so the client learns its name as the server
     spells it (``inbox`` selects ``INBOX``) and its attributes, which must be accurate: the same ones
-    LIST gives."""
-    info = next((i for i in _user(s).list_mailboxes() if i.name == mailbox.name), None)
-    attrs = _attributes(info, subscribed=False) if info is not None else ()
-    return ListResponse(attrs, SEPARATOR, mailbox.name)
+    LIST gives (from the open mailbox and one directory scan, not a listing of every mailbox)."""
+    info = MailboxInfo(mailbox.name, mailbox.mailbox_id, mailbox.special_use, False,
+                       _user(s).has_children(mailbox.name), False)
+    return ListResponse(_attributes(info, subscribed=False), SEPARATOR, mailbox.name)
 
 
 def _refuse_recent(s: Session, items: tuple[str, ...]) -> None:

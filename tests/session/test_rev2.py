@@ -174,3 +174,25 @@ def test_lsub_still_works_and_check_is_accepted(server: RunningServer, rev2: Raw
     assert b'* LSUB () "/" "INBOX"' in rev2.ok('LSUB "" "INBOX"')
     rev2.ok("SELECT INBOX")
     rev2.ok("CHECK")
+
+
+@pytest.mark.parametrize(("create", "select"), [
+    (["Par", "Par/Kid"], "Par"),                          # \HasChildren
+    (["Par2/Kid"], "Par2/Kid"),                           # a child of an implied parent
+    (["Arch (USE (\\Archive))"], "Arch"),                 # special use
+    (["INBOX/Sub"], "INBOX"),                             # INBOX with a child
+])
+def test_select_list_attributes_are_those_of_list(server: RunningServer, rev2: RawIMAP, create: list[str],
+                                                   select: str) -> None:
+    # RFC 9051 6.3.2: "The list of mailbox attributes MUST be accurate": the same ones LIST gives
+    try:
+        for name in create:
+            rev2.ok(f"CREATE {name}")
+        listed = rev2.ok(f'LIST "" "{select}"')
+        lines = rev2.ok(f'EXAMINE "{select}"')
+        assert [ln for ln in lines if ln.startswith(b"* LIST ")] == listed, (lines, listed)
+        assert b"Children" in listed[0]
+    finally:
+        rev2.command("UNSELECT")
+        for name in reversed(create):
+            rev2.command(f"DELETE {name.split(' ')[0]}")

@@ -227,6 +227,15 @@ def _has_modseq(key: SearchKey) -> bool:
     return False
 
 
+def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
+    if s.rev2 and _has_recent(criteria):
+        raise CommandBad("RECENT, NEW and OLD are not search keys of IMAP4rev2 (RFC 9051)")
+    if _has_modseq(criteria):
+        s.enable_condstore()
+    return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
+                      charset=charset, recent=view.recent)
+
+
 def _has_recent(key: SearchKey) -> bool:
     """Whether ``key`` uses ``\\Recent`` (RECENT, NEW, OLD) anywhere."""
     if isinstance(key, SearchFlag):
@@ -238,15 +247,6 @@ def _has_recent(key: SearchKey) -> bool:
     if isinstance(key, SearchAnd):
         return any(_has_recent(k) for k in key.keys)
     return False
-
-
-def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
-    if s.rev2 and _has_recent(criteria):
-        raise CommandBad("RECENT, NEW and OLD are not search keys of IMAP4rev2 (RFC 9051)")
-    if _has_modseq(criteria):
-        s.enable_condstore()
-    return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
-                      charset=charset, recent=view.recent)
 
 
 def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:

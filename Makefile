@@ -12,6 +12,7 @@ DEMO_DIR ?= demo-data
 IMAP_PORT ?= 1143
 IMAPS_PORT ?= 1993
 WEB_PORT ?= 8080
+MANAGESIEVE_PORT ?= 4190
 METRICS_PORT ?=
 
 .PHONY: demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz soak
@@ -41,7 +42,7 @@ sysdeps:
 
 demo: $(RUNTIME_STAMP)
 	$(BIN)/python -m imapd demo --data-dir $(DEMO_DIR) --imap-port $(IMAP_PORT) --imaps-port $(IMAPS_PORT) \
-		--web-port $(WEB_PORT)$(if $(METRICS_PORT), --metrics-port $(METRICS_PORT))
+		--web-port $(WEB_PORT) --managesieve-port $(MANAGESIEVE_PORT)$(if $(METRICS_PORT), --metrics-port $(METRICS_PORT))
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -106,7 +106,8 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "WEB_PORT and METRICS_PORT as the --*-port flags.")
     p.add_argument("--data-dir", metavar="DIR", default="demo-data")
     for role, default, what in (("imap", 1143, "IMAP (STARTTLS)"), ("imaps", 1993, "IMAPS (implicit TLS)"),
-                                ("web", 8080, "the webmail"), ("metrics", None, "Prometheus metrics")):
+                                ("web", 8080, "the webmail"), ("managesieve", 4190, "ManageSieve (Sieve filters)"),
+                                ("metrics", None, "Prometheus metrics")):
         group = p.add_mutually_exclusive_group()
         group.add_argument(f"--{role}-port", type=int, metavar="N",
                            help=f"{what} on 127.0.0.1:N" + (f" (default {default})" if default else " (default off)"))
@@ -126,6 +127,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         imaps = endpoint("IMAPS", args.imaps_listen, args.imaps_port, 1993, "--imaps-port", "IMAPS_PORT",
                          "--tls-listen")
         web = endpoint("webmail", args.web_listen, args.web_port, 8080, "--web-port", "WEB_PORT", "--web-listen")
+        sieve = endpoint("ManageSieve", args.managesieve_listen, args.managesieve_port, 4190, "--managesieve-port",
+                         "MANAGESIEVE_PORT", "--managesieve-listen")
         metrics = None
         if args.metrics_port is not None or args.metrics_listen is not None:
             metrics = endpoint("metrics", args.metrics_listen, args.metrics_port, 9143, "--metrics-port",
@@ -133,7 +136,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"imapd demo: {exc}", file=sys.stderr)
         return 64
-    return run_demo(args.data_dir, imap, imaps, web, metrics, serve=not args.seed_only)
+    return run_demo(args.data_dir, imap, imaps, web, metrics, serve=not args.seed_only, managesieve=sieve)
 
 
 def _add_xstate_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -53,6 +53,8 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     preauth_timeout: float = 60.0
     max_output_buffer: int = 4 * 1024 * 1024
     max_bad_commands: int = 20
+    # Live RETURN (UPDATE) searches/sorts (RFC 5267 CONTEXT) per session; one more gets NOUPDATE (at least 1).
+    max_contexts: int = 8
     # Before authentication: enough for LOGIN/AUTHENTICATE and X-STATE RESTORE (a token is at most 16 KiB).
     preauth_max_line: int = 20 * 1024
     preauth_max_literal: int = 8 * 1024
@@ -119,6 +121,24 @@ class MetadataSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     # RFC 5464 annotations, per mailbox (and for the server): the largest value, and how many entries.
     max_value_size: int = 65536
     max_entries: int = 256
+class SieveSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Run the user's active Sieve script when a message is delivered (``imapd deliver``, LMTP).
+    enabled: bool = True
+    # HOST:PORT of the SMTP server that carries redirects and vacation replies; "" = none (a redirect then
+    # keeps the message, a vacation reply is not sent; both are logged).
+    smtp_relay: str = ""
+    smtp_timeout: float = 30.0
+    max_script_size: int = 64 * 1024
+    max_scripts: int = 20
+    max_actions: int = 32
+    max_redirects: int = 4
+    # Upper bound of vacation :days (and of duplicate :seconds, in days).
+    max_vacation_days: int = 30
+
+
+class ManageSieveSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # HOST:PORT of the ManageSieve (RFC 5804) listener; "" = off. STARTTLS uses tls.cert/tls.key.
+    listen: str = ""
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -132,6 +152,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     quota: QuotaSettings = msgspec.field(default_factory=QuotaSettings)
     metadata: MetadataSettings = msgspec.field(default_factory=MetadataSettings)
+    sieve: SieveSettings = msgspec.field(default_factory=SieveSettings)
+    managesieve: ManageSieveSettings = msgspec.field(default_factory=ManageSieveSettings)
 
     @property
     def data_path(self) -> Path:

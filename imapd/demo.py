@@ -116,7 +116,7 @@ def ensure_self_signed(data_dir: Path) -> tuple[str, str] | None:
 class Endpoint:
     """One address the demo listens on, and what the user changes to move it (named in error messages)."""
 
-    role: str  # "IMAP", "IMAPS", "webmail", "metrics"
+    role: str  # "IMAP", "IMAPS", "webmail", "ManageSieve", "metrics"
     host: str
     port: int
     change: str  # e.g. "--imap-port N or make demo IMAP_PORT=N"
@@ -217,6 +217,7 @@ class DemoPlan:
     web: Endpoint
     metrics: Endpoint | None  # None unless asked for
     created: tuple[str, ...] = ()
+    managesieve: Endpoint | None = None
 
     def settings(self, tls: tuple[str, str] | None) -> Settings:
         overrides = [f"server.data_dir={_toml_str(str(self.data_dir))}",
@@ -226,6 +227,8 @@ class DemoPlan:
                           f"server.tls_listen=[{_toml_str(self.imaps.address)}]"]
         if self.metrics is not None:
             overrides.append(f"metrics.listen={_toml_str(self.metrics.address)}")
+        if self.managesieve is not None:
+            overrides.append(f"managesieve.listen={_toml_str(self.managesieve.address)}")
         return load_settings(None, overrides)
 
     def banner(self) -> str:
@@ -238,6 +241,9 @@ class DemoPlan:
         if self.imaps is not None:
             lines.append(f"  IMAPS    {self.imaps.address:<26} implicit TLS, self-signed certificate")
         lines.append(f"  webmail  {_url(self.web, '/'):<26} reattaches with X-STATE on every request")
+        if self.managesieve is not None:
+            lines.append(f"  sieve    {self.managesieve.address:<26} ManageSieve (filters), "
+                         + ("STARTTLS" if self.imaps else "no TLS"))
         if self.metrics is not None:
             lines.append(f"  metrics  {_url(self.metrics, '/metrics'):<26} "
                          f"or: imapd stats --metrics {self.metrics.address}")
@@ -262,7 +268,7 @@ def _url(ep: Endpoint, path: str) -> str:
 # -- running ---------------------------------------------------------------------------------------
 
 def run_demo(data_dir: str, imap: Endpoint, imaps: Endpoint, web: Endpoint, metrics: Endpoint | None = None,
-             *, serve: bool = True) -> int:
+             *, serve: bool = True, managesieve: Endpoint | None = None) -> int:
     """Check every port, seed, then serve IMAP (in this process) and the webmail (a child process)."""
     data = Path(data_dir)
     if not serve:
@@ -270,7 +276,8 @@ def run_demo(data_dir: str, imap: Endpoint, imaps: Endpoint, web: Endpoint, metr
         ensure_self_signed(data)
         print(f"imapd demo: data in {data} ({'seeded ' + ', '.join(created) if created else 'already seeded'})")
         return 0
-    wanted = [imap, *([imaps] if tls_available(data) else []), web, *([metrics] if metrics else [])]
+    wanted = [imap, *([imaps] if tls_available(data) else []), web, *([managesieve] if managesieve else []),
+              *([metrics] if metrics else [])]
     bound, problems = check_ports(wanted)
     if problems:
         _close(bound)
@@ -283,7 +290,7 @@ def run_demo(data_dir: str, imap: Endpoint, imaps: Endpoint, web: Endpoint, metr
         created = seed_demo(data)
         tls = ensure_self_signed(data)
         plan = DemoPlan(data, real["IMAP"], real.get("IMAPS") if tls else None, real["webmail"],
-                        real.get("metrics"), tuple(created))
+                        real.get("metrics"), tuple(created), real.get("ManageSieve"))
         settings = plan.settings(tls)
     except KeyboardInterrupt:  # Ctrl-C while seeding: stop quietly, as Ctrl-C does once serving
         _close(bound)
@@ -335,9 +342,10 @@ async def serve_demo(plan: DemoPlan, settings: Settings, bound: dict[Endpoint, l
     webmail: subprocess.Popen[bytes] | None = None
     try:
         try:
-            await handle.start(sockets=imap_socks)
+            sieve_socks = bound.get(plan.managesieve, []) if plan.managesieve is not None else []
+            await handle.start(sockets=imap_socks, managesieve_socket=sieve_socks[0] if sieve_socks else None)
         except OSError as exc:
-            print(_bind_failure(exc, [e for e in (plan.imap, plan.imaps, plan.metrics) if e]),
+            print(_bind_failure(exc, [e for e in (plan.imap, plan.imaps, plan.managesieve, plan.metrics) if e]),
                   file=sys.stderr, flush=True)
             return EX_UNAVAILABLE
         webmail = _spawn_webmail(plan, web_sock)

@@ -35,6 +35,8 @@ _KINDS: dict[str, tuple[str, str]] = {
     "imapd_cache_mailboxes": ("gauge", "warm mailboxes"),
     "imapd_credential_cache_hits_total": ("counter", "logins that skipped the password hash"),
     "imapd_connections": ("gauge", "open client connections"),
+    "imapd_inline_commands_total": ("counter", "commands of logged-in users answered from memory on the network "
+                                    "loop, without the round trip to the user's lane"),
     "imapd_users": ("gauge", "users with a session or a warm mailbox in a worker"),
     "imapd_command_seconds": ("histogram", "time to execute reconnect-path commands, by command"),
     "imapd_loop_lag_seconds": ("histogram", "how late the network loop and the user lanes ran a due callback"),

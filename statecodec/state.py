@@ -39,6 +39,8 @@ __all__ = [
     "LINEAGE_BYTES",
     "MAX_SEARCH_RESULT_BYTES",
     "SUPPORTED_VERSIONS",
+    "LiveSearch",
+    "MAX_LIVE_SEARCH_BYTES",
     "MailboxView",
     "bounded_search_result",
     "new_lineage",
@@ -47,7 +49,7 @@ __all__ = [
     "unpack",
 ]
 
-CURRENT_VERSION: Final = 2
+CURRENT_VERSION: Final = 3
 
 EXTENSION_REGISTRY: Final[tuple[str, ...]] = (
     "CONDSTORE",
@@ -71,9 +73,24 @@ MAX_SEARCH_RESULT_BYTES: Final = 512
 token well inside :data:`~statecodec.signing.MAX_TOKEN_LENGTH` and a server's pre-login line limit:
 512 bytes hold a few hundred scattered UIDs, or any number of long runs."""
 
+MAX_LIVE_SEARCH_BYTES: Final = 1024
+"""Cap on the live searches of one state (their command texts and result ranges together), for the same
+reason as :data:`MAX_SEARCH_RESULT_BYTES`; a server leaves out the ones beyond it."""
+
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=MAX_UID)]
 _UidNext = Annotated[int, msgspec.Meta(ge=0, le=MAX_UID + 1)]
 _U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class LiveSearch(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """A searching command with ``RETURN (UPDATE)`` (RFC 5267 CONTEXT=SEARCH/SORT) whose updates continue
+    after a restore."""
+
+    command: str
+    """The command as the server re-serializes it: tag (the ESEARCH correlator), ``UID SEARCH`` or
+    ``UID SORT (keys) charset``, and the criteria with every message set resolved to UIDs."""
+    result: UidRanges
+    """The UIDs the client holds as the result (a SORT result is in the sort order of these UIDs)."""
 
 
 class MailboxView(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -103,9 +120,12 @@ class MailboxView(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_f
     recent: UidRanges | None = None
     """The UIDs that are ``\\Recent`` for this session (RFC 3501 2.3.2), so a restored session keeps
     them; None: none (or a version-1 state)."""
+    # -- version 3 --
+    live_searches: tuple[LiveSearch, ...] = ()
+    """Live CONTEXT=SEARCH/SORT results (RFC 5267), at most :data:`MAX_LIVE_SEARCH_BYTES` of them."""
 
 
-class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=2):
+class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=3):
     """Everything needed to resume an IMAP session. Holds no password and no secret."""
 
     user: str
@@ -177,13 +197,17 @@ class _SessionStateV1(SessionState, frozen=True, tag=1):
     """Version 1: no ``lineage`` and no ``bound_address`` (they decode as their defaults)."""
 
 
-_OLDER_VERSIONS: Final[dict[int, type[SessionState]]] = {1: _SessionStateV1}
+class _SessionStateV2(SessionState, frozen=True, tag=2):
+    """Version 2: no live searches in the mailbox view."""
+
+
+_OLDER_VERSIONS: Final[dict[int, type[SessionState]]] = {1: _SessionStateV1, 2: _SessionStateV2}
 """Version tag -> subclass of :class:`SessionState` carrying that tag."""
 SUPPORTED_VERSIONS: Final = frozenset({CURRENT_VERSION, *_OLDER_VERSIONS})
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _PEEK: Final = msgspec.msgpack.Decoder(_VersionPeek)
-_DECODER: Final = msgspec.msgpack.Decoder(SessionState | _SessionStateV1)
+_DECODER: Final = msgspec.msgpack.Decoder(SessionState | _SessionStateV1 | _SessionStateV2)
 
 
 def new_lineage() -> bytes:
@@ -229,8 +253,10 @@ def unpack(data: bytes) -> SessionState:
         state = _DECODER.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise TokenInvalid(f"invalid state: {exc}") from None
-    if type(state) is _SessionStateV1:  # an older version: upgrade (new fields keep defaults)
-        if state.lineage or state.bound_address:
+    if type(state) is not SessionState:  # an older version: upgrade (new fields keep defaults)
+        if type(state) is _SessionStateV1 and (state.lineage or state.bound_address):
             raise TokenInvalid("invalid state: fields beyond version 1")
+        if state.mailbox is not None and state.mailbox.live_searches:
+            raise TokenInvalid("invalid state: fields beyond version 2")
         state = SessionState(**msgspec.structs.asdict(state))
     return state

@@ -16,10 +16,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sievelib.managesieve import Client as ManageSieveClient
 
 import imapd
 from imapd.demo_mail import DEMO_USERS
@@ -121,12 +123,12 @@ def test_make_demo_passes_its_port_variables_on(tmp_path: Path) -> None:
     stamp.touch()
     proc = subprocess.run(
         ["make", "--no-print-directory", "-n", "demo", f"RUNTIME_STAMP={stamp}", "DEMO_DIR=d", "IMAP_PORT=2143",
-         "IMAPS_PORT=2993", "WEB_PORT=8081", "METRICS_PORT=9144"],
+         "IMAPS_PORT=2993", "WEB_PORT=8081", "MANAGESIEVE_PORT=4191", "METRICS_PORT=9144"],
         cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.replace("\\\n\t", "") == (
         ".venv/bin/python -m imapd demo --data-dir d --imap-port 2143 --imaps-port 2993 "
-        "--web-port 8081 --metrics-port 9144\n")
+        "--web-port 8081 --managesieve-port 4191 --metrics-port 9144\n")
 
 
 def test_imapd_demo_with_one_port_taken_names_that_port(tmp_path: Path) -> None:
@@ -221,6 +223,7 @@ def start_demo(tmp_path: Path, *ports: int) -> tuple[subprocess.Popen[bytes], Pa
     args = [sys.executable, "-m", "imapd", "demo", "--data-dir", str(data)]
     for flag, port in zip(("--imap-port", "--imaps-port", "--web-port", "--metrics-port"), ports, strict=False):
         args += [flag, str(port)]
+    args += ["--managesieve-port", str(free_ports(1)[0])]  # not the default 4190, which may be in use
     with open(out, "wb") as fout, open(err, "wb") as ferr:
         proc = subprocess.Popen(args, cwd=ROOT, env=clean_env(), stdout=fout, stderr=ferr, start_new_session=True)
     return proc, out, err
@@ -237,6 +240,13 @@ def test_demo_started_banner_addresses_answer(tmp_path: Path) -> None:
         assert banner["IMAP"].split()[0] == f"127.0.0.1:{imap}"
         assert banner["webmail"].split()[0] == f"http://127.0.0.1:{web}/"
         assert banner["metrics"].split()[0] == f"http://127.0.0.1:{metrics}/metrics"
+        sieve_host, _, sieve_port = banner["sieve"].split()[0].rpartition(":")
+        client = ManageSieveClient(sieve_host, int(sieve_port))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # plaintext PLAIN on loopback, allowed as for IMAP
+            assert client.connect(*DEMO_USERS[0], authmech="PLAIN")
+        assert "vacation" in client.get_sieve_capabilities()
+        client.logout()
         assert banner["users"] == ", ".join(f"{u} / {p}" for u, p in DEMO_USERS)
         assert banner["stop"] == "Ctrl-C"
 

@@ -15,7 +15,7 @@ from .quota_parser import parse_getquota, parse_getquotaroot, parse_setquota
 from .reader import ParseError, TokenReader
 from .search_keys import SearchKey
 from .search_parser import parse_search_criteria
-from .sequence import SequenceSet
+from .sequence import MAX_NUMBER, SequenceSet
 
 __all__ = ["CommandParseError", "parse_command"]
 
@@ -30,7 +30,7 @@ STATUS_ITEMS = frozenset(
 )
 SELECTION_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
-SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL"})
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 SPECIAL_USE = {f.upper(): f for f in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")}
 
@@ -451,16 +451,58 @@ def _expunge(r: TokenReader, tag: str, uid: bool) -> c.Command:
     return c.Expunge(tag)
 
 
-def _return_opts(r: TokenReader) -> tuple[str, ...] | None:
-    """``SP RETURN (opts)`` if present (ESEARCH / ESORT)."""
+def _return_opts(r: TokenReader) -> tuple[tuple[str, ...] | None, c.PartialRange | None]:
+    """``SP RETURN (opts)`` if present (ESEARCH, ESORT, CONTEXT, PARTIAL): the option names and the
+    ``PARTIAL`` range. At most one of PARTIAL and ALL (RFC 5267 4.4, RFC 9394 3.1)."""
     if r.line[r.pos : r.pos + 8].upper() != b" RETURN ":
-        return None
+        return None, None
     r.pos += 8
-    opts = _atom_list(r)
-    for opt in opts:
+    r.open()
+    opts: list[str] = []
+    partial = None
+    while not r.take(b")"):
+        if opts:
+            r.sp()
+        opt = r.keyword()
         if opt not in SEARCH_RETURN:
             raise ParseError(f"Unknown RETURN option {opt}")
-    return tuple(dict.fromkeys(opts))
+        if opt == "PARTIAL":
+            r.sp()
+            partial = partial_range(r)
+        if opt in ("PARTIAL", "ALL") and ("PARTIAL" in opts or "ALL" in opts):
+            raise ParseError("At most one of PARTIAL and ALL")
+        opts.append(opt)
+    r.depth -= 1
+    return tuple(dict.fromkeys(opts)), partial
+
+
+_PARTIAL_RANGE = re.compile(rb"([1-9][0-9]{0,9}):([1-9][0-9]{0,9})(?![0-9])|-([1-9][0-9]{0,9}):-([1-9][0-9]{0,9})(?![0-9])")
+
+
+def partial_range(r: TokenReader) -> c.PartialRange:
+    """RFC 9394 ``partial-range``: ``nz-number ":" nz-number`` or ``"-" nz-number ":" "-" nz-number``,
+    never ``*``, 0 or mixed signs."""
+    m = _PARTIAL_RANGE.match(r.line, r.pos)
+    if m is None:
+        raise ParseError("Invalid PARTIAL range")
+    r.pos = m.end()
+    sign = 1 if m.group(1) is not None else -1
+    a, b = (int(g) for g in (m.groups()[:2] if sign == 1 else m.groups()[2:]))
+    if max(a, b) > MAX_NUMBER:
+        raise ParseError("Invalid PARTIAL range")
+    return c.PartialRange(sign * a, sign * b)
+
+
+def _cancel_update(r: TokenReader, tag: str, uid: bool) -> c.Command:
+    """RFC 5267 ``"CANCELUPDATE" 1*(SP quoted)``."""
+    tags: list[str] = []
+    while not r.at_end() or not tags:
+        r.sp()
+        raw = r.quoted()
+        if raw is None:
+            raise ParseError("Expected a quoted tag")
+        tags.append(r.text(raw))
+    return c.CancelUpdate(tag, tuple(dict.fromkeys(tags)))
 
 
 def _charset(r: TokenReader) -> str:
@@ -471,13 +513,13 @@ def _charset(r: TokenReader) -> str:
 
 
 def _search(r: TokenReader, tag: str, uid: bool) -> c.Command:
-    returns = _return_opts(r)
+    returns, partial = _return_opts(r)
     charset = None
     if r.line[r.pos : r.pos + 9].upper() == b" CHARSET ":
         r.pos += 9
         charset = _charset(r)
     criteria: SearchKey = parse_search_criteria(r, charset)
-    return c.Search(tag, criteria, uid, charset, returns)
+    return c.Search(tag, criteria, uid, charset, returns, partial)
 
 
 def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -487,6 +529,7 @@ def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
     items = parse_fetch_items(r)
     changedsince = None
     vanished = False
+    partial = None
     if not r.at_end():
         r.sp()
         r.open()
@@ -497,6 +540,9 @@ def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
                 changedsince = r.number(bits=64)
             elif name == "VANISHED":
                 vanished = True
+            elif name == "PARTIAL" and partial is None:
+                r.sp()
+                partial = partial_range(r)
             else:
                 raise ParseError(f"Unknown FETCH modifier {name}")
             if r.take(b")"):
@@ -505,7 +551,7 @@ def _fetch(r: TokenReader, tag: str, uid: bool) -> c.Command:
         r.depth -= 1
         if vanished and (not uid or changedsince is None):
             raise ParseError("VANISHED needs UID FETCH with CHANGEDSINCE")
-    return c.Fetch(tag, seq, items, uid, changedsince, vanished)
+    return c.Fetch(tag, seq, items, uid, changedsince, vanished, partial)
 
 
 def _store(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -550,7 +596,7 @@ def _copy_like(cls: type[c.Copy] | type[c.Move]) -> Handler:
 
 
 def _sort(r: TokenReader, tag: str, uid: bool) -> c.Command:
-    returns = _return_opts(r)
+    returns, partial = _return_opts(r)
     r.sp()
     r.open()
     keys: list[c.SortKey] = []
@@ -570,7 +616,7 @@ def _sort(r: TokenReader, tag: str, uid: bool) -> c.Command:
     r.depth -= 1
     r.sp()
     charset = _charset(r)
-    return c.Sort(tag, tuple(keys), charset, parse_search_criteria(r, charset), uid, returns)
+    return c.Sort(tag, tuple(keys), charset, parse_search_criteria(r, charset), uid, returns, partial)
 
 
 def _thread(r: TokenReader, tag: str, uid: bool) -> c.Command:
@@ -624,6 +670,7 @@ _COMMANDS: dict[str, Handler] = {
     "CHECK": _no_args(c.Check),
     "CLOSE": _no_args(c.Close),
     "UNSELECT": _no_args(c.Unselect),
+    "CANCELUPDATE": _cancel_update,
     "EXPUNGE": _expunge,
     "SEARCH": _search,
     "FETCH": _fetch,

@@ -114,8 +114,11 @@ def _criteria(k: SearchKey, utf8: bool) -> bytes:
     return _key(k, utf8)
 
 
-def _returns(opts: tuple[str, ...] | None) -> bytes:
-    return b"" if opts is None else b" RETURN (" + " ".join(opts).encode() + b")"
+def _returns(opts: tuple[str, ...] | None, partial: c.PartialRange | None = None) -> bytes:
+    if opts is None:
+        return b""
+    words = [f"PARTIAL {partial}" if o == "PARTIAL" and partial is not None else o for o in opts]
+    return b" RETURN (" + " ".join(words).encode() + b")"
 
 
 def _uid(cmd: Any, name: bytes) -> bytes:
@@ -204,6 +207,8 @@ def _fetch(cmd: c.Fetch, utf8: bool) -> bytes:
         mods.append(b"CHANGEDSINCE %d" % cmd.changedsince)
     if cmd.vanished:
         mods.append(b"VANISHED")
+    if cmd.partial is not None:
+        mods.append(b"PARTIAL " + str(cmd.partial).encode())
     return out + (b" (" + b" ".join(mods) + b")" if mods else b"")
 
 
@@ -216,7 +221,7 @@ def _store(cmd: c.Store, utf8: bool) -> bytes:
 
 
 def _search(cmd: c.Search, utf8: bool) -> bytes:
-    out = _uid(cmd, b"SEARCH") + _returns(cmd.return_options)
+    out = _uid(cmd, b"SEARCH") + _returns(cmd.return_options, cmd.partial)
     if cmd.charset is not None:
         out += b" CHARSET " + cmd.charset.encode()
     return out + b" " + _criteria(cmd.criteria, utf8)
@@ -225,7 +230,7 @@ def _search(cmd: c.Search, utf8: bool) -> bytes:
 def _sort(cmd: c.Sort, utf8: bool) -> bytes:
     keys = b" ".join((b"REVERSE " if k.reverse else b"") + k.key.encode() for k in cmd.keys)
     return (
-        _uid(cmd, b"SORT") + _returns(cmd.return_options) + b" (" + keys + b") " + cmd.charset.encode()
+        _uid(cmd, b"SORT") + _returns(cmd.return_options, cmd.partial) + b" (" + keys + b") " + cmd.charset.encode()
         + b" " + _criteria(cmd.criteria, utf8)
     )
 
@@ -263,6 +268,7 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Check: _simple(b"CHECK"),
     c.Close: _simple(b"CLOSE"),
     c.Unselect: _simple(b"UNSELECT"),
+    c.CancelUpdate: lambda cmd, u: b"CANCELUPDATE " + b" ".join(string_bytes(t, u) for t in cmd.tags),
     c.XStateSave: _simple(b"X-STATE SAVE"),
     c.XStateRestore: lambda cmd, u: b"X-STATE RESTORE " + cmd.token.encode(),
     c.XStateRevoke: lambda cmd, u: b"X-STATE REVOKE" + (b" " + cmd.token.encode() if cmd.token else b""),

@@ -21,6 +21,7 @@ __all__ = [
     "CatenatePart",
     "CatenateText",
     "CatenateUrl",
+    "CancelUpdate",
     "Capability",
     "Check",
     "Close",
@@ -45,6 +46,7 @@ __all__ = [
     "Move",
     "Namespace",
     "Noop",
+    "PartialRange",
     "QresyncParams",
     "Rename",
     "Replace",
@@ -264,13 +266,34 @@ class Expunge(_Cmd, frozen=True):
     sequence: SequenceSet | None = None
 
 
+class PartialRange(msgspec.Struct, frozen=True):
+    """RFC 9394 ``partial-range`` as the client wrote it: ``1:500`` (positions from the first result) or
+    ``-1:-100`` (from the last: -1 is the last result). Both bounds have the same sign; ``500:400`` is
+    ``400:500``. Kept as written, because the PARTIAL return data echoes the requested range."""
+
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return f"{self.first}:{self.last}"
+
+    def bounds(self, count: int) -> tuple[int, int]:
+        """The 0-based ``[start, stop)`` slice of a result of ``count`` items this range selects."""
+        low, high = sorted((abs(self.first), abs(self.last)))
+        if self.first > 0:
+            return min(low - 1, count), min(high, count)
+        return max(count - high, 0), max(count - low + 1, 0)
+
+
 class Search(_Cmd, frozen=True):
-    """``return_options`` is None for a plain SEARCH, a tuple (maybe empty) for ESEARCH's RETURN."""
+    """``return_options`` is None for a plain SEARCH, a tuple (maybe empty) for ESEARCH's RETURN; ``PARTIAL``
+    among them comes with its range in ``partial`` (RFC 5267 4.4, RFC 9394)."""
 
     criteria: SearchKey
     uid: bool = False
     charset: str | None = None
     return_options: tuple[str, ...] | None = None
+    partial: PartialRange | None = None
 
 
 class Fetch(_Cmd, frozen=True):
@@ -279,6 +302,8 @@ class Fetch(_Cmd, frozen=True):
     uid: bool = False
     changedsince: int | None = None
     vanished: bool = False
+    partial: PartialRange | None = None
+    """RFC 9394 3.3: only this range of the messages the set names (in UID order)."""
 
 
 class Store(_Cmd, frozen=True):
@@ -317,6 +342,13 @@ class Sort(_Cmd, frozen=True):
     criteria: SearchKey
     uid: bool = False
     return_options: tuple[str, ...] | None = None
+    partial: PartialRange | None = None
+
+
+class CancelUpdate(_Cmd, frozen=True):
+    """RFC 5267 4.3.5 ``CANCELUPDATE "tag" ...``: stop the updates of these searching commands."""
+
+    tags: tuple[str, ...]
 
 
 class Thread(_Cmd, frozen=True):
@@ -406,6 +438,7 @@ Command = (
     | Move
     | Sort
     | Thread
+    | CancelUpdate
     | XStateSave
     | XStateRestore
     | XStateRevoke

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from .. import mutf7
 from . import responses as r
+from .commands import PartialRange
 from .response_codes import (
     NUMBER_CODES,
     AppendUidCode,
@@ -304,7 +305,7 @@ def _status(cur: _Cursor) -> r.Response:
 def _esearch(cur: _Cursor) -> r.Response:
     tag = None
     uid = False
-    results: list[tuple[str, int | SequenceSet]] = []
+    results: list[tuple[str, r.EsearchValue]] = []
     if cur.take(b" (TAG "):
         tag = cur.string()
         cur.expect(b")")
@@ -314,9 +315,32 @@ def _esearch(cur: _Cursor) -> r.Response:
             uid = True
             continue
         cur.expect(b" ")
-        raw = cur.atom()
-        results.append((name, int(raw) if name != "ALL" else SequenceSet.parse(raw)))
+        results.append((name, _esearch_value(cur, name)))
     return r.EsearchResponse(tag, uid, tuple(results))
+
+
+def _esearch_value(cur: _Cursor, name: str) -> r.EsearchValue:
+    """One return data value: a number, a set (ALL), ``(range set|NIL)`` (PARTIAL) or ``(pos set ...)``
+    (ADDTO, REMOVEFROM)."""
+    if name == "PARTIAL":
+        cur.expect(b"(")
+        first, _, last = cur.atom().partition(":")
+        cur.expect(b" ")
+        raw = cur.atom()
+        cur.expect(b")")
+        return r.PartialResult(PartialRange(int(first), int(last)), None if raw == "NIL" else SequenceSet.parse(raw))
+    if name in ("ADDTO", "REMOVEFROM"):
+        cur.expect(b"(")
+        pairs: list[tuple[int, SequenceSet]] = []
+        while not cur.take(b")"):
+            if pairs:
+                cur.expect(b" ")
+            pos = cur.number()
+            cur.expect(b" ")
+            pairs.append((pos, SequenceSet.parse(cur.atom())))
+        return r.ContextChange(tuple(pairs))
+    raw = cur.atom()
+    return SequenceSet.parse(raw) if name == "ALL" else int(raw)
 
 
 def _thread_list(cur: _Cursor) -> r.Thread:

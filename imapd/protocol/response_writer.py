@@ -234,8 +234,19 @@ def _esearch(w: ResponseWriter, x: r.EsearchResponse) -> bytes:
     if x.uid:
         out.append(b" UID")
     for name, value in x.results:
-        out.append(b" " + w.atom(name) + b" " + (b"%d" % value if isinstance(value, int) else str(value).encode()))
+        out.append(b" " + w.atom(name) + b" " + _esearch_value(value))
     return b"".join(out) + b"\r\n"
+
+
+def _esearch_value(value: r.EsearchValue) -> bytes:
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, r.PartialResult):
+        results = b"NIL" if value.results is None else str(value.results).encode()
+        return b"(" + str(value.range).encode() + b" " + results + b")"
+    if isinstance(value, r.ContextChange):
+        return b"(" + b" ".join(b"%d %s" % (pos, str(seq).encode()) for pos, seq in value.pairs) + b")"
+    return str(value).encode()
 
 
 def _thread_bytes(thread: r.Thread) -> bytes:

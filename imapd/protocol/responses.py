@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from .commands import PartialRange
 from .response_codes import ResponseCode
 from .sequence import SequenceSet
 from .values import Value
@@ -20,7 +21,10 @@ __all__ = [
     "CapabilityResponse",
     "ContinuationResponse",
     "EnabledResponse",
+    "ContextChange",
     "EsearchResponse",
+    "EsearchValue",
+    "PartialResult",
     "ExistsResponse",
     "ExpungeResponse",
     "FetchResponse",
@@ -140,12 +144,31 @@ class SearchResponse(msgspec.Struct, frozen=True):
     modseq: int | None = None
 
 
+class PartialResult(msgspec.Struct, frozen=True):
+    """``PARTIAL (range results)`` (RFC 5267 4.4, RFC 9394): the range as requested, then the results
+    in it, or NIL (``results`` None) when it holds none."""
+
+    range: PartialRange
+    results: SequenceSet | None
+
+
+class ContextChange(msgspec.Struct, frozen=True):
+    """The payload of ``ADDTO`` / ``REMOVEFROM`` (RFC 5267 4.3.3-4.3.4): ``(position set ...)``, pairs
+    processed in order; position 0 for an unsorted SEARCH context."""
+
+    pairs: tuple[tuple[int, SequenceSet], ...]
+
+
+EsearchValue = int | SequenceSet | PartialResult | ContextChange
+
+
 class EsearchResponse(msgspec.Struct, frozen=True):
-    """RFC 4731 ``* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set MODSEQ n``."""
+    """RFC 4731 ``* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set MODSEQ n``, with RFC 5267
+    ``PARTIAL``, ``ADDTO`` and ``REMOVEFROM``."""
 
     tag: str | None
     uid: bool
-    results: tuple[tuple[str, int | SequenceSet], ...]
+    results: tuple[tuple[str, EsearchValue], ...]
 
 
 class SortResponse(msgspec.Struct, frozen=True):

@@ -64,6 +64,21 @@ class SequenceSet(msgspec.Struct, frozen=True):
             ranges.append((n, n))
         return cls(tuple(ranges))
 
+    @classmethod
+    def in_order(cls, numbers: Iterable[int]) -> SequenceSet:
+        """``numbers`` in the order given (ESORT ALL, CONTEXT=SORT ADDTO): only ascending runs become
+        ranges, as RFC 5267 3.2 asks (``23765,23764``, never ``23765:23764``)."""
+        ranges: list[tuple[Bound, Bound]] = []
+        for n in numbers:
+            if ranges:
+                lo, hi = ranges[-1]
+                assert hi is not None
+                if n == hi + 1:
+                    ranges[-1] = (lo, n)
+                    continue
+            ranges.append((n, n))
+        return cls(tuple(ranges))
+
     def __str__(self) -> str:
         if self.saved:
             return "$"

@@ -54,6 +54,7 @@ class IMAPConnection(asyncio.Protocol):
         "_closing",
         "_drain_waiter",
         "_in_lane_command",
+        "_inline",
         "_lane_out",
         "_lane_out_size",
         "_lane_unconfirmed",
@@ -115,6 +116,9 @@ class IMAPConnection(asyncio.Protocol):
         self._lane_out_size = 0
         self._lane_unconfirmed = 0  # bytes handed to the loop since the last drain round trip
         self._in_lane_command = False
+        # A command of an authenticated user running here on the network loop (dispatch.in_memory): it
+        # must finish without yielding, so that no job of the same user starts on a lane meanwhile.
+        self._inline = False
         # The TCP socket, while TCP_QUICKACK works on it (see _ack_partial_input).
         self._quickack_sock: Any = None
         # COMPRESS=DEFLATE once active (RFC 4978); _zpaused: reading paused while a large expansion is
@@ -432,6 +436,10 @@ class IMAPConnection(asyncio.Protocol):
             return
         if self._out_size >= 16384:
             self.flush()
+        if self._inline:  # bounded output (dispatch.in_memory): never wait here, the buffer takes it
+            if self._closing:
+                raise ConnectionResetError("connection closing")
+            return
         if not self._paused_writing or self._closing:
             if self._closing:
                 raise ConnectionResetError("connection closing")
@@ -683,8 +691,16 @@ class IMAPConnection(asyncio.Protocol):
         if (user is not None and self._must_move(user)
                 and await self._hand_off(user, write_command(command, utf8=self.proto.utf8))):
             return False
-        if user is None:
-            await dispatch.execute(session, command)
+        if user is None or (session.user_name is not None and self.ctx.lanes.lane_of(user) is None
+                            and dispatch.in_memory(session, command)):
+            # Nothing of the user's runs on a lane now, and these commands touch only memory: answer here.
+            self._inline = user is not None
+            if self._inline:
+                self.ctx.metrics.inc("imapd_inline_commands_total")
+            try:
+                await dispatch.execute(session, command)
+            finally:
+                self._inline = False
         else:
             await self._on_lane(user, type(command).__name__.upper(), dispatch.execute(session, command))
         self.flush()

@@ -39,6 +39,7 @@ class ServerHandle:
         self._background: list[asyncio.Task[None]] = []
         self._metrics_runner: Any = None
         self._notices: HandoffChannel | None = None
+        self.managesieve: Any = None  # a ManageSieveServer when managesieve.listen is set
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -49,8 +50,10 @@ class ServerHandle:
                 out.append((str(name[0]), int(name[1])))
         return out
 
-    async def start(self, sockets: list[tuple[socket.socket, bool]] | None = None) -> None:
-        """Listen on ``settings.server.listen``/``tls_listen``, or on ``sockets`` (bound by a supervisor)."""
+    async def start(self, sockets: list[tuple[socket.socket, bool]] | None = None,
+                    managesieve_socket: socket.socket | None = None) -> None:
+        """Listen on ``settings.server.listen``/``tls_listen``, or on ``sockets`` (bound by a supervisor);
+        ManageSieve on ``managesieve.listen`` or on ``managesieve_socket``."""
         tls_context: ssl.SSLContext | None = None
         tls = self.settings.tls
         if tls.cert and tls.key:
@@ -76,6 +79,11 @@ class ServerHandle:
         else:
             self._notices = self._open_notices()
         self.servers = await start_listeners(self.ctx, self.registry, tls_context, sockets=sockets)
+        if managesieve_socket is not None or (sockets is None and self.settings.managesieve.listen):
+            from imapd.server.managesieve import ManageSieveServer
+
+            self.managesieve = ManageSieveServer(self.ctx)
+            await self.managesieve.start(managesieve_socket)
         self._background.append(asyncio.create_task(self._sweeper()))
         if ownership is not None:
             self._background.append(asyncio.create_task(self._publisher()))
@@ -189,6 +197,8 @@ class ServerHandle:
         the TLS streams this process still relays are closed."""
         for server in self.servers:
             server.close()
+        if self.managesieve is not None:  # its sessions hold nothing to hand over: BYE, the client reconnects
+            await self.managesieve.stop()
         loop = asyncio.get_running_loop()
         started = loop.time()
         moved = await self.registry.hand_off_sessions()
@@ -217,6 +227,8 @@ class ServerHandle:
             self._notices = None
         for server in self.servers:
             server.close()
+        if self.managesieve is not None:
+            await self.managesieve.stop()
         self.registry.say_bye("Server shutting down")
         for task in self._background:
             task.cancel()
@@ -245,6 +257,8 @@ async def _serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, handle.reload)
+    if handle.managesieve is not None and handle.managesieve.address is not None:
+        log.info("managesieve listening on %s:%d", *handle.managesieve.address)
     addrs = ", ".join(f"{h}:{p}" for h, p in handle.addresses)
     log.info("imapd ready on %s (data dir %s)", addrs, settings.server.data_dir)
     await stop.wait()

@@ -58,6 +58,7 @@ class Supervisor:
         self.workers = settings.server.workers or os.cpu_count() or 1
         self.generation = 0
         self.listeners: list[tuple[socket.socket, bool]] = []
+        self.managesieve: socket.socket | None = None  # managesieve.listen, accepted on by every worker
         self.current: dict[int, _Worker] = {}
         self.retiring: set[_Worker] = set()
         self._backoff: dict[int, float] = {}
@@ -73,6 +74,8 @@ class Supervisor:
             if not (self.settings.tls.cert and self.settings.tls.key):
                 raise ValueError(f"tls_listen {addr} needs tls.cert and tls.key")
             self.listeners.append((_bind(addr), True))
+        if self.settings.managesieve.listen:
+            self.managesieve = _bind(self.settings.managesieve.listen)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -83,12 +86,14 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         spec = WorkerSpec(slot=slot, generation=generation, workers=workers, run_dir=str(self.run_dir),
                           ready_fd=write_fd, settings=self.settings,
-                          listeners=[ListenerSpec(s.fileno(), tls) for s, tls in self.listeners])
+                          listeners=[ListenerSpec(s.fileno(), tls) for s, tls in self.listeners],
+                          managesieve_fd=self.managesieve.fileno() if self.managesieve is not None else -1)
         env = {**os.environ, SPEC_ENV: msgspec.json.encode(spec).decode(), MULTIPROC_ENV: str(self.metrics_dir)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "imapd", "_worker", env=env,
-                pass_fds=[write_fd, *(s.fileno() for s, _ in self.listeners)])
+                pass_fds=[write_fd, *(s.fileno() for s, _ in self.listeners),
+                          *([self.managesieve.fileno()] if self.managesieve is not None else [])])
         finally:
             os.close(write_fd)
         worker = _Worker(slot, generation, proc)
@@ -254,6 +259,9 @@ async def _supervise(settings: Settings, reload_settings: Callable[[], Settings]
                                                 settings.metrics.listen)
         except OSError as exc:
             log.error("metrics endpoint %s: %s", settings.metrics.listen, exc)
+    if sup.managesieve is not None:
+        host, port = sup.managesieve.getsockname()[:2]
+        log.info("managesieve listening on %s:%d", host, port)
     addrs = ", ".join(f"{h}:{p}" for h, p in sup.addresses)
     log.info("imapd ready on %s (data dir %s, %d workers, supervisor pid %d)", addrs, settings.server.data_dir,
              sup.workers, os.getpid())

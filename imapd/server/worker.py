@@ -47,6 +47,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     ready_fd: int
     listeners: list[ListenerSpec]
     settings: Settings
+    managesieve_fd: int = -1  # the supervisor's managesieve.listen socket, or none
 
 
 class Ownership:
@@ -127,7 +128,8 @@ async def _serve_worker(spec: WorkerSpec) -> int:
     sockets = [(socket.socket(fileno=ls.fd), ls.tls) for ls in spec.listeners]
     ownership = Ownership(spec)
     handle = ServerHandle(spec.settings, ownership=ownership)
-    await handle.start(sockets=sockets)
+    managesieve = socket.socket(fileno=spec.managesieve_fd) if spec.managesieve_fd >= 0 else None
+    await handle.start(sockets=sockets, managesieve_socket=managesieve)
     stop = asyncio.Event()
     handed_off = asyncio.Event()
     retiring: list[asyncio.Task[None]] = []

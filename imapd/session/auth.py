@@ -18,9 +18,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from imapd.session.context import ServerContext
     from imapd.session.session import Session
 
-__all__ = ["AuthThrottle", "HashSlots", "HashSkipped", "HashesBusy", "audit", "client_address", "is_trusted_proxy"]
+__all__ = ["AuthThrottle", "HashSkipped", "HashSlots", "HashesBusy", "LoginRefused", "audit", "check_password",
+           "client_address", "is_trusted_proxy"]
 
 audit_log = logging.getLogger("imapd.audit")
 
@@ -228,6 +230,54 @@ class HashSlots:
             self._release()
         else:
             waiter.set_result(None)
+
+
+# -- the password check, for every protocol --------------------------------------------------------------------
+class LoginRefused(Exception):
+    """The attempt failed and is counted; wait ``delay`` before answering (the same answer however it failed,
+    so it tells nothing about the password)."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+def _refused(throttle: AuthThrottle, address: str, username: str, reason: str) -> LoginRefused:
+    delay = throttle.record_failure(address, username)
+    if reason.startswith("throttled"):  # already past the limit: the penalty, however this one counts
+        delay = throttle.penalty_delay
+    return LoginRefused(reason, delay)
+
+
+async def check_password(ctx: ServerContext, address: str, username: str, password: str) -> str:
+    """The user's name when ``password`` is right; raises :class:`LoginRefused` (failure recorded) or
+    :class:`HashesBusy`. Shared by IMAP (LOGIN, AUTHENTICATE) and ManageSieve.
+
+    Order matters for the CPU: a throttled user is refused before anything; the credential cache (an HMAC)
+    comes next, so a user who logged in recently still gets in from a throttled address (behind a shared
+    webmail or NAT, say); a throttled address is refused before the hash; only then does the slow hash run,
+    in one of ``auth.max_concurrent_hashes`` slots (off the event loop).
+    """
+    throttle = ctx.throttle
+    if throttle.user_throttled(username):
+        raise _refused(throttle, address, username, "throttled (user)")
+    known = ctx.users.get(username)
+    if known is not None and ctx.credentials.check(username, password, known.generation):
+        # Same user, same password, same passwd entry within cache.ttl: skip the hash (imapd/cache.py).
+        return known.name
+    if throttle.address_throttled(address):
+        raise _refused(throttle, address, username, "throttled (address)")
+    try:
+        record = await ctx.hash_slots.run(ctx.users.verify, username, password,
+                                          still_wanted=lambda: not (throttle.address_throttled(address)
+                                                                    or throttle.user_throttled(username)))
+    except HashSkipped:
+        raise _refused(throttle, address, username, "throttled while queued") from None
+    if record is None:
+        raise _refused(throttle, address, username, "wrong password" if known is not None else "no such user")
+    ctx.credentials.remember(record.name, password, record.generation)
+    return record.name
 
 
 # -- the client's address ------------------------------------------------------------------------------------

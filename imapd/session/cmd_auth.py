@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import NoReturn
 
 from imapd import __version__
 from imapd.protocol import commands as c
@@ -19,7 +18,14 @@ from imapd.protocol.responses import (
     TaggedResponse,
     UntaggedStatus,
 )
-from imapd.session.auth import AuthThrottle, HashesBusy, HashSkipped, audit, client_address, is_trusted_proxy
+from imapd.session.auth import (
+    HashesBusy,
+    LoginRefused,
+    audit,
+    check_password,
+    client_address,
+    is_trusted_proxy,
+)
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.session import Done, Session, State
 
@@ -128,53 +134,19 @@ def _check_plaintext(s: Session) -> None:
 
 
 async def login_user(s: Session, username: str, password: str, mechanism: str = "LOGIN") -> None:
-    """Check a password and enter AUTHENTICATED; every outcome is one ``imapd.audit`` line.
-
-    Order matters for the CPU: a throttled user is refused before anything; the credential cache (an HMAC)
-    comes next, so a user who logged in recently still gets in from a throttled address (behind a shared
-    webmail or NAT, say); a throttled address is refused before the hash; only then does the slow hash run,
-    in one of ``auth.max_concurrent_hashes`` slots (off the event loop).
-    """
-    ctx = s.ctx
-    throttle = ctx.throttle
+    """Check a password (``auth.check_password``) and enter AUTHENTICATED; every outcome is one
+    ``imapd.audit`` line."""
     address = client_address(s)
-    if throttle.user_throttled(username):
-        await _refuse(s, username, mechanism, address, "throttled (user)")
-    known = ctx.users.get(username)
-    if known is not None and ctx.credentials.check(username, password, known.generation):
-        # Same user, same password, same passwd entry within cache.ttl: skip the hash (imapd/cache.py).
-        _logged_in(s, known.name, mechanism, address)
-        return
-    if throttle.address_throttled(address):
-        await _refuse(s, username, mechanism, address, "throttled (address)")
     try:
-        record = await ctx.hash_slots.run(ctx.users.verify, username, password,
-                                          still_wanted=lambda: not _throttled(throttle, address, username))
-    except HashSkipped:
-        await _refuse(s, username, mechanism, address, "throttled while queued")
+        name = await check_password(s.ctx, address, username, password)
+    except LoginRefused as exc:
+        audit(s, "login failed", username, mechanism, exc.reason)
+        await asyncio.sleep(exc.delay)
+        raise CommandNo("Invalid credentials", "AUTHENTICATIONFAILED") from None
     except HashesBusy:
         audit(s, "login failed", username, mechanism, "busy: too many password checks waiting")
         raise CommandNo("Too many logins in progress; try again later", "UNAVAILABLE") from None
-    if record is None:
-        reason = "wrong password" if known is not None else "no such user"
-        await _refuse(s, username, mechanism, address, reason)
-    ctx.credentials.remember(record.name, password, record.generation)
-    _logged_in(s, record.name, mechanism, address)
-
-
-def _throttled(throttle: AuthThrottle, address: str, username: str) -> bool:
-    return throttle.address_throttled(address) or throttle.user_throttled(username)
-
-
-async def _refuse(s: Session, username: str, mechanism: str, address: str, reason: str) -> NoReturn:
-    """Count a failure for the address and the user, log it, wait the delay, answer NO. Throttled
-    attempts get the same answer as wrong passwords: it tells nothing about the password."""
-    delay = s.ctx.throttle.record_failure(address, username)
-    if reason.startswith("throttled"):  # already past the limit: the penalty, however this one counts
-        delay = s.ctx.throttle.penalty_delay
-    audit(s, "login failed", username, mechanism, reason)
-    await asyncio.sleep(delay)
-    raise CommandNo("Invalid credentials", "AUTHENTICATIONFAILED")
+    _logged_in(s, name, mechanism, address)
 
 
 def _logged_in(s: Session, username: str, mechanism: str, address: str) -> None:

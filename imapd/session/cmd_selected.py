@@ -1,7 +1,9 @@
-"""Commands on the selected mailbox: FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT, IDLE."""
+"""Commands on the selected mailbox: FETCH, STORE, SEARCH/SORT/THREAD (ESEARCH, ESORT, CONTEXT, PARTIAL),
+CANCELUPDATE, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT, IDLE."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -9,11 +11,13 @@ from typing import TYPE_CHECKING
 from imapd.mime import UnknownEncoding
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_items import FetchAttr
-from imapd.protocol.response_codes import CopyUidCode, ModifiedCode
+from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode
 from imapd.protocol.responses import (
     ContinuationResponse,
     EsearchResponse,
+    EsearchValue,
     FetchResponse,
+    PartialResult,
     SearchResponse,
     SortResponse,
     ThreadResponse,
@@ -23,7 +27,7 @@ from imapd.protocol.responses import (
 from imapd.protocol.search_keys import SearchAnd, SearchFlag, SearchKey, SearchModSeq, SearchNot, SearchOr
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Atom, UndecodableName, Value
-from imapd.session import threads
+from imapd.session import contexts, threads
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.fetch import FetchPlan, render
 from imapd.session.resync import vanished_since
@@ -99,6 +103,8 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
     plan = FetchPlan(items)
     announce_keywords(s, view)
     pairs = iter_resolve(s, view, cmd.sequence, uid=cmd.uid)
+    if cmd.partial is not None:
+        pairs = iter(_partial_pairs(view, pairs, cmd.partial))
     if cmd.vanished and cmd.changedsince is not None:
         vanished = vanished_since(mailbox, cmd.changedsince, cmd.sequence)
         if vanished.ranges:
@@ -113,6 +119,49 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
 
 
 _FETCH_CHUNK = 256
+_MEMORY_FETCH_MAX = 256
+"""At most this many messages for a FETCH answered where the bytes arrive (see fetch_in_memory)."""
+
+
+def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
+    """Whether ``cmd`` can be answered from memory alone: flags, UIDs and MODSEQs are in the mailbox's
+    state, and ENVELOPE/BODY/BODYSTRUCTURE of every message named are in the value cache. No body part,
+    size or date (they are read from the index or the file), no \\Seen to set, no CHANGEDSINCE/VANISHED.
+    A webmail's FETCH of its last page of envelopes, repeated on each request, is this."""
+    view = s.selected
+    if view is None or cmd.changedsince is not None or cmd.vanished or cmd.sequence.saved or cmd.partial:
+        return False
+    if view.contexts:  # a live SEARCH/SORT (RFC 5267) may re-test criteria that read message text
+        return False
+    try:
+        plan = FetchPlan(cmd.items)
+    except ValueError:
+        return False
+    if plan.needs_raw or plan.needs_info or plan.sets_seen:
+        return False
+    try:
+        pairs = list(itertools.islice(iter_resolve(s, view, cmd.sequence, uid=cmd.uid), _MEMORY_FETCH_MAX + 1))
+    except CommandBad:
+        return True  # answered BAD from memory too
+    if len(pairs) > _MEMORY_FETCH_MAX:
+        return False
+    if not plan.needs_metadata:
+        return True
+    mailbox = view.mailbox
+    batch = plan.prefetch(mailbox, (), utf8=s.utf8)
+    return batch.all_cached(u for _, u in pairs)
+
+
+def _partial_pairs(view: SelectedView, pairs: Iterator[tuple[int, int]], partial: c.PartialRange) -> list[tuple[int, int]]:
+    """RFC 9394 3.3: only the ``partial`` range (``-1`` the last) of the messages the set names that still
+    exist, in UID order; CHANGEDSINCE then filters that range (RFC 9394 3.4). Holds at most the range."""
+    mailbox = view.mailbox
+    live = (p for p in pairs if p[1] in mailbox)
+    low, high = sorted((abs(partial.first), abs(partial.last)))
+    if partial.first > 0:
+        return list(itertools.islice(live, low - 1, high))
+    tail = collections.deque(live, maxlen=high)
+    return list(tail)[: max(len(tail) - low + 1, 0)]
 
 
 async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: FetchPlan,
@@ -255,14 +304,32 @@ def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:
     return [seq for u in uids if (seq := view.seq_of(u)) is not None]
 
 
-_ESEARCH_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+_RESULT_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"})
+_CONTEXT_OPTIONS = frozenset({"CONTEXT", "UPDATE"})
+_ESEARCH_OPTIONS = _RESULT_OPTIONS | _CONTEXT_OPTIONS
+
+
+def _return_options(view: SelectedView, cmd: c.Search | c.Sort) -> set[str]:
+    """The RETURN options, checked before any work: known, and UPDATE with a tag not in use by another
+    live context (RFC 5267 4.3: BAD)."""
+    options = set(cmd.return_options or ())
+    if options - _ESEARCH_OPTIONS:
+        raise CommandBad(f"Unknown return option {sorted(options - _ESEARCH_OPTIONS)[0]}")
+    if "UPDATE" in options and contexts.in_use(view, cmd.tag):
+        raise CommandBad(f"Tag reuse: {cmd.tag} already names a context with updates")
+    return options
+
+
+def _results_wanted(options: set[str]) -> set[str]:
+    """RETURN () means ALL (RFC 4731 3.1); so does a RETURN with only CONTEXT/UPDATE, whose client needs
+    the initial result that later ADDTO/REMOVEFROM change."""
+    wanted = options - _CONTEXT_OPTIONS
+    return wanted or {"ALL"}
 
 
 async def search(s: Session, cmd: c.Search) -> Done:
     view = _view(s)
-    options = set(cmd.return_options or ())
-    if options - _ESEARCH_OPTIONS:
-        raise CommandBad(f"Unknown SEARCH return option {sorted(options - _ESEARCH_OPTIONS)[0]}")
+    options = _return_options(view, cmd)
     try:
         uids = _run_search(s, view, cmd.criteria, cmd.charset)
     except CommandNo:
@@ -275,50 +342,84 @@ async def search(s: Session, cmd: c.Search) -> Done:
     if cmd.return_options is None and not s.rev2:  # IMAP4rev2 answers ESEARCH, ALL (RFC 9051 6.4.4)
         s.send(SearchResponse(tuple(_numbers(view, uids, uid=cmd.uid)), modseq))
         return Done("SEARCH completed")
-    if not options:
-        options = {"ALL"}  # RETURN () means ALL (RFC 4731 3.1)
-    if "SAVE" in options:
-        s.search_result = _saved_result(uids, options)
-        if options == {"SAVE"}:
-            return Done("SEARCH completed, result saved")
-    results = _esearch_results(view, uids, options, modseq, uid=cmd.uid)
-    s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
-    return Done("SEARCH completed")
+    return _answer_esearch(s, view, cmd, uids, options, modseq)
 
 
-def _saved_result(uids: list[int], options: set[str]) -> list[int]:
-    """What SEARCH ... SAVE keeps as ``$``: with only MIN and/or MAX, just those (RFC 5182 2.4)."""
-    if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
-        return sorted({*(uids[:1] if "MIN" in options else []), *(uids[-1:] if "MAX" in options else [])})
-    return list(uids)
+def _answer_esearch(s: Session, view: SelectedView, cmd: c.Search | c.Sort, uids: list[int], options: set[str],
+                    modseq: int | None) -> Done:
+    """ESEARCH / ESORT / CONTEXT / PARTIAL: the return data, ``$``, and the live context of an UPDATE."""
+    wanted = _results_wanted(options)
+    verb = "SORT" if isinstance(cmd, c.Sort) else "SEARCH"
+    saved = s.search_result  # ``$`` as the criteria saw it, before this command saves its own
+    if "SAVE" in wanted:
+        s.search_result = _saved_result(uids, wanted, cmd.partial)
+    if wanted != {"SAVE"}:
+        results = _esearch_results(view, uids, wanted, modseq, uid=cmd.uid, partial=cmd.partial)
+        s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
+    if "UPDATE" in options:
+        if not contexts.register(view, cmd, uids, limit=s.ctx.settings.limits.max_contexts, saved=saved):
+            s.send(UntaggedStatus("NO", "Too many contexts", Code("NOUPDATE", '"' + cmd.tag + '"')))
+            return Done(f"{verb} completed, will not notify")
+        return Done(f"{verb} completed, will notify")
+    if wanted == {"SAVE"}:
+        return Done(f"{verb} completed, result saved")
+    return Done(f"{verb} completed")
+
+
+def _returned(uids: list[int], options: set[str], partial: c.PartialRange | None) -> list[int] | None:
+    """The messages the result options return, which SAVE keeps as ``$`` and MODSEQ describes (RFC 5182
+    2.4, RFC 7162 3.1.10, RFC 9394 3.2): None (all matches) with ALL or COUNT or without MIN, MAX and
+    PARTIAL, else the first and/or last and the PARTIAL range. Ascending UIDs."""
+    if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX", "PARTIAL"}:
+        return None
+    picked = {*(uids[:1] if "MIN" in options else ()), *(uids[-1:] if "MAX" in options else ())}
+    if partial is not None and "PARTIAL" in options:
+        start, stop = partial.bounds(len(uids))
+        picked.update(uids[start:stop])
+    return sorted(picked)
+
+
+def _saved_result(uids: list[int], options: set[str], partial: c.PartialRange | None) -> list[int]:
+    """What SEARCH ... SAVE keeps as ``$`` (with PARTIAL alone the page, for a paged FETCH of ``$``)."""
+    returned = _returned(uids, options, partial)
+    return sorted(uids) if returned is None else returned
 
 
 def _esearch_results(view: SelectedView, uids: list[int], options: set[str], modseq: int | None, *,
-                     uid: bool) -> list[tuple[str, int | SequenceSet]]:
-    """The ESEARCH return data (RFC 4731 3.1, RFC 7162 3.1.10) for the matching ``uids``."""
+                     uid: bool, partial: c.PartialRange | None = None) -> list[tuple[str, EsearchValue]]:
+    """The ESEARCH return data (RFC 4731 3.1, RFC 7162 3.1.10, RFC 5267 3.1 and 4.4, RFC 9394) for the
+    matching ``uids`` in the requested order: mailbox order for SEARCH, sort order for SORT (MIN and MAX
+    are then the first and last sorted, ALL keeps the order)."""
     numbers = _numbers(view, uids, uid=uid)
-    results: list[tuple[str, int | SequenceSet]] = []
+    results: list[tuple[str, EsearchValue]] = []
     if numbers:
         if "MIN" in options:
             results.append(("MIN", numbers[0]))
         if "MAX" in options:
             results.append(("MAX", numbers[-1]))
         if "ALL" in options:
-            results.append(("ALL", SequenceSet.of(numbers)))
+            results.append(("ALL", SequenceSet.in_order(numbers)))
     if "COUNT" in options:
         results.append(("COUNT", len(numbers)))
+    if partial is not None and "PARTIAL" in options:
+        start, stop = partial.bounds(len(numbers))
+        page = numbers[start:stop]
+        results.append(("PARTIAL", PartialResult(partial, SequenceSet.in_order(page) if page else None)))
     if modseq is not None and numbers:
-        results.append(("MODSEQ", _esearch_modseq(view, uids, options, modseq)))
+        returned_modseq = _esearch_modseq(view, uids, options, modseq, partial)
+        if returned_modseq is not None:
+            results.append(("MODSEQ", returned_modseq))
     return results
 
 
-def _esearch_modseq(view: SelectedView, uids: list[int], options: set[str], highest: int) -> int:
-    """RFC 7162 3.1.10: with only MIN and/or MAX, the highest MODSEQ of the messages returned; else
-    ``highest``, that of all matches."""
-    if not options & {"MIN", "MAX"} or options & {"ALL", "COUNT"}:
+def _esearch_modseq(view: SelectedView, uids: list[int], options: set[str], highest: int,
+                    partial: c.PartialRange | None) -> int | None:
+    """RFC 7162 3.1.10: the highest MODSEQ of the messages returned (``highest``, that of all matches,
+    unless only MIN/MAX/PARTIAL were asked for); None when an empty page returns none."""
+    returned = _returned(uids, options, partial)
+    if returned is None:
         return highest
-    returned = (uids[:1] if "MIN" in options else []) + (uids[-1:] if "MAX" in options else [])
-    return max(view.mailbox.modseq(u) or 0 for u in returned)
+    return max((view.mailbox.modseq(u) or 0 for u in returned), default=None)
 
 
 def _sort_rows(s: Session, view: SelectedView, uids: list[int], *, uid: bool) -> list[SortRow]:
@@ -338,14 +439,21 @@ def _check_charset(charset: str) -> None:
 async def sort(s: Session, cmd: c.Sort) -> Done:
     view = _view(s)
     _check_charset(cmd.charset)
-    if cmd.return_options is not None:
-        raise CommandBad("SORT RETURN (ESORT) is not supported")
+    options = _return_options(view, cmd) if cmd.return_options is not None else set()
     uids = _run_search(s, view, cmd.criteria, cmd.charset)
     ordered = sort_uids(view.mailbox, uids, cmd.keys)
     # RFC 7162 3.1.9: with a MODSEQ criterion, SORT reports the highest MODSEQ of what it returns.
     modseq = max(view.mailbox.modseq(u) or 0 for u in ordered) if ordered and _has_modseq(cmd.criteria) else None
+    if cmd.return_options is not None:  # ESORT (RFC 5267 3), CONTEXT=SORT
+        return _answer_esearch(s, view, cmd, ordered, options, modseq)
     s.send(SortResponse(tuple(_numbers(view, ordered, uid=cmd.uid)), modseq))
     return Done("SORT completed")
+
+
+async def cancel_update(s: Session, cmd: c.CancelUpdate) -> Done:
+    """RFC 5267 4.3.5: no more updates for these contexts (an unknown tag has none to stop)."""
+    contexts.cancel(_view(s), cmd.tags)
+    return Done("No further updates")
 
 
 async def thread(s: Session, cmd: c.Thread) -> Done:

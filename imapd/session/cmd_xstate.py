@@ -23,11 +23,12 @@ import ipaddress
 import logging
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imapd.protocol import commands as c
 from imapd.protocol.response_codes import CapabilityCode, Code
-from imapd.protocol.responses import CapabilityResponse, UntaggedStatus, XStateResponse
+from imapd.protocol.responses import CapabilityResponse, Response, UntaggedStatus, XStateResponse
+from imapd.session import contexts
 from imapd.session.auth import audit, client_address
 from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated, utf8_names
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
@@ -141,6 +142,7 @@ def _saved_view(s: Session) -> tuple[MailboxView | None, bool]:
         search_result=search,
         keywords_digest=keywords_digest(mailbox),
         recent=_recent_ranges(view),
+        live_searches=contexts.to_saved(view),
     ), saved is not None and search is None
 
 
@@ -158,6 +160,8 @@ class _Prepared:
     view: SelectedView | None = None
     plan: CatchUp | None = None
     stale: str | None = None
+    live: list[Response] = field(default_factory=list)
+    """What the restored live searches tell the client after the catch-up (ADDTO/REMOVEFROM, NOUPDATE)."""
 
 
 async def restore(s: Session, cmd: c.XStateRestore) -> Done:
@@ -274,6 +278,8 @@ def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating
         select_view(s, prepared.view)
         if saved.search_result is not None:
             s.search_result = list(saved.search_result.to_set())
+        prepared.live = contexts.restore_saved(prepared.view, saved.live_searches,
+                                               limit=s.ctx.settings.limits.max_contexts)
     return closed
 
 
@@ -289,6 +295,8 @@ async def _send(s: Session, prepared: _Prepared, *, authenticating: bool, closed
         return Done(f"X-STATE restored without the mailbox: {prepared.stale}; select it again",
                     Code("X-STATE-STALE"))
     await send_catch_up(s, prepared.plan)
+    for response in prepared.live:
+        s.send(response)
     readonly = s.selected is not None and s.selected.readonly
     return Done("X-STATE restored", Code("READ-ONLY" if readonly else "READ-WRITE"))
 

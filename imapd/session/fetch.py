@@ -285,6 +285,14 @@ class FetchBatch:
             need = [u for u in chunk if any(self.key(u, item) not in peek for item in self._cached_items)]
         self._metas = self.mailbox.metadata_many(need) if plan.needs_metadata and need else {}
 
+    def all_cached(self, uids: Iterable[int]) -> bool:
+        """Every cacheable value of the plan is in the cache for these UIDs (so rendering reads nothing),
+        and the plan needs nothing else from the index."""
+        if self.plan.needs_raw or self.plan.needs_info:
+            return False
+        data = self._cache._data
+        return all(self.key(u, item) in data for u in uids for item in self._cached_items)
+
     def info(self, uid: int) -> MessageInfo | None:
         if uid not in self._loaded:
             self._load(uid)

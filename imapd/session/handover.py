@@ -19,10 +19,12 @@ from array import array
 import msgspec
 
 from imapd.protocol.responses import UntaggedStatus
+from imapd.session import contexts
 from imapd.session.cmd_auth import enter_authenticated
 from imapd.session.cmd_mailbox import attach_view
 from imapd.session.recent import RecentUids
 from imapd.session.session import Session, State
+from imapd.session.view import SelectedView
 from imapd.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,17 @@ class SelectedSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """This session's \\Recent UIDs (inclusive ranges)."""
     flags_sent: list[str]
     """The FLAGS the client was last told (keywords it knows)."""
+    contexts: list[ContextSnapshot] = []
+    """RFC 5267 RETURN (UPDATE) results, exactly as the client holds them."""
+    context_dirty: list[int] = []
+    """Messages changed since the contexts were last brought up to date."""
+
+
+class ContextSnapshot(msgspec.Struct, frozen=True):
+    """A live CONTEXT=SEARCH/SORT result (``contexts.py``): its command as text, its result in order."""
+
+    command: str
+    result: list[int]
 
 
 class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,7 +106,10 @@ def snapshot(s: Session) -> SessionSnapshot:
             name=mailbox.name, mailbox_guid=mailbox.mailboxid, uidvalidity=mailbox.uidvalidity,
             readonly=view.readonly, exists=view.exists, max_uid=view.max_uid, modseq=mailbox.highestmodseq,
             pending_expunged=sorted(view.pending_expunged or ()), pending_flags=sorted(view.pending_flags or ()),
-            recent=view.recent.ranges(), flags_sent=list(view.flags_sent))
+            recent=view.recent.ranges(), flags_sent=list(view.flags_sent),
+            contexts=[ContextSnapshot(contexts.saved_command(x), list(x.result))
+                      for x in (view.contexts.entries.values() if view.contexts else ())],
+            context_dirty=sorted(view.contexts.dirty) if view.contexts else [])
     return SessionSnapshot(
         user=user, generation=record.generation if record is not None else -1, enabled=sorted(s.enabled),
         utf8=s.utf8, selected=selected, search_result=s.search_result, idle_tag=s.idle_tag,
@@ -179,7 +195,18 @@ def _reselect(s: Session, sel: SelectedSnapshot) -> bool:
     changed = [u for u, _, _ in mailbox.changed_since(sel.modseq) if u <= sel.max_uid]
     flags = set(sel.pending_flags).union(changed).difference(expunged)
     view.pending_flags = flags or None
+    _resume_contexts(view, sel, flags)
     return True
+
+
+def _resume_contexts(view: SelectedView, sel: SelectedSnapshot, changed: set[int]) -> None:
+    """The live contexts as they were; what changed meanwhile is re-tested at the next update."""
+    for snap in sel.contexts:
+        cmd = contexts.parse_saved(snap.command)
+        if cmd is not None:
+            contexts.register(view, cmd, snap.result, limit=len(sel.contexts))
+    if view.contexts:
+        view.contexts.dirty.update(sel.context_dirty, changed)
 
 
 def _bye(s: Session, text: str) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from imapd.protocol.flags import STORABLE_SYSTEM_FLAGS
 from imapd.protocol.response_codes import PermanentFlagsCode
 from imapd.protocol.responses import (
+    EsearchResponse,
     ExistsResponse,
     ExpungeResponse,
     FetchResponse,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from imapd.store.mailbox import Mailbox
 
 __all__ = [
+    "ContextUpdate",
     "Exists",
     "Expunge",
     "FlagChange",
@@ -94,6 +96,13 @@ class Keywords:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextUpdate:
+    """ADDTO/REMOVEFROM of a live search (RFC 5267 4.3), built by ``contexts.py`` when it is placed."""
+
+    response: EsearchResponse
+
+
+@dataclass(frozen=True, slots=True)
 class FlagChange:
     """Message ``seq`` (UID ``uid``) has new flags: an untagged FETCH built by :func:`flag_fetch`."""
 
@@ -101,7 +110,7 @@ class FlagChange:
     uid: int
 
 
-Update = Expunge | Vanished | Exists | Recent | Keywords | FlagChange
+Update = Expunge | Vanished | Exists | Recent | Keywords | FlagChange | ContextUpdate
 
 
 def as_update(update: Update | tuple[Any, ...]) -> Update:
@@ -184,5 +193,7 @@ def render(view: SelectedView, updates: Sequence[Update | tuple[Any, ...]], *,
             yield ExistsResponse(update.count)
         elif isinstance(update, Recent):
             yield RecentResponse(update.count)
+        elif isinstance(update, ContextUpdate):
+            yield update.response
         else:
             yield from flag_list_responses(update.flags, readonly=view.readonly)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from imapd.protocol.flags import STORABLE_SYSTEM_FLAGS
+from imapd.session import contexts
+from imapd.session.contexts import LiveContexts
 from imapd.session.recent import RecentUids
 from imapd.session.updates import (
     Exists,
@@ -44,6 +46,7 @@ class SelectedView:
         "_notify",
         "_subscription",
         "_user",
+        "contexts",
         "exists",
         "flags_sent",
         "mailbox",
@@ -69,6 +72,7 @@ class SelectedView:
         self.flags_sent: tuple[str, ...] = mailbox_flags(mailbox)  # the FLAGS list the client holds
         self._notify: Callable[[], None] | None = None
         self._subscription: Any = None
+        self.contexts: LiveContexts | None = None  # RFC 5267 RETURN (UPDATE) results kept live here
 
     # -- sequence numbers ---------------------------------------------------------------------------
     def uid_of(self, seq: int) -> int:
@@ -186,6 +190,8 @@ class SelectedView:
             if self.pending_flags is None:
                 self.pending_flags = set()
             self.pending_flags.update(known)
+            if self.contexts:
+                self.contexts.dirty.update(known)  # also when this session made the change itself
         if self._notify is not None:
             self._notify()
 
@@ -201,11 +207,20 @@ class SelectedView:
     @property
     def has_pending(self) -> bool:
         return (bool(self.pending_expunged or self.pending_flags) or len(self.mailbox.uid_array) != self.exists
-                or len(self.flags_sent) != len(STORABLE_SYSTEM_FLAGS) + len(self.mailbox.keywords()))
+                or len(self.flags_sent) != len(STORABLE_SYSTEM_FLAGS) + len(self.mailbox.keywords())
+                or bool(self.contexts and self.contexts.dirty))
 
     # -- catching the client up -----------------------------------------------------------------------
     def take_updates(self, *, allow_expunge: bool, vanished: bool) -> list[Update]:
-        """Updates to send now, already applied to the view. Expunges first, then EXISTS, then flags."""
+        """Updates to send now, already applied to the view. Expunges first, then EXISTS, then flags; the
+        live contexts' ADDTO/REMOVEFROM where RFC 5267 wants them (``contexts.weave``)."""
+        live = self.contexts
+        if not live:
+            return self._take_updates(allow_expunge=allow_expunge, vanished=vanished)
+        was = contexts.before(self, allow_expunge=allow_expunge)
+        return contexts.weave(self, was, self._take_updates(allow_expunge=allow_expunge, vanished=vanished))
+
+    def _take_updates(self, *, allow_expunge: bool, vanished: bool) -> list[Update]:
         out: list[Update] = []
         current = self.mailbox.uid_array
         if self.pending_expunged and allow_expunge:

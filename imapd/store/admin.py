@@ -12,6 +12,9 @@ import os
 import sqlite3
 import sys
 import time
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from imapd.rendezvous import notify_owner
 from imapd.store.errors import (
@@ -25,6 +28,10 @@ from imapd.store.errors import (
 from imapd.store.quota import MESSAGES_FIELD, STORAGE_FIELD, QuotaLimits, passwd_limits
 from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
+
+if TYPE_CHECKING:
+    from imapd.config import SieveSettings
+    from imapd.sieve.delivery import DeliveryReport
 
 __all__ = ["EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_NOPERM", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
 
@@ -148,18 +155,11 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     default = _default_quota(args)
     if default is None:
         return EX_CONFIG
+    settings = _deliver_settings(args)  # the same file and overrides: they were just read
     store = Store(args.data_dir)
     store.quota_limits = passwd_limits(_passwd(args), default)
     try:
-        try:
-            us = store.user(args.user)
-        except NoSuchUser:
-            us = store.create_user(args.user)
-        mb = us.open(args.mailbox)
-        try:
-            uid = mb.append(data)
-        finally:
-            mb.release()
+        report = _deliver_one(store, args, data, settings)
     except NoSuchUser as exc:
         _err(str(exc))
         return EX_NOUSER
@@ -178,10 +178,39 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         return EX_TEMPFAIL
     finally:
         store.close()
-    notify_owner(args.data_dir, args.user)  # the running server's owner of the user syncs at once
+    if report.stored:
+        notify_owner(args.data_dir, args.user)  # the running server's owner of the user syncs at once
+    if report.rejected is not None:
+        _err(f"rejected by the recipient's Sieve script: {report.rejected}")
+        return EX_NOPERM  # the MTA bounces with the text above
     if args.verbose:
-        print(uid)
+        for mailbox, uid in report.stored:
+            print(uid if mailbox == args.mailbox else f"{mailbox} {uid}")
     return EX_OK
+
+
+def _deliver_settings(args: argparse.Namespace) -> SieveSettings:
+    from imapd.config import ConfigError, load_settings
+
+    try:
+        return load_settings(args.config, args.overrides).sieve
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _deliver_one(store: Store, args: argparse.Namespace, data: bytes, settings: SieveSettings) -> DeliveryReport:
+    """The user's active Sieve script decides where the message goes (``imapd/sieve/delivery.py``)."""
+    from imapd.sieve.delivery import deliver
+    from imapd.sieve.interpreter import Envelope
+
+    try:
+        store.user(args.user)
+    except NoSuchUser:
+        store.create_user(args.user)
+    if args.no_sieve:
+        settings = msgspec.structs.replace(settings, enabled=False)
+    envelope = Envelope(mail_from=args.sender, rcpt_to=args.recipient or args.user)
+    return deliver(store, args.user, envelope, data, settings, mailbox=args.mailbox)
 
 
 def _default_quota(args: argparse.Namespace) -> QuotaLimits | None:
@@ -318,7 +347,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p = user_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_user_list)
     settings = argparse.ArgumentParser(add_help=False)
-    settings.add_argument("--config", metavar="FILE", help="the server's TOML config (for the [quota] defaults)")
+    settings.add_argument("--config", metavar="FILE",
+                          help="the server's TOML config (for the [quota] defaults and the [sieve] settings)")
     settings.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                           help="override a setting, as for `imapd serve`")
     p = user_sub.add_parser("quota", parents=[common, settings],
@@ -328,9 +358,16 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--messages", metavar="N", help="MESSAGE limit (0: unlimited; 'default': the setting)")
     p.set_defaults(func=cmd_user_quota)
 
-    p = subparsers.add_parser("deliver", parents=[common, settings], help="deliver one message from stdin")
+    p = subparsers.add_parser("deliver", parents=[common, settings], help="deliver one message from stdin",
+                              description="Deliver one message from stdin to USER, through their active Sieve "
+                                          "script (fileinto, redirect, vacation, reject ...).")
     p.add_argument("user")
-    p.add_argument("--mailbox", default="INBOX")
+    p.add_argument("--mailbox", default="INBOX", help="where keep (explicit or implicit) stores")
+    p.add_argument("--sender", "-f", default="", metavar="ADDR",
+                   help="the envelope sender (Postfix: ${sender}); empty = the null return path")
+    p.add_argument("--recipient", "-a", default="", metavar="ADDR",
+                   help="the envelope recipient (Postfix: ${original_recipient}); default: USER")
+    p.add_argument("--no-sieve", action="store_true", help="store in --mailbox, ignoring any Sieve script")
     p.add_argument("-v", "--verbose", action="store_true", help="print the new UID")
     p.add_argument("--over-quota", choices=["tempfail", "bounce"], default="tempfail",
                    help="exit 75 (EX_TEMPFAIL, the MTA retries; default) or 77 (EX_NOPERM, it bounces)")

@@ -191,3 +191,35 @@ def test_tiny_max_bytes_evicts_and_tiny_ttl_expires(tmp_path: Path) -> None:
         assert re.search(r"imapd_cache_evictions_total\s+\d+", out)
     finally:
         stop_server(srv)
+
+
+def test_a_warm_envelope_fetch_is_answered_in_place_and_the_same(cached: Cached) -> None:
+    """The webmail's repeated FETCH of a page of envelopes runs on the network loop once the envelopes are
+    in the value cache: no lane round trip, and the same answer as from the lane; a FETCH that needs the
+    index or the file (sizes, bodies, \\Seen) still goes to the lane. (A background job of the user, such
+    as the sync after a delivery, sends a command to the lane too: hence the retries.)"""
+    for i in range(5):
+        imapd_cli("deliver", "ivy", "--data-dir", str(cached.server.data_dir), stdin=message(f"page {i}"))
+    imap, n = _visit(cached)
+
+    def inline() -> float:
+        return cached.metrics().get("imapd_inline_commands_total", 0)
+
+    before = inline()
+    _, first = imap.uid("FETCH", "1:*", "(UID ENVELOPE FLAGS)")  # the lane fills the value cache
+    assert inline() == before and len(first) == n
+    for _ in range(50):
+        _, again = imap.uid("FETCH", "1:*", "(UID ENVELOPE FLAGS)")
+        assert again == first
+        if inline() > before:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the cached FETCH never ran in place")
+    before = inline()
+    imap.uid("FETCH", "1:*", "(RFC822.SIZE)")  # from the index
+    imap.fetch("1", "(BODY[TEXT])")  # from the file, and sets \Seen
+    assert inline() == before
+    _, flags = imap.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in flags[0]
+    imap.logout()

@@ -111,6 +111,10 @@ commands = st.one_of(
     st.builds(c.Sort, tags, st.lists(st.builds(c.SortKey, st.sampled_from(["DATE", "SUBJECT", "SIZE", "DISPLAYFROM"]), st.booleans()),
                                      min_size=1, max_size=3).map(tuple), charsets, search_keys, st.booleans()),
     st.builds(c.Thread, tags, st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]), charsets, search_keys, st.booleans()),
+    st.builds(c.Search, tags, search_keys, st.booleans(), st.none(), st.just(("UPDATE", "PARTIAL", "COUNT")),
+              st.builds(c.PartialRange, st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
+              | st.builds(c.PartialRange, st.integers(-(2**32 - 1), -1), st.integers(-(2**32 - 1), -1))),
+    st.builds(c.CancelUpdate, tags, st.lists(tags, min_size=1, unique=True).map(tuple)),
     st.builds(c.XStateSave, tags), st.builds(c.XStateRestore, tags, st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)),
 )
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from statecodec import (
     EXTENSION_REGISTRY,
+    LiveSearch,
     MailboxView,
     SessionState,
     UidRanges,
@@ -74,6 +75,11 @@ def mailbox_views(draw: st.DrawFn) -> MailboxView:
         keywords_digest=draw(st.integers(0, MAX_UID)),
         recent=draw(st.none() | st.lists(st.sampled_from(uids or [1]), unique=True).map(
             lambda u: UidRanges.from_set(UidSet.from_uids(u)))),
+        live_searches=tuple(draw(st.lists(st.builds(
+            LiveSearch, st.sampled_from(["B01 UID SEARCH RETURN (UPDATE) FLAGGED",
+                                         "S1 UID SORT RETURN (UPDATE) (SUBJECT) UTF-8 UNSEEN"]),
+            st.lists(st.sampled_from(uids or [1]), unique=True).map(lambda u: UidRanges.from_set(UidSet.from_uids(u)))),
+            max_size=2))),
     )
 
 

@@ -133,6 +133,10 @@ def test_search_answers_esearch(server: RunningServer, rev2: RawIMAP) -> None:
     assert untagged == [b'* ESEARCH (TAG "A285") MIN 2 COUNT 2']
     untagged, _ = rev2.command("SEARCH CHARSET UTF-8 ALL", "A286")
     assert untagged == [b'* ESEARCH (TAG "A286") ALL 1:4']
+    # with a MODSEQ criterion (CONDSTORE): the highest MODSEQ in the ESEARCH, not "* SEARCH ... (MODSEQ n)"
+    untagged, _ = rev2.command("SEARCH MODSEQ 1", "A287")
+    assert [ln for ln in untagged if ln.startswith(b"* ESEARCH")] == untagged[-1:], untagged
+    assert re.fullmatch(rb'\* ESEARCH \(TAG "A287"\) ALL 1:4 MODSEQ \d+', untagged[-1]), untagged
 
 
 def test_rev1_search_status_and_names_unchanged(server: RunningServer, rev1: RawIMAP) -> None:

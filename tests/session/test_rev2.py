@@ -112,7 +112,8 @@ def test_no_recent_anywhere_and_rev1_keeps_it(server: RunningServer, rev2: RawIM
 @pytest.mark.parametrize("criteria", ["RECENT", "NEW", "OLD", "NOT RECENT", "OR SEEN NEW", "(ALL OLD)"])
 def test_search_recent_new_old_are_refused(server: RunningServer, rev2: RawIMAP, criteria: str) -> None:
     rev2.ok("EXAMINE INBOX")
-    for command in (f"SEARCH {criteria}", f"UID SEARCH {criteria}", f"SORT (ARRIVAL) UTF-8 {criteria}"):
+    for command in (f"SEARCH {criteria}", f"UID SEARCH {criteria}", f"SORT (ARRIVAL) UTF-8 {criteria}",
+                    f"THREAD REFERENCES UTF-8 {criteria}", f"SEARCH RETURN (COUNT) {criteria}"):
         untagged, tagged = rev2.command(command)
         assert b" BAD " in tagged and not untagged, (command, untagged, tagged)
 

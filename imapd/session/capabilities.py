@@ -7,6 +7,7 @@ __all__ = ["capabilities"]
 # Advertised in every state.
 _ALWAYS = (
     "IMAP4rev1",
+    "IMAP4rev2",  # RFC 9051, per session after ENABLE IMAP4rev2 (session.Session.rev2)
     "LITERAL+",
     "SASL-IR",
     "ID",

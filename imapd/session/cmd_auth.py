@@ -32,7 +32,15 @@ from imapd.session.session import Done, Session, State
 log = logging.getLogger(__name__)
 
 # Extensions ENABLE can turn on (RFC 5161).
-ENABLEABLE: frozenset[str] = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "UIDONLY"})
+ENABLEABLE: frozenset[str] = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "UIDONLY", "IMAP4REV2"})
+# How ENABLED spells a name when it is not all capitals (RFC 9051 6.3.1 writes "IMAP4rev2").
+_SPELLING = {"IMAP4REV2": "IMAP4rev2"}
+
+
+def utf8_names(enabled: frozenset[str]) -> bool:
+    """Mailbox names and quoted strings in UTF-8, not modified UTF-7: after UTF8=ACCEPT (RFC 6855 3) and
+    after IMAP4rev2 (RFC 9051 5.1, 4.3), which both say so."""
+    return "UTF8=ACCEPT" in enabled or "IMAP4REV2" in enabled
 
 
 async def capability(s: Session, cmd: c.Capability) -> Done:
@@ -88,10 +96,10 @@ async def enable(s: Session, cmd: c.Enable) -> Done:
         # RFC 7162 3.2.3: enabling QRESYNC also enables CONDSTORE.
         s.enable_condstore()
     s.enabled = s.enabled.union(newly)
-    if "UTF8=ACCEPT" in newly:
+    if utf8_names(s.enabled) and not s.utf8:
         s.utf8 = True
         s.conn.set_utf8(True)
-    s.send(EnabledResponse(tuple(newly)))
+    s.send(EnabledResponse(tuple(_SPELLING.get(name, name) for name in newly)))
     return Done("ENABLE completed")
 
 

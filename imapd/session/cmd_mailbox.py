@@ -83,8 +83,10 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
 
 def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView:
     """Make ``mailbox`` the selected one, listening to its change feed. Nothing is \\Recent for the view
-    yet: SELECT claims with :meth:`SelectedView.learn_recent`, a restore brings the session's own."""
-    return select_view(s, SelectedView(mailbox, readonly=readonly, claims=s.ctx.recent, user=s.user))
+    yet: SELECT claims with :meth:`SelectedView.learn_recent`, a restore brings the session's own. An
+    IMAP4rev2 session has no \\Recent (RFC 9051 2.3.2) and claims nothing, leaving it to IMAP4rev1 ones."""
+    claims = None if s.rev2 else s.ctx.recent
+    return select_view(s, SelectedView(mailbox, readonly=readonly, claims=claims, user=s.user))
 
 
 def select_view(s: Session, view: SelectedView) -> SelectedView:
@@ -101,16 +103,39 @@ def send_select_untagged(s: Session, view: SelectedView) -> None:
     flags = view.flags_sent
     s.send(FlagsResponse(flags))
     s.send(ExistsResponse(view.exists))
-    s.send(RecentResponse(view.recent_count()))
-    first_unseen = mailbox.first_unseen_uid()
-    if first_unseen is not None:
-        seq = view.seq_of(first_unseen)
-        if seq is not None:
-            s.send(UntaggedStatus("OK", f"Message {seq} is first unseen", NumberCode("UNSEEN", seq)))
+    if s.rev2:  # RFC 9051 6.3.2: no RECENT and no [UNSEEN], but the mailbox's LIST response
+        s.send(_select_list_response(s, mailbox))
+    else:
+        _send_recent_and_unseen(s, view)
     s.send(flag_list_responses(flags, readonly=view.readonly)[1])
     s.send(UntaggedStatus("OK", "UIDs valid", NumberCode("UIDVALIDITY", mailbox.uidvalidity)))
     s.send(UntaggedStatus("OK", "Predicted next UID", NumberCode("UIDNEXT", mailbox.uidnext)))
     s.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", mailbox.highestmodseq)))
+
+
+def _send_recent_and_unseen(s: Session, view: SelectedView) -> None:
+    """What an IMAP4rev1 SELECT says and an IMAP4rev2 one does not (RFC 3501 6.3.1)."""
+    s.send(RecentResponse(view.recent_count()))
+    first_unseen = view.mailbox.first_unseen_uid()
+    if first_unseen is not None:
+        seq = view.seq_of(first_unseen)
+        if seq is not None:
+            s.send(UntaggedStatus("OK", f"Message {seq} is first unseen", NumberCode("UNSEEN", seq)))
+
+
+def _select_list_response(s: Session, mailbox: Mailbox) -> ListResponse:
+    """RFC 9051 6.3.2: the selected mailbox's LIST response, so the client learns its name as the server
+    spells it (``inbox`` selects ``INBOX``) and its attributes, which must be accurate: the same ones
+    LIST gives (from the open mailbox and one directory scan, not a listing of every mailbox)."""
+    info = MailboxInfo(mailbox.name, mailbox.mailbox_id, mailbox.special_use, False,
+                       _user(s).has_children(mailbox.name), False)
+    return ListResponse(_attributes(info, subscribed=False), SEPARATOR, mailbox.name)
+
+
+def _refuse_recent(s: Session, items: tuple[str, ...]) -> None:
+    """RFC 9051 removes STATUS RECENT (Appendix E): BAD in an IMAP4rev2 session, as any unknown item."""
+    if s.rev2 and "RECENT" in items:
+        raise CommandBad("STATUS RECENT is not part of IMAP4rev2 (RFC 9051)")
 
 
 # -- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------------------------------------
@@ -214,6 +239,7 @@ async def list_(s: Session, cmd: c.List) -> Done:
         bad = [i for i in cmd.status_items if i not in _STATUS_ITEMS]
         if bad:
             raise CommandBad(f"Unknown STATUS item {bad[0]}")
+        _refuse_recent(s, cmd.status_items)
     only_subscribed = "SUBSCRIBED" in selection
     only_special = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
@@ -303,6 +329,7 @@ async def status(s: Session, cmd: c.Status) -> Done:
     unknown = [i for i in cmd.items if i not in _STATUS_ITEMS]
     if unknown:
         raise CommandBad(f"Unknown STATUS item {unknown[0]}")
+    _refuse_recent(s, cmd.items)
     _send_status(s, existing_name(cmd.mailbox), cmd.items, quiet=False)
     return Done("STATUS completed")
 

@@ -26,7 +26,7 @@ from imapd.protocol.responses import (
     UntaggedStatus,
     VanishedResponse,
 )
-from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchModSeq, SearchNot, SearchOr
+from imapd.protocol.search_keys import SearchAnd, SearchFlag, SearchKey, SearchModSeq, SearchNot, SearchOr
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Atom, FileLiteral, Literal8, UndecodableName, Value
 from imapd.session import contexts, threads
@@ -433,10 +433,25 @@ def _has_modseq(key: SearchKey) -> bool:
 
 
 def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None, tag: str) -> list[int]:
+    if s.rev2 and _has_recent(criteria):
+        raise CommandBad("RECENT, NEW and OLD are not search keys of IMAP4rev2 (RFC 9051)")
     if _has_modseq(criteria):
         s.enable_condstore()
     return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
                       charset=charset, recent=view.recent, progress=Progress(s, tag, "Searching"))
+
+
+def _has_recent(key: SearchKey) -> bool:
+    """Whether ``key`` uses ``\\Recent`` (RECENT, NEW, OLD) anywhere."""
+    if isinstance(key, SearchFlag):
+        return key.flag == "\\Recent"
+    if isinstance(key, SearchNot):
+        return _has_recent(key.key)
+    if isinstance(key, SearchOr):
+        return _has_recent(key.left) or _has_recent(key.right)
+    if isinstance(key, SearchAnd):
+        return any(_has_recent(k) for k in key.keys)
+    return False
 
 
 def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:
@@ -480,7 +495,7 @@ async def search(s: Session, cmd: c.Search) -> Done:
     modseq = None
     if _has_modseq(cmd.criteria) and uids:
         modseq = max(view.mailbox.modseq(u) or 0 for u in uids)
-    if cmd.return_options is None:
+    if cmd.return_options is None and not s.rev2:  # IMAP4rev2 answers ESEARCH, ALL (RFC 9051 6.4.4)
         s.send(SearchResponse(tuple(_numbers(view, uids, uid=cmd.uid)), modseq))
         return Done("SEARCH completed")
     return _answer_esearch(s, view, cmd, uids, options, modseq)

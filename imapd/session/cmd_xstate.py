@@ -30,7 +30,7 @@ from imapd.protocol.response_codes import CapabilityCode, Code
 from imapd.protocol.responses import CapabilityResponse, Response, UntaggedStatus, XStateResponse
 from imapd.session import contexts
 from imapd.session.auth import audit, client_address
-from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated
+from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated, utf8_names
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.resync import CatchUp, NotRestorable, plan_restore, plan_restore_by_uid, send_catch_up
@@ -239,7 +239,8 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
     try:
         mailbox.sync()
         plan = _plan(mailbox, saved, uidonly="UIDONLY" in state.enabled)
-        view = SelectedView(mailbox, readonly=saved.read_only, claims=s.ctx.recent, user=user)
+        rev2 = s.rev2 or "IMAP4REV2" in state.enabled  # no \Recent in IMAP4rev2 (RFC 9051 2.3.2)
+        view = SelectedView(mailbox, readonly=saved.read_only, claims=None if rev2 else s.ctx.recent, user=user)
         # The session keeps its own \Recent and claims the mail it is now told of, as a SELECT would.
         view.restore_recent(saved.recent.to_set().ranges() if saved.recent else (), saved.uidnext)
         return _Prepared(view, plan)
@@ -275,7 +276,7 @@ def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating
     s.xstate_lineage = state.lineage or new_lineage()
     for name in state.enabled & ENABLEABLE:
         s.enabled = s.enabled | {name}
-    if "UTF8=ACCEPT" in s.enabled and not s.utf8:
+    if utf8_names(s.enabled) and not s.utf8:
         s.utf8 = True
         s.conn.set_utf8(True)
     saved = state.mailbox

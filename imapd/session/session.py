@@ -27,7 +27,7 @@ from imapd.protocol.responses import (
 )
 from imapd.session.capabilities import capabilities
 from imapd.session.uidonly import as_uidfetch, uidfetch_batch
-from imapd.session.updates import Update
+from imapd.session.updates import Recent, Update, as_update
 from imapd.session.updates import render as render_updates
 
 if TYPE_CHECKING:
@@ -223,6 +223,11 @@ class Session:
         self.ctx.release_user(self)
 
     @property
+    def rev2(self) -> bool:
+        """ENABLE IMAP4rev2 (RFC 9051): the handlers that build a response RFC 9051 changes ask this."""
+        return "IMAP4REV2" in self.enabled
+
+    @property
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled
 
@@ -269,6 +274,8 @@ class Session:
         view = self.selected
         if view is None:
             return
+        if self.rev2:  # IMAP4rev2 has no RECENT response (RFC 9051 7.4, Appendix E)
+            updates = [u for u in updates if not isinstance(as_update(u), Recent)]
         for response in render_updates(view, updates, condstore=self.condstore):
             self.send(response)
 

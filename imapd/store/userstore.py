@@ -338,6 +338,11 @@ class UserStore:
             return False
         return True
 
+    def has_children(self, name: str) -> bool:
+        """Whether a folder lies below ``name``, from one scan of the user's directory (the IMAP4rev2
+        SELECT says so without :meth:`list_mailboxes`, which syncs every folder)."""
+        return bool(self._children_dirs(normalize(name)))
+
     def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
         """Create a mailbox (and any missing parents, RFC 3501 6.3.3)."""
         name = normalize(name)

@@ -26,6 +26,7 @@ from .search_keys import (
     SearchSequence,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 from .values import format_internaldate
 from .wire import astring_text, mailbox_bytes, string_bytes
@@ -101,6 +102,8 @@ def _key(k: SearchKey, utf8: bool) -> bytes:
     if isinstance(k, SearchModSeq):
         entry = b"" if k.entry is None else _s(k.entry[0], utf8) + b" " + k.entry[1].encode() + b" "
         return b"MODSEQ " + entry + b"%d" % k.modseq
+    if isinstance(k, SearchWithin):
+        return (b"OLDER %d" if k.older else b"YOUNGER %d") % k.seconds
     if isinstance(k, SearchNot):
         return b"NOT " + _key(k.key, utf8)
     if isinstance(k, SearchOr):

@@ -29,6 +29,7 @@ __all__ = [
     "SearchSequence",
     "SearchSize",
     "SearchText",
+    "SearchWithin",
 ]
 
 TEXT_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
@@ -88,6 +89,13 @@ class SearchModSeq(msgspec.Struct, frozen=True):
     entry: tuple[str, str] | None = None
 
 
+class SearchWithin(msgspec.Struct, frozen=True):
+    """``OLDER n`` (older=True) or ``YOUNGER n`` (RFC 5032): INTERNALDATE against the present, in seconds."""
+
+    older: bool
+    seconds: int
+
+
 class SearchNot(msgspec.Struct, frozen=True):
     key: SearchKey
 
@@ -112,6 +120,7 @@ SearchKey = (
     | SearchSize
     | SearchSequence
     | SearchModSeq
+    | SearchWithin
     | SearchNot
     | SearchOr
     | SearchAnd

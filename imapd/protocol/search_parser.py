@@ -1,4 +1,5 @@
-"""Parses SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ, RFC 5182 ``$``) into the typed tree."""
+"""Parses SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ, RFC 5182 ``$``, RFC 5032 OLDER/YOUNGER) into the
+typed tree."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .search_keys import (
     SearchSequence,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 
 __all__ = ["parse_search_criteria", "TEXT_CHARSETS"]
@@ -98,6 +100,8 @@ def _search_key(r: TokenReader, decode: Callable[[bytes], str | bytes]) -> Searc
         return SearchHeader(field, decode(r.astring()))
     if name in ("LARGER", "SMALLER"):
         return SearchSize(name == "LARGER", r.number(bits=64))
+    if name in ("OLDER", "YOUNGER"):
+        return SearchWithin(name == "OLDER", r.number(nonzero=True))
     if name == "NOT":
         r.depth += 1
         if r.depth > r.max_nesting:

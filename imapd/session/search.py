@@ -3,7 +3,8 @@
 The tree is compiled into nodes that know their cost:
 
 0. in memory: ALL, flags (``mailbox.flags``), ``\\Recent``, message/UID sets, ``$``, MODSEQ;
-1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE (one batched ``message_info`` for the candidates);
+1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE, OLDER/YOUNGER (one batched ``message_info`` for the
+   candidates);
 2. cached metadata: SENTBEFORE/SENTON/SENTSINCE, FROM/TO/CC/BCC/SUBJECT;
 3. the raw message: HEADER, BODY, TEXT.
 
@@ -16,6 +17,8 @@ Semantics:
 
 - BEFORE/ON/SINCE compare the calendar date of INTERNALDATE in UTC (RFC 3501: date only, disregarding
   time and timezone; the index keeps Unix seconds, and UTC is what FETCH INTERNALDATE shows).
+- OLDER n / YOUNGER n (RFC 5032) compare INTERNALDATE with ``now`` (taken once per command): OLDER n
+  matches an age of at least n seconds, YOUNGER n an age below n, so ``NOT YOUNGER n`` is ``OLDER n``.
 - SENTBEFORE/SENTON/SENTSINCE compare the date as written in the Date header (in the header's own zone);
   a missing or unparsable Date falls back to the INTERNALDATE date.
 - FROM/TO/CC/BCC match a case-insensitive substring of the addresses (RFC 2047-decoded display name and
@@ -56,6 +59,7 @@ from imapd.protocol.search_keys import (
     SearchSequence,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 from imapd.session.errors import CommandNo
 from imapd.store.mailbox import Mailbox, MessageInfo
@@ -100,13 +104,13 @@ def search(mailbox: Mailbox, uids: Sequence[int], key: SearchKey, *, saved: Sequ
     ``uids`` is the client's view in ascending order (message number n is ``uids[n - 1]``); ``saved``
     holds the UIDs of the SEARCHRES result (``$``); ``recent`` holds the UIDs that are ``\\Recent`` for
     this session (None: nothing is). ``charset`` must be None, US-ASCII or UTF-8, else
-    :class:`BadCharset` is raised before any work. ``now`` is accepted for date keys relative to the
-    present (RFC 5032 YOUNGER/OLDER) that the parser does not produce yet; it is unused today.
+    :class:`BadCharset` is raised before any work. ``now`` is the present for OLDER/YOUNGER (RFC 5032);
+    None: the current time.
     """
-    del now
     if charset is not None and charset.upper() not in SEARCH_CHARSETS:
         raise BadCharset(charset)
-    evaluator = _Evaluator(mailbox, uids, saved, recent)
+    when = (now or datetime.datetime.now(datetime.UTC)).timestamp()
+    evaluator = _Evaluator(mailbox, uids, saved, recent, when)
     root = evaluator.compile(key)
     matched = evaluator.select(root, list(range(len(uids))))
     return [uids[pos] for pos in matched]
@@ -183,8 +187,9 @@ def _compare(key: str) -> Callable[[int, int], bool]:
 
 class _Evaluator:
     def __init__(self, mailbox: Mailbox, uids: Sequence[int], saved: Sequence[int] | None,
-                 recent: Container[int] | None) -> None:
+                 recent: Container[int] | None, now: float) -> None:
         self.mailbox = mailbox
+        self.now = now
         self.uids = uids
         self.saved = frozenset(saved or ())
         self.recent = recent
@@ -264,6 +269,8 @@ class _Evaluator:
             return self._date(key)
         if isinstance(key, SearchText):
             return self._text(key)
+        if isinstance(key, SearchWithin):
+            return self._within(key)
         if isinstance(key, SearchHeader):
             return self._header(key)
         raise TypeError(f"unknown search key {key!r}")
@@ -352,6 +359,17 @@ class _Evaluator:
             return compare(day, wanted)
 
         return _Leaf(_METADATA, sent)
+
+    def _within(self, key: SearchWithin) -> _Leaf:
+        cut, older, info_of = self.now - key.seconds, key.older, self.info
+
+        def test(pos: int) -> bool:
+            info = info_of(pos)
+            if info is None:
+                return False
+            return info.internaldate <= cut if older else info.internaldate > cut
+
+        return _Leaf(_INDEX, test)
 
     def _text(self, key: SearchText) -> _Leaf:
         needle, where = _needle(key.value), key.key

@@ -31,6 +31,7 @@ from imapd.protocol.search_keys import (
     SearchOr,
     SearchSequence,
     SearchSize,
+    SearchWithin,
 )
 from imapd.protocol.search_keys import SearchText as SText
 
@@ -59,6 +60,7 @@ leaf_keys = st.one_of(
     st.builds(SearchSize, st.booleans(), st.integers(0, 2**40)),
     st.builds(SearchSequence, seqsets, st.booleans()),
     st.builds(SearchModSeq, st.integers(0, 2**63 - 1), st.none() | st.tuples(text, st.sampled_from(["priv", "shared", "all"]))),
+    st.builds(SearchWithin, st.booleans(), numbers),
 )
 search_keys = st.recursive(leaf_keys, lambda k: st.one_of(
     st.builds(SearchNot, k), st.builds(SearchOr, k, k), st.lists(k, min_size=1, max_size=3).map(lambda x: SearchAnd(tuple(x)))),

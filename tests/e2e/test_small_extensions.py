@@ -1,0 +1,69 @@
+"""WITHIN, SAVEDATE, STATUS DELETED, OBJECTID and UNAUTHENTICATE with real clients (imaplib, IMAPClient)
+against a real server process."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from imapd.client import xstate_restore, xstate_save
+from tests.conftest import RunningServer
+
+DAY = 86400
+
+
+def _login(server: RunningServer, user: str = "alice") -> imaplib.IMAP4:
+    imap = imaplib.IMAP4(server.host, server.port)
+    imap.login(user, server.users[user])
+    return imap
+
+
+@pytest.fixture
+def imap(server: RunningServer) -> Iterator[imaplib.IMAP4]:
+    c = _login(server)
+    yield c
+    with contextlib.suppress(imaplib.IMAP4.error, OSError):
+        c.logout()
+
+
+def _fresh(imap: imaplib.IMAP4, name: str) -> None:
+    imap.delete(name)
+    assert imap.create(name)[0] == "OK"
+
+
+def _numbers(data: list[bytes | None]) -> list[int]:
+    return [int(x) for x in (data[0] or b"").split()]
+
+
+# -- WITHIN (RFC 5032) ----------------------------------------------------------------------------------------
+def test_within_search_sort_esearch_and_saved_result(server: RunningServer, imap: imaplib.IMAP4) -> None:
+    assert "WITHIN" in imap.capabilities
+    _fresh(imap, "within")
+    now = time.time()
+    for age in (10 * DAY, 2 * DAY, 3600, 5):
+        assert imap.append("within", None, now - age, f"Subject: aged {age}\r\n\r\nx\r\n".encode())[0] == "OK"
+    imap.select("within")
+    assert _numbers(imap.search(None, "YOUNGER", "259200")[1]) == [2, 3, 4]
+    assert _numbers(imap.search(None, "OLDER", "259200")[1]) == [1]
+    assert _numbers(imap.uid("SEARCH", "YOUNGER 7200")[1]) == [3, 4]
+    typ, data = imap.uid("SORT", "(REVERSE ARRIVAL)", "UTF-8", "OLDER 60")
+    assert typ == "OK" and _numbers(data) == [3, 2, 1]
+    typ, _ = imap.search(None, "RETURN", "(COUNT)", "YOUNGER", "86400")
+    _, data = imap.response("ESEARCH")  # imaplib keeps untagged ESEARCH under its own name
+    assert typ == "OK" and data[0] is not None and data[0].endswith(b"COUNT 2"), data
+    # SEARCHRES: the saved result is UIDs, fixed when saved; it survives X-STATE as it was.
+    typ, _ = imap.uid("SEARCH", "RETURN (SAVE) OLDER 86400")
+    assert typ == "OK"
+    token = xstate_save(imap)
+    again = _login(server)
+    try:
+        assert xstate_restore(again, token).selected
+        assert _numbers(again.uid("SEARCH", "UID $")[1]) == [1, 2]
+    finally:
+        again.logout()
+    with pytest.raises(imaplib.IMAP4.error, match="non-zero"):
+        imap.search(None, "OLDER", "0")

@@ -30,7 +30,8 @@ from imapd.store.mailbox import Mailbox
 from imapd.store.userstore import MailboxInfo, UserStore
 
 SEPARATOR = "/"
-_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE"})
+_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
+                           "DELETED", "DELETED-STORAGE"})
 
 
 def _user(s: Session) -> UserStore:
@@ -327,6 +328,8 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
         "UNSEEN": st.unseen,
         "HIGHESTMODSEQ": st.highestmodseq,
         "SIZE": st.size,
+        "DELETED": st.deleted,  # RFC 9051 6.3.11
+        "DELETED-STORAGE": -(-st.deleted_size // 1024),  # RFC 9208 4.2: in units of 1024 octets, rounded up
     }
     s.send(StatusResponse(name, tuple((i, values[i]) for i in items)))
 

@@ -44,7 +44,7 @@ from imapd.store.mailindex import (
     record_expunges,
     select_rows,
     set_counters,
-    total_size,
+    size_totals,
     uids_changed_since,
     update_flags,
 )
@@ -95,6 +95,10 @@ class MailboxStatus(msgspec.Struct, frozen=True):
     highestmodseq: int
     mailboxid: str
     """RFC 8474 MAILBOXID."""
+    deleted: int = 0
+    """Messages with ``\\Deleted`` (STATUS DELETED, RFC 9051)."""
+    deleted_size: int = 0
+    """Octets an EXPUNGE would free (STATUS DELETED-STORAGE, RFC 9208)."""
 
 
 class Mailbox(MessageContent):
@@ -302,9 +306,9 @@ class Mailbox(MessageContent):
 
     def status(self) -> MailboxStatus:
         with self._index.lock:
-            size = total_size(self._index.conn, self.mailbox_id)
+            size, deleted, deleted_size = size_totals(self._index.conn, self.mailbox_id)
         return MailboxStatus(self.mailbox_id, self.exists, self.unseen_count(), size, self.uidnext,
-                             self.uidvalidity, self.highestmodseq, self.mailboxid)
+                             self.uidvalidity, self.highestmodseq, self.mailboxid, deleted, deleted_size)
 
     # ------------------------------------------------------------------------------ writing
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from imapd.store.errors import LimitExceeded, NoSuchMailbox
-from imapd.store.flags import MAX_KEYWORDS
+from imapd.store.flags import DELETED, MAX_KEYWORDS
 
 __all__ = [
     "IndexDelta",
@@ -137,6 +137,13 @@ def expunged_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> tu
 
 def total_size(conn: sqlite3.Connection, mailbox_id: int) -> int:
     return int(conn.execute("SELECT total(size) FROM messages WHERE mailbox=?", (mailbox_id,)).fetchone()[0])
+
+
+def size_totals(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int, int]:
+    """``(size of all messages, number of \\Deleted ones, their size)`` in one pass over the rows."""
+    row = conn.execute("SELECT total(size), total((flags & ?) != 0), total(CASE WHEN flags & ? THEN size END) "
+                       "FROM messages WHERE mailbox=?", (DELETED, DELETED, mailbox_id)).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def message_count(conn: sqlite3.Connection, mailbox_id: int) -> int:

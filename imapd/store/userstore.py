@@ -550,13 +550,15 @@ class UserStore:
                 reconcile(conn, mailbox_id, self.folder_path(name), history_limit=self.history_limit)
                 row = conn.execute("SELECT uidvalidity, uidnext, highestmodseq, guid FROM mailboxes WHERE id=?",
                                    (mailbox_id,)).fetchone()
-                agg = conn.execute("SELECT count(*), total(size), total((flags & 1) = 0) FROM messages "
-                                   "WHERE mailbox=?", (mailbox_id,)).fetchone()
+                agg = conn.execute("SELECT count(*), total(size), total((flags & 1) = 0), total((flags & 8) != 0), "
+                                   "total(CASE WHEN flags & 8 THEN size END) FROM messages WHERE mailbox=?",
+                                   (mailbox_id,)).fetchone()
         except FileNotFoundError as exc:
             raise NoSuchMailbox(f"mailbox {name!r} does not exist") from exc
         except (OSError, sqlite3.Error) as exc:
             raise self._io("status", name, exc) from exc
-        return MailboxStatus(mailbox_id, int(agg[0]), int(agg[2]), int(agg[1]), row[1], row[0], row[2], row[3])
+        return MailboxStatus(mailbox_id, int(agg[0]), int(agg[2]), int(agg[1]), row[1], row[0], row[2], row[3],
+                             int(agg[3]), int(agg[4]))
 
     # --------------------------------------------------------------------------- provisioning
 

@@ -67,3 +67,40 @@ def test_within_search_sort_esearch_and_saved_result(server: RunningServer, imap
         again.logout()
     with pytest.raises(imaplib.IMAP4.error, match="non-zero"):
         imap.search(None, "OLDER", "0")
+
+
+# -- STATUS DELETED (RFC 9051) / DELETED-STORAGE (RFC 9208) -----------------------------------------------------
+def _status(line: bytes) -> dict[str, int]:
+    inner = line[line.rindex(b"(") + 1 : line.rindex(b")")].split()
+    return {inner[i].decode(): int(inner[i + 1]) for i in range(0, len(inner), 2)}
+
+
+def test_status_deleted_and_deleted_storage(server: RunningServer, imap: imaplib.IMAP4) -> None:
+    from imapclient import IMAPClient
+
+    _fresh(imap, "deleted")
+    bodies = [b"Subject: small\r\n\r\n" + b"x" * 100, b"Subject: big\r\n\r\n" + b"y" * 3000,
+              b"Subject: kept\r\n\r\nz\r\n"]
+    for raw in bodies:
+        imap.append("deleted", None, None, raw)
+    typ, data = imap.status("deleted", "(MESSAGES DELETED DELETED-STORAGE)")
+    assert typ == "OK" and _status(data[0]) == {"MESSAGES": 3, "DELETED": 0, "DELETED-STORAGE": 0}, data
+    imap.select("deleted")
+    imap.store("1:2", "+FLAGS", "(\\Deleted)")
+    imap.unselect()
+    typ, data = imap.status("deleted", "(DELETED DELETED-STORAGE SIZE)")
+    kib = -(-(len(bodies[0]) + len(bodies[1])) // 1024)  # units of 1024 octets, rounded up
+    assert _status(data[0]) == {"DELETED": 2, "DELETED-STORAGE": kib, "SIZE": sum(map(len, bodies))}, data
+    # LIST-STATUS (RFC 5819) carries the same items
+    typ, data = imap._simple_command("LIST", '""', "deleted", "RETURN", "(STATUS (DELETED DELETED-STORAGE))")
+    assert typ == "OK"
+    _, lines = imap._untagged_response(typ, data, "STATUS")
+    assert _status(lines[0]) == {"DELETED": 2, "DELETED-STORAGE": kib}, lines
+    # a second client library reads them too, from a mailbox that is selected elsewhere
+    imap.select("deleted")
+    with IMAPClient(server.host, server.port, ssl=False) as client:
+        client.login("alice", server.users["alice"])
+        got = client.folder_status("deleted", ["DELETED", "DELETED-STORAGE", "MESSAGES"])
+        assert got == {b"DELETED": 2, b"DELETED-STORAGE": kib, b"MESSAGES": 3}, got
+        imap.expunge()
+        assert client.folder_status("deleted", ["DELETED"]) == {b"DELETED": 0}

@@ -21,6 +21,12 @@ EXAMPLES: list[tuple[bytes, c.Command]] = [
     (b"a4 SORT (ARRIVAL) UTF-8 YOUNGER 60",
      c.Sort("a4", (c.SortKey("ARRIVAL"),), "UTF-8", SearchWithin(False, 60))),
     (b"a5 SEARCH RETURN (COUNT) YOUNGER 60", c.Search("a5", SearchWithin(False, 60), return_options=("COUNT",))),
+    # RFC 9051 6.3.11 STATUS DELETED, RFC 9208 DELETED-STORAGE, also in LIST-STATUS (RFC 5819)
+    (b"A042 STATUS blurdybloop (UIDNEXT MESSAGES DELETED)",
+     c.Status("A042", "blurdybloop", ("UIDNEXT", "MESSAGES", "DELETED"))),
+    (b"a6 STATUS INBOX (DELETED-STORAGE deleted)", c.Status("a6", "INBOX", ("DELETED-STORAGE", "DELETED"))),
+    (b'a7 LIST "" % RETURN (STATUS (DELETED DELETED-STORAGE))',
+     c.List("a7", "", ("%",), (), ("STATUS",), ("DELETED", "DELETED-STORAGE"))),
 ]
 
 

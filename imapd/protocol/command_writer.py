@@ -22,6 +22,7 @@ from .search_keys import (
     SearchKey,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSize,
@@ -102,6 +103,8 @@ def _key(k: SearchKey, utf8: bool) -> bytes:
     if isinstance(k, SearchModSeq):
         entry = b"" if k.entry is None else _s(k.entry[0], utf8) + b" " + k.entry[1].encode() + b" "
         return b"MODSEQ " + entry + b"%d" % k.modseq
+    if isinstance(k, SearchObjectId):
+        return k.key.encode() + b" " + k.id.encode()
     if isinstance(k, SearchWithin):
         return (b"OLDER %d" if k.older else b"YOUNGER %d") % k.seconds
     if isinstance(k, SearchNot):

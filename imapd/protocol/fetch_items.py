@@ -32,6 +32,8 @@ SIMPLE_ATTRS = frozenset(
         "BODY",
         "BODYSTRUCTURE",
         "MODSEQ",
+        "EMAILID",
+        "THREADID",
     }
 )
 SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})

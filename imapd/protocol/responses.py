@@ -35,6 +35,7 @@ __all__ = [
     "MetadataResponse",
     "LsubResponse",
     "NamespaceResponse",
+    "ObjectId",
     "QuotaResponse",
     "QuotaRootResponse",
     "RecentResponse",
@@ -147,9 +148,15 @@ class LsubResponse(msgspec.Struct, frozen=True):
     mailbox: str
 
 
+class ObjectId(msgspec.Struct, frozen=True):
+    """An RFC 8474 object id as a STATUS value: ``MAILBOXID (id)``."""
+
+    id: str
+
+
 class StatusResponse(msgspec.Struct, frozen=True):
     mailbox: str
-    items: tuple[tuple[str, int], ...]
+    items: tuple[tuple[str, int | ObjectId], ...]
 
 
 class SearchResponse(msgspec.Struct, frozen=True):

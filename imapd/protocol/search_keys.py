@@ -25,6 +25,7 @@ __all__ = [
     "SearchKey",
     "SearchModSeq",
     "SearchNot",
+    "SearchObjectId",
     "SearchOr",
     "SearchSequence",
     "SearchSize",
@@ -96,6 +97,13 @@ class SearchWithin(msgspec.Struct, frozen=True):
     seconds: int
 
 
+class SearchObjectId(msgspec.Struct, frozen=True):
+    """``EMAILID id`` or ``THREADID id`` (RFC 8474): key is ``EMAILID`` or ``THREADID``."""
+
+    key: str
+    id: str
+
+
 class SearchNot(msgspec.Struct, frozen=True):
     key: SearchKey
 
@@ -121,6 +129,7 @@ SearchKey = (
     | SearchSequence
     | SearchModSeq
     | SearchWithin
+    | SearchObjectId
     | SearchNot
     | SearchOr
     | SearchAnd

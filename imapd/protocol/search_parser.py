@@ -1,8 +1,9 @@
-"""Parses SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ, RFC 5182 ``$``, RFC 5032 OLDER/YOUNGER) into the
-typed tree."""
+"""Parses SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ, RFC 5182 ``$``, RFC 5032 OLDER/YOUNGER, RFC 8474
+EMAILID/THREADID) into the typed tree."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .flags import FlagError, normalize_flag
@@ -18,6 +19,7 @@ from .search_keys import (
     SearchKey,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSize,
@@ -46,6 +48,7 @@ _FLAG_KEYS: dict[str, SearchKey] = {
     "ALL": SearchAll(),
 }
 _ENTRY_TYPES = frozenset({"PRIV", "SHARED", "ALL"})
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}(?![^ )\r\n])")  # RFC 8474 objectid
 
 
 def parse_search_criteria(r: TokenReader, charset: str | None) -> SearchKey:
@@ -100,6 +103,8 @@ def _search_key(r: TokenReader, decode: Callable[[bytes], str | bytes]) -> Searc
         return SearchHeader(field, decode(r.astring()))
     if name in ("LARGER", "SMALLER"):
         return SearchSize(name == "LARGER", r.number(bits=64))
+    if name in ("EMAILID", "THREADID"):
+        return SearchObjectId(name, r._match(_OBJECTID, "an object id").decode("ascii"))
     if name in ("OLDER", "YOUNGER"):
         return SearchWithin(name == "OLDER", r.number(nonzero=True))
     if name == "NOT":

@@ -45,6 +45,7 @@ _ALWAYS = (
     "METADATA",
     "METADATA-SERVER",
     "WITHIN",
+    "OBJECTID",
 )
 
 

@@ -11,6 +11,8 @@ Choices:
   RFC 3501 allows ``nstring`` there; an empty string is what most servers send and what clients cope with.
 - A partial ``<origin.count>`` whose origin is past the end gives the empty string (RFC 3501 6.4.5).
 - ``INTERNALDATE`` is written in UTC (the index keeps Unix seconds).
+- ``EMAILID`` (RFC 8474) is the id the index gave the message when it was stored, kept by COPY/MOVE;
+  ``THREADID`` is always NIL, which RFC 8474 5.2 allows for a server that does not compute threads.
 - ``BINARY[...]`` is a ``literal8`` with the transfer encoding undone; :class:`imapd.mime.UnknownEncoding`
   propagates so the session can answer ``NO [UNKNOWN-CTE]``.
 
@@ -118,7 +120,7 @@ class ValueCache:
 VALUE_CACHE = ValueCache()
 _WRITERS = (ResponseWriter(utf8=False), ResponseWriter(utf8=True))
 
-_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE"})
+_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE", "EMAILID"})
 _META_ATTRS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"})
 _RAW_ATTRS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_ATTRS = frozenset({"RFC822", "RFC822.TEXT"})
@@ -438,6 +440,14 @@ def _size(m: _Message) -> Value:
     return m.info().size
 
 
+def _emailid(m: _Message) -> Value:
+    return [Atom(m.info().emailid)]  # RFC 8474 5.1: kept by COPY/MOVE, never reused
+
+
+def _threadid(m: _Message) -> Value:
+    return None  # RFC 8474 5.2: NIL, we do not compute threads for messages (THREAD does, per command)
+
+
 def _envelope(m: _Message) -> Value:
     return envelope_value(m.meta().envelope)
 
@@ -474,6 +484,8 @@ _ATTRS: dict[str, _Renderer] = {
     "MODSEQ": _modseq,
     "INTERNALDATE": _internaldate,
     "RFC822.SIZE": _size,
+    "EMAILID": _emailid,
+    "THREADID": _threadid,
     "ENVELOPE": _envelope,
     "BODY": _body,
     "BODYSTRUCTURE": _bodystructure,

@@ -58,6 +58,8 @@ class MailboxInfo(msgspec.Struct, frozen=True):
     subscribed: bool
     has_children: bool
     noselect: bool
+    mailboxid: str | None = None
+    """RFC 8474 MAILBOXID; set by :meth:`UserStore.create_mailbox` only (LIST does not need it)."""
 
 
 class UserStore:
@@ -364,7 +366,11 @@ class UserStore:
             raise self._io("create mailbox", name, exc) from exc
         for n, mid in created:
             self.feed.publish_list(MailboxListChanged(self.user, "created", n, mailbox_id=mid))
-        return MailboxInfo(name, created[-1][1], special_use, name in set(self.subscriptions()), False, False)
+        mid = created[-1][1]
+        with self.index.lock:
+            row = self.index.conn.execute("SELECT guid FROM mailboxes WHERE id=?", (mid,)).fetchone()
+        return MailboxInfo(name, mid, special_use, name in set(self.subscriptions()), False, False,
+                           None if row is None else str(row[0]))
 
     def set_special_use(self, name: str, special_use: str | None) -> None:
         mid, _ = self.resolve(name)

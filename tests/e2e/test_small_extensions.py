@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from imapd.client import xstate_restore, xstate_save
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, imapd_cli, start_server, stop_server
 
 DAY = 86400
 
@@ -104,3 +106,80 @@ def test_status_deleted_and_deleted_storage(server: RunningServer, imap: imaplib
         assert got == {b"DELETED": 2, b"DELETED-STORAGE": kib, b"MESSAGES": 3}, got
         imap.expunge()
         assert client.folder_status("deleted", ["DELETED"]) == {b"DELETED": 0}
+
+
+# -- OBJECTID (RFC 8474) ----------------------------------------------------------------------------------------
+def _paren_id(data: bytes) -> str:
+    m = re.search(rb"\(([A-Za-z0-9_-]+)\)", data)
+    assert m, data
+    return m.group(1).decode()
+
+
+def _status_mailboxid(imap: imaplib.IMAP4, name: str) -> str:
+    typ, data = imap.status(name, "(MAILBOXID)")
+    assert typ == "OK", data
+    assert data[0] is not None
+    return _paren_id(data[0])
+
+
+def _fetch_ids(imap: imaplib.IMAP4) -> dict[int, tuple[str, bytes]]:
+    typ, data = imap.uid("FETCH", "1:*", "(EMAILID THREADID)")
+    assert typ == "OK"
+    out = {}
+    for line in data:
+        assert isinstance(line, bytes)
+        m = re.search(rb"UID (\d+)", line)
+        e = re.search(rb"EMAILID \(([A-Za-z0-9_-]+)\)", line)
+        t = re.search(rb"THREADID (NIL|\([A-Za-z0-9_-]+\))", line)
+        assert m and e and t, line
+        out[int(m.group(1))] = (e.group(1).decode(), t.group(1))
+    return out
+
+
+def test_objectid_stable_across_rename_copy_and_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    imapd_cli("user", "add", "alice", "--password-stdin", "--data-dir", str(data), stdin="pw")
+    srv = start_server(data)
+    srv.users["alice"] = "pw"
+    try:
+        imap = _login(srv)
+        assert "OBJECTID" in imap.capabilities
+        typ, created = imap.create("Projects")
+        assert typ == "OK" and created[0] is not None and b"[MAILBOXID (" in created[0], created
+        mailboxid = _paren_id(created[0])
+        assert _status_mailboxid(imap, "Projects") == mailboxid
+        for i in range(3):
+            imap.append("Projects", None, None, f"Subject: p{i}\r\n\r\nbody {i}\r\n".encode())
+        typ, _ = imap.select("Projects")
+        assert _paren_id(imap.response("MAILBOXID")[1][0] or b"") == mailboxid  # * OK [MAILBOXID (...)]
+        ids = _fetch_ids(imap)
+        assert len({e for e, _ in ids.values()}) == 3 and all(t == b"NIL" for _, t in ids.values())
+        emailid = ids[2][0]
+        assert _numbers(imap.uid("SEARCH", f"EMAILID {emailid}")[1]) == [2]
+        assert _numbers(imap.uid("SEARCH", "THREADID T1")[1]) == []
+        assert _numbers(imap.uid("SEARCH", f"NOT EMAILID {emailid}")[1]) == [1, 3]
+        # COPY keeps the EMAILID; RENAME keeps the MAILBOXID; a re-created name gets a new one
+        imap.uid("COPY", "2", "INBOX")
+        imap.unselect()
+        assert imap.rename("Projects", "Archive/Projects")[0] == "OK"
+        assert _status_mailboxid(imap, "Archive/Projects") == mailboxid
+        typ, again = imap.create("Projects")
+        assert again[0] is not None and _paren_id(again[0]) != mailboxid
+        inbox_id = _status_mailboxid(imap, "INBOX")
+        assert inbox_id not in (mailboxid, _paren_id(again[0]))
+        imap.select("INBOX")
+        assert [e for e, _ in _fetch_ids(imap).values()] == [emailid]
+        imap.logout()
+    finally:
+        stop_server(srv)
+    srv = start_server(data)
+    srv.users["alice"] = "pw"
+    try:
+        imap = _login(srv)
+        assert _status_mailboxid(imap, "Archive/Projects") == mailboxid
+        assert _status_mailboxid(imap, "INBOX") == inbox_id
+        imap.select("Archive/Projects")
+        assert {u: e for u, (e, _) in _fetch_ids(imap).items()} == {u: e for u, (e, _) in ids.items()}
+        imap.logout()
+    finally:
+        stop_server(srv)

@@ -28,6 +28,7 @@ from imapd.protocol.search_keys import (
     SearchHeader,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSize,
@@ -61,6 +62,7 @@ leaf_keys = st.one_of(
     st.builds(SearchSequence, seqsets, st.booleans()),
     st.builds(SearchModSeq, st.integers(0, 2**63 - 1), st.none() | st.tuples(text, st.sampled_from(["priv", "shared", "all"]))),
     st.builds(SearchWithin, st.booleans(), numbers),
+    st.builds(SearchObjectId, st.sampled_from(["EMAILID", "THREADID"]), st.from_regex(r"[A-Za-z0-9_-]{1,40}", fullmatch=True)),
 )
 search_keys = st.recursive(leaf_keys, lambda k: st.one_of(
     st.builds(SearchNot, k), st.builds(SearchOr, k, k), st.lists(k, min_size=1, max_size=3).map(lambda x: SearchAnd(tuple(x)))),

@@ -8,9 +8,25 @@ import pytest
 from imapd.protocol import commands as c
 from imapd.protocol.command_writer import write_command
 from imapd.protocol.events import ProtocolError
-from imapd.protocol.search_keys import SearchAnd, SearchFlag, SearchNot, SearchWithin
+from imapd.protocol.fetch_items import FetchAttr
+from imapd.protocol.response_codes import Code
+from imapd.protocol.response_parser import parse_response
+from imapd.protocol.response_writer import ResponseWriter
+from imapd.protocol.responses import FetchResponse, ObjectId, StatusResponse, UntaggedStatus
+from imapd.protocol.search_keys import (
+    SearchAnd,
+    SearchFlag,
+    SearchNot,
+    SearchObjectId,
+    SearchOr,
+    SearchWithin,
+)
+from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.values import Atom
 
 from .helpers import events_of, parse_one
+
+S = SequenceSet.parse
 
 EXAMPLES: list[tuple[bytes, c.Command]] = [
     # RFC 5032 section 4
@@ -27,6 +43,15 @@ EXAMPLES: list[tuple[bytes, c.Command]] = [
     (b"a6 STATUS INBOX (DELETED-STORAGE deleted)", c.Status("a6", "INBOX", ("DELETED-STORAGE", "DELETED"))),
     (b'a7 LIST "" % RETURN (STATUS (DELETED DELETED-STORAGE))',
      c.List("a7", "", ("%",), (), ("STATUS",), ("DELETED", "DELETED-STORAGE"))),
+    # RFC 8474 sections 4.2, 5.1, 5.2, 6 (examples)
+    (b"3 STATUS foo (MAILBOXID)", c.Status("3", "foo", ("MAILBOXID",))),
+    (b"5 FETCH 1:* (EMAILID)", c.Fetch("5", S("1:*"), (FetchAttr("EMAILID"),))),
+    (b"6 FETCH 1:* (EMAILID THREADID)", c.Fetch("6", S("1:*"), (FetchAttr("EMAILID"), FetchAttr("THREADID")))),
+    (b"27 SEARCH EMAILID M6d99ac3275bb4e", c.Search("27", SearchObjectId("EMAILID", "M6d99ac3275bb4e"))),
+    (b"28 UID SEARCH THREADID T64b478a75b7ea9",
+     c.Search("28", SearchObjectId("THREADID", "T64b478a75b7ea9"), uid=True)),
+    (b"29 SEARCH OR EMAILID a_-1 NOT threadid Z",
+     c.Search("29", SearchOr(SearchObjectId("EMAILID", "a_-1"), SearchNot(SearchObjectId("THREADID", "Z"))))),
 ]
 
 
@@ -45,6 +70,11 @@ BAD = [
     b"a SEARCH YOUNGER -5",
     b"a SEARCH OLDER",
     b"a SEARCH YOUNGER 99999999999",
+    b"a SEARCH EMAILID",
+    b"a SEARCH EMAILID a.b",  # objectid is ALPHA / DIGIT / "_" / "-"
+    b'a SEARCH EMAILID "quoted"',
+    b"a SEARCH EMAILID " + b"x" * 256,
+    b"a STATUS foo (OBJECTID)",
 ]
 
 
@@ -55,3 +85,26 @@ def test_bad_commands(wire: bytes) -> None:
     assert not events[0].fatal
     assert len(events) == 2
 
+
+
+RESPONSES = [
+    # RFC 8474 examples
+    (UntaggedStatus("OK", "Ok", Code("MAILBOXID", "(F2212ea87-6097-4256-9d51-71338625)")),
+     b"* OK [MAILBOXID (F2212ea87-6097-4256-9d51-71338625)] Ok\r\n"),
+    (StatusResponse("foo", (("MAILBOXID", ObjectId("F2212ea87-6097-4256-9d51-71338625")),)),
+     b'* STATUS "foo" (MAILBOXID (F2212ea87-6097-4256-9d51-71338625))\r\n'),  # names always quoted
+    (StatusResponse("foo", (("MESSAGES", 3), ("MAILBOXID", ObjectId("F1")), ("DELETED", 1))),
+     b'* STATUS "foo" (MESSAGES 3 MAILBOXID (F1) DELETED 1)\r\n'),
+    (FetchResponse(1, [("EMAILID", [Atom("M6d99ac3275bb4e")]), ("THREADID", None)]),
+     b"* 1 FETCH (EMAILID (M6d99ac3275bb4e) THREADID NIL)\r\n"),
+]
+
+
+@pytest.mark.parametrize(("response", "wire"), RESPONSES, ids=[w[:40].decode() for _, w in RESPONSES])
+def test_responses_written_as_the_rfc_shows(response: object, wire: bytes) -> None:
+    assert ResponseWriter().write(response) == wire  # type: ignore[arg-type]
+
+
+def test_status_with_object_id_parses_back() -> None:
+    response = StatusResponse("foo", (("MESSAGES", 3), ("MAILBOXID", ObjectId("F-1_a")), ("DELETED-STORAGE", 9)))
+    assert parse_response(ResponseWriter().write(response)) == response

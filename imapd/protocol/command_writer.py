@@ -24,6 +24,7 @@ from .search_keys import (
     SearchNot,
     SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
     SearchText,
@@ -103,6 +104,8 @@ def _key(k: SearchKey, utf8: bool) -> bytes:
     if isinstance(k, SearchModSeq):
         entry = b"" if k.entry is None else _s(k.entry[0], utf8) + b" " + k.entry[1].encode() + b" "
         return b"MODSEQ " + entry + b"%d" % k.modseq
+    if isinstance(k, SearchSaveDateSupported):
+        return b"SAVEDATESUPPORTED"
     if isinstance(k, SearchObjectId):
         return k.key.encode() + b" " + k.id.encode()
     if isinstance(k, SearchWithin):

@@ -34,6 +34,7 @@ SIMPLE_ATTRS = frozenset(
         "MODSEQ",
         "EMAILID",
         "THREADID",
+        "SAVEDATE",
     }
 )
 SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})

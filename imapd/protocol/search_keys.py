@@ -27,6 +27,7 @@ __all__ = [
     "SearchNot",
     "SearchObjectId",
     "SearchOr",
+    "SearchSaveDateSupported",
     "SearchSequence",
     "SearchSize",
     "SearchText",
@@ -34,11 +35,16 @@ __all__ = [
 ]
 
 TEXT_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
-DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
+DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE",
+                       "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"})  # the last three: RFC 8514
 
 
 class SearchAll(msgspec.Struct, frozen=True):
     """``ALL``."""
+
+
+class SearchSaveDateSupported(msgspec.Struct, frozen=True):
+    """``SAVEDATESUPPORTED`` (RFC 8514): every message if the mailbox keeps save dates, none otherwise."""
 
 
 class SearchFlag(msgspec.Struct, frozen=True):
@@ -121,6 +127,7 @@ class SearchAnd(msgspec.Struct, frozen=True):
 
 SearchKey = (
     SearchAll
+    | SearchSaveDateSupported
     | SearchFlag
     | SearchText
     | SearchHeader

@@ -1,5 +1,5 @@
 """Parses SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ, RFC 5182 ``$``, RFC 5032 OLDER/YOUNGER, RFC 8474
-EMAILID/THREADID) into the typed tree."""
+EMAILID/THREADID, RFC 8514 SAVED*) into the typed tree."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .search_keys import (
     SearchNot,
     SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
     SearchText,
@@ -46,6 +47,7 @@ _FLAG_KEYS: dict[str, SearchKey] = {
     "OLD": SearchFlag("\\Recent", False),
     "NEW": SearchAnd((SearchFlag("\\Recent"), SearchFlag("\\Seen", False))),
     "ALL": SearchAll(),
+    "SAVEDATESUPPORTED": SearchSaveDateSupported(),
 }
 _ENTRY_TYPES = frozenset({"PRIV", "SHARED", "ALL"})
 _OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}(?![^ )\r\n])")  # RFC 8474 objectid

@@ -46,6 +46,7 @@ _ALWAYS = (
     "METADATA-SERVER",
     "WITHIN",
     "OBJECTID",
+    "SAVEDATE",
 )
 
 

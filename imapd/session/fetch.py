@@ -11,6 +11,7 @@ Choices:
   RFC 3501 allows ``nstring`` there; an empty string is what most servers send and what clients cope with.
 - A partial ``<origin.count>`` whose origin is past the end gives the empty string (RFC 3501 6.4.5).
 - ``INTERNALDATE`` is written in UTC (the index keeps Unix seconds).
+- ``SAVEDATE`` (RFC 8514) is written in UTC like INTERNALDATE.
 - ``EMAILID`` (RFC 8474) is the id the index gave the message when it was stored, kept by COPY/MOVE;
   ``THREADID`` is always NIL, which RFC 8474 5.2 allows for a server that does not compute threads.
 - ``BINARY[...]`` is a ``literal8`` with the transfer encoding undone; :class:`imapd.mime.UnknownEncoding`
@@ -120,7 +121,7 @@ class ValueCache:
 VALUE_CACHE = ValueCache()
 _WRITERS = (ResponseWriter(utf8=False), ResponseWriter(utf8=True))
 
-_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE", "EMAILID"})
+_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE", "EMAILID", "SAVEDATE"})
 _META_ATTRS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"})
 _RAW_ATTRS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_ATTRS = frozenset({"RFC822", "RFC822.TEXT"})
@@ -436,6 +437,11 @@ def _internaldate(m: _Message) -> Value:
     return format_internaldate(when)
 
 
+def _savedate(m: _Message) -> Value:
+    # RFC 8514: never NIL here, every mailbox keeps save dates (older messages show their INTERNALDATE).
+    return format_internaldate(datetime.datetime.fromtimestamp(m.info().savedate, datetime.UTC))
+
+
 def _size(m: _Message) -> Value:
     return m.info().size
 
@@ -484,6 +490,7 @@ _ATTRS: dict[str, _Renderer] = {
     "MODSEQ": _modseq,
     "INTERNALDATE": _internaldate,
     "RFC822.SIZE": _size,
+    "SAVEDATE": _savedate,
     "EMAILID": _emailid,
     "THREADID": _threadid,
     "ENVELOPE": _envelope,

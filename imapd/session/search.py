@@ -3,7 +3,7 @@
 The tree is compiled into nodes that know their cost:
 
 0. in memory: ALL, flags (``mailbox.flags``), ``\\Recent``, message/UID sets, ``$``, MODSEQ;
-1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE, OLDER/YOUNGER, EMAILID (one batched ``message_info`` for the
+1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE, SAVED*, OLDER/YOUNGER, EMAILID (one batched ``message_info`` for the
    candidates);
 2. cached metadata: SENTBEFORE/SENTON/SENTSINCE, FROM/TO/CC/BCC/SUBJECT;
 3. the raw message: HEADER, BODY, TEXT.
@@ -17,6 +17,9 @@ Semantics:
 
 - BEFORE/ON/SINCE compare the calendar date of INTERNALDATE in UTC (RFC 3501: date only, disregarding
   time and timezone; the index keeps Unix seconds, and UTC is what FETCH INTERNALDATE shows).
+- SAVEDBEFORE/SAVEDON/SAVEDSINCE (RFC 8514) compare the UTC calendar date of the save date (the
+  INTERNALDATE for messages stored before the index kept save dates); SAVEDATESUPPORTED matches every
+  message, since every mailbox keeps them.
 - OLDER n / YOUNGER n (RFC 5032) compare INTERNALDATE with ``now`` (taken once per command): OLDER n
   matches an age of at least n seconds, YOUNGER n an age below n, so ``NOT YOUNGER n`` is ``OLDER n``.
 - SENTBEFORE/SENTON/SENTSINCE compare the date as written in the Date header (in the header's own zone);
@@ -59,6 +62,7 @@ from imapd.protocol.search_keys import (
     SearchNot,
     SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
     SearchText,
@@ -258,7 +262,7 @@ class _Evaluator:
             return _Or(self.compile(key.left), self.compile(key.right))
         if isinstance(key, SearchNot):
             return _Not(self.compile(key.key))
-        if isinstance(key, SearchAll):
+        if isinstance(key, (SearchAll, SearchSaveDateSupported)):  # every mailbox keeps save dates
             return _Leaf(_MEMORY, lambda pos: True)
         if isinstance(key, SearchFlag):
             return self._flag(key)
@@ -342,6 +346,12 @@ class _Evaluator:
         wanted = key.date.toordinal() - _EPOCH_ORDINAL
         compare, info_of, meta_of = _compare(key.key), self.info, self.meta
 
+        if key.key.startswith("SAVED"):
+            def saved(pos: int) -> bool:
+                info = info_of(pos)
+                return info is not None and compare(_day(info.savedate), wanted)
+
+            return _Leaf(_INDEX, saved)
         if not key.key.startswith("SENT"):
             def internal(pos: int) -> bool:
                 info = info_of(pos)

@@ -83,6 +83,9 @@ class MessageInfo(msgspec.Struct, frozen=True):
     emailid: str
     modseq: int
     flags: tuple[str, ...]
+    savedate: int = 0
+    """RFC 8514 save date, unix seconds: when the message entered this mailbox (INTERNALDATE for messages
+    stored before the index kept it)."""
 
 
 class MailboxStatus(msgspec.Struct, frozen=True):
@@ -290,10 +293,11 @@ class Mailbox(MessageContent):
             return select_rows(self._index.conn, self.mailbox_id, uids, cols)
 
     def message_info(self, uids: Iterable[int]) -> list[MessageInfo]:
-        """Size, INTERNALDATE, EMAILID, MODSEQ and flags of the given (existing) UIDs, ascending."""
-        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords")
+        """Size, INTERNALDATE, EMAILID, MODSEQ, flags and save date of the given (existing) UIDs, ascending."""
+        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords, coalesce(savedate, internaldate)")
         names = self._state.names
-        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw)) for uid, size, date, eid, ms, fl, kw in rows]
+        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw), saved)
+                for uid, size, date, eid, ms, fl, kw, saved in rows]
 
     def sort_keys(self) -> SortKeys:
         """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one

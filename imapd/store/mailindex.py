@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -200,11 +201,16 @@ def mailbox_counters(conn: sqlite3.Connection, mailbox_id: int, name: str) -> tu
     return int(row[0]), int(row[1])
 
 
-def insert_messages(conn: sqlite3.Connection, rows: Sequence[MessageRow]) -> None:
-    """The one ``INSERT INTO messages`` (APPEND, COPY/MOVE, reconcile)."""
+def insert_messages(conn: sqlite3.Connection, rows: Sequence[MessageRow], *, savedate: float | None = None) -> None:
+    """The one ``INSERT INTO messages`` (APPEND, COPY/MOVE, reconcile).
+
+    Every row gets the RFC 8514 save date ``savedate`` (default: now): the time the message entered this
+    mailbox, whether APPENDed, copied or moved in (a copy is saved anew), or found in the Maildir.
+    """
+    saved = int(time.time() if savedate is None else savedate)
     conn.executemany(
-        "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate, size, emailid, meta)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate, size, emailid, meta,"
+        f" savedate) VALUES (?,?,?,?,?,?,?,?,?,?,?,{saved})", rows)
 
 
 def update_flags(conn: sqlite3.Connection, updates: Sequence[tuple[int, int, int, str, int, int]]) -> None:

@@ -4,8 +4,10 @@ against a real server process."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import imaplib
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +182,81 @@ def test_objectid_stable_across_rename_copy_and_restart(tmp_path: Path) -> None:
         assert _status_mailboxid(imap, "INBOX") == inbox_id
         imap.select("Archive/Projects")
         assert {u: e for u, (e, _) in _fetch_ids(imap).items()} == {u: e for u, (e, _) in ids.items()}
+        imap.logout()
+    finally:
+        stop_server(srv)
+
+
+# -- SAVEDATE (RFC 8514) ----------------------------------------------------------------------------------------
+def _fetch_dates(imap: imaplib.IMAP4, uids: str = "1:*") -> dict[int, tuple[str, str]]:
+    typ, data = imap.uid("FETCH", uids, "(SAVEDATE INTERNALDATE)")
+    assert typ == "OK", data
+    out = {}
+    for line in data:
+        assert isinstance(line, bytes)
+        m = re.search(rb'UID (\d+)', line)
+        s = re.search(rb'SAVEDATE "([^"]+)"', line)
+        i = re.search(rb'INTERNALDATE "([^"]+)"', line)
+        assert m and s and i, line
+        out[int(m.group(1))] = (s.group(1).decode(), i.group(1).decode())
+    return out
+
+
+def test_savedate_fetch_search_and_copy(server: RunningServer, imap: imaplib.IMAP4) -> None:
+    from imapclient import IMAPClient
+
+    assert "SAVEDATE" in imap.capabilities
+    _fresh(imap, "saved")
+    _fresh(imap, "saved2")
+    imap.append("saved", None, imaplib.Time2Internaldate(946_684_800), b"Subject: old\r\n\r\nx\r\n")  # 1 Jan 2000
+    imap.select("saved")
+    ((saved, internal),) = _fetch_dates(imap).values()
+    assert internal.startswith(" 1-Jan-2000") or internal.startswith("31-Dec-1999"), internal
+    when = datetime.datetime.strptime(saved.strip(), "%d-%b-%Y %H:%M:%S %z")
+    assert abs(when.timestamp() - time.time()) < 30, saved  # saved just now, not the INTERNALDATE
+    today = when.strftime("%d-%b-%Y")
+    assert _numbers(imap.search(None, "SAVEDON", today)[1]) == [1]
+    assert _numbers(imap.search(None, "SAVEDBEFORE", today)[1]) == []
+    assert _numbers(imap.search(None, "SAVEDSINCE", today, "BEFORE", "1-Jan-2001")[1]) == [1]
+    assert _numbers(imap.search(None, "SAVEDATESUPPORTED")[1]) == [1]
+    time.sleep(1.1)
+    imap.uid("COPY", "1", "saved2")
+    with IMAPClient(server.host, server.port, ssl=False) as client:
+        client.login("alice", server.users["alice"])
+        client.select_folder("saved2")
+        got = client.fetch(client.search("ALL"), ["SAVEDATE", "INTERNALDATE"])
+        ((uid, items),) = got.items()
+        copied = items[b"SAVEDATE"]
+        assert isinstance(copied, bytes) and copied.decode() != saved  # the copy was saved anew
+        assert client.search(["SAVEDON", today]) == [uid]
+
+
+def test_savedate_of_messages_stored_before_the_index_kept_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    imapd_cli("user", "add", "alice", "--password-stdin", "--data-dir", str(data), stdin="pw")
+    srv = start_server(data)
+    srv.users["alice"] = "pw"
+    try:
+        imap = _login(srv)
+        imap.append("INBOX", None, imaplib.Time2Internaldate(1_100_000_000), b"Subject: before\r\n\r\nx\r\n")
+        imap.logout()
+    finally:
+        stop_server(srv)
+    # the index as schema version 1 left it: no savedate column
+    conn = sqlite3.connect(data / "mail" / "alice" / "imapd-index.sqlite")
+    conn.execute("ALTER TABLE messages DROP COLUMN savedate")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    srv = start_server(data)
+    srv.users["alice"] = "pw"
+    try:
+        imap = _login(srv)
+        imap.append("INBOX", None, imaplib.Time2Internaldate(1_100_000_000), b"Subject: after\r\n\r\nx\r\n")
+        imap.select("INBOX")
+        dates = _fetch_dates(imap)
+        assert dates[1][0] == dates[1][1]  # migrated: the save date is the INTERNALDATE
+        assert dates[2][0] != dates[2][1]  # stored now
         imap.logout()
     finally:
         stop_server(srv)

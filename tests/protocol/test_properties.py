@@ -30,6 +30,7 @@ from imapd.protocol.search_keys import (
     SearchNot,
     SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
     SearchWithin,
@@ -54,6 +55,7 @@ dates = st.dates(datetime.date(1900, 1, 1), datetime.date(2200, 12, 31))
 fields = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,10}", fullmatch=True)
 leaf_keys = st.one_of(
     st.just(SearchAll()),
+    st.just(SearchSaveDateSupported()),
     st.builds(SearchFlag, st.sampled_from(["\\Seen", "\\Answered", "\\Draft"]) | keywords, st.booleans()),
     st.builds(SText, st.sampled_from(sorted(TEXT_KEYS)), text),
     st.builds(SearchHeader, fields, text),

@@ -3,6 +3,8 @@ UNAUTHENTICATE; examples from their RFCs where they have some."""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from imapd.protocol import commands as c
@@ -15,10 +17,12 @@ from imapd.protocol.response_writer import ResponseWriter
 from imapd.protocol.responses import FetchResponse, ObjectId, StatusResponse, UntaggedStatus
 from imapd.protocol.search_keys import (
     SearchAnd,
+    SearchDate,
     SearchFlag,
     SearchNot,
     SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchWithin,
 )
 from imapd.protocol.sequence import SequenceSet
@@ -52,6 +56,16 @@ EXAMPLES: list[tuple[bytes, c.Command]] = [
      c.Search("28", SearchObjectId("THREADID", "T64b478a75b7ea9"), uid=True)),
     (b"29 SEARCH OR EMAILID a_-1 NOT threadid Z",
      c.Search("29", SearchOr(SearchObjectId("EMAILID", "a_-1"), SearchNot(SearchObjectId("THREADID", "Z"))))),
+    # RFC 8514 sections 4.1, 4.2
+    (b"A1 FETCH 1:* (SAVEDATE)", c.Fetch("A1", S("1:*"), (FetchAttr("SAVEDATE"),))),
+    (b"A2 UID FETCH 1 (FLAGS SAVEDATE INTERNALDATE)",
+     c.Fetch("A2", S("1"), (FetchAttr("FLAGS"), FetchAttr("SAVEDATE"), FetchAttr("INTERNALDATE")), uid=True)),
+    (b"A3 SEARCH SAVEDBEFORE 1-Feb-1994", c.Search("A3", SearchDate("SAVEDBEFORE", datetime.date(1994, 2, 1)))),
+    (b"A4 SEARCH SAVEDON 17-Jul-1996 SAVEDSINCE 1-Jan-1996",
+     c.Search("A4", SearchAnd((SearchDate("SAVEDON", datetime.date(1996, 7, 17)),
+                               SearchDate("SAVEDSINCE", datetime.date(1996, 1, 1)))))),
+    (b"A5 SEARCH SAVEDATESUPPORTED", c.Search("A5", SearchSaveDateSupported())),
+    (b"A6 SEARCH NOT savedatesupported", c.Search("A6", SearchNot(SearchSaveDateSupported()))),
 ]
 
 
@@ -75,6 +89,9 @@ BAD = [
     b'a SEARCH EMAILID "quoted"',
     b"a SEARCH EMAILID " + b"x" * 256,
     b"a STATUS foo (OBJECTID)",
+    b"a SEARCH SAVEDON 31-Feb-2020",
+    b"a SEARCH SAVEDBEFORE",
+    b"a FETCH 1 SAVEDATE[]",
 ]
 
 
@@ -97,6 +114,8 @@ RESPONSES = [
      b'* STATUS "foo" (MESSAGES 3 MAILBOXID (F1) DELETED 1)\r\n'),
     (FetchResponse(1, [("EMAILID", [Atom("M6d99ac3275bb4e")]), ("THREADID", None)]),
      b"* 1 FETCH (EMAILID (M6d99ac3275bb4e) THREADID NIL)\r\n"),
+    (FetchResponse(1, [("SAVEDATE", "17-Jul-1996 09:44:25 +0000")]),
+     b'* 1 FETCH (SAVEDATE "17-Jul-1996 09:44:25 +0000")\r\n'),
 ]
 
 

@@ -1,8 +1,14 @@
-"""Store support for the small extensions: \\Deleted totals (STATUS DELETED / DELETED-STORAGE)."""
+"""Store support for the small extensions: \\Deleted totals (STATUS DELETED / DELETED-STORAGE), save dates
+(SAVEDATE) and the schema migration they need."""
 
 from __future__ import annotations
 
-from imapd.store import UserStore
+import sqlite3
+import time
+from pathlib import Path
+
+from imapd.store import Store, UserStore
+from imapd.store.index import SCHEMA_VERSION, UserIndex
 
 from .conftest import msg
 
@@ -32,3 +38,59 @@ def test_deleted_totals_open_and_closed(alice: UserStore) -> None:
         assert st.deleted == 1 and st.deleted_size == sizes[uids[3]]
     finally:
         mb.release()
+
+
+def test_savedate_is_when_the_message_entered_this_mailbox(alice: UserStore) -> None:
+    alice.create_mailbox("Other")
+    mb = alice.open("INBOX")
+    try:
+        before = int(time.time())
+        uid = mb.append(msg(1), internaldate=1_000_000_000)  # an old INTERNALDATE, saved now
+        after = int(time.time())
+        (info,) = mb.message_info([uid])
+        assert info.internaldate == 1_000_000_000 and before <= info.savedate <= after
+        time.sleep(1.1)
+        ((_, copied),) = mb.copy([uid], "Other")
+    finally:
+        mb.release()
+    other = alice.open("Other")
+    try:
+        (info2,) = other.message_info([copied])
+        assert info2.savedate > info.savedate  # a copy is saved anew (RFC 8514 3)
+        assert info2.internaldate == 1_000_000_000 and info2.emailid == info.emailid
+    finally:
+        other.release()
+
+
+def test_schema_1_index_is_migrated_and_old_rows_report_internaldate(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data", durability="normal")
+    user = store.create_user("bob")
+    mb = user.open("INBOX")
+    old_uid = mb.append(msg(1), internaldate=1_200_000_000)
+    mb.release()
+    path = user.index.path
+    store.close()
+    # what an index written by schema version 1 looks like: no savedate column
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE messages DROP COLUMN savedate")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+
+    store = Store(tmp_path / "data", durability="normal")
+    try:
+        user = store.user("bob")
+        assert user.index.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        mb = user.open("INBOX")
+        try:
+            (old,) = mb.message_info([old_uid])
+            assert old.savedate == old.internaldate == 1_200_000_000  # stored before: INTERNALDATE
+            new_uid = mb.append(msg(2), internaldate=1_200_000_000)
+            (new,) = mb.message_info([new_uid])
+            assert new.savedate >= int(time.time()) - 5
+        finally:
+            mb.release()
+    finally:
+        store.close()
+    # opening again (already version 2) changes nothing
+    assert UserIndex(path, durability="normal").conn.execute("PRAGMA user_version").fetchone()[0] == 2

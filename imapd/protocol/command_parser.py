@@ -672,6 +672,7 @@ _COMMANDS: dict[str, Handler] = {
     "CLOSE": _no_args(c.Close),
     "UNSELECT": _no_args(c.Unselect),
     "CANCELUPDATE": _cancel_update,
+    "UNAUTHENTICATE": _no_args(c.Unauthenticate),
     "EXPUNGE": _expunge,
     "SEARCH": _search,
     "FETCH": _fetch,

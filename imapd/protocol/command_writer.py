@@ -278,6 +278,7 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Close: _simple(b"CLOSE"),
     c.Unselect: _simple(b"UNSELECT"),
     c.CancelUpdate: lambda cmd, u: b"CANCELUPDATE " + b" ".join(string_bytes(t, u) for t in cmd.tags),
+    c.Unauthenticate: _simple(b"UNAUTHENTICATE"),
     c.XStateSave: _simple(b"X-STATE SAVE"),
     c.XStateRestore: lambda cmd, u: b"X-STATE RESTORE " + cmd.token.encode(),
     c.XStateRevoke: lambda cmd, u: b"X-STATE REVOKE" + (b" " + cmd.token.encode() if cmd.token else b""),

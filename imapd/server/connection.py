@@ -415,6 +415,15 @@ class IMAPConnection(asyncio.Protocol):
             return
         self.proto.authenticated()
 
+    def lower_input_limits(self) -> None:
+        """Not authenticated again (UNAUTHENTICATE): the pre-auth limits apply to the next command, queued
+        like :meth:`raise_input_limits`."""
+        if not self._on_loop():
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.proto.unauthenticated)
+            return
+        self.proto.unauthenticated()
+
     def write_bytes(self, data: bytes) -> None:
         if not self._on_loop():
             self._write_from_lane(data)

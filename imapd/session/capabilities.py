@@ -62,6 +62,8 @@ def capabilities(
     caps = list(_ALWAYS)
     if xstate:
         caps.append("X-STATE")
+    if authenticated:
+        caps.append("UNAUTHENTICATE")  # RFC 8437: only valid once authenticated
     if not authenticated:
         if starttls_available and not tls_active:
             caps.append("STARTTLS")

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import tests.e2e.test_workers as workers
 from imapd.client import xstate_restore, xstate_save
+from imapd.server.handoff import owner_slot
 from tests.conftest import RunningServer, imapd_cli, start_server, stop_server
+from tests.rawimap import RawIMAP
 
 DAY = 86400
 
@@ -260,3 +263,155 @@ def test_savedate_of_messages_stored_before_the_index_kept_it(tmp_path: Path) ->
         imap.logout()
     finally:
         stop_server(srv)
+
+
+# -- UNAUTHENTICATE (RFC 8437) --------------------------------------------------------------------------------
+def _unauthenticate(imap: imaplib.IMAP4) -> tuple[str, list[bytes | None]]:
+    imaplib.Commands.setdefault("UNAUTHENTICATE", ("AUTH", "SELECTED"))
+    typ, data = imap._simple_command("UNAUTHENTICATE")
+    if typ == "OK":
+        imap.state = "NONAUTH"  # imaplib does not know the command: tell it the state changed
+    return typ, data
+
+
+def test_unauthenticate_then_another_user_logs_in(server: RunningServer) -> None:
+    imap = _login(server, "alice")
+    try:
+        typ, caps = imap.capability()
+        assert b"UNAUTHENTICATE" in (caps[0] or b"").split()
+        imap.create("unauth-alice")
+        imap.append("unauth-alice", None, None, b"Subject: alice's\r\n\r\nx\r\n")
+        typ, data = imap._simple_command("ENABLE", "CONDSTORE")
+        assert typ == "OK"
+        imap.select("unauth-alice")
+        imap.store("1", "+FLAGS", "(\\Deleted)")
+        typ, data = _unauthenticate(imap)  # RFC 8437: A01 UNAUTHENTICATE / A01 OK
+        assert typ == "OK", data
+        assert data[0] is not None and data[0].startswith(b"[CAPABILITY "), data
+        code = data[0][1 : data[0].index(b"]")].split()
+        assert b"AUTH=PLAIN" in code and b"UNAUTHENTICATE" not in code, data  # the pre-login list
+        # not authenticated: what needs a login is refused, CAPABILITY is the pre-login one
+        imap.state = "AUTH"  # past imaplib's own state check: the server must refuse it
+        with pytest.raises(imaplib.IMAP4.error, match="needs authentication"):
+            imap.select("INBOX")
+        imap.state = "NONAUTH"
+        typ, caps = imap.capability()
+        assert b"AUTH=PLAIN" in (caps[0] or b"").split() and b"UNAUTHENTICATE" not in (caps[0] or b"").split()
+        # another user on the same connection sees only their own mail and starts with nothing enabled
+        imap.login("bob", server.users["bob"])
+        typ, data = imap.status("INBOX", "(MESSAGES)")
+        assert typ == "OK"
+        typ, data = imap.list('""', "unauth-*")
+        assert data == [None], data
+        typ, data = imap._simple_command("ENABLE", "CONDSTORE")
+        _, enabled = imap._untagged_response(typ, data, "ENABLED")
+        assert enabled == [b"CONDSTORE"], enabled  # enabled anew: UNAUTHENTICATE reset it
+        # alice's mailbox was closed without expunge
+        _unauthenticate(imap)
+        imap.login("alice", server.users["alice"])
+        imap.select("unauth-alice")
+        assert _numbers(imap.search(None, "DELETED")[1]) == [1]
+    finally:
+        imap.logout()
+
+
+def test_unauthenticate_then_xstate_restore_and_unauthenticate_in_wrong_state(server: RunningServer) -> None:
+    first = _login(server, "bob")
+    first.select("INBOX")
+    token = xstate_save(first)
+    first.logout()
+    imap = _login(server, "alice")
+    try:
+        assert _unauthenticate(imap)[0] == "OK"
+        imap.state = "AUTH"  # past imaplib's own state check: the server must refuse it
+        with pytest.raises(imaplib.IMAP4.error, match="UNAUTHENTICATE command error: BAD"):
+            _unauthenticate(imap)  # only valid once authenticated
+        imap.state = "NONAUTH"
+        assert xstate_restore(imap, token).selected  # RESTORE authenticates bob, as after a greeting
+        assert imap.status("INBOX", "(MESSAGES)")[0] == "OK"
+    finally:
+        imap.logout()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[RunningServer, int]]:
+    """Two workers (each user has one owner worker) with plain and TLS listeners: (server, TLS port)."""
+    cert, key = workers.make_cert(tmp_path)
+    data = tmp_path / "data"
+    for user, password in workers.USERS.items():
+        imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(data), stdin=password)
+    srv = start_server(data, "-o", "server.workers=2", "-o", f"tls.cert={cert}", "-o", f"tls.key={key}",
+                       tls_listen="127.0.0.1:0")
+    srv.users.update(workers.USERS)
+    m = re.search(r"ready on 127\.0\.0\.1:\d+, 127\.0\.0\.1:(\d+)", srv.log())
+    assert m, srv.log()
+    workers._supervisor_ready(srv, 2)
+    try:
+        yield srv, int(m.group(1))
+    finally:
+        stop_server(srv)
+
+
+def _two_owners() -> tuple[str, str]:
+    """Two users whose owner workers differ."""
+    first = "alice"
+    other = next(u for u in workers.USERS if owner_slot(u, 2) != owner_slot(first, 2))
+    return first, other
+
+
+def _login_raw(conn: RawIMAP, user: str) -> None:
+    conn.ok(f"LOGIN {user} {workers.USERS[user]}")
+
+
+def _works_as(srv: RunningServer, conn: RawIMAP, user: str, subject: str) -> None:
+    """The session is really ``user``'s: what it appends, another client of that user sees."""
+    raw = f"Subject: {subject}\r\n\r\nx"
+    conn.ok(f"APPEND INBOX {{{len(raw)}+}}\r\n{raw}")
+    other = imaplib.IMAP4(srv.host, srv.port)
+    try:
+        other.login(user, workers.USERS[user])
+        other.select("INBOX", readonly=True)
+        _, found = other.search(None, "SUBJECT", subject)
+        assert _numbers(found), (user, subject)
+    finally:
+        other.logout()
+
+
+def test_unauthenticate_moves_to_the_next_users_owner_worker(cluster: tuple[RunningServer, int]) -> None:
+    srv, tls_port = cluster
+    first, second = _two_owners()
+    conn = RawIMAP(srv.host, srv.port)
+    port = conn.sock.getsockname()[1]
+    _login_raw(conn, first)
+    conn.ok("SELECT INBOX")
+    (owner_first,) = workers._server_socket_pid(srv.port, port)
+    _works_as(srv, conn, first, "plain-first")
+    _, tagged = conn.command("UNAUTHENTICATE")
+    assert tagged.startswith(b"t") and b" OK [CAPABILITY " in tagged, tagged
+    _login_raw(conn, second)  # owned by the other worker: the connection moves there
+    (owner_second,) = workers._server_socket_pid(srv.port, port)
+    assert owner_second != owner_first
+    conn.ok("SELECT INBOX")
+    _works_as(srv, conn, second, "plain-second")
+    conn.ok("UNAUTHENTICATE")
+    _login_raw(conn, first)  # and back
+    assert workers._server_socket_pid(srv.port, port) == {owner_first}
+    untagged = conn.ok("SELECT INBOX")
+    assert any(line.endswith(b" EXISTS") for line in untagged)
+    conn.command("LOGOUT")
+    conn.close()
+
+    # over TLS the stream is relayed to whichever worker owns the user logged in now
+    tls = workers.TLSRaw(tls_port)
+    _login_raw(tls, first)
+    _works_as(srv, tls, first, "tls-first")
+    tls.ok("UNAUTHENTICATE")
+    _login_raw(tls, second)
+    _works_as(srv, tls, second, "tls-second")
+    tls.ok("UNAUTHENTICATE")
+    untagged, tagged = tls.command("SELECT INBOX")
+    assert b"BAD" in tagged, tagged
+    _login_raw(tls, first)
+    tls.ok("SELECT INBOX")
+    tls.command("LOGOUT")
+    tls.close()

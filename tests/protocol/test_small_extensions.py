@@ -9,7 +9,8 @@ import pytest
 
 from imapd.protocol import commands as c
 from imapd.protocol.command_writer import write_command
-from imapd.protocol.events import ProtocolError
+from imapd.protocol.connection import InputBudget, InputLimits, PreauthLimits, ServerConnection
+from imapd.protocol.events import CommandReceived, ProtocolError
 from imapd.protocol.fetch_items import FetchAttr
 from imapd.protocol.response_codes import Code
 from imapd.protocol.response_parser import parse_response
@@ -66,6 +67,9 @@ EXAMPLES: list[tuple[bytes, c.Command]] = [
                                SearchDate("SAVEDSINCE", datetime.date(1996, 1, 1)))))),
     (b"A5 SEARCH SAVEDATESUPPORTED", c.Search("A5", SearchSaveDateSupported())),
     (b"A6 SEARCH NOT savedatesupported", c.Search("A6", SearchNot(SearchSaveDateSupported()))),
+    # RFC 8437 section 3
+    (b"A01 UNAUTHENTICATE", c.Unauthenticate("A01")),
+    (b"a2 unauthenticate", c.Unauthenticate("a2")),
 ]
 
 
@@ -92,6 +96,8 @@ BAD = [
     b"a SEARCH SAVEDON 31-Feb-2020",
     b"a SEARCH SAVEDBEFORE",
     b"a FETCH 1 SAVEDATE[]",
+    b"a UNAUTHENTICATE now",
+    b"a UID UNAUTHENTICATE",
 ]
 
 
@@ -127,3 +133,34 @@ def test_responses_written_as_the_rfc_shows(response: object, wire: bytes) -> No
 def test_status_with_object_id_parses_back() -> None:
     response = StatusResponse("foo", (("MESSAGES", 3), ("MAILBOXID", ObjectId("F-1_a")), ("DELETED-STORAGE", 9)))
     assert parse_response(ResponseWriter().write(response)) == response
+
+
+def test_unauthenticated_brings_back_the_preauth_limits_and_budget() -> None:
+    budget = InputBudget(10_000)
+    preauth = PreauthLimits(InputLimits.preauth(100, 50), 1000, budget)
+    conn = ServerConnection(max_line=4096, max_literal=1 << 20, preauth=preauth)
+    assert conn.limits == preauth.limits
+    conn.authenticated()
+    assert conn.limits == InputLimits.authenticated(4096, 1 << 20)
+    conn.receive_data(b"a1 NOOP\r\na2 SELECT " + b"x" * 300)  # one whole command, one partial over 100
+    assert budget.used == 0  # authenticated input is not charged to the pre-auth budget
+    assert parse_event(conn) == c.Noop("a1")
+    conn.unauthenticated()  # what was held is charged again, and the small limits apply from now
+    assert conn.limits == preauth.limits and budget.used > 0
+    event = conn.next_event()
+    assert isinstance(event, ProtocolError) and event.code == "TOOBIG", event
+    conn.discard()
+    assert budget.used == 0
+
+
+def test_unauthenticated_without_preauth_limits_changes_nothing() -> None:
+    conn = ServerConnection(max_line=4096)
+    before = conn.limits
+    conn.unauthenticated()
+    assert conn.limits == before
+
+
+def parse_event(conn: ServerConnection) -> c.Command:
+    event = conn.next_event()
+    assert isinstance(event, CommandReceived), event
+    return event.command

@@ -13,7 +13,8 @@ Choices:
 - ``INTERNALDATE`` is written in UTC (the index keeps Unix seconds).
 - ``SAVEDATE`` (RFC 8514) is written in UTC like INTERNALDATE.
 - ``EMAILID`` (RFC 8474) is the id the index gave the message when it was stored, kept by COPY/MOVE;
-  ``THREADID`` is always NIL, which RFC 8474 5.2 allows for a server that does not compute threads.
+  ``THREADID`` is the id given when it was stored (:mod:`imapd.store.threadids`), NIL for messages
+  stored before the index kept thread ids or never parsed (RFC 8474 5.2 allows NIL).
 - ``BINARY[...]`` is a ``literal8`` with the transfer encoding undone; :class:`imapd.mime.UnknownEncoding`
   propagates so the session can answer ``NO [UNKNOWN-CTE]``.
 
@@ -121,7 +122,7 @@ class ValueCache:
 VALUE_CACHE = ValueCache()
 _WRITERS = (ResponseWriter(utf8=False), ResponseWriter(utf8=True))
 
-_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE", "EMAILID", "SAVEDATE"})
+_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE", "EMAILID", "THREADID", "SAVEDATE"})
 _META_ATTRS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"})
 _RAW_ATTRS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_ATTRS = frozenset({"RFC822", "RFC822.TEXT"})
@@ -451,7 +452,8 @@ def _emailid(m: _Message) -> Value:
 
 
 def _threadid(m: _Message) -> Value:
-    return None  # RFC 8474 5.2: NIL, we do not compute threads for messages (THREAD does, per command)
+    threadid = m.info().threadid  # given once when stored (imapd/store/threadids.py)
+    return None if threadid is None else [Atom(threadid)]  # RFC 8474 5.2: NIL when not known
 
 
 def _envelope(m: _Message) -> Value:

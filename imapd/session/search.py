@@ -3,7 +3,7 @@
 The tree is compiled into nodes that know their cost:
 
 0. in memory: ALL, flags (``mailbox.flags``), ``\\Recent``, message/UID sets, ``$``, MODSEQ;
-1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE, SAVED*, OLDER/YOUNGER, EMAILID (one batched ``message_info`` for the
+1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE, SAVED*, OLDER/YOUNGER, EMAILID/THREADID (one batched ``message_info`` for the
    candidates);
 2. cached metadata: SENTBEFORE/SENTON/SENTSINCE, FROM/TO/CC/BCC/SUBJECT;
 3. the raw message: HEADER, BODY, TEXT.
@@ -29,8 +29,8 @@ Semantics:
   empty string matches every message that has the field); BODY/TEXT use :func:`imapd.mime.text_contains`.
 - ``MODSEQ`` with an entry name compares the message MODSEQ (we keep no per-flag MODSEQ, which
   RFC 7162 3.1.5 allows).
-- EMAILID compares the RFC 8474 id exactly (ids are case-sensitive); THREADID matches nothing, since
-  FETCH THREADID is NIL for every message.
+- EMAILID / THREADID compare the RFC 8474 id exactly (ids are case-sensitive); a message whose
+  THREADID is NIL matches no THREADID.
 - A message that vanished from the store while still in the client's view matches no positive key.
 """
 
@@ -387,13 +387,13 @@ class _Evaluator:
         return _Leaf(_INDEX, test)
 
     def _objectid(self, key: SearchObjectId) -> _Leaf:
-        if key.key == "THREADID":
-            return _Leaf(_MEMORY, lambda pos: False)  # FETCH THREADID is NIL: no message has one
-        wanted, info_of = key.id, self.info
+        wanted, info_of, thread = key.id, self.info, key.key == "THREADID"
 
         def test(pos: int) -> bool:
             info = info_of(pos)
-            return info is not None and info.emailid == wanted
+            if info is None:
+                return False
+            return (info.threadid if thread else info.emailid) == wanted
 
         return _Leaf(_INDEX, test)
 

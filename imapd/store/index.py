@@ -26,7 +26,8 @@ __all__ = ["SCHEMA_VERSION", "UserIndex"]
 
 SCHEMA_VERSION = 3
 """1: the first schema. 2: the quota and annotation tables. 3: ``messages.savedate`` (RFC 8514; NULL for rows
-stored before, read as INTERNALDATE)."""
+stored before, read as INTERNALDATE), ``messages.threadid`` and the ``threads`` table (RFC 8474; NULL for rows
+stored before: THREADID NIL)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS messages(
     emailid TEXT NOT NULL,                     -- RFC 8474 EMAILID, kept by COPY/MOVE
     meta BLOB,                                 -- msgpack(imapd.mime.MessageMetadata) or NULL
     savedate INTEGER,                          -- RFC 8514, unix seconds, NULL when stored before schema 3
+    threadid TEXT,                             -- RFC 8474 THREADID (imapd/store/threadids.py) or NULL
     PRIMARY KEY(mailbox, uid)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages(mailbox, base);
@@ -76,6 +78,10 @@ CREATE TABLE IF NOT EXISTS expunged(
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox, modseq);
 CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS threads(              -- Message-ID -> RFC 8474 THREADID, for the whole user
+    msgid TEXT PRIMARY KEY,
+    threadid TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -85,9 +91,12 @@ def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) ->
         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    3: lambda conn: _add_column(conn, "messages", "savedate", "INTEGER"),
-}
+def _to_3(conn: sqlite3.Connection) -> None:
+    _add_column(conn, "messages", "savedate", "INTEGER")
+    _add_column(conn, "messages", "threadid", "TEXT")
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {3: _to_3}
 """Steps that bring an index of the previous version to this one (tables new in a version need none:
 ``_SCHEMA`` creates what is missing)."""
 

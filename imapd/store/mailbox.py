@@ -86,6 +86,8 @@ class MessageInfo(msgspec.Struct, frozen=True):
     savedate: int = 0
     """RFC 8514 save date, unix seconds: when the message entered this mailbox (INTERNALDATE for messages
     stored before the index kept it)."""
+    threadid: str | None = None
+    """RFC 8474 THREADID, None when not known (stored before the index kept it, or never parsed)."""
 
 
 class MailboxStatus(msgspec.Struct, frozen=True):
@@ -293,11 +295,12 @@ class Mailbox(MessageContent):
             return select_rows(self._index.conn, self.mailbox_id, uids, cols)
 
     def message_info(self, uids: Iterable[int]) -> list[MessageInfo]:
-        """Size, INTERNALDATE, EMAILID, MODSEQ, flags and save date of the given (existing) UIDs, ascending."""
-        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords, coalesce(savedate, internaldate)")
+        """Size, INTERNALDATE, EMAILID, MODSEQ, flags, save date and THREADID of the given (existing) UIDs, ascending."""
+        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords, "
+                                "coalesce(savedate, internaldate), threadid")
         names = self._state.names
-        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw), saved)
-                for uid, size, date, eid, ms, fl, kw, saved in rows]
+        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw), saved, tid)
+                for uid, size, date, eid, ms, fl, kw, saved, tid in rows]
 
     def sort_keys(self) -> SortKeys:
         """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one

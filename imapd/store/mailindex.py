@@ -18,6 +18,7 @@ import msgspec
 
 from imapd.store.errors import LimitExceeded, NoSuchMailbox
 from imapd.store.flags import DELETED, MAX_KEYWORDS
+from imapd.store.threadids import thread_ids
 
 __all__ = [
     "IndexDelta",
@@ -205,12 +206,15 @@ def insert_messages(conn: sqlite3.Connection, rows: Sequence[MessageRow], *, sav
     """The one ``INSERT INTO messages`` (APPEND, COPY/MOVE, reconcile).
 
     Every row gets the RFC 8514 save date ``savedate`` (default: now): the time the message entered this
-    mailbox, whether APPENDed, copied or moved in (a copy is saved anew), or found in the Maildir.
+    mailbox, whether APPENDed, copied or moved in (a copy is saved anew), or found in the Maildir; and
+    its RFC 8474 THREADID (:mod:`imapd.store.threadids`).
     """
     saved = int(time.time() if savedate is None else savedate)
+    threads = thread_ids(conn, [r[10] for r in rows])
     conn.executemany(
         "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate, size, emailid, meta,"
-        f" savedate) VALUES (?,?,?,?,?,?,?,?,?,?,?,{saved})", rows)
+        f" threadid, savedate) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,{saved})",
+        [(*r, t) for r, t in zip(rows, threads, strict=True)])
 
 
 def update_flags(conn: sqlite3.Connection, updates: Sequence[tuple[int, int, int, str, int, int]]) -> None:
@@ -225,7 +229,7 @@ def rename_files(conn: sqlite3.Connection, renamed: Sequence[tuple[str, int, int
 
 def drop_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> None:
     """Every row of a mailbox: messages, expunge history, keywords, the mailbox itself."""
-    for table in ("messages", "expunged", "keywords"):
+    for table in ("messages", "expunged", "keywords"):  # threads stay: a Message-ID keeps its thread
         conn.execute(f"DELETE FROM {table} WHERE mailbox=?", (mailbox_id,))
     conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
 

@@ -153,15 +153,20 @@ def test_objectid_stable_across_rename_copy_and_restart(tmp_path: Path) -> None:
         assert typ == "OK" and created[0] is not None and b"[MAILBOXID (" in created[0], created
         mailboxid = _paren_id(created[0])
         assert _status_mailboxid(imap, "Projects") == mailboxid
-        for i in range(3):
-            imap.append("Projects", None, None, f"Subject: p{i}\r\n\r\nbody {i}\r\n".encode())
+        heads = ["Message-ID: <p0@x>", "Message-ID: <p1@x>\r\nIn-Reply-To: <p0@x>", "Message-ID: <q@x>"]
+        for i, head in enumerate(heads):
+            imap.append("Projects", None, None, f"{head}\r\nSubject: p{i}\r\n\r\nbody {i}\r\n".encode())
         typ, _ = imap.select("Projects")
         assert _paren_id(imap.response("MAILBOXID")[1][0] or b"") == mailboxid  # * OK [MAILBOXID (...)]
         ids = _fetch_ids(imap)
-        assert len({e for e, _ in ids.values()}) == 3 and all(t == b"NIL" for _, t in ids.values())
+        assert len({e for e, _ in ids.values()}) == 3
+        threads = {u: t for u, (_, t) in ids.items()}
+        assert threads[1] == threads[2] != threads[3] and threads[1] != b"NIL", threads  # 2 replies to 1
+        threadid = threads[1].strip(b"()").decode()
+        assert _numbers(imap.uid("SEARCH", f"THREADID {threadid}")[1]) == [1, 2]
         emailid = ids[2][0]
         assert _numbers(imap.uid("SEARCH", f"EMAILID {emailid}")[1]) == [2]
-        assert _numbers(imap.uid("SEARCH", "THREADID T1")[1]) == []
+        assert _numbers(imap.uid("SEARCH", "THREADID T1")[1]) == []  # no such thread
         assert _numbers(imap.uid("SEARCH", f"NOT EMAILID {emailid}")[1]) == [1, 3]
         # COPY keeps the EMAILID; RENAME keeps the MAILBOXID; a re-created name gets a new one
         imap.uid("COPY", "2", "INBOX")
@@ -184,7 +189,7 @@ def test_objectid_stable_across_rename_copy_and_restart(tmp_path: Path) -> None:
         assert _status_mailboxid(imap, "Archive/Projects") == mailboxid
         assert _status_mailboxid(imap, "INBOX") == inbox_id
         imap.select("Archive/Projects")
-        assert {u: e for u, (e, _) in _fetch_ids(imap).items()} == {u: e for u, (e, _) in ids.items()}
+        assert _fetch_ids(imap) == ids  # EMAILID and THREADID as they were
         imap.logout()
     finally:
         stop_server(srv)
@@ -245,9 +250,11 @@ def test_savedate_of_messages_stored_before_the_index_kept_it(tmp_path: Path) ->
         imap.logout()
     finally:
         stop_server(srv)
-    # the index as schema version 1 left it: no savedate column
+    # the index as schema version 1 left it: no savedate or threadid column, no threads table
     conn = sqlite3.connect(data / "mail" / "alice" / "imapd-index.sqlite")
     conn.execute("ALTER TABLE messages DROP COLUMN savedate")
+    conn.execute("ALTER TABLE messages DROP COLUMN threadid")
+    conn.execute("DROP TABLE threads")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()

@@ -70,9 +70,11 @@ def test_schema_1_index_is_migrated_and_old_rows_report_internaldate(tmp_path: P
     mb.release()
     path = user.index.path
     store.close()
-    # what an index written by schema version 1 looks like: no savedate column
+    # what an index written by schema version 1 looks like: no savedate or threadid column, no threads table
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE messages DROP COLUMN savedate")
+    conn.execute("ALTER TABLE messages DROP COLUMN threadid")
+    conn.execute("DROP TABLE threads")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()
@@ -85,12 +87,58 @@ def test_schema_1_index_is_migrated_and_old_rows_report_internaldate(tmp_path: P
         try:
             (old,) = mb.message_info([old_uid])
             assert old.savedate == old.internaldate == 1_200_000_000  # stored before: INTERNALDATE
+            assert old.threadid is None  # and no thread id (FETCH THREADID NIL)
             new_uid = mb.append(msg(2), internaldate=1_200_000_000)
             (new,) = mb.message_info([new_uid])
             assert new.savedate >= int(time.time()) - 5
+            assert new.threadid is not None
         finally:
             mb.release()
     finally:
         store.close()
     # opening again (already version 2) changes nothing
     assert UserIndex(path, durability="normal").conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def _mail(msgid: str | None, *, refs: str = "", in_reply_to: str = "") -> bytes:
+    head = f"Message-ID: {msgid}\r\n" if msgid else ""
+    head += f"References: {refs}\r\n" if refs else ""
+    head += f"In-Reply-To: {in_reply_to}\r\n" if in_reply_to else ""
+    return f"From: a@example.org\r\nSubject: s\r\n{head}\r\nbody\r\n".encode()
+
+
+def test_thread_ids_are_given_once_and_shared_by_a_thread(alice: UserStore) -> None:
+    alice.create_mailbox("Other")
+    mb = alice.open("INBOX")
+    try:
+        uids = {
+            "root": mb.append(_mail("<root@x>")),
+            "reply": mb.append(_mail("<r1@x>", refs="<root@x>", in_reply_to="<root@x>")),
+            "deep": mb.append(_mail("<r2@x>", refs="<root@x> <r1@x>")),
+            "only-irt": mb.append(_mail("<r3@x>", in_reply_to="<r1@x>")),
+            "other": mb.append(_mail("<other@x>")),
+            "early": mb.append(_mail("<e1@x>", refs="<late@x>")),  # its parent arrives after it
+            "late": mb.append(_mail("<late@x>")),
+            "sibling": mb.append(_mail("<e2@x>", refs="<late@x>")),
+            "no-ids": mb.append(_mail(None)),
+            "no-ids-2": mb.append(_mail(None)),
+        }
+        info = {name: i for name, i in zip(uids, mb.message_info(uids.values()), strict=True)}
+        tid = {name: i.threadid for name, i in info.items()}
+        assert all(t is not None and t.startswith("T") for t in tid.values()), tid
+        assert tid["root"] == tid["reply"] == tid["deep"] == tid["only-irt"]
+        assert tid["early"] == tid["late"] == tid["sibling"]
+        assert len({tid["root"], tid["other"], tid["early"], tid["no-ids"], tid["no-ids-2"]}) == 5
+        ((_, copied),) = mb.copy([uids["deep"]], "Other")
+        moved = dict(mb.move([uids["other"]], "Other"))[uids["other"]]
+    finally:
+        mb.release()
+    other = alice.open("Other")
+    try:
+        got = {i.uid: i.threadid for i in other.message_info([copied, moved])}
+        assert got == {copied: tid["root"], moved: tid["other"]}  # COPY and MOVE keep the thread
+        later = other.append(_mail("<r4@x>", refs="<root@x> <r2@x>"))  # another mailbox, same thread
+        (info_later,) = other.message_info([later])
+        assert info_later.threadid == tid["root"]
+    finally:
+        other.release()

@@ -340,6 +340,27 @@ def test_unauthenticate_then_xstate_restore_and_unauthenticate_in_wrong_state(se
         imap.logout()
 
 
+def test_unauthenticate_gives_back_the_users_connection_slot(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    imapd_cli("user", "add", "alice", "--password-stdin", "--data-dir", str(data), stdin="pw")
+    srv = start_server(data, "-o", "limits.max_connections_per_user=1")
+    srv.users["alice"] = "pw"
+    try:
+        first = _login(srv)
+        second = imaplib.IMAP4(srv.host, srv.port)
+        with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
+            second.login("alice", "pw")  # the one slot is taken
+        assert _unauthenticate(first)[0] == "OK"
+        second.login("alice", "pw")  # given back by UNAUTHENTICATE
+        with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
+            first.login("alice", "pw")
+        second.logout()
+        first.login("alice", "pw")
+        first.logout()
+    finally:
+        stop_server(srv)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[RunningServer, int]]:
     """Two workers (each user has one owner worker) with plain and TLS listeners: (server, TLS port)."""

@@ -296,8 +296,9 @@ class UserStore:
         """Rebuild the index rows of one mailbox (or all) from the Maildir: UIDs and UIDVALIDITY from
         ``dovecot-uidlist`` wherever it has them, keywords from ``dovecot-keywords`` and file names.
 
-        What only the index held is lost: keywords past the 26 with file-name letters, EMAILIDs, the
-        expunge history. Returns ``(name, uidvalidity, messages)`` per rebuilt mailbox.
+        What only the index held is lost: keywords past the 26 with file-name letters, EMAILIDs, save
+        dates (RFC 8514: now the rebuild's time), the expunge history. THREADIDs are found again from the
+        user's Message-ID table. Returns ``(name, uidvalidity, messages)`` per rebuilt mailbox.
         """
         out = []
         with self.index.write() as conn:

@@ -674,8 +674,11 @@ class IMAPConnection(asyncio.Protocol):
     def _must_move(self, user: str) -> bool:
         ownership = self.ctx.ownership
         session = self.session
+        # A deflate stream can only move where the client's input ended with a sync flush (a LOGIN after
+        # UNAUTHENTICATE on a compressed connection); elsewhere the session is served here instead.
+        zstream = self._zstream
         return (ownership is not None and session is not None and session.user_name is None
-                and not ownership.owns(user))
+                and not ownership.owns(user) and (zstream is None or zstream.at_boundary))
 
     async def _hand_off(self, user: str, first: bytes, snapshot: bytes | None = None) -> bool:
         """Move this connection to the worker that owns ``user``, with ``first`` (the command that named

@@ -8,12 +8,15 @@ import datetime
 import imaplib
 import re
 import sqlite3
+import ssl
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import tests.e2e.test_compress as compress
 import tests.e2e.test_workers as workers
 from imapd.client import xstate_restore, xstate_save
 from imapd.server.handoff import owner_slot
@@ -250,12 +253,12 @@ def test_savedate_of_messages_stored_before_the_index_kept_it(tmp_path: Path) ->
         imap.logout()
     finally:
         stop_server(srv)
-    # the index as schema version 1 left it: no savedate or threadid column, no threads table
+    # the index as schema version 2 left it: no savedate or threadid column, no threads table
     conn = sqlite3.connect(data / "mail" / "alice" / "imapd-index.sqlite")
     conn.execute("ALTER TABLE messages DROP COLUMN savedate")
     conn.execute("ALTER TABLE messages DROP COLUMN threadid")
     conn.execute("DROP TABLE threads")
-    conn.execute("PRAGMA user_version=1")
+    conn.execute("PRAGMA user_version=2")
     conn.commit()
     conn.close()
     srv = start_server(data)
@@ -443,3 +446,59 @@ def test_unauthenticate_moves_to_the_next_users_owner_worker(cluster: tuple[Runn
     tls.ok("SELECT INBOX")
     tls.command("LOGOUT")
     tls.close()
+
+
+def _serving_pids(srv: RunningServer, conn: RawIMAP) -> set[int] | None:
+    """The process that holds a plain connection's socket (None over TLS: the acceptor keeps it)."""
+    if isinstance(conn.sock, compress.Deflated) and isinstance(conn.sock.sock, ssl.SSLSocket):
+        return None
+    return workers._server_socket_pid(srv.port, conn.sock.getsockname()[1])
+
+
+def test_unauthenticate_on_a_compressed_connection_then_another_owner(cluster: tuple[RunningServer, int]) -> None:
+    """COMPRESS=DEFLATE stays on after UNAUTHENTICATE (it is a layer of the connection, like TLS), so the
+    next LOGIN's hand-off carries the deflate stream, as a reload does."""
+    srv, tls_port = cluster
+    first, second = _two_owners()
+    for conn in (compress.ZClient(srv.host, srv.port), compress.ZClient.over_tls(tls_port)):
+        _login_raw(conn, first)
+        conn.compress()
+        _works_as(srv, conn, first, "z-first")
+        conn.ok("UNAUTHENTICATE")
+        before = _serving_pids(srv, conn)
+        _login_raw(conn, second)
+        _works_as(srv, conn, second, "z-second")
+        after = _serving_pids(srv, conn)
+        assert before is None or (after is not None and after != before), (before, after)  # moved
+        untagged = conn.ok("SELECT INBOX")
+        assert any(line.endswith(b" EXISTS") for line in untagged), untagged
+        conn.ok("UNAUTHENTICATE")
+        _login_raw(conn, first)
+        conn.ok("SELECT INBOX")
+        conn.command("LOGOUT")
+        conn.close()
+
+
+def test_login_after_unauthenticate_mid_deflate_block_is_served_where_it_is(
+        cluster: tuple[RunningServer, int]) -> None:
+    """Input that does not end with a sync flush cannot be resumed by another process: the LOGIN is
+    served by the worker that has the connection (correct, only not the owner)."""
+    srv, _ = cluster
+    first, second = _two_owners()
+    conn = compress.ZClient(srv.host, srv.port)
+    _login_raw(conn, first)
+    conn.compress()
+    conn.ok("UNAUTHENTICATE")
+    (here,) = workers._server_socket_pid(srv.port, conn.sock.getsockname()[1])
+    z = conn.sock
+    assert isinstance(z, compress.Deflated)
+    login = f"a1 LOGIN {second} {workers.USERS[second]}\r\n".encode()
+    # LOGIN sync-flushed, then a NOOP ended by a partial flush only, in one packet
+    z.send_raw(z.out.compress(login) + z.out.flush(zlib.Z_SYNC_FLUSH)
+               + z.out.compress(b"a2 NOOP\r\n") + z.out.flush(zlib.Z_PARTIAL_FLUSH))
+    assert conn.readline().startswith(b"a1 OK"), srv.log()
+    assert conn.readline().startswith(b"a2 OK")
+    assert workers._server_socket_pid(srv.port, z.getsockname()[1]) == {here}
+    _works_as(srv, conn, second, "z-partial")
+    conn.command("LOGOUT")
+    conn.close()

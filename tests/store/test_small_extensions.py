@@ -62,7 +62,7 @@ def test_savedate_is_when_the_message_entered_this_mailbox(alice: UserStore) -> 
         other.release()
 
 
-def test_schema_1_index_is_migrated_and_old_rows_report_internaldate(tmp_path: Path) -> None:
+def test_schema_2_index_is_migrated_and_old_rows_report_internaldate(tmp_path: Path) -> None:
     store = Store(tmp_path / "data", durability="normal")
     user = store.create_user("bob")
     mb = user.open("INBOX")
@@ -70,12 +70,13 @@ def test_schema_1_index_is_migrated_and_old_rows_report_internaldate(tmp_path: P
     mb.release()
     path = user.index.path
     store.close()
-    # what an index written by schema version 1 looks like: no savedate or threadid column, no threads table
+    # what an index of schema version 2 (before save dates and thread ids) looks like: no savedate or
+    # threadid column, no threads table
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE messages DROP COLUMN savedate")
     conn.execute("ALTER TABLE messages DROP COLUMN threadid")
     conn.execute("DROP TABLE threads")
-    conn.execute("PRAGMA user_version=1")
+    conn.execute("PRAGMA user_version=2")
     conn.commit()
     conn.close()
 
@@ -96,8 +97,8 @@ def test_schema_1_index_is_migrated_and_old_rows_report_internaldate(tmp_path: P
             mb.release()
     finally:
         store.close()
-    # opening again (already version 2) changes nothing
-    assert UserIndex(path, durability="normal").conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    # opening again (already current) changes nothing
+    assert UserIndex(path, durability="normal").conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def _mail(msgid: str | None, *, refs: str = "", in_reply_to: str = "") -> bytes:

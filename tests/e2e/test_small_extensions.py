@@ -65,6 +65,13 @@ def test_within_search_sort_esearch_and_saved_result(server: RunningServer, imap
     typ, _ = imap.search(None, "RETURN", "(COUNT)", "YOUNGER", "86400")
     _, data = imap.response("ESEARCH")  # imaplib keeps untagged ESEARCH under its own name
     assert typ == "OK" and data[0] is not None and data[0].endswith(b"COUNT 2"), data
+    # CONTEXT=SEARCH (RFC 5267): such a result changes with time alone, so it is not kept live
+    typ, data = imap._simple_command("SEARCH", "RETURN (UPDATE COUNT) YOUNGER 86400")
+    assert typ == "OK" and b"will not notify" in (data[0] or b""), data
+    _, noupdate = imap.response("NOUPDATE")
+    assert noupdate and noupdate[0] is not None and noupdate[0].startswith(b'"'), noupdate
+    typ, data = imap._simple_command("SEARCH", "RETURN (UPDATE COUNT) SINCE 1-Jan-2000")
+    assert typ == "OK" and (data[0] or b"").endswith(b"completed, will notify"), data
     # SEARCHRES: the saved result is UIDs, fixed when saved; it survives X-STATE as it was.
     typ, _ = imap.uid("SEARCH", "RETURN (SAVE) OLDER 86400")
     assert typ == "OK"

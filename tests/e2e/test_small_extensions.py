@@ -316,6 +316,11 @@ def test_unauthenticate_then_another_user_logs_in(server: RunningServer) -> None
         assert b"AUTH=PLAIN" in (caps[0] or b"").split() and b"UNAUTHENTICATE" not in (caps[0] or b"").split()
         # another user on the same connection sees only their own mail and starts with nothing enabled
         imap.login("bob", server.users["bob"])
+        audit = [line.split("imapd.audit: ", 1)[1] for line in server.log().splitlines() if "imapd.audit: " in line]
+        unauth = next(i for i, line in enumerate(audit) if line.startswith("unauthenticate user='alice'"))
+        session = re.search(r"session=(\S+)", audit[unauth])
+        assert session and any(line.startswith("login user='bob'") and f"session={session.group(1)} " in line
+                               for line in audit[unauth + 1 :]), audit[unauth:]
         typ, data = imap.status("INBOX", "(MESSAGES)")
         assert typ == "OK"
         typ, data = imap.list('""', "unauth-*")

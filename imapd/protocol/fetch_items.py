@@ -33,6 +33,9 @@ SIMPLE_ATTRS = frozenset(
         "BODY",
         "BODYSTRUCTURE",
         "MODSEQ",
+        "EMAILID",
+        "THREADID",
+        "SAVEDATE",
     }
 )
 SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})

@@ -301,13 +301,17 @@ def _status(cur: _Cursor) -> r.Response:
     cur.expect(b" ")
     name = cur.mailbox()
     cur.expect(b" (")
-    items: list[tuple[str, int]] = []
+    items: list[tuple[str, int | r.ObjectId]] = []
     while not cur.take(b")"):
         if items:
             cur.expect(b" ")
         key = cur.atom()
         cur.expect(b" ")
-        items.append((key, cur.number()))
+        if cur.take(b"("):  # RFC 8474 MAILBOXID (id)
+            items.append((key, r.ObjectId(cur.atom())))
+            cur.expect(b")")
+        else:
+            items.append((key, cur.number()))
     return r.StatusResponse(name, tuple(items))
 
 

@@ -277,7 +277,8 @@ def _lsub(w: ResponseWriter, x: r.LsubResponse) -> bytes:
 
 
 def _status(w: ResponseWriter, x: r.StatusResponse) -> bytes:
-    items = b" ".join(b"%s %d" % (w.atom(k), v) for k, v in x.items)
+    items = b" ".join(b"%s (%s)" % (w.atom(k), w.atom(v.id)) if isinstance(v, r.ObjectId) else b"%s %d" % (w.atom(k), v)
+                      for k, v in x.items)
     return b"* STATUS " + mailbox_bytes(x.mailbox, w.utf8) + b" (" + items + b")\r\n"
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "MetadataResponse",
     "LsubResponse",
     "NamespaceResponse",
+    "ObjectId",
     "QuotaResponse",
     "QuotaRootResponse",
     "RecentResponse",
@@ -157,9 +158,15 @@ class LsubResponse(msgspec.Struct, frozen=True):
     mailbox: str
 
 
+class ObjectId(msgspec.Struct, frozen=True):
+    """An RFC 8474 object id as a STATUS value: ``MAILBOXID (id)``."""
+
+    id: str
+
+
 class StatusResponse(msgspec.Struct, frozen=True):
     mailbox: str
-    items: tuple[tuple[str, int], ...]
+    items: tuple[tuple[str, int | ObjectId], ...]
 
 
 class SearchResponse(msgspec.Struct, frozen=True):

@@ -415,6 +415,15 @@ class IMAPConnection(asyncio.Protocol):
             return
         self.proto.authenticated()
 
+    def lower_input_limits(self) -> None:
+        """Not authenticated again (UNAUTHENTICATE): the pre-auth limits apply to the next command, queued
+        like :meth:`raise_input_limits`."""
+        if not self._on_loop():
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.proto.unauthenticated)
+            return
+        self.proto.unauthenticated()
+
     def write_bytes(self, data: bytes) -> None:
         if not self._on_loop():
             self._write_from_lane(data)
@@ -671,8 +680,11 @@ class IMAPConnection(asyncio.Protocol):
     def _must_move(self, user: str) -> bool:
         ownership = self.ctx.ownership
         session = self.session
+        # A deflate stream can only move where the client's input ended with a sync flush (a LOGIN after
+        # UNAUTHENTICATE on a compressed connection); elsewhere the session is served here instead.
+        zstream = self._zstream
         return (ownership is not None and session is not None and session.user_name is None
-                and not ownership.owns(user))
+                and not ownership.owns(user) and (zstream is None or zstream.at_boundary))
 
     async def _hand_off(self, user: str, first: bytes, snapshot: bytes | None = None) -> bool:
         """Move this connection to the worker that owns ``user``, with ``first`` (the command that named

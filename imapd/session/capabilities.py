@@ -47,6 +47,9 @@ _ALWAYS = (
     "METADATA-SERVER",
     "PREVIEW",  # RFC 8970: imapd/mime/preview.py, cached in imapd/store/previews.py
     "UIDONLY",  # RFC 9586: imapd/session/uidonly.py
+    "WITHIN",
+    "OBJECTID",
+    "SAVEDATE",
 )
 
 
@@ -62,6 +65,8 @@ def capabilities(
     caps = list(_ALWAYS)
     if xstate:
         caps.append("X-STATE")
+    if authenticated:
+        caps.append("UNAUTHENTICATE")  # RFC 8437: only valid once authenticated
     if not authenticated:
         if starttls_available and not tls_active:
             caps.append("STARTTLS")

@@ -12,6 +12,7 @@ from imapd.protocol.responses import (
     ListResponse,
     LsubResponse,
     NamespaceResponse,
+    ObjectId,
     RecentResponse,
     StatusResponse,
     UntaggedStatus,
@@ -30,7 +31,8 @@ from imapd.store.mailbox import Mailbox
 from imapd.store.userstore import MailboxInfo, UserStore
 
 SEPARATOR = "/"
-_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE"})
+_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
+                           "DELETED", "DELETED-STORAGE", "MAILBOXID"})
 
 
 def _user(s: Session) -> UserStore:
@@ -111,6 +113,12 @@ def send_select_untagged(s: Session, view: SelectedView) -> None:
     s.send(UntaggedStatus("OK", "UIDs valid", NumberCode("UIDVALIDITY", mailbox.uidvalidity)))
     s.send(UntaggedStatus("OK", "Predicted next UID", NumberCode("UIDNEXT", mailbox.uidnext)))
     s.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", mailbox.highestmodseq)))
+    s.send(UntaggedStatus("OK", "Ok", mailboxid_code(mailbox.mailboxid)))
+
+
+def mailboxid_code(mailboxid: str) -> Code:
+    """``[MAILBOXID (id)]`` (RFC 8474 4.1): the id survives RENAME, a re-created name gets a new one."""
+    return Code("MAILBOXID", f"({mailboxid})")
 
 
 def _send_recent_and_unseen(s: Session, view: SelectedView) -> None:
@@ -149,8 +157,8 @@ async def create(s: Session, cmd: c.Create) -> Done:
     if use is not None and use not in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All",
                                        "\\Flagged"):
         raise CommandNo(f"Unsupported special-use attribute {use}", "USEATTR")
-    _user(s).create_mailbox(name, use)
-    return Done("CREATE completed")
+    created = _user(s).create_mailbox(name, use)
+    return Done("CREATE completed", mailboxid_code(created.mailboxid) if created.mailboxid else None)
 
 
 async def delete(s: Session, cmd: c.Delete) -> Done:
@@ -346,7 +354,7 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
             return
         raise CommandNo(f"Mailbox does not exist: {name}", "NONEXISTENT") from None
     recent = s.ctx.recent.unclaimed_count(user, st.mailbox_id, st.uidvalidity, st.uidnext) if "RECENT" in items else 0
-    values = {
+    values: dict[str, int | ObjectId] = {
         "MESSAGES": st.messages,
         "RECENT": recent,
         "UIDNEXT": st.uidnext,
@@ -354,6 +362,9 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
         "UNSEEN": st.unseen,
         "HIGHESTMODSEQ": st.highestmodseq,
         "SIZE": st.size,
+        "DELETED": st.deleted,  # RFC 9051 6.3.11
+        "DELETED-STORAGE": -(-st.deleted_size // 1024),  # RFC 9208 4.2: in units of 1024 octets, rounded up
+        "MAILBOXID": ObjectId(st.mailboxid),  # RFC 8474 4.2
     }
     s.send(StatusResponse(name, tuple((i, values[i]) for i in items)))
 

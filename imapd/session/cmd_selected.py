@@ -26,7 +26,15 @@ from imapd.protocol.responses import (
     UntaggedStatus,
     VanishedResponse,
 )
-from imapd.protocol.search_keys import SearchAnd, SearchFlag, SearchKey, SearchModSeq, SearchNot, SearchOr
+from imapd.protocol.search_keys import (
+    SearchAnd,
+    SearchFlag,
+    SearchKey,
+    SearchModSeq,
+    SearchNot,
+    SearchOr,
+    SearchWithin,
+)
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Atom, FileLiteral, Literal8, UndecodableName, Value
 from imapd.session import contexts, threads
@@ -420,16 +428,20 @@ async def store(s: Session, cmd: c.Store) -> Done:
 
 
 # -- SEARCH / SORT / THREAD ---------------------------------------------------------------------------------
-def _has_modseq(key: SearchKey) -> bool:
-    if isinstance(key, SearchModSeq):
+def _has_key(key: SearchKey, kind: type) -> bool:
+    if isinstance(key, kind):
         return True
     if isinstance(key, SearchNot):
-        return _has_modseq(key.key)
+        return _has_key(key.key, kind)
     if isinstance(key, SearchOr):
-        return _has_modseq(key.left) or _has_modseq(key.right)
+        return _has_key(key.left, kind) or _has_key(key.right, kind)
     if isinstance(key, SearchAnd):
-        return any(_has_modseq(k) for k in key.keys)
+        return any(_has_key(k, kind) for k in key.keys)
     return False
+
+
+def _has_modseq(key: SearchKey) -> bool:
+    return _has_key(key, SearchModSeq)
 
 
 def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None, tag: str) -> list[int]:
@@ -513,6 +525,11 @@ def _answer_esearch(s: Session, view: SelectedView, cmd: c.Search | c.Sort, uids
         results = _esearch_results(view, uids, wanted, modseq, uid=cmd.uid, partial=cmd.partial)
         s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
     if "UPDATE" in options:
+        if _has_key(cmd.criteria, SearchWithin):
+            # RFC 5032 OLDER/YOUNGER results change as time passes, with no mailbox change to re-test on.
+            s.send(UntaggedStatus("NO", "OLDER/YOUNGER results change with time alone",
+                                  Code("NOUPDATE", '"' + cmd.tag + '"')))
+            return Done(f"{verb} completed, will not notify")
         if not contexts.register(view, cmd, uids, limit=s.ctx.settings.limits.max_contexts, saved=saved):
             s.send(UntaggedStatus("NO", "Too many contexts", Code("NOUPDATE", '"' + cmd.tag + '"')))
             return Done(f"{verb} completed, will not notify")

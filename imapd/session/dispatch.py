@@ -47,6 +47,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Compress: (_AUTHED, cmd_auth.compress),  # RFC 4978 section 3: authenticated or selected state
     c.Login: (_NOT_AUTHED, cmd_auth.login),
     c.Authenticate: (_NOT_AUTHED, cmd_auth.authenticate),
+    c.Unauthenticate: (_AUTHED, cmd_auth.unauthenticate),
     c.Select: (_AUTHED, cmd_mailbox.select),
     c.Examine: (_AUTHED, cmd_mailbox.select),
     c.Create: (_AUTHED, cmd_mailbox.create),

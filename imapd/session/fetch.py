@@ -11,6 +11,10 @@ Choices:
   RFC 3501 allows ``nstring`` there; an empty string is what most servers send and what clients cope with.
 - A partial ``<origin.count>`` whose origin is past the end gives the empty string (RFC 3501 6.4.5).
 - ``INTERNALDATE`` is written in UTC (the index keeps Unix seconds).
+- ``SAVEDATE`` (RFC 8514) is written in UTC like INTERNALDATE.
+- ``EMAILID`` (RFC 8474) is the id the index gave the message when it was stored, kept by COPY/MOVE;
+  ``THREADID`` is the id given when it was stored (:mod:`imapd.store.threadids`), NIL for messages
+  stored before the index kept thread ids or never parsed (RFC 8474 5.2 allows NIL).
 - ``BINARY[...]`` is a ``literal8`` with the transfer encoding undone; :class:`imapd.mime.UnknownEncoding`
   propagates so the session can answer ``NO [UNKNOWN-CTE]``.
 
@@ -119,7 +123,7 @@ class ValueCache:
 VALUE_CACHE = ValueCache()
 _WRITERS = (ResponseWriter(utf8=False), ResponseWriter(utf8=True))
 
-_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE"})
+_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE", "EMAILID", "THREADID", "SAVEDATE"})
 _META_ATTRS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"})
 _RAW_ATTRS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_ATTRS = frozenset({"RFC822", "RFC822.TEXT"})
@@ -457,8 +461,22 @@ def _internaldate(m: _Message) -> Value:
     return format_internaldate(when)
 
 
+def _savedate(m: _Message) -> Value:
+    # RFC 8514: never NIL here, every mailbox keeps save dates (older messages show their INTERNALDATE).
+    return format_internaldate(datetime.datetime.fromtimestamp(m.info().savedate, datetime.UTC))
+
+
 def _size(m: _Message) -> Value:
     return m.info().size
+
+
+def _emailid(m: _Message) -> Value:
+    return [Atom(m.info().emailid)]  # RFC 8474 5.1: kept by COPY/MOVE, never reused
+
+
+def _threadid(m: _Message) -> Value:
+    threadid = m.info().threadid  # given once when stored (imapd/store/threadids.py)
+    return None if threadid is None else [Atom(threadid)]  # RFC 8474 5.2: NIL when not known
 
 
 def _envelope(m: _Message) -> Value:
@@ -497,6 +515,9 @@ _ATTRS: dict[str, _Renderer] = {
     "MODSEQ": _modseq,
     "INTERNALDATE": _internaldate,
     "RFC822.SIZE": _size,
+    "SAVEDATE": _savedate,
+    "EMAILID": _emailid,
+    "THREADID": _threadid,
     "ENVELOPE": _envelope,
     "BODY": _body,
     "BODYSTRUCTURE": _bodystructure,

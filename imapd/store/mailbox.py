@@ -44,7 +44,7 @@ from imapd.store.mailindex import (
     record_expunges,
     select_rows,
     set_counters,
-    total_size,
+    size_totals,
     uids_changed_since,
     update_flags,
 )
@@ -85,6 +85,11 @@ class MessageInfo(msgspec.Struct, frozen=True):
     emailid: str
     modseq: int
     flags: tuple[str, ...]
+    savedate: int = 0
+    """RFC 8514 save date, unix seconds: when the message entered this mailbox (INTERNALDATE for messages
+    stored before the index kept it)."""
+    threadid: str | None = None
+    """RFC 8474 THREADID, None when not known (stored before the index kept it, or never parsed)."""
 
 
 class MailboxStatus(msgspec.Struct, frozen=True):
@@ -97,6 +102,10 @@ class MailboxStatus(msgspec.Struct, frozen=True):
     highestmodseq: int
     mailboxid: str
     """RFC 8474 MAILBOXID."""
+    deleted: int = 0
+    """Messages with ``\\Deleted`` (STATUS DELETED, RFC 9051)."""
+    deleted_size: int = 0
+    """Octets an EXPUNGE would free (STATUS DELETED-STORAGE, RFC 9208)."""
 
 
 class Mailbox(MessageContent):
@@ -288,10 +297,12 @@ class Mailbox(MessageContent):
             return select_rows(self._index.conn, self.mailbox_id, uids, cols)
 
     def message_info(self, uids: Iterable[int]) -> list[MessageInfo]:
-        """Size, INTERNALDATE, EMAILID, MODSEQ and flags of the given (existing) UIDs, ascending."""
-        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords")
+        """Size, INTERNALDATE, EMAILID, MODSEQ, flags, save date and THREADID of the given (existing) UIDs, ascending."""
+        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords, "
+                                "coalesce(savedate, internaldate), threadid")
         names = self._state.names
-        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw)) for uid, size, date, eid, ms, fl, kw in rows]
+        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw), saved, tid)
+                for uid, size, date, eid, ms, fl, kw, saved, tid in rows]
 
     def sort_keys(self) -> SortKeys:
         """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one
@@ -304,9 +315,9 @@ class Mailbox(MessageContent):
 
     def status(self) -> MailboxStatus:
         with self._index.lock:
-            size = total_size(self._index.conn, self.mailbox_id)
+            size, deleted, deleted_size = size_totals(self._index.conn, self.mailbox_id)
         return MailboxStatus(self.mailbox_id, self.exists, self.unseen_count(), size, self.uidnext,
-                             self.uidvalidity, self.highestmodseq, self.mailboxid)
+                             self.uidvalidity, self.highestmodseq, self.mailboxid, deleted, deleted_size)
 
     # ------------------------------------------------------------------------------ writing
 

@@ -61,7 +61,7 @@ def test_an_index_made_before_previews_is_migrated(tmp_path: Path) -> None:
     conn.close()
     store = Store(tmp_path, durability="normal")
     user = store.user("u")
-    assert user.index.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert user.index.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     mb = user.open("INBOX")
     assert mb.previews([uid], preview_text) == {uid: "kept 1"}
     mb.expunge([uid])

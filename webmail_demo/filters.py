@@ -132,7 +132,7 @@ def compile_script(fs: FilterSet) -> str:
             "discard": "discard; stop;",
         }[r.action]
         lines.append(f"{title}\nif {test} {{ {action} }}")
-    return "\r\n".join(lines).replace("\n", "\r\n") + "\r\n"
+    return "\n".join(lines).replace("\n", "\r\n") + "\r\n"
 
 
 def _normal(text: str) -> str:

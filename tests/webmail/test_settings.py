@@ -190,7 +190,7 @@ async def test_foreign_script_is_read_only(aiohttp_client: Any, sieveserver: Run
     assert "Read-only" not in page and "No filters yet." in page
     page = await submit(client, LIST_RULE)
     text = c.getscript("webmail")
-    assert c.putscript("webmail", text.replace('"Lists"', '"Elsewhere"'))
+    assert c.putscript("webmail", text.replace('create "Lists"', 'create "Elsewhere"'))
     page = await settings(client)
     assert "Read-only:" in page and "“webmail”" in page and "Elsewhere" in page
     c.logout()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.policy
+import hashlib
 import hmac
 import json
 import logging
@@ -666,6 +667,11 @@ class SieveView:
     active: str | None  # the active script's name
     foreign: str | None = None  # the text of a script the webmail did not write (or that was edited)
     foreign_name: str | None = None
+    rev: str = ""  # a digest of the script as read: a form from an older read saves nothing
+
+
+def _rev(text: str) -> str:
+    return hashlib.sha256(text.replace("\r\n", "\n").encode()).hexdigest()[:20]
 
 
 async def _load_filters(client: SieveClient) -> SieveView:
@@ -673,14 +679,15 @@ async def _load_filters(client: SieveClient) -> SieveView:
     names = {n for n, _ in listing}
     active = next((n for n, a in listing if a), None)
     if active is not None and active != flt.SCRIPT_NAME:
-        return SieveView(flt.FilterSet(), active, await client.getscript(active), active)
+        text = await client.getscript(active)
+        return SieveView(flt.FilterSet(), active, text, active, _rev(text))
     if flt.SCRIPT_NAME not in names:
         return SieveView(flt.FilterSet(), active)
     text = await client.getscript(flt.SCRIPT_NAME)
     parsed = flt.parse_script(text)
     if parsed is None:
-        return SieveView(flt.FilterSet(), active, text, flt.SCRIPT_NAME)
-    return SieveView(parsed, active)
+        return SieveView(flt.FilterSet(), active, text, flt.SCRIPT_NAME, _rev(text))
+    return SieveView(parsed, active, rev=_rev(text))
 
 
 async def settings_page(request: web.Request) -> web.Response:
@@ -758,6 +765,9 @@ async def settings_post(request: web.Request) -> web.Response:
     op = str(form.get("op", ""))
     async with sieve(request, ws) as client:
         view = await _load_filters(client)
+        if not hmac.compare_digest(str(form.get("rev", "")), view.rev):  # indexes refer to what the form showed
+            ws.flash = "Nothing saved: the filters were changed meanwhile (in another window?). Here they are now."
+            raise web.HTTPSeeOther("/settings")
         if view.foreign is not None and op != "reset":
             ws.flash = ("Nothing saved: the active filter script was not written by the webmail. "
                         "Use “Replace with webmail filters” first.")

@@ -66,9 +66,15 @@ async def settings(client: Client) -> str:
 
 async def submit(client: Client, data: dict[str, str]) -> str:
     page = await settings(client)
-    resp = await client.post("/settings", data={"csrf": csrf_of(page), **data})
+    resp = await client.post("/settings", data={"csrf": csrf_of(page), "rev": rev_of(page), **data})
     assert resp.url.path == "/settings", resp.url
     return await resp.text()
+
+
+def rev_of(page: str) -> str:
+    m = re.search(r'name="rev" value="([^"]*)"', page)
+    assert m, page[:500]
+    return m.group(1)
 
 
 def flash(page: str) -> str:
@@ -113,7 +119,7 @@ async def test_filter_add_deliver_edit_toggle_delete(aiohttp_client: Any, sieves
     # edit: the form comes back filled in from the script, and saving replaces the rule in place
     page = await (await client.get("/settings?edit=0")).text()
     assert 'name="index" value="0"' in page and 'value="[list]"' in page and "Save filter" in page
-    resp = await client.post("/settings", data={"csrf": csrf_of(page), **LIST_RULE, "index": "0",
+    resp = await client.post("/settings", data={"csrf": csrf_of(page), "rev": rev_of(page), **LIST_RULE, "index": "0",
                                                 "value": "digest", "action": "flag", "name": "digests"})
     page = await resp.text()
     assert flash(page) == "Filter “digests” saved."
@@ -134,7 +140,16 @@ async def test_filter_add_deliver_edit_toggle_delete(aiohttp_client: Any, sieves
     assert flash(page) == "Filter “digests” deleted." and "No filters yet." in page
     _, text = server_script(sieveserver, acct)
     assert text is not None and "if header" not in text
-    page = await submit(client, {"op": "delete", "index": "0"})
+    # a form shown before another change (another window) saves nothing: its indexes may point elsewhere
+    stale = await settings(client)
+    await submit(client, {**LIST_RULE, "name": "first"})
+    await submit(client, {**LIST_RULE, "name": "second", "value": "[other]"})
+    resp = await client.post("/settings", data={"csrf": csrf_of(stale), "rev": rev_of(stale), **LIST_RULE,
+                                                "name": "from an old page"})
+    page = await resp.text()
+    assert flash(page).startswith("Nothing saved: the filters were changed meanwhile")
+    assert [r.split(" | ")[0] for r in rules_shown(page)] == ["first", "second"]
+    page = await submit(client, {"op": "delete", "index": "7"})
     assert "no longer exists" in flash(page)
 
 
@@ -203,7 +218,7 @@ async def test_changed_password_or_no_managesieve(aiohttp_client: Any, sieveserv
     await login(client, acct)
     page = await settings(client)
     acct.passwd("changed-" + mode)
-    resp = await client.post("/settings", data={"csrf": csrf_of(page), **LIST_RULE})
+    resp = await client.post("/settings", data={"csrf": csrf_of(page), "rev": rev_of(page), **LIST_RULE})
     assert resp.url.path == "/login"
     assert "log in again" in await resp.text()
     with socket.socket() as s:

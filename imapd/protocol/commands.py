@@ -61,6 +61,7 @@ __all__ = [
     "Store",
     "Subscribe",
     "Thread",
+    "Unauthenticate",
     "Unselect",
     "Unsubscribe",
     "XStateRestore",
@@ -122,6 +123,10 @@ class Login(_Cmd, frozen=True):
 
 
 # --- authenticated --------------------------------------------------------------------------------------
+class Unauthenticate(_Cmd, frozen=True):
+    """RFC 8437: back to not authenticated state on the same connection."""
+
+
 class QresyncParams(msgspec.Struct, frozen=True):
     """``(QRESYNC (uidvalidity modseq [known-uids] [(seq-match uid-match)]))`` from RFC 7162."""
 
@@ -413,6 +418,7 @@ Command = (
     | Compress
     | Authenticate
     | Login
+    | Unauthenticate
     | Select
     | Examine
     | Create

@@ -31,10 +31,10 @@ from imapd.protocol.response_codes import CapabilityCode, Code
 from imapd.protocol.responses import CapabilityResponse, Response, UntaggedStatus, XStateResponse
 from imapd.session import contexts
 from imapd.session.auth import audit, client_address
-from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated
+from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated, utf8_names
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
-from imapd.session.resync import CatchUp, NotRestorable, plan_restore, send_catch_up
+from imapd.session.resync import CatchUp, NotRestorable, plan_restore, plan_restore_by_uid, send_catch_up
 from imapd.session.session import Done, Session, State
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
@@ -68,6 +68,8 @@ _EXPIRED = "X-STATE-EXPIRED"
 NOSEARCHRES = "X-STATE-NOSEARCHRES"
 """Tagged OK code of a SAVE whose SEARCHRES ``$`` was too large to keep (docs/x-state.md)."""
 _MAX_RECENT_BYTES = 64
+_NO_MAP = UidRanges(b"")
+"""``known_uids`` of a UIDONLY session's token: not recorded (the restore goes by HIGHESTMODSEQ)."""
 """\\Recent is advisory: a session whose \\Recent UIDs are too scattered to fit saves none."""
 
 
@@ -145,7 +147,9 @@ def _saved_view(s: Session) -> tuple[MailboxView | None, bool]:
         uidnext=mailbox.uidnext,
         message_count=view.exists,
         highest_modseq=mailbox.highestmodseq,
-        known_uids=compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False),
+        # RFC 9586: a UIDONLY client has no sequence numbers to keep in step, so no map (see _plan).
+        known_uids=(_NO_MAP if "UIDONLY" in s.enabled
+                    else compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False)),
         search_result=search,
         keywords_digest=keywords_digest(mailbox),
         recent=_recent_ranges(view),
@@ -250,8 +254,9 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
     s.ctx.cache.note_open(mailbox)
     try:
         mailbox.sync()
-        plan = _plan(mailbox, saved)
-        view = SelectedView(mailbox, readonly=saved.read_only, claims=s.ctx.recent, user=user)
+        plan = _plan(mailbox, saved, uidonly="UIDONLY" in state.enabled)
+        rev2 = s.rev2 or "IMAP4REV2" in state.enabled  # no \Recent in IMAP4rev2 (RFC 9051 2.3.2)
+        view = SelectedView(mailbox, readonly=saved.read_only, claims=None if rev2 else s.ctx.recent, user=user)
         # The session keeps its own \Recent and claims the mail it is now told of, as a SELECT would.
         view.restore_recent(saved.recent.to_set().ranges() if saved.recent else (), saved.uidnext)
         return _Prepared(view, plan)
@@ -263,12 +268,14 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
         raise
 
 
-def _plan(mailbox: Mailbox, saved: MailboxView) -> CatchUp:
+def _plan(mailbox: Mailbox, saved: MailboxView, *, uidonly: bool) -> CatchUp:
     if mailbox_id_bytes(mailbox) != saved.mailbox_id:
         raise NotRestorable("the mailbox was deleted or renamed")
     if mailbox.uidvalidity != saved.uidvalidity:
         raise NotRestorable("UIDVALIDITY changed")
     flags = mailbox_flags(mailbox) if keywords_digest(mailbox) != saved.keywords_digest else None
+    if uidonly:
+        return plan_restore_by_uid(mailbox, saved, flags=flags)
     return plan_restore(mailbox, saved, flags=flags)
 
 
@@ -285,7 +292,7 @@ def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating
     s.xstate_lineage = state.lineage or new_lineage()
     for name in state.enabled & ENABLEABLE:
         s.enabled = s.enabled | {name}
-    if "UTF8=ACCEPT" in s.enabled and not s.utf8:
+    if utf8_names(s.enabled) and not s.utf8:
         s.utf8 = True
         s.conn.set_utf8(True)
     saved = state.mailbox

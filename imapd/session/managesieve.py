@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from imapd.protocol.managesieve import ManageSieveCommand, quoted, response, string
-from imapd.session.auth import HashesBusy, LoginRefused, check_password
+from imapd.session.auth import HashesBusy, LoginRefused, check_password, is_trusted_loopback
 from imapd.session.cmd_xstate import address_bytes, check_token
 from imapd.session.errors import CommandNo
 from imapd.sieve.grammar import EXTENSIONS, SieveSyntaxError, parse_script
@@ -56,9 +56,7 @@ class ManageSieveSession:
     # -- state -------------------------------------------------------------------------------------------
     @property
     def is_loopback(self) -> bool:
-        if not self.ctx.settings.tls.trust_loopback:
-            return False
-        return self.peer_host in ("127.0.0.1", "::1") or self.peer_host.startswith("127.")
+        return is_trusted_loopback(self.peer_host, self.ctx.settings.tls.trust_loopback)
 
     @property
     def plaintext_auth_allowed(self) -> bool:

@@ -400,9 +400,11 @@ def _spawn_webmail(plan: DemoPlan, web_sock: socket.socket) -> subprocess.Popen[
     on the socket this process bound during the port check."""
     imap = f"{plan.imap.connect_host}:{plan.imap.port}"
     fd = web_sock.fileno()
+    sieve = [] if plan.managesieve is None else [
+        "--managesieve", f"{plan.managesieve.connect_host}:{plan.managesieve.port}"]
     return subprocess.Popen(
         [sys.executable, "-m", "webmail_demo", "--imap", imap, "--listen", plan.web.address,
-         "--listen-fd", str(fd), "--reattach", "xstate"],
+         "--listen-fd", str(fd), "--reattach", "xstate", *sieve],
         pass_fds=(fd,),
     )
 

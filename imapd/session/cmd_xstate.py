@@ -24,6 +24,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imapd.protocol import commands as c
 from imapd.protocol.response_codes import CapabilityCode, Code
@@ -55,9 +56,12 @@ from statecodec import (
 from statecodec import decode as decode_token
 from statecodec import encode as encode_token
 
+if TYPE_CHECKING:
+    from imapd.session.context import ServerContext
+
 log = logging.getLogger(__name__)
 
-__all__ = ["restore", "revoke", "save"]
+__all__ = ["address_bytes", "check_token", "restore", "revoke", "save"]
 
 _INVALID = "X-STATE-INVALID"
 _EXPIRED = "X-STATE-EXPIRED"
@@ -83,7 +87,10 @@ def keywords_digest(mailbox: Mailbox) -> int:
 
 def bound_address(s: Session) -> bytes:
     """The client address as a token binds it: 4 or 16 bytes for an IP, else the host text."""
-    host = client_address(s)
+    return address_bytes(client_address(s))
+
+
+def address_bytes(host: str) -> bytes:
     try:
         return ipaddress.ip_address(host).packed
     except ValueError:
@@ -208,7 +215,18 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
 
 
 def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState:
-    ctx = s.ctx
+    state = check_token(s.ctx, token, bound_address(s))
+    if not authenticating and state.user != s.user_name:
+        raise CommandNo("State token belongs to another user", _INVALID)
+    return state
+
+
+def check_token(ctx: ServerContext, token: str, address: bytes) -> SessionState:
+    """The token's state if this server signed it, it has not expired, its user's credentials are the
+    ones it was saved under and (``xstate.bind_address``) it comes from the address that saved it.
+
+    Shared with ManageSieve's ``X-STATE`` SASL mechanism, which authenticates with a token and nothing else.
+    The lineage's revocation is checked by the caller (it needs the user's store)."""
     settings = ctx.settings.xstate
     try:
         state = decode_token(token, ctx.xstate_keys, max_age=settings.max_age, clock_skew=settings.clock_skew)
@@ -216,12 +234,10 @@ def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState
         raise CommandNo("State token has expired; log in again", _EXPIRED) from None
     except TokenError:
         raise CommandNo("Not a state token of this server", _INVALID) from None
-    if not authenticating and state.user != s.user_name:
-        raise CommandNo("State token belongs to another user", _INVALID)
     record = ctx.users.get(state.user)
     if record is None or record.generation != state.credential_generation:
         raise CommandNo("State token was revoked (password changed or user removed)", _EXPIRED)
-    if settings.bind_address and state.bound_address != bound_address(s):
+    if settings.bind_address and state.bound_address != address:
         raise CommandNo("State token was saved from another client address", _INVALID)
     return state
 

@@ -121,12 +121,13 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
         if vanished.ranges:
             s.send(VanishedResponse(vanished, earlier=True))
     gone = False
-    if plan.flags_only:
+    flags_fast = plan.flags_only and cmd.partial is None  # (a PARTIAL page is small: the general path)
+    if flags_fast:
         for seqs, uids in _flag_chunks(s, view, cmd.sequence, uid=cmd.uid):
             gone |= await _fetch_flags_chunk(s, view, cmd, plan, seqs, uids)
     # In chunks, so memory stays bounded whatever the set: FETCH 1:* FLAGS of 100,000 messages streams.
     fetch_chunk = _fetch_whole_chunk if plan.whole_messages else _fetch_chunk
-    while not plan.flags_only and (chunk := list(itertools.islice(pairs, _FETCH_CHUNK))):
+    while not flags_fast and (chunk := list(itertools.islice(pairs, _FETCH_CHUNK))):
         gone |= await fetch_chunk(s, view, cmd, plan, chunk)
     if gone:
         raise CommandNo("Some of the requested messages no longer exist", "EXPUNGEISSUED")

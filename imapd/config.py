@@ -105,6 +105,12 @@ class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     watch: bool = True
 
 
+class SearchSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # A full-text index per mailbox (imapd-fts/<id>.sqlite) answers SEARCH FROM/SUBJECT/HEADER/BODY/TEXT;
+    # off, SEARCH scans the cached metadata and the message files (and no index is written or read).
+    fts: bool = True
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
@@ -114,6 +120,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     xstate: XStateSettings = msgspec.field(default_factory=XStateSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
 
     @property
     def data_path(self) -> Path:

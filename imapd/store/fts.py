@@ -1,0 +1,328 @@
+"""The full-text index of one mailbox: an SQLite FTS5 file of its own, ``<user root>/imapd-fts/<id>.sqlite``.
+
+Why a file per mailbox, apart from ``imapd-index.sqlite``: the trigram index is several times the size
+of the text it covers; kept apart, the main index stays small and fast to open, and this one can be
+deleted and rebuilt at any time (DELETE removes it, RENAME needs nothing: the name is the mailbox id).
+A file whose recorded MAILBOXID or UIDVALIDITY is not the mailbox's (an index rebuilt from the Maildir
+reuses ids) is discarded on open.
+
+What is stored, per UID, are the strings the SEARCH scan itself compares (``imapd.mime.SearchDocument``,
+made by the same extraction functions, already case-folded): so a needle is in a column exactly when
+the scan finds it there, and the answer of :meth:`TextIndex.search` for the messages it covers is the
+scan's answer, not an approximation. The tokenizer is ``trigram case_sensitive 1`` (substring matching;
+the folding is done before, by Python's ``casefold``, as the scan does). Needles under three characters
+have no trigram: they are answered by ``instr()`` over the stored strings, in SQL. HEADER of a field
+the ENVELOPE does not hold looks the needle up in the ``name:value`` lines and checks the field name on
+the stored line.
+
+Coverage: ``docs`` lists every UID that was indexed (``ok=1``) or could not be (``ok=0``: the text holds
+NUL, which FTS5 cannot tokenize, or the separator; those are always scanned). :meth:`TextIndex.missing`
+tells the searcher which UIDs the index cannot answer for; it costs two indexed queries per call, using
+the ``seq`` counter to read only what other writers added since the last call.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+
+__all__ = ["ENVELOPE_COLUMNS", "FTS_DIR", "PART_SEPARATOR", "TextDocument", "TextIndex", "fts_path",
+           "remove_fts"]
+
+log = logging.getLogger(__name__)
+
+FTS_DIR = "imapd-fts"
+SCHEMA_VERSION = 1
+ENVELOPE_COLUMNS = ("subject", "from_", "to_", "cc", "bcc", "reply_to", "sender", "message_id", "in_reply_to")
+"""Columns of ``envs``, in the order of ``imapd.mime.ENVELOPE_TEXTS``."""
+PART_SEPARATOR = "\uffff"
+"""Must equal ``imapd.mime.search.PART_SEPARATOR`` (a test checks)."""
+MIN_TRIGRAM = 3
+
+TextDocument = tuple[list[str | None], str, list[str], list[str]]
+"""``(envelope texts, header, body parts, field lines)``: the fields of ``imapd.mime.SearchDocument``."""
+
+_TOKENIZE = "tokenize='trigram case_sensitive 1'"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS docs(uid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, ok INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS docs_seq ON docs(seq)",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS envs USING fts5({', '.join(ENVELOPE_COLUMNS)}, {_TOKENIZE})",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(header, body, fields, {_TOKENIZE})",
+)
+_IN_LIMIT = 900
+
+# What a search column means: (table, columns of the table searched).
+_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{c: ("envs", (c,)) for c in ENVELOPE_COLUMNS},
+    "text": ("texts", ("header", "body")),
+    "body": ("texts", ("body",)),
+}
+
+
+def fts_path(user_root: str, mailbox_id: int) -> str:
+    return os.path.join(user_root, FTS_DIR, f"{mailbox_id}.sqlite")
+
+
+def remove_fts(user_root: str, mailbox_id: int) -> None:
+    """Delete a mailbox's full-text file (and its WAL); nothing to do if there is none."""
+    base = fts_path(user_root, mailbox_id)
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(base + suffix)
+
+
+def _phrase(needle: str) -> str:
+    return '"' + needle.replace('"', '""') + '"'
+
+
+def searchable(needle: str) -> bool:
+    """Whether the index can answer for this needle (it cannot hold NUL, nor match across the separator)."""
+    return "\x00" not in needle and PART_SEPARATOR not in needle
+
+
+def _stored(doc: TextDocument) -> tuple[list[str | None], str, str, str] | None:
+    """The row values of a document, or None when FTS5 cannot hold it exactly (NUL ends its input) or a
+    field line holds the separator (the lines could not be told apart)."""
+    envelope, header, parts, lines = doc
+    if any(PART_SEPARATOR in line for line in lines):
+        return None
+    body, fields = PART_SEPARATOR.join(parts), PART_SEPARATOR.join(lines)
+    if any("\x00" in t for t in (header, body, fields)) or any(t is not None and "\x00" in t for t in envelope):
+        return None
+    return envelope, header, body, fields
+
+
+def field_matches(fields: str, name: str, needle: str) -> bool:
+    """HEADER ``name`` ``needle`` over a stored ``fields`` string (``name:value`` lines, values case-folded)."""
+    wanted = name.lower()
+    for line in fields.split(PART_SEPARATOR):
+        field, _, value = line.partition(":")
+        if field == wanted and needle in value:
+            return True
+    return False
+
+
+class TextIndex:
+    """One mailbox's full-text file. Thread-safe (one lock); any thread, never the network event loop."""
+
+    def __init__(self, path: str, mailboxid: str, uidvalidity: int) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        self.conn = self._connect()
+        identity = f"{mailboxid}/{uidvalidity}"
+        if self._meta("identity") not in (None, identity):
+            log.info("full-text index %s belongs to another mailbox generation: discarded", path)
+            self.conn.close()
+            remove_fts(os.path.dirname(os.path.dirname(path)), int(os.path.basename(path).split(".")[0]))
+            self.conn = self._connect()
+        if self._meta("identity") is None:
+            with self._write() as conn:
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('identity', ?)", (identity,))
+                conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', ?)",
+                             (secrets.token_hex(8),))
+                conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('seq', '0')")
+        # Coverage cache (see missing()).
+        self._generation = ""
+        self._seq = 0
+        self._top = 0
+        self._missing: set[int] = set()
+        self._bad: set[int] = set()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # a cache: a crash loses at most the last additions
+        conn.execute("PRAGMA busy_timeout=30000")
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA:
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return conn
+
+    def _meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    # ------------------------------------------------------------------------------------ writing
+
+    def add(self, docs: Sequence[tuple[int, TextDocument | None]]) -> int:
+        """Index these messages (None: could not be read or parsed, scanned from now on); how many were
+        indexed. One transaction; a UID already present is replaced."""
+        if not docs:
+            return 0
+        indexed = 0
+        with self._write() as conn:
+            seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
+            uids = [uid for uid, _ in docs]
+            self._delete(conn, uids)
+            env_rows, text_rows, doc_rows = [], [], []
+            for uid, doc in docs:
+                row = None if doc is None else _stored(doc)
+                doc_rows.append((uid, seq, int(row is not None)))
+                if row is not None:
+                    env_rows.append((uid, *row[0]))
+                    text_rows.append((uid, row[1], row[2], row[3]))
+                    indexed += 1
+            marks = ",".join("?" * len(ENVELOPE_COLUMNS))
+            conn.executemany(f"INSERT INTO envs(rowid, {', '.join(ENVELOPE_COLUMNS)}) VALUES (?, {marks})",
+                             env_rows)
+            conn.executemany("INSERT INTO texts(rowid, header, body, fields) VALUES (?, ?, ?, ?)", text_rows)
+            conn.executemany("INSERT INTO docs(uid, seq, ok) VALUES (?, ?, ?)", doc_rows)
+            conn.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
+        return indexed
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, uids: Sequence[int]) -> None:
+        rows = [(u,) for u in uids]
+        conn.executemany("DELETE FROM envs WHERE rowid=?", rows)
+        conn.executemany("DELETE FROM texts WHERE rowid=?", rows)
+        conn.executemany("DELETE FROM docs WHERE uid=?", rows)
+
+    def remove(self, uids: Sequence[int]) -> None:
+        """Forget expunged messages (a UID is never reused, so a late removal is only a matter of size)."""
+        if uids:
+            with self._write() as conn:
+                self._delete(conn, uids)
+
+    def purge(self, present: Sequence[int]) -> int:
+        """Remove every UID not in ``present`` (expunged by a writer that did not tell us); how many."""
+        keep = set(present)
+        with self.lock:
+            stale = [u for (u,) in self.conn.execute("SELECT uid FROM docs") if u not in keep]
+        self.remove(stale)
+        return len(stale)
+
+    def clear(self) -> None:
+        """Drop every document and start a new generation (``imapd index rebuild-fts``)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM docs")
+            conn.execute("INSERT INTO envs(envs) VALUES ('delete-all')")
+            conn.execute("INSERT INTO texts(texts) VALUES ('delete-all')")
+            conn.execute("UPDATE meta SET value=? WHERE key='generation'", (secrets.token_hex(8),))
+
+    def optimize(self) -> None:
+        """Merge the FTS5 segments (after a bulk build: smaller file, faster queries)."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO envs(envs) VALUES ('optimize')")
+            conn.execute("INSERT INTO texts(texts) VALUES ('optimize')")
+
+    # ------------------------------------------------------------------------------------ reading
+
+    def missing(self, uids: Sequence[int]) -> set[int]:
+        """The UIDs of ``uids`` (ascending: the mailbox's UID array) the index cannot answer for.
+
+        Kept between calls: new UIDs only ever come at the end, and documents added since the last call
+        (by any process) are read by their ``seq``; a rebuild changes the generation and starts over.
+        The returned set may hold UIDs that were expunged meanwhile (callers test membership only).
+        """
+        with self.lock:
+            conn = self.conn
+            conn.execute("BEGIN")
+            try:
+                generation = self._meta("generation") or ""
+                seq = int(self._meta("seq") or 0)
+                if generation != self._generation:
+                    self._generation, self._seq, self._top, self._missing = generation, seq, 0, set()
+                    indexed = {u for (u,) in conn.execute("SELECT uid FROM docs WHERE ok=1")}
+                    self._bad = {u for (u,) in conn.execute("SELECT uid FROM docs WHERE ok=0")}
+                    self._missing = {u for u in uids if u not in indexed}
+                    self._top = uids[-1] if uids else 0
+                    return self._missing
+                if seq != self._seq:
+                    for uid, ok in conn.execute("SELECT uid, ok FROM docs WHERE seq>?", (self._seq,)):
+                        if ok:
+                            self._missing.discard(uid)
+                        else:
+                            self._bad.add(uid)
+                            if uid <= self._top:
+                                self._missing.add(uid)
+                    self._seq = seq
+                if uids and uids[-1] > self._top:
+                    tail = list(uids[bisect.bisect_right(uids, self._top):])
+                    indexed = {u for (u,) in conn.execute("SELECT uid FROM docs WHERE ok=1 AND uid>=?",
+                                                          (tail[0],))}
+                    self._missing.update(u for u in tail if u not in indexed)
+                    self._top = uids[-1]
+                return self._missing
+            finally:
+                conn.execute("COMMIT")
+
+    def pending(self) -> bool:
+        """Whether the last :meth:`missing` held messages the backfill could still index."""
+        with self.lock:
+            bad = self._bad
+            return any(u not in bad for u in self._missing)
+
+    def unindexed(self, uids: Sequence[int]) -> list[int]:
+        """UIDs of ``uids`` with no document at all (not even an unreadable one): the backfill's work."""
+        if not uids:
+            return []
+        with self.lock:
+            known = {u for (u,) in self.conn.execute("SELECT uid FROM docs WHERE uid BETWEEN ? AND ?",
+                                                     (min(uids), max(uids)))}
+        return [u for u in uids if u not in known]
+
+    def count(self) -> tuple[int, int]:
+        """``(indexed, unreadable)`` documents."""
+        with self.lock:
+            row = self.conn.execute("SELECT total(ok), count(*) - total(ok) FROM docs").fetchone()
+        return int(row[0]), int(row[1])
+
+    def search(self, column: str, needle: str, field: str | None = None) -> set[int]:
+        """UIDs of the indexed messages whose ``column`` contains ``needle`` (already case-folded).
+
+        ``column``: one of :data:`ENVELOPE_COLUMNS` (NULL, i.e. no such field, never matches), ``text``
+        (header or body), ``body``, or ``fields`` with ``field`` the header name. The caller checks
+        :func:`searchable` first.
+        """
+        if column == "fields":
+            assert field is not None
+            return self._search_fields(field, needle)
+        table, cols = _COLUMNS[column]
+        with self.lock:
+            if len(needle) >= MIN_TRIGRAM:
+                query = "{" + " ".join(cols) + "} : " + _phrase(needle)
+                rows = self.conn.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (query,))
+            else:
+                cond = " OR ".join(f"instr({c}, ?1) > 0" for c in cols)
+                rows = self.conn.execute(f"SELECT rowid FROM {table} WHERE {cond}", (needle,))
+            return {u for (u,) in rows}
+
+    def _search_fields(self, field: str, needle: str) -> set[int]:
+        with self.lock:
+            if len(needle) >= MIN_TRIGRAM:
+                rows = self.conn.execute("SELECT rowid, fields FROM texts WHERE texts MATCH ?",
+                                         ("{fields} : " + _phrase(needle),))
+            else:
+                rows = self.conn.execute("SELECT rowid, fields FROM texts WHERE instr(fields, ?) > 0", (needle,))
+            return {uid for uid, fields in rows if field_matches(fields, field, needle)}

@@ -226,9 +226,13 @@ class TextIndex:
         """Drop every document and start a new generation (``imapd index rebuild-fts``)."""
         with self._write() as conn:
             conn.execute("DELETE FROM docs")
-            conn.execute("INSERT INTO envs(envs) VALUES ('delete-all')")
-            conn.execute("INSERT INTO texts(texts) VALUES ('delete-all')")
+            conn.execute("DROP TABLE envs")  # cheaper than deleting row by row (each delete re-tokenizes)
+            conn.execute("DROP TABLE texts")
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
             conn.execute("UPDATE meta SET value=? WHERE key='generation'", (secrets.token_hex(8),))
+        with self.lock:
+            self.conn.execute("VACUUM")  # give the dropped pages back before the file is filled again
 
     def optimize(self) -> None:
         """Merge the FTS5 segments (after a bulk build: smaller file, faster queries)."""

@@ -139,7 +139,9 @@ class TextIndexes:
         if ti is None:
             return 0, 0, after
         if purge:
-            ti.purge(self._present(mailbox_id))
+            present = self._present(mailbox_id)
+            ti.purge(present)
+            ti.missing(present)  # the coverage a first SEARCH would otherwise load, read here in the background
         index = self.owner.index
         with index.lock:
             row = index.conn.execute("SELECT name FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()

@@ -89,9 +89,10 @@ def main() -> None:
     ap.add_argument("--label", default="server")
     ap.add_argument("--only", action="append", default=[], help="only keys whose label contains this")
     ap.add_argument("--json", action="store_true", help="one JSON line per key")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one response")
     args = ap.parse_args()
 
-    c = Client(args.host, args.port)
+    c = Client(args.host, args.port, timeout=args.timeout)
     c.command(f"LOGIN {quote(args.user)} {quote(args.password)}")
     t = time.perf_counter()
     untagged, _ = c.command(f"SELECT {quote(args.mailbox)}")

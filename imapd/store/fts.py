@@ -38,7 +38,7 @@ __all__ = ["ENVELOPE_COLUMNS", "FTS_DIR", "PART_SEPARATOR", "TextDocument", "Tex
 log = logging.getLogger(__name__)
 
 FTS_DIR = "imapd-fts"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ENVELOPE_COLUMNS = ("subject", "from_", "to_", "cc", "bcc", "reply_to", "sender", "message_id", "in_reply_to")
 """Columns of ``envs``, in the order of ``imapd.mime.ENVELOPE_TEXTS``."""
 PART_SEPARATOR = "\uffff"
@@ -49,20 +49,24 @@ TextDocument = tuple[list[str | None], str, list[str], list[str]]
 """``(envelope texts, header, body parts, field lines)``: the fields of ``imapd.mime.SearchDocument``."""
 
 _TOKENIZE = "tokenize='trigram case_sensitive 1'"
+# One FTS5 table per searched string (t_<column>, one column v, a row only where the message has a
+# value): a trigram's document list then holds only that column's documents. In one table with a column
+# filter, "exa" of every address list would be read for a FROM search (measured over 100k messages:
+# 23 -> 5 ms for a SUBJECT word). A NULL (no such field) has no row, so it matches no needle, not even "".
+_TABLES = (*ENVELOPE_COLUMNS, "header", "body", "fields")
+_FTS_SCHEMA = tuple(f"CREATE VIRTUAL TABLE IF NOT EXISTS t_{t} USING fts5(v, {_TOKENIZE})" for t in _TABLES)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS docs(uid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, ok INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS docs_seq ON docs(seq)",
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS envs USING fts5({', '.join(ENVELOPE_COLUMNS)}, {_TOKENIZE})",
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(header, body, fields, {_TOKENIZE})",
+    *_FTS_SCHEMA,
 )
-_IN_LIMIT = 900
 
-# What a search column means: (table, columns of the table searched).
-_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{c: ("envs", (c,)) for c in ENVELOPE_COLUMNS},
-    "text": ("texts", ("header", "body")),
-    "body": ("texts", ("body",)),
+# The tables a search column looks in (a match in any of them).
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    **{c: (c,) for c in ENVELOPE_COLUMNS},
+    "text": ("header", "body"),
+    "body": ("body",),
 }
 
 
@@ -118,11 +122,13 @@ class TextIndex:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         self.conn = self._connect()
         identity = f"{mailboxid}/{uidvalidity}"
-        if self._meta("identity") not in (None, identity):
-            log.info("full-text index %s belongs to another mailbox generation: discarded", path)
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version not in (0, SCHEMA_VERSION) or self._meta("identity") not in (None, identity):
+            log.info("full-text index %s is of another mailbox generation or schema: discarded", path)
             self.conn.close()
             remove_fts(os.path.dirname(os.path.dirname(path)), int(os.path.basename(path).split(".")[0]))
             self.conn = self._connect()
+        self._setup()
         if self._meta("identity") is None:
             with self._write() as conn:
                 conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('identity', ?)", (identity,))
@@ -141,6 +147,10 @@ class TextIndex:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # a cache: a crash loses at most the last additions
         conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _setup(self) -> None:
+        conn = self.conn
         if int(conn.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -151,10 +161,12 @@ class TextIndex:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return conn
 
     def _meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a new file: no tables yet
+            return None
         return None if row is None else str(row[0])
 
     @contextlib.contextmanager
@@ -185,18 +197,19 @@ class TextIndex:
             seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]) + 1
             uids = [uid for uid, _ in docs]
             self._delete(conn, uids)
-            env_rows, text_rows, doc_rows = [], [], []
+            rows: dict[str, list[tuple[int, str]]] = {t: [] for t in _TABLES}
+            doc_rows = []
             for uid, doc in docs:
                 row = None if doc is None else _stored(doc)
                 doc_rows.append((uid, seq, int(row is not None)))
                 if row is not None:
-                    env_rows.append((uid, *row[0]))
-                    text_rows.append((uid, row[1], row[2], row[3]))
+                    values = (*row[0], row[1], row[2], row[3])
+                    for table, value in zip(_TABLES, values, strict=True):
+                        if value is not None:
+                            rows[table].append((uid, value))
                     indexed += 1
-            marks = ",".join("?" * len(ENVELOPE_COLUMNS))
-            conn.executemany(f"INSERT INTO envs(rowid, {', '.join(ENVELOPE_COLUMNS)}) VALUES (?, {marks})",
-                             env_rows)
-            conn.executemany("INSERT INTO texts(rowid, header, body, fields) VALUES (?, ?, ?, ?)", text_rows)
+            for table, table_rows in rows.items():
+                conn.executemany(f"INSERT INTO t_{table}(rowid, v) VALUES (?, ?)", table_rows)
             conn.executemany("INSERT INTO docs(uid, seq, ok) VALUES (?, ?, ?)", doc_rows)
             conn.execute("UPDATE meta SET value=? WHERE key='seq'", (str(seq),))
         return indexed
@@ -204,8 +217,8 @@ class TextIndex:
     @staticmethod
     def _delete(conn: sqlite3.Connection, uids: Sequence[int]) -> None:
         rows = [(u,) for u in uids]
-        conn.executemany("DELETE FROM envs WHERE rowid=?", rows)
-        conn.executemany("DELETE FROM texts WHERE rowid=?", rows)
+        for table in _TABLES:
+            conn.executemany(f"DELETE FROM t_{table} WHERE rowid=?", rows)
         conn.executemany("DELETE FROM docs WHERE uid=?", rows)
 
     def remove(self, uids: Sequence[int]) -> None:
@@ -226,9 +239,9 @@ class TextIndex:
         """Drop every document and start a new generation (``imapd index rebuild-fts``)."""
         with self._write() as conn:
             conn.execute("DELETE FROM docs")
-            conn.execute("DROP TABLE envs")  # cheaper than deleting row by row (each delete re-tokenizes)
-            conn.execute("DROP TABLE texts")
-            for stmt in _SCHEMA:
+            for table in _TABLES:  # cheaper than deleting row by row (each delete re-tokenizes)
+                conn.execute(f"DROP TABLE t_{table}")
+            for stmt in _FTS_SCHEMA:
                 conn.execute(stmt)
             conn.execute("UPDATE meta SET value=? WHERE key='generation'", (secrets.token_hex(8),))
         with self.lock:
@@ -237,8 +250,8 @@ class TextIndex:
     def optimize(self) -> None:
         """Merge the FTS5 segments (after a bulk build: smaller file, faster queries)."""
         with self._write() as conn:
-            conn.execute("INSERT INTO envs(envs) VALUES ('optimize')")
-            conn.execute("INSERT INTO texts(texts) VALUES ('optimize')")
+            for table in _TABLES:
+                conn.execute(f"INSERT INTO t_{table}(t_{table}) VALUES ('optimize')")
 
     # ------------------------------------------------------------------------------------ reading
 
@@ -312,21 +325,19 @@ class TextIndex:
         if column == "fields":
             assert field is not None
             return self._search_fields(field, needle)
-        table, cols = _COLUMNS[column]
+        out: set[int] = set()
         with self.lock:
-            if len(needle) >= MIN_TRIGRAM:
-                query = "{" + " ".join(cols) + "} : " + _phrase(needle)
-                rows = self.conn.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (query,))
-            else:
-                cond = " OR ".join(f"instr({c}, ?1) > 0" for c in cols)
-                rows = self.conn.execute(f"SELECT rowid FROM {table} WHERE {cond}", (needle,))
-            return {u for (u,) in rows}
+            for table in _COLUMNS[column]:
+                out.update(u for (u,) in self._rows(table, needle, "rowid"))
+        return out
+
+    def _rows(self, table: str, needle: str, cols: str) -> sqlite3.Cursor:
+        """Rows of ``t_<table>`` whose value contains ``needle``: a trigram phrase, or instr() when short."""
+        if len(needle) >= MIN_TRIGRAM:
+            return self.conn.execute(f"SELECT {cols} FROM t_{table} WHERE t_{table} MATCH ?", (_phrase(needle),))
+        return self.conn.execute(f"SELECT {cols} FROM t_{table} WHERE instr(v, ?) > 0", (needle,))
 
     def _search_fields(self, field: str, needle: str) -> set[int]:
         with self.lock:
-            if len(needle) >= MIN_TRIGRAM:
-                rows = self.conn.execute("SELECT rowid, fields FROM texts WHERE texts MATCH ?",
-                                         ("{fields} : " + _phrase(needle),))
-            else:
-                rows = self.conn.execute("SELECT rowid, fields FROM texts WHERE instr(fields, ?) > 0", (needle,))
-            return {uid for uid, fields in rows if field_matches(fields, field, needle)}
+            return {uid for uid, fields in self._rows("fields", needle, "rowid, v")
+                    if field_matches(fields, field, needle)}

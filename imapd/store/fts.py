@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import operator
 import os
 import secrets
 import sqlite3
@@ -44,6 +45,7 @@ ENVELOPE_COLUMNS = ("subject", "from_", "to_", "cc", "bcc", "reply_to", "sender"
 PART_SEPARATOR = "\uffff"
 """Must equal ``imapd.mime.search.PART_SEPARATOR`` (a test checks)."""
 MIN_TRIGRAM = 3
+_first = operator.itemgetter(0)
 
 TextDocument = tuple[list[str | None], str, list[str], list[str]]
 """``(envelope texts, header, body parts, field lines)``: the fields of ``imapd.mime.SearchDocument``."""
@@ -328,7 +330,7 @@ class TextIndex:
         out: set[int] = set()
         with self.lock:
             for table in _COLUMNS[column]:
-                out.update(u for (u,) in self._rows(table, needle, "rowid"))
+                out.update(map(_first, self._rows(table, needle, "rowid").fetchall()))
         return out
 
     def _rows(self, table: str, needle: str, cols: str) -> sqlite3.Cursor:

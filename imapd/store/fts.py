@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 FTS_DIR = "imapd-fts"
 SCHEMA_VERSION = 2
 ENVELOPE_COLUMNS = ("subject", "from_", "to_", "cc", "bcc", "reply_to", "sender", "message_id", "in_reply_to")
-"""Columns of ``envs``, in the order of ``imapd.mime.ENVELOPE_TEXTS``."""
+"""The ENVELOPE strings (one table ``t_<name>`` each), in the order of ``imapd.mime.ENVELOPE_TEXTS``."""
 PART_SEPARATOR = "\uffff"
 """Must equal ``imapd.mime.search.PART_SEPARATOR`` (a test checks)."""
 MIN_TRIGRAM = 3

@@ -164,6 +164,12 @@ class ManageSieveSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     listen: str = ""
 
 
+class SearchSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # A full-text index per mailbox (imapd-fts/<id>.sqlite) answers SEARCH FROM/SUBJECT/HEADER/BODY/TEXT;
+    # off, SEARCH scans the cached metadata and the message files (and no index is written or read).
+    fts: bool = True
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
@@ -178,6 +184,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sieve: SieveSettings = msgspec.field(default_factory=SieveSettings)
     managesieve: ManageSieveSettings = msgspec.field(default_factory=ManageSieveSettings)
     lmtp: LMTPSettings = msgspec.field(default_factory=LMTPSettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
 
     @property
     def data_path(self) -> Path:

@@ -9,7 +9,16 @@
 from imapd.mime.addresses import parse_addresses
 from imapd.mime.dates import epoch_seconds, header_date, parse_date
 from imapd.mime.encoded_words import decode_charset, decode_words
-from imapd.mime.search import SearchWhere, header_values, text_contains
+from imapd.mime.search import (
+    ENVELOPE_TEXTS,
+    SearchDocument,
+    SearchWhere,
+    address_text,
+    envelope_text,
+    header_values,
+    search_document,
+    text_contains,
+)
 from imapd.mime.sections import (
     SectionKind,
     UnknownEncoding,
@@ -34,6 +43,11 @@ from imapd.mime.structure import parse_message
 from imapd.mime.subject import base_subject
 
 __all__ = [
+    "ENVELOPE_TEXTS",
+    "SearchDocument",
+    "address_text",
+    "envelope_text",
+    "search_document",
     "Address",
     "BodyPart",
     "Disposition",

@@ -40,6 +40,7 @@ class ServerContext:
             data_dir,
             history_limit=settings.store.expunge_history,
             durability="full" if settings.store.fsync else "normal",
+            fts=settings.search.fts,
         )
         from imapd.cache import CredentialCache, WarmCache
         from imapd.metrics import Metrics
@@ -86,6 +87,10 @@ class ServerContext:
         # on the user's lane; the lane pool is driven from the network loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self.store.run_for_user = self._run_for_user
+        from imapd.textbackfill import TextBackfill
+
+        self.text_backfill = TextBackfill(self.store, self.lanes)
+        self.store.on_text_stale = self.text_backfill.request
         self.user_sessions: Counter[str] = Counter()
         # \Recent (RFC 3501 2.3.2): who was told first about a message, kept in each user's index.
         self.recent = RecentClaims()
@@ -126,6 +131,7 @@ class ServerContext:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.lanes.start_monitor()
+        self.text_backfill.start()
         await self._warm_up()
         if self.settings.store.watch:
             self._watch_stop = threading.Event()
@@ -177,6 +183,7 @@ class ServerContext:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch_task
+        await self.text_backfill.stop()
         await self.lanes.drain(5.0)
         self.lanes.stop()
         self.cache.clear()

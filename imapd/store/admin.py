@@ -1,4 +1,4 @@
-"""CLI commands of the storage layer: ``user add|passwd|del|list|quota`` and ``index rebuild``.
+"""CLI commands of the storage layer: ``user add|passwd|del|list|quota`` and ``index rebuild|rebuild-fts``.
 
 (``imapd deliver`` is in ``imapd/delivery/command.py``: it may talk LMTP to a running server.)
 
@@ -240,6 +240,44 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_index_rebuild_fts(args: argparse.Namespace) -> int:
+    """Rebuild the full-text index of a user's mailboxes (or one) from the messages. Safe while the server
+    runs: its searches scan what is not indexed yet."""
+    store = Store(args.data_dir)
+    try:
+        us = store.user(args.user)
+        infos = [m for m in us.list_mailboxes() if m.mailbox_id is not None]
+        if args.mailbox is not None:
+            mailbox_id, _ = us.resolve(args.mailbox)
+            infos = [m for m in infos if m.mailbox_id == mailbox_id]
+        for info in infos:
+            assert info.mailbox_id is not None
+            started = time.monotonic()
+            last = [started]
+
+            def progress(done: int, total: int, name: str = info.name, last: list[float] = last) -> None:
+                now = time.monotonic()
+                if now - last[0] >= 5.0 or done >= total:
+                    last[0] = now
+                    print(f"{name}: {done}/{total} messages", flush=True)
+
+            indexed, unreadable = us.texts.rebuild(info.mailbox_id, progress)
+            print(f"{info.name}: {indexed} messages indexed, {unreadable} unreadable (scanned), "
+                  f"{time.monotonic() - started:.1f} s")
+    except NoSuchUser as exc:
+        _err(str(exc))
+        return EX_NOUSER
+    except (NoSuchMailbox, InvalidMailboxName) as exc:
+        _err(str(exc))
+        return EX_DATAERR
+    except (StorageIOError, OSError, sqlite3.Error) as exc:
+        _err(f"rebuild failed: {exc}")
+        return EX_TEMPFAIL
+    finally:
+        store.close()
+    return EX_OK
+
+
 def settings_options() -> argparse.ArgumentParser:
     """``--config`` and ``-o``: the server's settings, for commands that need its ``[quota]`` defaults."""
     settings = argparse.ArgumentParser(add_help=False)
@@ -284,3 +322,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("user")
     p.add_argument("mailbox", nargs="?", default=None, help="only this mailbox (default: all)")
     p.set_defaults(func=cmd_index_rebuild)
+    p = index_sub.add_parser("rebuild-fts", parents=[common],
+                             help="rebuild the full-text SEARCH index (imapd-fts/) from the messages")
+    p.add_argument("user")
+    p.add_argument("mailbox", nargs="?", default=None, help="only this mailbox (default: all)")
+    p.set_defaults(func=cmd_index_rebuild_fts)

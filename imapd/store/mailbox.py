@@ -30,6 +30,7 @@ from imapd.store.changefeed import MessageEvent, Subscription
 from imapd.store.content import MessageContent
 from imapd.store.errors import NoSuchMailbox, StorageIOError
 from imapd.store.flags import PASSED, info_letters, split_flags, system_flag_names
+from imapd.store.fts import searchable
 from imapd.store.mailindex import (
     IndexDelta,
     KeywordTable,
@@ -304,6 +305,34 @@ class Mailbox(MessageContent):
         return [MessageInfo(uid, size, date, eid, ms, names(fl, kw), saved, tid)
                 for uid, size, date, eid, ms, fl, kw, saved, tid in rows]
 
+    def text_unanswered(self, needle: str) -> set[int] | None:
+        """The UIDs of this mailbox the full-text index cannot answer a search for ``needle`` for (not
+        indexed yet, or unreadable; the caller tests those itself), or None when the index cannot be used
+        at all (disabled, broken, or a needle it cannot look up). May include UIDs expunged meanwhile."""
+        if not searchable(needle):
+            return None
+        ti = self._owner.texts.get(self.mailbox_id)
+        if ti is None:
+            return None
+        try:
+            unanswered = ti.missing(self._state.uids)
+        except sqlite3.Error:
+            return None
+        if unanswered and ti.pending():
+            self._owner.texts.stale(self.mailbox_id)
+        return unanswered
+
+    def text_matches(self, column: str, needle: str, field: str | None = None) -> set[int] | None:
+        """UIDs of the messages the full-text index covers whose ``column`` contains ``needle`` (see
+        :meth:`imapd.store.fts.TextIndex.search`); exactly the scan's answer for those. None: no index."""
+        ti = self._owner.texts.get(self.mailbox_id)
+        if ti is None:
+            return None
+        try:
+            return ti.search(column, needle, field)
+        except sqlite3.Error:
+            return None
+
     def sort_keys(self) -> SortKeys:
         """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one
         query and brought up to date with the UIDs on every call."""
@@ -377,6 +406,8 @@ class Mailbox(MessageContent):
         finally:
             for path, _ in tmp:
                 maildir.unlink_quiet(path)
+        self._owner.texts.add(self.mailbox_id, [(uid, it.data, blob) for uid, it, blob in zip(uids, items, blobs,
+                                                                                              strict=True)])
         return uids
 
     def store_flags(self, uids: Iterable[int], mode: FlagMode, flags: Iterable[str],
@@ -460,6 +491,7 @@ class Mailbox(MessageContent):
                 set_counters(conn, self.mailbox_id, highestmodseq=modseq)
                 own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
                 dovecot.compact_uidlist(conn, self.mailbox_id, self.path, self.exists - len(done))
+        self._owner.texts.remove(self.mailbox_id, done)
         if error is not None:
             raise self._io_error("expunge", error)
         return done
@@ -544,6 +576,10 @@ class Mailbox(MessageContent):
                 maildir.unlink_quiet(p)
             raise
         self._owner.catch_up_open(dest_id)
+        if pairs:
+            if move:
+                self._owner.texts.remove(self.mailbox_id, [u for u, _ in pairs])
+            self._owner.texts.stale(dest_id)  # copies are indexed by the backfill, off this command
         return pairs
 
     def sync(self) -> None:
@@ -553,8 +589,9 @@ class Mailbox(MessageContent):
         """
         with self._write("sync") as conn:
             try:
-                reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
-                          watched=self._watched)
+                if reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
+                             watched=self._watched):
+                    self._owner.texts.stale(self.mailbox_id)
             except FileNotFoundError:
                 self._owner.forget_vanished(self.mailbox_id)
                 self.deleted = True
@@ -571,8 +608,9 @@ class Mailbox(MessageContent):
         with self._write("sync") as conn:
             force = len(cur_names) > 256 or not self._names_match(conn, cur_names)
             try:
-                reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
-                          force=force, watched=self._watched, force_new=new_changed)
+                if reconcile(conn, self.mailbox_id, self.path, history_limit=self._owner.history_limit,
+                             force=force, watched=self._watched, force_new=new_changed):
+                    self._owner.texts.stale(self.mailbox_id)
             except FileNotFoundError:
                 self._owner.forget_vanished(self.mailbox_id)
                 self.deleted = True

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["decode_metadata", "mime_available", "parse_to_blob"]
+__all__ = ["decode_metadata", "mime_available", "parse_to_blob", "search_document"]
 
 _mime: ModuleType | None = None
 _missing = False
@@ -52,3 +52,17 @@ def decode_metadata(blob: bytes) -> Any:
     if mod is None:
         raise RuntimeError("imapd.mime is not available")
     return msgspec.msgpack.decode(blob, type=mod.MessageMetadata)
+
+
+def search_document(raw: bytes, blob: bytes | None) -> tuple[list[str | None], str, list[str], list[str]] | None:
+    """What SEARCH compares in a message (``imapd.mime.search_document``), with the ENVELOPE of its cached
+    metadata ``blob`` (parsed from ``raw`` when None) as the scan uses it; None when it cannot be had."""
+    mod = _module()
+    if mod is None:
+        return None
+    try:
+        meta = mod.parse_message(raw) if blob is None else decode_metadata(blob)
+        doc = mod.search_document(raw, meta.envelope)
+    except Exception:
+        return None
+    return doc.envelope, doc.header, doc.body, doc.fields

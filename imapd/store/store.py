@@ -32,7 +32,8 @@ def valid_username(name: str) -> bool:
 
 class Store:
     def __init__(self, data_dir: str | os.PathLike[str], *, history_limit: int = 10_000,
-                 durability: str = "full", on_idle: Callable[[Mailbox], None] | None = None) -> None:
+                 durability: str = "full", on_idle: Callable[[Mailbox], None] | None = None,
+                 fts: bool = True) -> None:
         self.data_dir = os.fspath(data_dir)
         self.mail_root = os.path.join(self.data_dir, "mail")
         self.history_limit = history_limit
@@ -45,6 +46,11 @@ class Store:
         self.quota_limits: Callable[[str], QuotaLimits] = lambda _user: UNLIMITED
         """A user's quota limits; the server and ``imapd deliver`` read them from the passwd file and
         the settings (:func:`imapd.store.quota.limits_from_fields`). Alone (tests, imports): unlimited."""
+        self.fts = fts
+        """Keep a full-text index per mailbox (``search.fts``); off, SEARCH scans as before."""
+        self.on_text_stale: Callable[[str, int], None] | None = None
+        """Called (from any thread) when a mailbox may hold messages its full-text index lacks; the
+        server schedules a background backfill (``imapd/textbackfill.py``)."""
         self.watching = False
         """True while :meth:`watch` runs: its per-name checks cover racy directory mtimes."""
         self.feed = ChangeFeed()

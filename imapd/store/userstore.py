@@ -34,6 +34,7 @@ from imapd.store.mailindex import drop_mailbox
 from imapd.store.names import INBOX, SEPARATOR, decode_folder_dir, folder_dir_name, normalize, parent_names
 from imapd.store.quota import QuotaLimits, QuotaUsage
 from imapd.store.reconcile import reconcile
+from imapd.store.textindexes import TextIndexes
 
 if TYPE_CHECKING:
     from imapd.store.store import Store
@@ -70,6 +71,7 @@ class UserStore:
         self.feed: ChangeFeed = store.feed
         self.history_limit = store.history_limit
         self.index = UserIndex(os.path.join(root, INDEX_FILE), durability=store.durability)
+        self.texts = TextIndexes(self)
         self._uidlist_checked: set[int] = set()
         for entry in os.scandir(root):
             if entry.name.startswith(_TRASH_PREFIX):
@@ -195,9 +197,9 @@ class UserStore:
             mb.name = new
             mb.path = self.folder_path(new)
 
-    @staticmethod
-    def _drop_rows(conn: sqlite3.Connection, mailbox_id: int) -> None:
+    def _drop_rows(self, conn: sqlite3.Connection, mailbox_id: int) -> None:
         drop_mailbox(conn, mailbox_id)
+        self.texts.drop(mailbox_id)  # a cache: gone even if the transaction were rolled back
 
     def _mark_deleted(self, mailbox_id: int) -> None:
         mb = self.store.registry_get(self.user, mailbox_id)
@@ -259,6 +261,7 @@ class UserStore:
     def on_cold_open(self, mailbox_id: int, name: str) -> None:
         """First open of a mailbox in this process: sweep stale ``tmp/`` files (36 hours, Maildir's rule)."""
         maildir.sweep_tmp(self.folder_path(name))
+        self.texts.stale(mailbox_id)  # the backfill indexes what the full-text index lacks, if anything
 
     def _check_uidlist(self, mailbox_id: int, name: str) -> None:
         """Once per mailbox and process: make sure the index has not fallen behind the Maildir's
@@ -589,4 +592,5 @@ class UserStore:
             dovecot.write_keywords(path, names)
 
     def close(self) -> None:
+        self.texts.close()
         self.index.close()

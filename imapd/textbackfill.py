@@ -1,0 +1,132 @@
+"""The background full-text backfill: index the messages a mailbox's full-text index lacks.
+
+Mail that existed before the index, copies, and deliveries by other programs reach the index here
+(APPEND indexes its own messages at once, see :mod:`imapd.store.textindexes`). The store asks for a
+mailbox (``Store.on_text_stale``: on the first open, after a reconcile found changes, after COPY, when
+a SEARCH met unindexed messages); this task, on the network loop, works through the requests round
+robin, one bounded step (:data:`STEP_SECONDS`) at a time on the user's lane, so the step is ordered with
+the user's own commands and never runs on the network loop; other users run on other lanes, and
+between steps it sleeps, so a user's next command waits at most one step. The work done is in the
+index file, so a restart resumes where it stopped. Progress is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+
+from imapd.lanes import LanePool
+from imapd.store.errors import NoSuchUser, StorageIOError
+from imapd.store.store import Store
+
+__all__ = ["TextBackfill"]
+
+log = logging.getLogger(__name__)
+
+STEP_SECONDS = 0.05
+PAUSE_SECONDS = 0.005
+LOG_EVERY = 10.0
+
+
+class _Progress:
+    __slots__ = ("cursor", "done", "logged", "started", "steps")
+
+    def __init__(self) -> None:
+        self.done = self.steps = self.cursor = 0
+        self.started = self.logged = time.monotonic()
+
+
+class TextBackfill:
+    def __init__(self, store: Store, lanes: LanePool, *, step: float = STEP_SECONDS,
+                 pause: float = PAUSE_SECONDS) -> None:
+        self.store = store
+        self.lanes = lanes
+        self.step = step
+        self.pause = pause
+        self._queue: collections.deque[tuple[str, int]] = collections.deque()
+        self._progress: dict[tuple[str, int], _Progress] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def request(self, user: str, mailbox_id: int) -> None:
+        """Queue a mailbox (any thread; dropped before :meth:`start`, the next open asks again)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._add, user, mailbox_id)
+
+    def _add(self, user: str, mailbox_id: int) -> None:
+        key = (user, mailbox_id)
+        if key not in self._progress:
+            self._progress[key] = _Progress()
+            self._queue.append(key)
+            if self._wake is not None:
+                self._wake.set()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = self._loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task, self._loop = self._task, None, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def pending(self) -> int:
+        """Mailboxes queued or in progress."""
+        return len(self._progress)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            key = self._queue.popleft()
+            try:
+                more = await self._one_step(*key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("full-text backfill of %s/%d failed; it is retried when asked again", *key)
+                more = False
+            if more:
+                self._queue.append(key)
+            else:
+                self._progress.pop(key, None)
+            await asyncio.sleep(self.pause)
+
+    async def _one_step(self, user: str, mailbox_id: int) -> bool:
+        progress = self._progress[(user, mailbox_id)]
+        first = progress.steps == 0
+        progress.steps += 1
+
+        async def step() -> tuple[int, int, int]:
+            try:
+                texts = self.store.user(user).texts
+            except (NoSuchUser, StorageIOError):
+                return 0, 0, 0
+            return texts.backfill(mailbox_id, self.step, after=progress.cursor, purge=first)
+
+        done, left, progress.cursor = await self.lanes.run(user, "full-text backfill", step())
+        progress.done += done
+        now = time.monotonic()
+        if first and left:
+            log.info("full-text backfill of %s/%d: %d messages to index", user, mailbox_id, done + left)
+        elif left and now - progress.logged >= LOG_EVERY:
+            progress.logged = now
+            log.info("full-text backfill of %s/%d: %d done, %d to go", user, mailbox_id, progress.done, left)
+        if not left:
+            if progress.done:
+                log.info("full-text backfill of %s/%d: %d messages indexed in %.1f s", user, mailbox_id,
+                         progress.done, now - progress.started)
+            return False
+        return True

@@ -24,10 +24,12 @@ def msg(n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def eager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server that reports progress at every step (interval of a microsecond), with a full mailbox."""
+    """A server that reports progress at every step (interval of a microsecond), with a full mailbox. The
+    full-text index is off: SEARCH BODY/TEXT then read every message file, the long case INPROGRESS is for
+    (with the index they answer at once)."""
     data = tmp_path_factory.mktemp("inprogress") / "data"
     imapd_cli("user", "add", "carl", "--password-stdin", "--data-dir", str(data), stdin="pw-carl")
-    srv = start_server(data, "-o", "server.progress_interval=0.000001")
+    srv = start_server(data, "-o", "server.progress_interval=0.000001", "-o", "search.fts=false")
     srv.users["carl"] = "pw-carl"
     c = RawIMAP(srv.host, srv.port)
     c.ok("LOGIN carl pw-carl")

@@ -44,6 +44,7 @@ _ALWAYS = (
     "QUOTA=RES-MESSAGE",
     "METADATA",
     "METADATA-SERVER",
+    "NOTIFY",
 )
 
 

@@ -365,5 +365,9 @@ def restore_notify(s: Session, text: str) -> None:
     except Exception:
         log.warning("ignoring an unreadable saved NOTIFY registration")
         return
-    if isinstance(cmd, c.Notify):
+    if not isinstance(cmd, c.Notify):
+        return
+    try:
         install(s, cmd, send_status=True)
+    except StoreError as exc:  # the session is restored already: it goes on, with what could be read
+        log.warning("NOTIFY of %s restored without its first STATUS: %s", s.user_name, exc)

@@ -124,6 +124,9 @@ class ChangeFeed:
             except Exception:
                 log.exception("change-feed subscriber failed")
 
+    def has_user_message_subscribers(self, user: str) -> bool:
+        return user in self._user_messages
+
     def has_mailbox_subscribers(self, user: str, mailbox_id: int) -> bool:
         return (user, mailbox_id) in self._mailbox
 

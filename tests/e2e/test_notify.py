@@ -207,3 +207,20 @@ def test_subtree_and_subscribed_filters(server: RunningServer, filter_: str) -> 
     assert name.encode() in line and b"MESSAGES 1 " in line
     o.logout()
     r.close()
+
+
+def test_status_when_an_mda_writes_into_new_directly(server: RunningServer) -> None:
+    """A delivery no imapd process makes (Postfix's own Maildir delivery) is seen by the watcher."""
+    o = other(server, "bob")
+    o.create("Direct")
+    o.logout()
+    r = raw(server, "bob")
+    r.ok("NOTIFY SET STATUS (MAILBOXES Direct (MessageNew MessageExpunge))")
+    new = server.data_dir / "mail" / "bob" / ".Direct" / "new"
+    assert new.is_dir(), sorted(p.name for p in new.parent.parent.iterdir())
+    tmp = new.parent / "tmp" / "1700000000.M1P1.mda"
+    tmp.write_bytes(mail("straight into new"))
+    tmp.rename(new / tmp.name)
+    line = r.read_until(rb'^\* STATUS "?Direct"? \(MESSAGES 1 ')[-1]
+    assert b"UIDNEXT 2" in line
+    r.close()

@@ -3,6 +3,7 @@ sessions and from ``imapd deliver``; the RFC's errors; NOTIFY NONE; the registra
 
 from __future__ import annotations
 
+import hashlib
 import imaplib
 import re
 import socket
@@ -223,4 +224,39 @@ def test_status_when_an_mda_writes_into_new_directly(server: RunningServer) -> N
     tmp.rename(new / tmp.name)
     line = r.read_until(rb'^\* STATUS "?Direct"? \(MESSAGES 1 ')[-1]
     assert b"UIDNEXT 2" in line
+    r.close()
+
+
+def test_notify_with_idle_and_after_it(server: RunningServer) -> None:
+    o = other(server)
+    o.create("IdleBox")
+    r = raw(server)
+    r.ok("SELECT IdleBox")
+    r.ok("NOTIFY SET (SELECTED (MessageNew (UID) MessageExpunge)) (INBOXES (MessageNew MessageExpunge))")
+    r.sock.sendall(b"i1 IDLE\r\n")
+    assert r.readline().startswith(b"+ ")
+    o.append("IdleBox", None, None, mail("during idle"))
+    lines = r.read_until(rb"^\* 1 FETCH \(UID 1\)$")
+    assert b"* 1 EXISTS" in lines
+    o.append("INBOX", None, None, mail("inbox during idle"))
+    assert r.read_until(rb'^\* STATUS "?INBOX"? ')
+    r.sock.sendall(b"DONE\r\n")
+    assert r.read_until(rb"^i1 OK")
+    # after DONE the selected mailbox is pushed without IDLE again
+    o.append("IdleBox", None, None, mail("after idle"))
+    lines = r.read_until(rb"^\* 2 FETCH \(UID 2\)$")
+    assert b"* 2 EXISTS" in lines
+    o.logout()
+    r.close()
+
+
+def test_a_registration_too_large_for_a_token(server: RunningServer) -> None:
+    r = raw(server)
+    # names that do not compress: the token is deflated when that makes it shorter
+    names = " ".join(hashlib.sha512(b"%d" % i).hexdigest()[:120] for i in range(300))
+    r.ok(f"NOTIFY SET (MAILBOXES ({names}) (MessageNew MessageExpunge))")
+    _, tagged = r.command("X-STATE SAVE")
+    assert b"NO [LIMIT]" in tagged, tagged
+    r.ok("NOTIFY NONE")
+    assert token_of(r.ok("X-STATE SAVE"))
     r.close()

@@ -192,8 +192,12 @@ class NotifyWatch:
         """User-level feed callback (any thread that changed the user's mail): mark, queue, return."""
         if event is None:
             self._dirty = None
-        elif self._dirty is not None:
-            self._dirty.add(event.mailbox_id)
+        else:
+            view = self.session.selected
+            if view is not None and view.mailbox.mailbox_id == event.mailbox_id:
+                return  # the selected mailbox: its view has it (no STATUS for it, RFC 5465 5.1)
+            if self._dirty is not None:
+                self._dirty.add(event.mailbox_id)
         self._schedule()
 
     def _schedule(self) -> None:

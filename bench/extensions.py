@@ -12,9 +12,17 @@ real server (``python -m imapd serve``) is started on it and a raw-socket client
 - ``qresync_select_ms``: ``SELECT INBOX (QRESYNC (uidvalidity modseq))`` after another connection made 5
   flag changes and 5 expunges since that MODSEQ.
 
-Warm figures are medians of several runs. One JSON line per measurement, then a table. Built data dirs are
-kept under ``--workdir`` (default ``/tmp/imapd-bench-ext``) and reused; ``--server-root`` runs the server
-from another checkout (before/after comparisons).
+Warm figures are medians of --runs runs, with their spread (min, max) and the run count in the JSON line.
+One JSON line per measurement, then a table (load average before and after). Built data dirs are kept under
+``--workdir`` (default ``/tmp/imapd-bench-ext``) and reused; ``--server-root`` runs the server from another
+checkout (before/after comparisons).
+
+Any server: ``--port`` (and ``--host``, ``--user``, ``--password``) measures a running server instead of
+building and starting ours, on the mailbox ``--mailbox`` (seed the same messages into every server first,
+e.g. bench/seed.py --mailbox n100000 --count 100000); the command sequence is the same. The QRESYNC step
+expunges 5 messages of that mailbox each run. A command the server refuses is reported as unavailable.
+
+    extensions.py --sizes 100000 --port 11143 --user bench --password bench --mailbox n100000   # Dovecot
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imapclient import Client  # noqa: E402
+from imapclient import Client, IMAPError  # noqa: E402
 
 from imapd.store import Store  # noqa: E402
 from imapd.store.mailbox import AppendItem  # noqa: E402
@@ -139,10 +147,22 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
-def login(port: int) -> Client:
-    c = Client("127.0.0.1", port, timeout=600)
-    c.command(f'LOGIN {USER} "{PASSWORD}"')
+class Target:
+    """Where to measure: host, port, credentials and mailbox."""
+
+    def __init__(self, host: str, port: int, user: str, password: str, mailbox: str) -> None:
+        self.host, self.port, self.user, self.password, self.mailbox = host, port, user, password, mailbox
+
+
+def login(target: Target) -> Client:
+    c = Client(target.host, target.port, timeout=600)
+    c.command(f'LOGIN "{target.user}" "{target.password}"')
     return c
+
+
+def load() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def _select_info(lines: list[bytes]) -> dict[str, int]:
@@ -158,44 +178,50 @@ def _select_info(lines: list[bytes]) -> dict[str, int]:
     return out
 
 
-def measure(n: int, data: str, root: str, warm_runs: int) -> list[dict[str, object]]:
+def measure(n: int, target: Target, warm_runs: int) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
+    mailbox = target.mailbox
 
     def record(metric: str, value: float, **extra: object) -> None:
         out.append({"bench": "extensions", "messages": n, "metric": metric, "value": round(value, 2), **extra})
 
-    proc, port = start_server(data, root)
+    def warm(metric: str, fn: Callable[[], object], runs: int) -> None:
+        times = [timed(fn) for _ in range(runs)]
+        record(metric, statistics.median(times), spread=[round(min(times), 2), round(max(times), 2)], runs=runs)
+
+    c = login(target)
+    lines: list[bytes] = []
+
+    def select() -> None:
+        nonlocal lines
+        lines, _ = c.command(f"SELECT {mailbox}")
+
+    record("select_cold_ms", timed(select))
+    info = _select_info(lines)
+    assert info.get("EXISTS", 0) > n - 1000, info  # reused data dirs lose 5 messages per run
+    warm("select_warm_ms", select, warm_runs)
+
+    def step(name: str, command: str, runs: int) -> None:
+        try:
+            record(f"{name}_first_ms", timed(lambda: c.command(command)))
+        except IMAPError as exc:
+            record(f"{name}_first_ms", float("nan"), unavailable=str(exc)[:200])
+            return
+        warm(f"{name}_ms", lambda: c.command(command), runs)
+
+    step("sort", "UID SORT (REVERSE DATE) UTF-8 ALL", warm_runs)
+    step("thread", "UID THREAD REFS UTF-8 ALL", min(3, warm_runs))
+    step("fetch50", f"UID FETCH {max(1, info['UIDNEXT'] - 50)}:* (ENVELOPE FLAGS)", warm_runs * 2)
+
+    # QRESYNC: remember the state, let another connection change 5 flags and expunge 5 messages
     try:
-        c = login(port)
-        lines: list[bytes] = []
-
-        def select() -> None:
-            nonlocal lines
-            lines, _ = c.command("SELECT INBOX")
-
-        record("select_cold_ms", timed(select))
-        info = _select_info(lines)
-        assert info.get("EXISTS", 0) > n - 1000, info  # reused data dirs lose 5 messages per run
-        record("select_warm_ms", statistics.median(timed(select) for _ in range(warm_runs)))
-
-        sort = "UID SORT (REVERSE DATE) UTF-8 ALL"
-        record("sort_first_ms", timed(lambda: c.command(sort)))
-        record("sort_ms", statistics.median(timed(lambda: c.command(sort)) for _ in range(warm_runs)))
-        thread = "UID THREAD REFS UTF-8 ALL"
-        record("thread_first_ms", timed(lambda: c.command(thread)))
-        record("thread_ms", statistics.median(timed(lambda: c.command(thread)) for _ in range(min(3, warm_runs))))
-        fetch = f"UID FETCH {max(1, info['UIDNEXT'] - 50)}:* (ENVELOPE FLAGS)"
-        record("fetch50_first_ms", timed(lambda: c.command(fetch)))
-        record("fetch50_ms", statistics.median(timed(lambda: c.command(fetch)) for _ in range(warm_runs * 2)))
-
-        # QRESYNC: remember the state, let another connection change 5 flags and expunge 5 messages
         c.command("UNSELECT")
         c.command("ENABLE QRESYNC")
-        lines, _ = c.command("SELECT INBOX")
+        lines, _ = c.command(f"SELECT {mailbox}")
         info = _select_info(lines)
         c.command("UNSELECT")
-        other = login(port)
-        other.command("SELECT INBOX")
+        other = login(target)
+        other.command(f"SELECT {mailbox}")
         top = info["UIDNEXT"] - 1
         picks = random.Random(n).sample(range(1, top + 1), 10)
         for u in picks[:5]:
@@ -205,13 +231,12 @@ def measure(n: int, data: str, root: str, warm_runs: int) -> list[dict[str, obje
         other.command(f"UID EXPUNGE {gone}")
         other.command("LOGOUT", check=False)
         other.close()
-        qresync = f"SELECT INBOX (QRESYNC ({info['UIDVALIDITY']} {info['HIGHESTMODSEQ']}))"
-        ms = timed(lambda: c.command(qresync))
-        record("qresync_select_ms", ms)
-        c.command("LOGOUT", check=False)
-        c.close()
-    finally:
-        stop_server(proc)
+        qresync = f"SELECT {mailbox} (QRESYNC ({info['UIDVALIDITY']} {info['HIGHESTMODSEQ']}))"
+        record("qresync_select_ms", timed(lambda: c.command(qresync)))
+    except (IMAPError, KeyError) as exc:
+        record("qresync_select_ms", float("nan"), unavailable=str(exc)[:200])
+    c.command("LOGOUT", check=False)
+    c.close()
     return out
 
 
@@ -222,21 +247,35 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/imapd-bench-ext", help="where the data dirs are built and kept")
     ap.add_argument("--server-root", default=ROOT, help="checkout to run `python -m imapd serve` from")
     ap.add_argument("--runs", type=int, default=5, help="runs per warm median")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, help="measure this running server (any) instead of starting ours")
+    ap.add_argument("--user", default=USER)
+    ap.add_argument("--password", default=PASSWORD)
+    ap.add_argument("--mailbox", default="INBOX", help="with --port: the seeded mailbox to measure")
     args = ap.parse_args()
     sizes = args.sizes or ([1000, 10_000] if args.quick else [1000, 10_000, 100_000])
     results: list[dict[str, object]] = []
+    load_before = load()
     for n in sizes:
-        data = os.path.join(args.workdir, f"ext{n}")
-        built = build(data, n)
-        if built:
-            print(json.dumps({"bench": "extensions", "messages": n, "metric": "build_s", "value": round(built, 1)}),
-                  flush=True)
-        rows = measure(n, data, os.path.abspath(args.server_root), args.runs)
+        if args.port is not None:
+            rows = measure(n, Target(args.host, args.port, args.user, args.password, args.mailbox), args.runs)
+        else:
+            data = os.path.join(args.workdir, f"ext{n}")
+            built = build(data, n)
+            if built:
+                print(json.dumps({"bench": "extensions", "messages": n, "metric": "build_s",
+                                  "value": round(built, 1)}), flush=True)
+            proc, port = start_server(data, os.path.abspath(args.server_root))
+            try:
+                rows = measure(n, Target("127.0.0.1", port, USER, PASSWORD, "INBOX"), args.runs)
+            finally:
+                stop_server(proc)
         for row in rows:
             print(json.dumps(row), flush=True)
         results += rows
     metrics = list(dict.fromkeys(str(r["metric"]) for r in results))
-    print()
+    print(f"\nload average {load_before} -> {load()} on {os.cpu_count()} cores; warm figures: median of "
+          f"{args.runs} runs (fetch50: {args.runs * 2}, thread: {min(3, args.runs)}), spread in the JSON lines")
     print(f"{'metric':<20}" + "".join(f"{n:>12,}" for n in sizes))
     for metric in metrics:
         values = {r["messages"]: r["value"] for r in results if r["metric"] == metric}

@@ -13,10 +13,17 @@ for ours). For each size:
   disk, page cache warm), after LOGIN;
 - ``select_warm_ms``: SELECT of the same mailbox again, median of --runs (spread: min, max);
 - ``fetch_flags_first_ms`` and ``fetch_flags_ms`` (median of --runs, 2 at 100k): ``FETCH 1:* (FLAGS)``,
-  read to the tagged OK by the client (not kept);
+  read to the tagged OK by the client (lines counted in C, not kept: a line-by-line Python reader takes
+  ~2 us a line, more than the servers, and would time itself);
 - during every FETCH, the server's RSS (``/proc/PID/status`` VmRSS, summed over PID and its descendants with
   --tree) is sampled every 2 ms: ``rss_before``, ``rss_peak``; a server that streams the response grows
   by far less than ``response_bytes`` (``growth_ratio`` = (peak - before) / response bytes).
+
+Every server gets the same command sequence. Before the cold round, one settling session (LOGIN, SELECT,
+NOOP, LOGOUT) lets a server bring its index up to date (Dovecot indexes new Maildir files at the first
+SELECT and rotates dovecot.index.log later): the cold SELECT then measures opening a settled index, not
+indexing. A mailbox that is not there is detected by the SELECT's NO (no LIST before the timed SELECT).
+Load average (1 min) before and after is in each JSON line.
 
 One JSON line per size, then a table.
 """
@@ -35,6 +42,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from fetch_body import Reader  # noqa: E402
 from idle_sessions import _children  # noqa: E402  (one /proc walker for both scripts)
 from imapclient import Client, quote  # noqa: E402
 
@@ -85,20 +93,24 @@ def fetch_flags(c: Client, pids: list[int]) -> tuple[float, int, int, int]:
     s.start()
     tag = c.next_tag()
     prefix = tag + b" "
+    reader = Reader(c.sock)
+    reader.take(c.buf)
+    c.buf.clear()
     t = time.perf_counter()
     c.sock.sendall(tag + b" FETCH 1:* (FLAGS)\r\n")
-    size = 0
-    while True:
-        line = c.read_line()
-        size += len(line)
-        if line.startswith(prefix):
-            break
+    _, line, size = reader.until_plain(tag)
     ms = (time.perf_counter() - t) * 1e3
     s.stop.set()
     s.join()
+    c.buf[:0] = reader.rest()
     if not line[len(prefix):].startswith(b"OK"):
         raise SystemExit(f"FETCH failed: {line!r}")
     return ms, size, before, max(s.peak, rss(pids))
+
+
+def load() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def timed(fn: object) -> float:
@@ -125,23 +137,28 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     for n in sizes:
         mailbox = f"n{n}"
+        load_before = load()
+        settle = Client(args.host, args.port, timeout=1800)
+        settle.command(f"LOGIN {quote(args.user)} {quote(args.password)}")
+        _, done = settle.command(f"SELECT {quote(mailbox)}", check=False)
+        settle.command("NOOP", check=False)
+        settle.command("LOGOUT", check=False)
+        settle.close()
+        if b" OK" not in done[:12]:
+            row = {"bench": "mailbox_size", "server": args.label, "messages": n, "unavailable": True,
+                   "reason": f"mailbox {mailbox} not seeded ({done.decode(errors='replace')[:80]})"}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            continue
         subprocess.run(args.restart_cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
         pid = int(subprocess.run(args.pid_cmd, shell=True, check=True, capture_output=True, text=True).stdout.split()[0])
         c = Client(args.host, args.port, timeout=1800)
         login_ms = timed(lambda: c.command(f"LOGIN {quote(args.user)} {quote(args.password)}"))  # noqa: B023
-        untagged, _ = c.command(f'LIST "" {quote(mailbox)}')
-        if not untagged:
-            row = {"bench": "mailbox_size", "server": args.label, "messages": n, "unavailable": True,
-                   "reason": f"mailbox {mailbox} not seeded"}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            c.close()
-            continue
         lines: list[bytes] = []
 
         def select(c: Client = c, mailbox: str = mailbox) -> None:
             nonlocal lines
-            lines, _ = c.command(f"SELECT {mailbox}")
+            lines, _ = c.command(f"SELECT {quote(mailbox)}")
 
         cold = timed(select)
         exists = next((int(x.split()[1]) for x in lines if x.rstrip().upper().endswith(b" EXISTS")), 0)
@@ -161,7 +178,8 @@ def main() -> None:
                "fetch_flags_first_ms": round(first_ms, 1), "fetch_flags_ms": round(statistics.median(times), 1),
                "fetch_flags_spread": [round(min(times), 1), round(max(times), 1)],
                "response_bytes": size, "rss_before": before, "rss_peak": max([peak] + [f[3] for f in fetches]),
-               "rss_growth": growth, "growth_ratio": round(growth / size, 3), "processes": len(pids)}
+               "rss_growth": growth, "growth_ratio": round(growth / size, 3), "processes": len(pids),
+               "fetch_runs": runs, "warm_runs": args.runs, "load": [load_before, load()]}
         rows.append(row)
         print(json.dumps(row), flush=True)
 

@@ -2,14 +2,18 @@
 # Every benchmark of docs/benchmarks.md (T1-T5), ours against Dovecot and pymap, then the report (what
 # `make bench` runs).
 #
-#   bench/run_all.sh [--quick]        results: $BENCH_OUT (default /tmp/imapd-bench/results), JSON lines + tables
+#   bench/run_all.sh [--quick] [options]   results: --out (default WORK/results), JSON lines + tables
 #
-# Environment: BENCH_PYTHON (default .venv/bin/python), BENCH_WORK (default /tmp/imapd-bench: data dirs,
-# kept between runs; delete it to re-seed), BENCH_OUT, BENCH_PYMAP=0 to leave pymap out, BENCH_REPORT=0 to
-# leave docs/ alone. Full: ~25 minutes once seeded (the first run seeds 100,000 messages into Dovecot over
-# IMAP, ~15 minutes more); --quick: ~6 minutes.
+# Options (or the environment variables named): --work DIR (BENCH_WORK, default /tmp/imapd-bench: data
+# dirs, kept between runs; delete it to re-seed), --out DIR (BENCH_OUT, default WORK/results),
+# --dovecot-port N (BENCH_DOVECOT_PORT, 11143), --ours-port N (BENCH_OURS_PORT, 11144), --pymap-port N
+# (BENCH_PYMAP_PORT, 11145), --python PATH (BENCH_PYTHON, .venv/bin/python), --no-pymap (BENCH_PYMAP=0),
+# --no-report (BENCH_REPORT=0: leave docs/ alone). The peers' dirs follow WORK (BENCH_DOVECOT_DIR,
+# BENCH_PYMAP_DIR, BENCH_PYMAP_VENV are set from it unless given), so two runs with different WORK and ports
+# do not touch each other. Full: ~25 minutes once seeded (the first run seeds 100,000 messages into Dovecot,
+# ~15 minutes more); --quick: ~6 minutes.
 #
-# Servers on loopback: Dovecot 11143 (bench/peers.sh, installs it when run as root), ours 11144, pymap 11145
+# Servers on loopback: Dovecot (bench/peers.sh, installs it when run as root), ours, pymap
 # (bench/peers.sh pymap, pip-installed into its own venv). Seeds (once, marker files in the data dirs):
 # INBOX of 5,000 messages in each (T1, T2), and n1000 / n10000 / n100000 mailboxes (T3, T4) with the same
 # messages (bench/seed.py: ours through the store API, the peers over IMAP APPEND, except Dovecot's n100000
@@ -20,15 +24,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${BENCH_PYTHON:-.venv/bin/python}
-QUICK=${1:-}
+QUICK=
 WORK=${BENCH_WORK:-/tmp/imapd-bench}
-OUT=${BENCH_OUT:-$WORK/results}
+OUT=${BENCH_OUT:-}
+DPORT=${BENCH_DOVECOT_PORT:-11143}
+OPORT=${BENCH_OURS_PORT:-11144}
+PPORT=${BENCH_PYMAP_PORT:-11145}
+PYMAP=${BENCH_PYMAP:-1}
+REPORT=${BENCH_REPORT:-1}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=--quick ;;
+    --work) WORK=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --dovecot-port) DPORT=$2; shift ;;
+    --ours-port) OPORT=$2; shift ;;
+    --pymap-port) PPORT=$2; shift ;;
+    --python) PY=$2; shift ;;
+    --no-pymap) PYMAP=0 ;;
+    --no-report) REPORT=0 ;;
+    *) echo "run_all.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+OUT=${OUT:-$WORK/results}
 OURS=$WORK/ours
 SCALE=$WORK/ours-scale
-DPORT=11143
-OPORT=11144
-PPORT=11145
-PYMAP=${BENCH_PYMAP:-1}
+export BENCH_DOVECOT_DIR=${BENCH_DOVECOT_DIR:-$WORK/dovecot}
+export BENCH_PYMAP_DIR=${BENCH_PYMAP_DIR:-$WORK/pymap}
+export BENCH_PYMAP_VENV=${BENCH_PYMAP_VENV:-$WORK/pymap-venv}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.txt
 RUNS=(--runs 200 --warmup 20)
@@ -59,10 +83,11 @@ trap cleanup EXIT
 {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $($PY -V), uvloop $($PY -c 'import uvloop; print(uvloop.__version__)' 2>/dev/null || echo no)"
   echo "# dovecot $(dovecot --version 2>/dev/null || echo '(installed by peers.sh)')"
-  echo "# pymap $([ -x "$WORK/pymap-venv/bin/pymap" ] && "$WORK/pymap-venv/bin/pymap" --version | cut -d' ' -f2 || echo '(installed by peers.sh)')"
+  echo "# pymap $([ -x "$BENCH_PYMAP_VENV/bin/pymap" ] && "$BENCH_PYMAP_VENV/bin/pymap" --version | cut -d' ' -f2 || echo '(installed by peers.sh)')"
   echo "# command: bench/run_all.sh $QUICK"
   echo "# tree: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')"
   echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# ports: dovecot $DPORT, ours $OPORT, pymap $PPORT; work $WORK"
   echo "# mem: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 } | tee "$OUT/machine.txt"
 
@@ -76,17 +101,17 @@ seed_imap() {  # PORT DIR-with-markers MAILBOX COUNT
 }
 # Dovecot seeds with mail_fsync=never (faster; restarted with its default before any measurement)
 BENCH_DOVECOT_FSYNC=never bench/peers.sh start "$DPORT"
-seed_imap "$DPORT" "$WORK/dovecot" INBOX 5000
+seed_imap "$DPORT" "$BENCH_DOVECOT_DIR" INBOX 5000
 for n in "${SIZES[@]}"; do
-  if [ "$n" -ge 100000 ] && [ ! -f "$WORK/dovecot/.seeded-n$n" ]; then
+  if [ "$n" -ge 100000 ] && [ ! -f "$BENCH_DOVECOT_DIR/.seeded-n$n" ]; then
     # 100,000 APPENDs into Dovecot run at 50-120 msg/s here (15-30 min): the same messages are written
     # straight into its Maildir folder instead (as a delivery agent would), indexed at the next SELECT
     $PY bench/seed.py --port "$DPORT" --mailbox "n$n" --count 0
-    $PY bench/seed.py --maildir "$WORK/dovecot/mail/bench/.n$n" --count "$n"
-    chown -R --reference="$WORK/dovecot/mail/bench" "$WORK/dovecot/mail/bench/.n$n"
-    touch "$WORK/dovecot/.seeded-n$n"
+    $PY bench/seed.py --maildir "$BENCH_DOVECOT_DIR/mail/bench/.n$n" --count "$n"
+    chown -R --reference="$BENCH_DOVECOT_DIR/mail/bench" "$BENCH_DOVECOT_DIR/mail/bench/.n$n"
+    touch "$BENCH_DOVECOT_DIR/.seeded-n$n"
   fi
-  seed_imap "$DPORT" "$WORK/dovecot" "n$n" "$n"
+  seed_imap "$DPORT" "$BENCH_DOVECOT_DIR" "n$n" "$n"
 done
 bench/peers.sh restart "$DPORT"
 if [ ! -f "$OURS/.seeded" ]; then
@@ -103,13 +128,13 @@ if [ "$PYMAP" != 0 ]; then
     # pymap's APPEND slows down as the maildir grows (~110 msg/s at first, ~8 msg/s past 3,000 messages: it
     # looks at every message of the mailbox after each one), so its mailboxes are written straight into
     # its Maildir (it gives the new files UIDs at the next SELECT)
-    if [ ! -f "$WORK/pymap/.seeded" ]; then
-      $PY bench/seed.py --maildir "$WORK/pymap/bench" --count 5000 && touch "$WORK/pymap/.seeded"
+    if [ ! -f "$BENCH_PYMAP_DIR/.seeded" ]; then
+      $PY bench/seed.py --maildir "$BENCH_PYMAP_DIR/bench" --count 5000 && touch "$BENCH_PYMAP_DIR/.seeded"
     fi
     for n in "${SIZES[@]}"; do
-      if [ ! -f "$WORK/pymap/.seeded-n$n" ]; then
+      if [ ! -f "$BENCH_PYMAP_DIR/.seeded-n$n" ]; then
         $PY bench/seed.py --port "$PPORT" --mailbox "n$n" --count 0
-        $PY bench/seed.py --maildir "$WORK/pymap/bench/.n$n" --count "$n" && touch "$WORK/pymap/.seeded-n$n"
+        $PY bench/seed.py --maildir "$BENCH_PYMAP_DIR/bench/.n$n" --count "$n" && touch "$BENCH_PYMAP_DIR/.seeded-n$n"
       fi
     done
   else
@@ -160,7 +185,8 @@ for n in "${IDLE_OURS[@]}"; do
 done
 
 # --- T3: mailbox size over IMAP (a fresh server process per size), then at the store level
-$PY bench/mailbox_size.py --port "$OPORT" --label ours --sizes "${SIZES[@]}" \
+# (--tree for every server: ours runs a supervisor and its workers, Dovecot a process per service)
+$PY bench/mailbox_size.py --port "$OPORT" --label ours --sizes "${SIZES[@]}" --tree \
   --restart-cmd "$PY bench/ours.py restart --data-dir $SCALE --port $OPORT" \
   --pid-cmd "cat $SCALE-server.pid" | tee "$OUT/t3_imap_ours.txt"
 $PY bench/mailbox_size.py --port "$DPORT" --label dovecot --sizes "${SIZES[@]}" --tree \
@@ -179,8 +205,16 @@ fi
 
 # --- T4: throughput over one connection (ours still runs on the n1000..n100000 data dir from T3)
 $PY bench/throughput.py --port "$OPORT" --label ours "${T4[@]}" | tee "$OUT/t4_ours.txt"
+# whole-message FETCH MB/s (small and 1-6 MB messages) and FETCH 1:* (FLAGS), the same commands for both
+FLAGSBOX=n100000; [ "$QUICK" = --quick ] && FLAGSBOX=n10000
+$PY bench/fetch_body.py --port "$OPORT" --label ours --flags-mailbox "$FLAGSBOX" | tee "$OUT/fetch_body_ours.txt"
 $PY bench/ours.py stop --data-dir "$SCALE"
 $PY bench/throughput.py --port "$DPORT" --label dovecot "${T4[@]}" | tee "$OUT/t4_dovecot.txt"
+$PY bench/fetch_body.py --port "$DPORT" --label dovecot --flags-mailbox "$FLAGSBOX" | tee "$OUT/fetch_body_dovecot.txt"
+bench/peers.sh stop
+BENCH_DOVECOT_IMAP=tuned bench/peers.sh start "$DPORT"
+$PY bench/fetch_body.py --port "$DPORT" --label dovecot-tuned --flags-mailbox "$FLAGSBOX" \
+  | tee "$OUT/fetch_body_dovecot_tuned.txt"
 bench/peers.sh stop
 if [ "$PYMAP" != 0 ]; then
   # a smaller APPEND count: pymap's APPEND slows down with the mailbox's size (see the seeding above)
@@ -194,6 +228,7 @@ fi
 $PY bench/xstate.py "${T5[@]}" | tee "$OUT/t5.txt"
 
 echo "results in $OUT"
-if [ "${BENCH_REPORT:-1}" != 0 ]; then
+echo "# load at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
+if [ "$REPORT" != 0 ]; then
   $PY bench/report.py "$OUT"
 fi

@@ -241,9 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats(sub)
     _add_reload(sub)
     _add_worker(sub)
+    from imapd.delivery.command import register_cli as register_deliver
     from imapd.store.admin import register_cli
 
     register_cli(sub)
+    register_deliver(sub)
     return parser
 
 

@@ -32,6 +32,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_lanes: int = 64
     # A lane or the network loop that cannot run for longer than this is logged with the user and command.
     stall_warning: float = 0.1
+    # RFC 9585 INPROGRESS: a long SEARCH/COPY/MOVE/EXPUNGE reports its progress this often (0: never).
+    progress_interval: float = 1.0
 
 
 class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -107,6 +109,27 @@ class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     watch: bool = True
 
 
+class LMTPSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # "HOST:PORT" or a UNIX socket path (anything with a "/"); "" = no LMTP listener.
+    listen: str = ""
+    # Recipient domains that are ours: "alice@<one of these>" is looked up as "alice". Empty = any domain.
+    domains: list[str] = msgspec.field(default_factory=list)
+    # "user+detail@domain" files into the folder "detail" when it exists (Postfix's recipient_delimiter).
+    recipient_delimiter: str = "+"
+    save_to_detail_mailbox: bool = True
+    # The name in the Received: header and the 220/LHLO replies; "" = the host's name.
+    hostname: str = ""
+    max_message_size: int = 64 * 1024 * 1024
+    max_recipients: int = 1000
+    timeout: float = 300.0
+    # Over quota: 552 5.2.2 (the MTA bounces), or with this 452 4.2.2 (it retries); Dovecot's quota_full_tempfail.
+    quota_full_tempfail: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.recipient_delimiter) > 1:
+            raise ValueError("lmtp.recipient_delimiter: one character, or empty for none")
+
+
 class QuotaSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # RFC 9208 limits for users whose passwd entry sets none (quota_storage= / quota_messages=); 0 = none.
     storage: int = 0  # KiB
@@ -154,6 +177,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metadata: MetadataSettings = msgspec.field(default_factory=MetadataSettings)
     sieve: SieveSettings = msgspec.field(default_factory=SieveSettings)
     managesieve: ManageSieveSettings = msgspec.field(default_factory=ManageSieveSettings)
+    lmtp: LMTPSettings = msgspec.field(default_factory=LMTPSettings)
 
     @property
     def data_path(self) -> Path:

@@ -229,7 +229,16 @@ class DemoPlan:
             overrides.append(f"metrics.listen={_toml_str(self.metrics.address)}")
         if self.managesieve is not None:
             overrides.append(f"managesieve.listen={_toml_str(self.managesieve.address)}")
+        if self.lmtp_socket:
+            overrides.append(f"lmtp.listen={_toml_str(self.lmtp_socket)}")
         return load_settings(None, overrides)
+
+    @property
+    def lmtp_socket(self) -> str:
+        """LMTP on a UNIX socket in the data dir: a port that cannot clash with anything ("" when the
+        path is longer than a UNIX socket address can be: then the demo has no LMTP)."""
+        path = str(self.data_dir / "lmtp.sock")
+        return path if len(os.fsencode(path)) < 104 else ""
 
     def banner(self) -> str:
         """What is up, where, and a first command to try; printed once everything answers."""
@@ -247,6 +256,10 @@ class DemoPlan:
         if self.metrics is not None:
             lines.append(f"  metrics  {_url(self.metrics, '/metrics'):<26} "
                          f"or: imapd stats --metrics {self.metrics.address}")
+        if self.lmtp_socket:
+            lines.append(f"  LMTP     {self.lmtp_socket:<26} or: imapd deliver demo --data-dir {self.data_dir} < MSG")
+        else:
+            lines.append("  LMTP     off: the data dir's path is too long for a UNIX socket")
         lines.append("  users    " + ", ".join(f"{u} / {p}" for u, p in DEMO_USERS))
         user, password = DEMO_USERS[0]
         snippet = (f"import imaplib; m = imaplib.IMAP4({imap.connect_host!r}, {imap.port}); "
@@ -387,9 +400,11 @@ def _spawn_webmail(plan: DemoPlan, web_sock: socket.socket) -> subprocess.Popen[
     on the socket this process bound during the port check."""
     imap = f"{plan.imap.connect_host}:{plan.imap.port}"
     fd = web_sock.fileno()
+    sieve = [] if plan.managesieve is None else [
+        "--managesieve", f"{plan.managesieve.connect_host}:{plan.managesieve.port}"]
     return subprocess.Popen(
         [sys.executable, "-m", "webmail_demo", "--imap", imap, "--listen", plan.web.address,
-         "--listen-fd", str(fd), "--reattach", "xstate"],
+         "--listen-fd", str(fd), "--reattach", "xstate", *sieve],
         pass_fds=(fd,),
     )
 

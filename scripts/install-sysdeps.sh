@@ -4,6 +4,9 @@
 set -u
 want=()
 command -v mbsync >/dev/null 2>&1 || want+=(isync)
+# A private Postfix instance relays to our LMTP listener (tests/e2e/test_postfix.py); the package's own
+# system instance is not used (and not started where policy-rc.d forbids it).
+[ -x /usr/sbin/postfix ] || want+=(postfix)
 [ -x /usr/bin/chromium ] || want+=(chromium)  # the webmail's browser tests (Playwright drives Debian's build)
 # A font with CJK glyphs, so the demo mail's Japanese subject renders in the browser screenshots, not as boxes.
 has_cjk_font() {

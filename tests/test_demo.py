@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -249,6 +250,10 @@ def test_demo_started_banner_addresses_answer(tmp_path: Path) -> None:
         client.logout()
         assert banner["users"] == ", ".join(f"{u} / {p}" for u, p in DEMO_USERS)
         assert banner["stop"] == "Ctrl-C"
+        assert banner["LMTP"].split()[0] == str(data / "lmtp.sock")
+        with smtplib.LMTP(str(data / "lmtp.sock"), timeout=10) as lmtp:  # delivery is on in the demo
+            refused = lmtp.sendmail("someone@example.org", ["demo@localhost"], b"Subject: lmtp\r\n\r\nhi\r\n")
+        assert refused == {}
 
         with socket.create_connection(("127.0.0.1", imap)) as s:
             greeting = read_greeting(s)

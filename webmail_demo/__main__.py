@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description="A small webmail that reattaches to imapd with X-STATE on every request.")
     p.add_argument("--imap", type=_hostport, default=("127.0.0.1", 1143), metavar="HOST:PORT",
                    help="the IMAP server (default 127.0.0.1:1143)")
+    p.add_argument("--managesieve", type=_hostport, default=("127.0.0.1", 4190), metavar="HOST:PORT",
+                   help="the ManageSieve server for Settings > Filters (default 127.0.0.1:4190, imapd demo's)")
     p.add_argument("--listen", type=_hostport, default=("127.0.0.1", 8080), metavar="HOST:PORT",
                    help="where to serve HTTP (default 127.0.0.1:8080)")
     p.add_argument("--reattach", choices=("xstate", "login"), default="xstate",
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aioimaplib").setLevel(logging.WARNING)
-    cfg = Config(imap_host=args.imap[0], imap_port=args.imap[1], reattach=args.reattach, max_idle=args.max_idle)
+    cfg = Config(imap_host=args.imap[0], imap_port=args.imap[1], reattach=args.reattach, max_idle=args.max_idle,
+                 sieve_host=args.managesieve[0], sieve_port=args.managesieve[1])
     host, port = args.listen
     print(f"webmail-demo: http://{host}:{port}/ -> IMAP {cfg.imap_host}:{cfg.imap_port} "
           f"(reattach: {cfg.reattach})", file=sys.stderr, flush=True)

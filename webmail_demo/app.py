@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.policy
+import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +29,7 @@ from aiohttp import web
 from imapd.protocol import responses as r
 from imapd.protocol.values import Literal8
 
+from . import filters as flt
 from .imap import (
     Connection,
     ImapDown,
@@ -46,6 +49,7 @@ from .mail import (
     row_from_fetch,
     sanitize_html,
 )
+from .managesieve import SieveClient, SieveDown, SieveError, sieve_connection
 from .sessions import COOKIE, SessionStore, WebSession
 
 __all__ = ["Config", "make_app"]
@@ -72,6 +76,8 @@ class Config:
     max_idle: int = 20
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     idle_keepalive: float = 10.0
+    sieve_host: str = "127.0.0.1"  # ManageSieve, for Settings > Filters
+    sieve_port: int = 4190
 
 
 CONFIG = web.AppKey("config", Config)
@@ -631,6 +637,159 @@ async def compose_post(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(_mail_url(drafts))
 
 
+# -- settings: filters and vacation, through ManageSieve ------------------------------------------------------
+@contextlib.asynccontextmanager
+async def sieve(request: web.Request, ws: WebSession) -> AsyncIterator[SieveClient]:
+    """A ManageSieve connection authenticated as the web session's user: SASL X-STATE with the session's
+    token (xstate mode: still no password kept), or PLAIN with the kept password (login mode)."""
+    cfg = request.app[CONFIG]
+    async with sieve_connection(cfg.sieve_host, cfg.sieve_port) as client:
+        try:
+            if cfg.reattach == "xstate":
+                if ws.token is None:
+                    raise SessionGone("no saved session state", "X-STATE-INVALID")
+                await client.login_xstate(ws.token)
+            else:
+                assert ws.user is not None and ws.password is not None
+                await client.login_plain(ws.user, ws.password)
+        except SieveError as exc:
+            if exc.code == "AUTH-FAILED":  # revoked or expired token, changed password: as for IMAP
+                raise SessionGone(exc.text, "X-STATE-EXPIRED") from None
+            raise
+        yield client
+
+
+@dataclass
+class SieveView:
+    """What the settings page shows: the webmail's filters, or a foreign script read-only."""
+
+    filters: flt.FilterSet
+    active: str | None  # the active script's name
+    foreign: str | None = None  # the text of a script the webmail did not write (or that was edited)
+    foreign_name: str | None = None
+    rev: str = ""  # a digest of the script as read: a form from an older read saves nothing
+
+
+def _rev(text: str) -> str:
+    return hashlib.sha256(text.replace("\r\n", "\n").encode()).hexdigest()[:20]
+
+
+async def _load_filters(client: SieveClient) -> SieveView:
+    listing = await client.listscripts()
+    names = {n for n, _ in listing}
+    active = next((n for n, a in listing if a), None)
+    if active is not None and active != flt.SCRIPT_NAME:
+        text = await client.getscript(active)
+        return SieveView(flt.FilterSet(), active, text, active, _rev(text))
+    if flt.SCRIPT_NAME not in names:
+        return SieveView(flt.FilterSet(), active)
+    text = await client.getscript(flt.SCRIPT_NAME)
+    parsed = flt.parse_script(text)
+    if parsed is None:
+        return SieveView(flt.FilterSet(), active, text, flt.SCRIPT_NAME, _rev(text))
+    return SieveView(parsed, active, rev=_rev(text))
+
+
+async def settings_page(request: web.Request) -> web.Response:
+    ws = _require(request)
+    async with imap(request, ws, None) as conn:
+        folders = await list_folders(conn)
+    async with sieve(request, ws) as client:
+        view = await _load_filters(client)
+    edit = request.query.get("edit", "")
+    rule = None
+    if edit.isdigit() and int(edit) < len(view.filters.rules):
+        rule = view.filters.rules[int(edit)]
+    return render("settings.html", request, {
+        "folders": folders, "box": "", "trash": "", "view": view, "fs": view.filters,
+        "edit": int(edit) if rule is not None else None, "rule": rule or flt.Rule(""),
+        "FIELDS": flt.FIELDS, "MATCHES": flt.MATCHES, "ACTIONS": flt.ACTIONS,
+        "script_name": flt.SCRIPT_NAME})
+
+
+def _text(form: Any, name: str, limit: int = 4000) -> str:
+    value = str(form.get(name, ""))
+    if len(value) > limit:
+        raise flt.FilterError(f"{name} is too long")
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _apply(fs: flt.FilterSet, op: str, form: Any) -> str:
+    """Change ``fs`` as the form says; returns the flash message."""
+    idx_s = str(form.get("index", ""))
+    idx = int(idx_s) if idx_s.isdigit() else None
+    if idx is not None and idx >= len(fs.rules):
+        raise flt.FilterError("That filter no longer exists (changed meanwhile?).")
+    if op == "rule":
+        rule = flt.Rule(_text(form, "name", 200).strip(), str(form.get("field", "")), str(form.get("match", "")),
+                        _text(form, "value", 500).strip(), str(form.get("action", "")),
+                        _text(form, "folder", 200).strip().strip("/"), form.get("enabled") == "on")
+        if rule.action != "move":
+            rule.folder = ""
+        rule.check()
+        if idx is None:
+            fs.rules.append(rule)
+            return f"Filter “{rule.name or rule.value}” added."
+        fs.rules[idx] = rule
+        return f"Filter “{rule.name or rule.value}” saved."
+    if op in ("delete", "toggle") and idx is None:
+        raise flt.FilterError("No filter chosen.")
+    if op == "delete":
+        assert idx is not None
+        gone = fs.rules.pop(idx)
+        return f"Filter “{gone.name or gone.value}” deleted."
+    if op == "toggle":
+        assert idx is not None
+        fs.rules[idx].enabled = not fs.rules[idx].enabled
+        return f"Filter “{fs.rules[idx].name or fs.rules[idx].value}” " + (
+            "enabled." if fs.rules[idx].enabled else "disabled.")
+    if op == "vacation":
+        days = str(form.get("days", "7")).strip()
+        if not days.isdigit():
+            raise flt.FilterError("Days must be a number.")
+        addresses = [a for a in re.split(r"[\s,;]+", _text(form, "addresses", 2000)) if a]
+        fs.vacation = flt.Vacation(form.get("enabled") == "on", _text(form, "subject", 300).strip(),
+                                   _text(form, "body", 8000), int(days), addresses)
+        fs.vacation.check()
+        return "Vacation reply " + ("on." if fs.vacation.enabled else "off.")
+    if op == "reset":
+        return "The webmail's filters replace the previous script."
+    raise web.HTTPBadRequest(text="unknown settings action")
+
+
+async def settings_post(request: web.Request) -> web.Response:
+    """Read the script back, change it, CHECKSCRIPT + PUTSCRIPT + SETACTIVE; the server's refusal is shown
+    as it is. A foreign active script is only replaced on an explicit ``reset``."""
+    ws = _require(request)
+    form = await request.post()
+    op = str(form.get("op", ""))
+    async with sieve(request, ws) as client:
+        view = await _load_filters(client)
+        if not hmac.compare_digest(str(form.get("rev", "")), view.rev):  # indexes refer to what the form showed
+            ws.flash = "Nothing saved: the filters were changed meanwhile (in another window?). Here they are now."
+            raise web.HTTPSeeOther("/settings")
+        if view.foreign is not None and op != "reset":
+            ws.flash = ("Nothing saved: the active filter script was not written by the webmail. "
+                        "Use “Replace with webmail filters” first.")
+            raise web.HTTPSeeOther("/settings")
+        try:
+            message = _apply(view.filters, op, form)
+            text = flt.compile_script(view.filters)
+        except flt.FilterError as exc:
+            ws.flash = f"Not saved: {exc}"
+            raise web.HTTPSeeOther("/settings") from None
+        try:
+            await client.checkscript(text)
+            await client.putscript(flt.SCRIPT_NAME, text)
+            if view.active != flt.SCRIPT_NAME:
+                await client.setactive(flt.SCRIPT_NAME)
+        except SieveError as exc:
+            ws.flash = f"The server refused the filters: {exc.text}"
+            raise web.HTTPSeeOther("/settings") from None
+    ws.flash = message
+    raise web.HTTPSeeOther("/settings")
+
+
 # -- live updates ---------------------------------------------------------------------------------------------
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events from one IMAP IDLE connection per browser session."""
@@ -764,6 +923,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if ws is not None:
             ws.logout(f"Your session has expired: the server refused the stored login ({exc}). Please log in again.")
         raise web.HTTPSeeOther("/login") from None
+    except SieveDown as exc:
+        log.warning("ManageSieve server down: %s", exc)
+        return render("error.html", request, {
+            "title": "Filters unavailable",
+            "message": "The filter server (ManageSieve) cannot be reached right now. Mail is not affected.",
+            "detail": str(exc)}, 503)
+    except SieveError as exc:
+        log.warning("ManageSieve error: %s", exc)
+        return render("error.html", request, {"title": "The filter server refused that",
+                                               "message": exc.text}, 502)
     except ImapDown as exc:
         log.warning("IMAP server down: %s", exc)
         return render("error.html", request, {
@@ -826,6 +995,8 @@ def make_app(config: Config | None = None) -> web.Application:
     app.router.add_post("/folders", folders_post)
     app.router.add_get("/compose", compose_page)
     app.router.add_post("/compose", compose_post)
+    app.router.add_get("/settings", settings_page)
+    app.router.add_post("/settings", settings_post)
     app.router.add_get("/events", events)
     app.router.add_static("/static/", HERE / "static")
     app.on_shutdown.append(_on_shutdown)

@@ -27,7 +27,8 @@ _STATE_TOKEN = re.compile(rb"[A-Za-z0-9\-_.]+")
 _FLAG = re.compile(rb"\\?[^\x00-\x20\x7f-\xff(){%*\"\\\]]+")
 
 STATUS_ITEMS = frozenset(
-    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED", "APPENDLIMIT"}
+    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED", "APPENDLIMIT",
+     "DELETED-STORAGE", "MAILBOXID"}
 )
 SELECTION_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
@@ -672,6 +673,7 @@ _COMMANDS: dict[str, Handler] = {
     "CLOSE": _no_args(c.Close),
     "UNSELECT": _no_args(c.Unselect),
     "CANCELUPDATE": _cancel_update,
+    "UNAUTHENTICATE": _no_args(c.Unauthenticate),
     "EXPUNGE": _expunge,
     "SEARCH": _search,
     "FETCH": _fetch,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import commands as c
-from .fetch_items import BinarySize, FetchBody, FetchItem
+from .fetch_items import BinarySize, FetchBody, FetchItem, FetchPreview
 from .notify_parser import write_notify
 from .reader import MONTHS
 from .search_keys import (
@@ -23,10 +23,13 @@ from .search_keys import (
     SearchKey,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 from .values import format_internaldate
 from .wire import astring_text, mailbox_bytes, string_bytes
@@ -70,7 +73,7 @@ def _flags(flags: tuple[str, ...]) -> bytes:
 def _fetch_item(item: FetchItem, utf8: bool) -> bytes:
     if isinstance(item, FetchBody):
         return item.request_key().encode()
-    if isinstance(item, BinarySize):
+    if isinstance(item, (BinarySize, FetchPreview)):
         return item.request_key().encode()
     return item.name.encode()
 
@@ -102,6 +105,12 @@ def _key(k: SearchKey, utf8: bool) -> bytes:
     if isinstance(k, SearchModSeq):
         entry = b"" if k.entry is None else _s(k.entry[0], utf8) + b" " + k.entry[1].encode() + b" "
         return b"MODSEQ " + entry + b"%d" % k.modseq
+    if isinstance(k, SearchSaveDateSupported):
+        return b"SAVEDATESUPPORTED"
+    if isinstance(k, SearchObjectId):
+        return k.key.encode() + b" " + k.id.encode()
+    if isinstance(k, SearchWithin):
+        return (b"OLDER %d" if k.older else b"YOUNGER %d") % k.seconds
     if isinstance(k, SearchNot):
         return b"NOT " + _key(k.key, utf8)
     if isinstance(k, SearchOr):
@@ -270,6 +279,7 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     c.Close: _simple(b"CLOSE"),
     c.Unselect: _simple(b"UNSELECT"),
     c.CancelUpdate: lambda cmd, u: b"CANCELUPDATE " + b" ".join(string_bytes(t, u) for t in cmd.tags),
+    c.Unauthenticate: _simple(b"UNAUTHENTICATE"),
     c.XStateSave: _simple(b"X-STATE SAVE"),
     c.XStateRestore: lambda cmd, u: b"X-STATE RESTORE " + cmd.token.encode(),
     c.XStateRevoke: lambda cmd, u: b"X-STATE REVOKE" + (b" " + cmd.token.encode() if cmd.token else b""),

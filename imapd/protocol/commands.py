@@ -64,6 +64,7 @@ __all__ = [
     "Store",
     "Subscribe",
     "Thread",
+    "Unauthenticate",
     "Unselect",
     "Unsubscribe",
     "XStateRestore",
@@ -125,6 +126,10 @@ class Login(_Cmd, frozen=True):
 
 
 # --- authenticated --------------------------------------------------------------------------------------
+class Unauthenticate(_Cmd, frozen=True):
+    """RFC 8437: back to not authenticated state on the same connection."""
+
+
 class QresyncParams(msgspec.Struct, frozen=True):
     """``(QRESYNC (uidvalidity modseq [known-uids] [(seq-match uid-match)]))`` from RFC 7162."""
 
@@ -439,6 +444,7 @@ Command = (
     | Compress
     | Authenticate
     | Login
+    | Unauthenticate
     | Select
     | Examine
     | Create

@@ -14,7 +14,7 @@ After a fatal error or EOF it keeps returning :class:`ConnectionClosed`.
 Limits depend on the state: a connection made with ``preauth`` starts with the small pre-authentication
 limits (enough for LOGIN, AUTHENTICATE and X-STATE RESTORE) and charges the bytes it holds unconsumed to a
 budget shared by every unauthenticated connection; :meth:`authenticated` switches to the normal limits and
-leaves the budget. Past the per-connection or the shared ceiling the connection reports a fatal
+leaves the budget, :meth:`unauthenticated` (UNAUTHENTICATE) goes back. Past the per-connection or the shared ceiling the connection reports a fatal
 ``ProtocolError`` (``BYE [TOOBIG]`` / ``BYE [UNAVAILABLE]``) and drops what it buffered at once.
 
 Modes: after an ``Idle`` command the session calls :meth:`expect_idle_done`; the next line must be
@@ -41,7 +41,8 @@ from .events import (
 )
 from .framing import EOF, CommandFrame, CommandFramer, FrameError, LiteralWanted
 from .response_writer import ResponseWriter
-from .responses import Response
+from .responses import FetchResponse, Response, UidFetchResponse
+from .values import FileLiteral
 
 __all__ = ["NEED_DATA", "InputBudget", "InputLimits", "PreauthLimits", "ServerConnection"]
 
@@ -89,7 +90,7 @@ class ServerConnection:
     """Parser and serializer state for one client; see the module docstring."""
 
     __slots__ = ("_charged", "_closed", "_framer", "_last_tag", "_limits", "_mode", "_overflow", "_preauth",
-                 "_writer", "max_nesting")
+                 "_preauth_limits", "_writer", "max_nesting")
 
     def __init__(
         self, *, max_line: int = 65536, max_literal: int = 64 * 1024 * 1024, max_nesting: int = 64,
@@ -98,6 +99,7 @@ class ServerConnection:
         self.max_nesting = max_nesting
         self._limits = InputLimits.authenticated(max_line, max_literal)
         self._preauth = preauth
+        self._preauth_limits = preauth  # kept for :meth:`unauthenticated`
         self._charged = 0
         self._overflow: ProtocolError | None = None
         first = preauth.limits if preauth is not None else self._limits
@@ -124,6 +126,19 @@ class ServerConnection:
         framer.max_line = limits.max_line
         framer.max_literal = limits.max_literal
         framer.max_command = limits.max_command
+
+    def unauthenticated(self) -> None:
+        """The session went back to not authenticated (RFC 8437 UNAUTHENTICATE): the pre-auth limits and
+        the shared budget apply again, to what is already buffered too."""
+        pre = self._preauth_limits
+        if pre is None or self._preauth is not None or self._closed:
+            return
+        self._preauth = pre
+        framer = self._framer
+        framer.max_line = pre.limits.max_line
+        framer.max_literal = pre.limits.max_literal
+        framer.max_command = pre.limits.max_command
+        self._account()
 
     def discard(self) -> None:
         """The connection is gone (or replaced, as by STARTTLS): drop buffered input, give back its budget."""
@@ -264,3 +279,8 @@ class ServerConnection:
     def send(self, response: Response) -> bytes:
         """Serialize one response (mailbox names in mUTF-7 unless ``utf8``)."""
         return self._writer.write(response)
+
+    def send_parts(self, response: FetchResponse | UidFetchResponse) -> list[bytes | FileLiteral]:
+        """Serialize a FETCH response that holds :class:`FileLiteral` values: bytes, and the literals
+        whose octets the caller must send in their place."""
+        return self._writer.write_parts(response)

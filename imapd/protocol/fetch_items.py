@@ -16,6 +16,7 @@ __all__ = [
     "FetchAttr",
     "FetchBody",
     "FetchItem",
+    "FetchPreview",
     "SECTION_TEXTS",
 ]
 
@@ -32,6 +33,9 @@ SIMPLE_ATTRS = frozenset(
         "BODY",
         "BODYSTRUCTURE",
         "MODSEQ",
+        "EMAILID",
+        "THREADID",
+        "SAVEDATE",
     }
 )
 SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})
@@ -101,4 +105,17 @@ class BinarySize(msgspec.Struct, frozen=True):
     request_key = response_key
 
 
-FetchItem = FetchAttr | FetchBody | BinarySize
+class FetchPreview(msgspec.Struct, frozen=True):
+    """``PREVIEW`` / ``PREVIEW (LAZY)`` (RFC 8970): ``lazy`` lets the server answer NIL when the preview
+    is not computed yet."""
+
+    lazy: bool = False
+
+    def response_key(self) -> str:
+        return "PREVIEW"
+
+    def request_key(self) -> str:
+        return "PREVIEW (LAZY)" if self.lazy else "PREVIEW"
+
+
+FetchItem = FetchAttr | FetchBody | BinarySize | FetchPreview

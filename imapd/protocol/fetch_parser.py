@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import re
 
-from .fetch_items import SECTION_TEXTS, SIMPLE_ATTRS, BinarySize, BodySection, FetchAttr, FetchBody, FetchItem
+from .fetch_items import (
+    SECTION_TEXTS,
+    SIMPLE_ATTRS,
+    BinarySize,
+    BodySection,
+    FetchAttr,
+    FetchBody,
+    FetchItem,
+    FetchPreview,
+)
 from .reader import ParseError, TokenReader
 from .search_parser import header_name
 
@@ -43,6 +52,25 @@ def parse_fetch_items(r: TokenReader) -> tuple[FetchItem, ...]:
     return (_fetch_att(r),)
 
 
+_PREVIEW_MODS = re.compile(rb" \(([A-Za-z0-9 ]*)\)")
+
+
+def _preview(r: TokenReader) -> FetchPreview:
+    """RFC 8970: ``"PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]``, ``preview-mod = "LAZY"``.
+
+    ``FETCH 1 PREVIEW (CHANGEDSINCE 5)`` is the same shape with FETCH modifiers after a lone PREVIEW, so a
+    parenthesised list is taken as preview modifiers only when it holds nothing but LAZY.
+    """
+    m = _PREVIEW_MODS.match(r.line, r.pos)
+    if m is None:
+        return FetchPreview()
+    mods = m.group(1).upper().split(b" ")
+    if not all(mod == b"LAZY" for mod in mods):
+        return FetchPreview()
+    r.pos = m.end()
+    return FetchPreview(lazy=True)
+
+
 def _part_numbers(parts: list[str]) -> tuple[int, ...]:
     out: list[int] = []
     for p in parts:
@@ -59,6 +87,8 @@ def _fetch_att(r: TokenReader) -> FetchItem:
     name = m.group().decode().upper()
     r.pos = m.end()
     if r.peek() != 0x5B:  # "["
+        if name == "PREVIEW":
+            return _preview(r)
         if name in SIMPLE_ATTRS:
             return FetchAttr(name)
         raise ParseError(f"Unknown fetch attribute {name}")

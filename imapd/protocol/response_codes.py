@@ -16,6 +16,7 @@ __all__ = [
     "CapabilityCode",
     "Code",
     "CopyUidCode",
+    "InProgressCode",
     "ModifiedCode",
     "NUMBER_CODES",
     "NumberCode",
@@ -73,8 +74,18 @@ class ModifiedCode(msgspec.Struct, frozen=True):
     sequence: SequenceSet
 
 
+class InProgressCode(msgspec.Struct, frozen=True):
+    """RFC 9585 ``[INPROGRESS ("tag" current total)]``: progress of a long command; either number may be
+    unknown (``NIL``)."""
+
+    tag: str
+    current: int | None = None
+    total: int | None = None
+
+
 ResponseCode = (
     Code
+    | InProgressCode
     | BadCharsetCode
     | CapabilityCode
     | PermanentFlagsCode

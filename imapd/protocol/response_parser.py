@@ -19,6 +19,7 @@ from .response_codes import (
     CapabilityCode,
     Code,
     CopyUidCode,
+    InProgressCode,
     ModifiedCode,
     NumberCode,
     PermanentFlagsCode,
@@ -164,6 +165,14 @@ def _code(cur: _Cursor) -> ResponseCode:
         src = SequenceSet.parse(cur.atom())
         cur.expect(b" ")
         code = CopyUidCode(v, src, SequenceSet.parse(cur.atom()))
+    elif name == "INPROGRESS" and cur.take(b" ("):
+        tag = cur.string()
+        numbers: list[int | None] = []
+        for _ in range(2):
+            cur.expect(b" ")
+            numbers.append(None if cur.take(b"NIL") else cur.number())
+        cur.expect(b")")
+        code = InProgressCode(tag, numbers[0], numbers[1])
     elif name == "MODIFIED":
         cur.expect(b" ")
         code = ModifiedCode(SequenceSet.parse(cur.atom()))
@@ -207,7 +216,7 @@ def _parse(cur: _Cursor) -> r.Response:
         n = cur.number()
         cur.expect(b" ")
         kind = cur.atom().upper()
-        if kind == "FETCH":
+        if kind in ("FETCH", "UIDFETCH"):
             cur.expect(b" (")
             items: list[tuple[str, Value]] = []
             while not cur.take(b")"):
@@ -217,7 +226,7 @@ def _parse(cur: _Cursor) -> r.Response:
                 cur.expect(b" ")
                 items.append((key, cur.value()))
             cur.expect(b"\r\n")
-            return r.FetchResponse(n, items)
+            return r.FetchResponse(n, items) if kind == "FETCH" else r.UidFetchResponse(n, items)
         cur.expect(b"\r\n")
         if kind == "EXISTS":
             return r.ExistsResponse(n)
@@ -292,13 +301,17 @@ def _status(cur: _Cursor) -> r.Response:
     cur.expect(b" ")
     name = cur.mailbox()
     cur.expect(b" (")
-    items: list[tuple[str, int]] = []
+    items: list[tuple[str, int | r.ObjectId]] = []
     while not cur.take(b")"):
         if items:
             cur.expect(b" ")
         key = cur.atom()
         cur.expect(b" ")
-        items.append((key, cur.number()))
+        if cur.take(b"("):  # RFC 8474 MAILBOXID (id)
+            items.append((key, r.ObjectId(cur.atom())))
+            cur.expect(b")")
+        else:
+            items.append((key, cur.number()))
     return r.StatusResponse(name, tuple(items))
 
 

@@ -13,12 +13,13 @@ from .response_codes import (
     CapabilityCode,
     Code,
     CopyUidCode,
+    InProgressCode,
     ModifiedCode,
     NumberCode,
     PermanentFlagsCode,
     ResponseCode,
 )
-from .values import Atom, Literal8, Raw, Value
+from .values import Atom, FileLiteral, Literal8, Raw, Value
 from .wire import astring_text, encode_str, mailbox_bytes, string_bytes, text_bytes
 
 __all__ = ["ResponseWriter"]
@@ -45,6 +46,29 @@ class ResponseWriter:
         if writer is None:
             raise TypeError(f"not a response: {response!r}")
         return writer(self, response)
+
+    def write_parts(self, response: r.FetchResponse | r.UidFetchResponse) -> list[bytes | FileLiteral]:
+        """A FETCH (or UIDFETCH) response whose values may hold :class:`FileLiteral`: its bytes, with each
+        file literal's ``FileLiteral`` left where its octets go (runs of bytes joined)."""
+        out: list[bytes | FileLiteral] = [b"* %d UIDFETCH (" % response.uid if isinstance(response, r.UidFetchResponse)
+                                          else b"* %d FETCH (" % response.seq]
+        sep = b""
+        for key, v in response.items:
+            out.append(sep + key.encode() + b" ")
+            sep = b" "
+            self.value(v, out)  # type: ignore[arg-type]
+        out.append(b")\r\n")
+        parts: list[bytes | FileLiteral] = []
+        run: list[bytes] = []
+        for piece in out:
+            if type(piece) is bytes:
+                run.append(piece)
+            else:
+                parts.append(b"".join(run))
+                parts.append(piece)
+                run = []
+        parts.append(b"".join(run))
+        return parts
 
     # -- values -------------------------------------------------------------------------------------------------
     def value(self, value: Value, out: list[bytes]) -> None:
@@ -75,6 +99,9 @@ class ResponseWriter:
         elif t is Literal8:
             out.append(b"~{%d}\r\n" % len(v.data))
             out.append(v.data)
+        elif t is FileLiteral:
+            out.append(b"~{%d}\r\n" % v.size if v.binary else b"{%d}\r\n" % v.size)
+            out.append(v)  # the connection sends the octets (see write_parts)
         else:
             raise TypeError(f"cannot serialize {t.__name__} as an IMAP value")
 
@@ -113,6 +140,11 @@ class ResponseWriter:
             if not code.charsets:
                 return b"[BADCHARSET]"
             return b"[BADCHARSET (" + b" ".join(string_bytes(c, False) for c in code.charsets) + b")]"
+        if isinstance(code, InProgressCode):
+            current = b"NIL" if code.current is None else b"%d" % code.current
+            total = b"NIL" if code.total is None else b"%d" % code.total
+            # a tag has no quoted-specials (RFC 3501 9: ASTRING-CHAR), so quoting is just the two quotes
+            return b'[INPROGRESS ("' + code.tag.encode() + b'" ' + current + b" " + total + b")]"
         if isinstance(code, ModifiedCode):
             return b"[MODIFIED " + str(code.sequence).encode() + b"]"
         raise TypeError(f"not a response code: {code!r}")
@@ -180,6 +212,43 @@ def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
     return b"".join(out)
 
 
+def _uidfetch(w: ResponseWriter, x: r.UidFetchResponse) -> bytes:
+    """The FETCH writer's output with the RFC 9586 keyword: one serializer for message data."""
+    data = _fetch(w, r.FetchResponse(x.uid, x.items))
+    return b"* %d UIDFETCH" % x.uid + data[len(b"* %d FETCH" % x.uid) :]
+
+
+_BATCH_FORMATS = {"UID": b"UID %d", "MODSEQ": b"MODSEQ (%d)"}
+
+
+def _fetch_flags_batch(w: ResponseWriter, x: r.FetchFlagsBatch) -> bytes:
+    # Every loop over the messages runs in C (map, slice assignment, join): each column becomes a list
+    # of bytes with its separators baked in, the columns are interleaved and joined once. Each distinct
+    # flag list is serialized once per batch (a mailbox has few).
+    n = len(x.seqs)
+    if not n:
+        return b""
+    if x.uidfetch:
+        columns: list[list[bytes]] = [list(map(b")\r\n* %d UIDFETCH (".__mod__, x.uids))]
+    else:
+        columns = [list(map(b")\r\n* %d FETCH (".__mod__, x.seqs))]
+    columns[0][0] = columns[0][0][3:]
+    for i, key in enumerate(x.keys):
+        lead = b" " if i else b""
+        if key == "FLAGS":
+            lists = {f: lead + b"FLAGS " + w.atoms(f) for f in set(x.flags)}
+            columns.append(list(map(lists.__getitem__, x.flags)))
+        else:
+            values = x.uids if key == "UID" else x.modseqs
+            columns.append(list(map((lead + _BATCH_FORMATS[key]).__mod__, values)))
+    width = len(columns)
+    out: list[bytes] = [b""] * (n * width)
+    for i, column in enumerate(columns):
+        out[i::width] = column
+    out.append(b")\r\n")
+    return b"".join(out)
+
+
 def _flags(w: ResponseWriter, x: r.FlagsResponse) -> bytes:
     return b"* FLAGS " + w.atoms(x.flags) + b"\r\n"
 
@@ -208,7 +277,8 @@ def _lsub(w: ResponseWriter, x: r.LsubResponse) -> bytes:
 
 
 def _status(w: ResponseWriter, x: r.StatusResponse) -> bytes:
-    items = b" ".join(b"%s %d" % (w.atom(k), v) for k, v in x.items)
+    items = b" ".join(b"%s (%s)" % (w.atom(k), w.atom(v.id)) if isinstance(v, r.ObjectId) else b"%s %d" % (w.atom(k), v)
+                      for k, v in x.items)
     return b"* STATUS " + mailbox_bytes(x.mailbox, w.utf8) + b" (" + items + b")\r\n"
 
 
@@ -338,6 +408,8 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.ExpungeResponse: _expunge,
     r.VanishedResponse: _vanished,
     r.FetchResponse: _fetch,
+    r.UidFetchResponse: _uidfetch,
+    r.FetchFlagsBatch: _fetch_flags_batch,
     r.FlagsResponse: _flags,
     r.ListResponse: _list,
     r.LsubResponse: _lsub,

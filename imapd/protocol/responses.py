@@ -28,13 +28,16 @@ __all__ = [
     "PartialResult",
     "ExistsResponse",
     "ExpungeResponse",
+    "FetchFlagsBatch",
     "FetchResponse",
+    "UidFetchResponse",
     "FlagsResponse",
     "IdResponse",
     "ListResponse",
     "MetadataResponse",
     "LsubResponse",
     "NamespaceResponse",
+    "ObjectId",
     "QuotaResponse",
     "QuotaRootResponse",
     "RecentResponse",
@@ -113,6 +116,29 @@ class FetchResponse(msgspec.Struct, frozen=True):
     items: Sequence[tuple[str, Value]]
 
 
+class UidFetchResponse(msgspec.Struct, frozen=True):
+    """``* uid UIDFETCH (key value ...)`` (RFC 9586): FETCH data numbered by UID, once UIDONLY is enabled."""
+
+    uid: int
+    items: Sequence[tuple[str, Value]]
+
+
+class FetchFlagsBatch(msgspec.Struct, frozen=True):
+    """Many ``* seq FETCH (...)`` responses that carry only UID, FLAGS and MODSEQ, in the order of ``keys``
+    (each of ``"UID"``, ``"FLAGS"``, ``"MODSEQ"``, repeats allowed), given as parallel columns.
+
+    The same bytes as one :class:`FetchResponse` per message, written in one call: FETCH 1:* (FLAGS) of
+    100,000 messages would otherwise build 100,000 response objects."""
+
+    keys: tuple[str, ...]
+    seqs: Sequence[int]
+    uids: Sequence[int]
+    flags: Sequence[tuple[str, ...]]
+    modseqs: Sequence[int]
+    uidfetch: bool = False
+    """``* uid UIDFETCH (...)`` lines instead (RFC 9586 UIDONLY; ``seqs`` unused then)."""
+
+
 class FlagsResponse(msgspec.Struct, frozen=True):
     flags: tuple[str, ...]
 
@@ -133,9 +159,15 @@ class LsubResponse(msgspec.Struct, frozen=True):
     mailbox: str
 
 
+class ObjectId(msgspec.Struct, frozen=True):
+    """An RFC 8474 object id as a STATUS value: ``MAILBOXID (id)``."""
+
+    id: str
+
+
 class StatusResponse(msgspec.Struct, frozen=True):
     mailbox: str
-    items: tuple[tuple[str, int], ...]
+    items: tuple[tuple[str, int | ObjectId], ...]
 
 
 class SearchResponse(msgspec.Struct, frozen=True):
@@ -234,8 +266,10 @@ Response = (
     | ExistsResponse
     | RecentResponse
     | ExpungeResponse
+    | UidFetchResponse
     | VanishedResponse
     | FetchResponse
+    | FetchFlagsBatch
     | FlagsResponse
     | ListResponse
     | LsubResponse

@@ -25,18 +25,26 @@ __all__ = [
     "SearchKey",
     "SearchModSeq",
     "SearchNot",
+    "SearchObjectId",
     "SearchOr",
+    "SearchSaveDateSupported",
     "SearchSequence",
     "SearchSize",
     "SearchText",
+    "SearchWithin",
 ]
 
 TEXT_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
-DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
+DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE",
+                       "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"})  # the last three: RFC 8514
 
 
 class SearchAll(msgspec.Struct, frozen=True):
     """``ALL``."""
+
+
+class SearchSaveDateSupported(msgspec.Struct, frozen=True):
+    """``SAVEDATESUPPORTED`` (RFC 8514): every message if the mailbox keeps save dates, none otherwise."""
 
 
 class SearchFlag(msgspec.Struct, frozen=True):
@@ -88,6 +96,20 @@ class SearchModSeq(msgspec.Struct, frozen=True):
     entry: tuple[str, str] | None = None
 
 
+class SearchWithin(msgspec.Struct, frozen=True):
+    """``OLDER n`` (older=True) or ``YOUNGER n`` (RFC 5032): INTERNALDATE against the present, in seconds."""
+
+    older: bool
+    seconds: int
+
+
+class SearchObjectId(msgspec.Struct, frozen=True):
+    """``EMAILID id`` or ``THREADID id`` (RFC 8474): key is ``EMAILID`` or ``THREADID``."""
+
+    key: str
+    id: str
+
+
 class SearchNot(msgspec.Struct, frozen=True):
     key: SearchKey
 
@@ -105,6 +127,7 @@ class SearchAnd(msgspec.Struct, frozen=True):
 
 SearchKey = (
     SearchAll
+    | SearchSaveDateSupported
     | SearchFlag
     | SearchText
     | SearchHeader
@@ -112,6 +135,8 @@ SearchKey = (
     | SearchSize
     | SearchSequence
     | SearchModSeq
+    | SearchWithin
+    | SearchObjectId
     | SearchNot
     | SearchOr
     | SearchAnd

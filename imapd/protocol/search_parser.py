@@ -1,7 +1,9 @@
-"""Parses SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ, RFC 5182 ``$``) into the typed tree."""
+"""Parses SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ, RFC 5182 ``$``, RFC 5032 OLDER/YOUNGER, RFC 8474
+EMAILID/THREADID, RFC 8514 SAVED*) into the typed tree."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .flags import FlagError, normalize_flag
@@ -17,10 +19,13 @@ from .search_keys import (
     SearchKey,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 
 __all__ = ["parse_search_criteria", "TEXT_CHARSETS"]
@@ -42,8 +47,10 @@ _FLAG_KEYS: dict[str, SearchKey] = {
     "OLD": SearchFlag("\\Recent", False),
     "NEW": SearchAnd((SearchFlag("\\Recent"), SearchFlag("\\Seen", False))),
     "ALL": SearchAll(),
+    "SAVEDATESUPPORTED": SearchSaveDateSupported(),
 }
 _ENTRY_TYPES = frozenset({"PRIV", "SHARED", "ALL"})
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}(?![^ )\r\n])")  # RFC 8474 objectid
 
 
 def parse_search_criteria(r: TokenReader, charset: str | None) -> SearchKey:
@@ -98,6 +105,10 @@ def _search_key(r: TokenReader, decode: Callable[[bytes], str | bytes]) -> Searc
         return SearchHeader(field, decode(r.astring()))
     if name in ("LARGER", "SMALLER"):
         return SearchSize(name == "LARGER", r.number(bits=64))
+    if name in ("EMAILID", "THREADID"):
+        return SearchObjectId(name, r._match(_OBJECTID, "an object id").decode("ascii"))
+    if name in ("OLDER", "YOUNGER"):
+        return SearchWithin(name == "OLDER", r.number(nonzero=True))
     if name == "NOT":
         r.depth += 1
         if r.depth > r.max_nesting:

@@ -53,16 +53,7 @@ class SequenceSet(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, numbers: Iterable[int]) -> SequenceSet:
         """Build the most compact set holding ``numbers`` (for APPENDUID, COPYUID, VANISHED, ESEARCH)."""
-        ranges: list[tuple[Bound, Bound]] = []
-        for n in sorted(set(numbers)):
-            if ranges:
-                lo, hi = ranges[-1]
-                assert hi is not None
-                if n == hi + 1:
-                    ranges[-1] = (lo, n)
-                    continue
-            ranges.append((n, n))
-        return cls(tuple(ranges))
+        return cls.in_order(sorted(set(numbers)))
 
     @classmethod
     def in_order(cls, numbers: Iterable[int]) -> SequenceSet:

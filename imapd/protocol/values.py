@@ -2,7 +2,8 @@
 
 ``None`` -> NIL, ``int`` -> number, ``str`` -> quoted string or literal (the writer picks),
 ``bytes`` -> always a literal, :class:`Atom` -> an unquoted atom or flag, :class:`Literal8` -> ``~{n}``,
-list/tuple -> parenthesised list, :class:`Raw` -> bytes already serialized (the caller vouches for them).
+list/tuple -> parenthesised list, :class:`Raw` -> bytes already serialized (the caller vouches for them),
+:class:`FileLiteral` -> a literal whose octets the connection sends itself (from a file).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import datetime
 
 import msgspec
 
-__all__ = ["Atom", "Literal8", "Raw", "UndecodableName", "Value", "format_internaldate"]
+__all__ = ["Atom", "FileLiteral", "Literal8", "Raw", "UndecodableName", "Value", "format_internaldate"]
 
 
 class UndecodableName(str):
@@ -40,7 +41,17 @@ class Raw(msgspec.Struct, frozen=True):
     data: bytes
 
 
-Value = None | int | str | bytes | Atom | Literal8 | Raw | list["Value"] | tuple["Value", ...]
+class FileLiteral(msgspec.Struct, frozen=True):
+    """A literal of ``size`` octets (``~{n}`` when ``binary``) that the writer only announces: it leaves
+    ``source`` in its output where the octets go, and the connection sends them (a message file with
+    sendfile). The caller vouches that exactly ``size`` octets will follow."""
+
+    size: int
+    binary: bool
+    source: object
+
+
+Value = None | int | str | bytes | Atom | Literal8 | Raw | FileLiteral | list["Value"] | tuple["Value", ...]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 

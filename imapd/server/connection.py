@@ -12,8 +12,10 @@ to the network loop (batched per command, in order), so the transport is only ev
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -33,9 +35,12 @@ from imapd.protocol import (
 from imapd.protocol import commands as c
 from imapd.protocol.command_writer import write_command
 from imapd.protocol.compress import DeflateError, DeflateStream
-from imapd.protocol.responses import Response
+from imapd.protocol.responses import FetchResponse, Response, UidFetchResponse
+from imapd.protocol.values import FileLiteral
 from imapd.session import dispatch
+from imapd.session.auth import is_trusted_loopback
 from imapd.session.session import Session
+from imapd.store.content import MessageFile
 
 if TYPE_CHECKING:
     from imapd.server.handoff import Transfer
@@ -45,13 +50,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAPConnection"]
+__all__ = ["IMAPConnection", "send_file"]
 
 
 class IMAPConnection(asyncio.Protocol):
     __slots__ = (
         "_adopted",
+        "_close_after_files",
         "_closing",
+        "_direct",
+        "_direct_bytes",
+        "_direct_task",
         "_drain_waiter",
         "_in_lane_command",
         "_inline",
@@ -112,7 +121,7 @@ class IMAPConnection(asyncio.Protocol):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         # Output produced on the user's lane during a command, handed to the loop in one piece.
-        self._lane_out: list[bytes] = []
+        self._lane_out: list[bytes | MessageFile] = []
         self._lane_out_size = 0
         self._lane_unconfirmed = 0  # bytes handed to the loop since the last drain round trip
         self._in_lane_command = False
@@ -125,6 +134,11 @@ class IMAPConnection(asyncio.Protocol):
         # fed to the parser in steps.
         self._zstream: DeflateStream | None = None
         self._zpaused = False
+        # While a message file is being sent (see _send_direct): everything written meanwhile, in order.
+        self._direct: collections.deque[bytes | MessageFile] | None = None
+        self._direct_bytes = 0
+        self._direct_task: asyncio.Task[None] | None = None
+        self._close_after_files = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -297,6 +311,8 @@ class IMAPConnection(asyncio.Protocol):
             return
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
+        if self._direct_task is not None:
+            self._direct_task.cancel()
         if self._task is not None:
             self._task.cancel()
         session = self.session
@@ -317,15 +333,12 @@ class IMAPConnection(asyncio.Protocol):
         self._paused_writing = False
         if self.relay is not None:
             self.relay.resume_reading()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        self._wake_drain()
 
     # -- the ResponseSink used by the session -----------------------------------------------------
     @property
     def is_loopback(self) -> bool:
-        if not self.ctx.settings.tls.trust_loopback:
-            return False
-        return self.peer_host in ("127.0.0.1", "::1") or self.peer_host.startswith("127.")
+        return is_trusted_loopback(self.peer_host, self.ctx.settings.tls.trust_loopback)
 
     @property
     def closing(self) -> bool:
@@ -333,6 +346,53 @@ class IMAPConnection(asyncio.Protocol):
 
     def send(self, response: Response) -> None:
         self.write_bytes(self.proto.send(response))
+
+    @property
+    def can_send_files(self) -> bool:
+        """A plaintext, uncompressed TCP connection of our own: message files may go out with sendfile. Not under TLS
+        (the kernel would send them unencrypted) nor for a session relayed from another worker (its
+        socket is a UNIX socket pair whose far end encrypts)."""
+        transport = self.transport
+        if self.is_tls or transport is None or self.relay is not None or self._zstream is not None:
+            return False  # (COMPRESS: the file's octets must go through the deflater)
+        if transport.get_extra_info("sslcontext") is not None:
+            return False
+        sock = transport.get_extra_info("socket")
+        return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+
+    def send_parts(self, response: FetchResponse | UidFetchResponse) -> None:
+        """Send a FETCH response whose values hold :class:`FileLiteral` (of :class:`MessageFile`): its
+        bytes and, in their place, the files' octets, in order with everything else written. The
+        files are closed once sent (or when the connection ends)."""
+        for part in self.proto.send_parts(response):
+            if type(part) is bytes:
+                if part:
+                    self.write_bytes(part)
+            else:
+                assert isinstance(part, FileLiteral) and isinstance(part.source, MessageFile)
+                self._write_file(part.source)
+
+    def _write_file(self, file: MessageFile) -> None:
+        if not self._on_loop():
+            if self._in_lane_command:
+                self._lane_out.append(file)
+                self._lane_out_size += file.size
+                if self._lane_out_size >= _LANE_BATCH:
+                    self._post_lane_out()
+            else:
+                file.close()
+            return
+        self.flush()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            file.close()
+            return
+        if self._direct is None:
+            self._direct = collections.deque()
+            self._direct_bytes = 0
+            self._direct_task = asyncio.get_running_loop().create_task(self._send_direct())
+        self._direct.append(file)
+        self._direct_bytes += file.size
 
     def _on_loop(self) -> bool:
         return threading.get_ident() == self._thread
@@ -355,11 +415,23 @@ class IMAPConnection(asyncio.Protocol):
             return
         self.proto.authenticated()
 
+    def lower_input_limits(self) -> None:
+        """Not authenticated again (UNAUTHENTICATE): the pre-auth limits apply to the next command, queued
+        like :meth:`raise_input_limits`."""
+        if not self._on_loop():
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.proto.unauthenticated)
+            return
+        self.proto.unauthenticated()
+
     def write_bytes(self, data: bytes) -> None:
         if not self._on_loop():
             self._write_from_lane(data)
             return
         if self._task is not None:  # inside a command: batch
+            if self._out is None and len(data) >= 65536:  # (a lane's batch: no copy into another)
+                self._write_now(data)
+                return
             if self._out is None:
                 self._out = [data]
             else:
@@ -374,7 +446,7 @@ class IMAPConnection(asyncio.Protocol):
         if self._in_lane_command:
             self._lane_out.append(data)
             self._lane_out_size += len(data)
-            if self._lane_out_size >= 65536:
+            if self._lane_out_size >= _LANE_BATCH:
                 self._post_lane_out()
             return
         loop = self._loop
@@ -389,8 +461,34 @@ class IMAPConnection(asyncio.Protocol):
         self._lane_out = []
         self._lane_out_size = 0
         loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self.write_bytes, out[0] if len(out) == 1 else b"".join(out))
+        if loop is None:
+            return
+        if all(type(piece) is bytes for piece in out):
+            data = cast(list[bytes], out)
+            loop.call_soon_threadsafe(self.write_bytes, data[0] if len(data) == 1 else b"".join(data))
+        else:
+            loop.call_soon_threadsafe(self._write_pieces, out)
+
+    def _write_pieces(self, pieces: list[bytes | MessageFile]) -> None:
+        """On the loop: the lane's output of a command, bytes and message files, in order."""
+        run: list[bytes] = []
+        for piece in pieces:
+            if type(piece) is bytes:
+                run.append(piece)
+                continue
+            if run:
+                self.write_bytes(b"".join(run))
+                run = []
+            assert isinstance(piece, MessageFile)
+            self._write_file(piece)
+        if run:
+            self.write_bytes(b"".join(run))
+
+    @property
+    def output_paused(self) -> bool:
+        """The client is not reading: the transport's buffer is over its high-water mark (a flag the
+        network loop sets; read from a lane without a lock, as drain() does)."""
+        return self._paused_writing
 
     def flush(self) -> None:
         """Write what the current command produced so far."""
@@ -408,6 +506,10 @@ class IMAPConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._direct is not None:  # behind a file being sent (never while compressed: can_send_files)
+            self._direct.append(data)
+            self._direct_bytes += len(data)
+            return
         if self._zstream is not None:
             data = self._zstream.compress(data)
         transport.write(data)
@@ -416,6 +518,60 @@ class IMAPConnection(asyncio.Protocol):
             # without bound. Command output is bounded by drain() instead.
             log.info("closing connection from %s: output buffer over limit", self.peer_host)
             self.abort()
+
+    # -- message files ---------------------------------------------------------------------------
+    async def _send_direct(self) -> None:
+        """Send the queue of :attr:`_direct` (message files and the bytes written behind them) straight
+        to the socket: once the transport's buffer is empty, nobody else writes to the socket until the
+        queue is empty, so the order is the order of writes. Waits for the socket to take more on a
+        duplicate of its descriptor (the loop refuses a transport's own)."""
+        transport = self.transport
+        queue = self._direct
+        assert transport is not None and queue is not None
+        loop = asyncio.get_running_loop()
+        fd = os.dup(transport.get_extra_info("socket").fileno())
+        try:
+            while transport.get_write_buffer_size():
+                await _writable(loop, fd)
+                await asyncio.sleep(0)  # let the transport write what it holds first
+            while queue:
+                piece = queue.popleft()
+                if type(piece) is bytes:
+                    await _send_all(loop, fd, piece)
+                    self._direct_bytes -= len(piece)
+                else:
+                    assert isinstance(piece, MessageFile)
+                    try:
+                        complete = await send_file(loop, fd, piece)
+                    finally:
+                        piece.close()
+                    if not complete:
+                        log.warning("message file of UID %d shrank while it was sent to %s; closing the "
+                                    "connection", piece.uid, self.peer_host)
+                        raise ConnectionResetError("message file shrank")
+                    self._direct_bytes -= piece.size
+                self._wake_drain()
+        except OSError as exc:
+            log.info("closing connection from %s: sending a message file failed: %s", self.peer_host, exc)
+            self._closing = True
+            transport.abort()
+        finally:
+            os.close(fd)
+            for piece in queue:
+                if not isinstance(piece, bytes):
+                    piece.close()
+            self._direct = None
+            self._direct_bytes = 0
+            self._direct_task = None
+            self._wake_drain()
+            if self._close_after_files and not transport.is_closing():
+                transport.close()
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if (waiter is not None and not waiter.done() and not self._paused_writing
+                and self._direct_bytes <= _DIRECT_LOW):
+            waiter.set_result(None)
 
     async def drain(self) -> None:
         """Wait until the client has read enough of what we wrote (back-pressure for long outputs)."""
@@ -440,7 +596,8 @@ class IMAPConnection(asyncio.Protocol):
             if self._closing:
                 raise ConnectionResetError("connection closing")
             return
-        if not self._paused_writing or self._closing:
+        behind = self._paused_writing or self._direct_bytes > _DIRECT_HIGH
+        if not behind or self._closing:
             if self._closing:
                 raise ConnectionResetError("connection closing")
             return
@@ -461,6 +618,9 @@ class IMAPConnection(asyncio.Protocol):
             return
         self.flush()
         self._closing = True
+        if self._direct is not None:
+            self._close_after_files = True  # once the files and what follows them are out
+            return
         if self.transport is not None:
             self.transport.close()
 
@@ -471,6 +631,8 @@ class IMAPConnection(asyncio.Protocol):
                 self._loop.call_soon_threadsafe(self.abort)
             return
         self._closing = True
+        if self._direct_task is not None:
+            self._direct_task.cancel()
         if self.transport is not None:
             self.transport.abort()
 
@@ -510,15 +672,19 @@ class IMAPConnection(asyncio.Protocol):
         """Everything we wrote must have left before another process writes to the same socket."""
         transport = self.transport
         for _ in range(500):
-            if transport is None or transport.is_closing() or not transport.get_write_buffer_size():
+            if transport is None or transport.is_closing() or (
+                    not transport.get_write_buffer_size() and self._direct is None):
                 return
             await asyncio.sleep(0.01)
 
     def _must_move(self, user: str) -> bool:
         ownership = self.ctx.ownership
         session = self.session
+        # A deflate stream can only move where the client's input ended with a sync flush (a LOGIN after
+        # UNAUTHENTICATE on a compressed connection); elsewhere the session is served here instead.
+        zstream = self._zstream
         return (ownership is not None and session is not None and session.user_name is None
-                and not ownership.owns(user))
+                and not ownership.owns(user) and (zstream is None or zstream.at_boundary))
 
     async def _hand_off(self, user: str, first: bytes, snapshot: bytes | None = None) -> bool:
         """Move this connection to the worker that owns ``user``, with ``first`` (the command that named
@@ -718,6 +884,58 @@ class IMAPConnection(asyncio.Protocol):
         else:
             await self._on_lane(user, "AUTHENTICATE", dispatch.continue_sasl(session, event))
         return True
+
+
+_LANE_BATCH = 256 * 1024
+"""Output a lane command produced is handed to the loop in pieces of about this size: each hand-over
+wakes the loop, which then contends with the lane for the GIL."""
+_DIRECT_HIGH = 1 << 20
+"""drain() waits while more than this many octets of files (and bytes behind them) are queued ..."""
+_DIRECT_LOW = 256 * 1024
+"""... until the queue is down to this."""
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Until the socket ``fd`` (a duplicate: the loop watches the original for its transport) can take more."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+
+
+async def send_file(loop: asyncio.AbstractEventLoop, fd: int, file: MessageFile) -> bool:
+    """Send exactly ``file.size`` octets of ``file`` to the non-blocking socket ``fd``: what its literal
+    announced. False when the file shrank since it was opened (rewritten in place: not a Maildir habit):
+    the rest is then padded with spaces so the length promised holds, and the caller closes the
+    connection, so the client never takes that FETCH for complete."""
+    offset = 0
+    while offset < file.size:
+        try:
+            sent = os.sendfile(fd, file.fd, offset, file.size - offset)
+        except BlockingIOError:
+            await _writable(loop, fd)
+            continue
+        if sent == 0:
+            await _send_all(loop, fd, b" " * (file.size - offset))
+            return False
+        offset += sent
+    return True
+
+
+async def _send_all(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            await _writable(loop, fd)
 
 
 def _plain_authcid(data: bytes) -> str | None:

@@ -17,6 +17,7 @@ from imapd.server.listener import ConnectionRegistry, make_tls_context, start_li
 
 if TYPE_CHECKING:
     from imapd.server.handoff import Transfer
+    from imapd.server.lmtp import LMTPService
     from imapd.server.worker import Ownership
 
 log = logging.getLogger("imapd")
@@ -40,6 +41,8 @@ class ServerHandle:
         self._metrics_runner: Any = None
         self._notices: HandoffChannel | None = None
         self.managesieve: Any = None  # a ManageSieveServer when managesieve.listen is set
+        self.lmtp: LMTPService | None = None
+        self._lmtp_file: Any = None  # run/lmtp, written by a single process (a supervisor writes its own)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -51,14 +54,17 @@ class ServerHandle:
         return out
 
     async def start(self, sockets: list[tuple[socket.socket, bool]] | None = None,
-                    managesieve_socket: socket.socket | None = None) -> None:
-        """Listen on ``settings.server.listen``/``tls_listen``, or on ``sockets`` (bound by a supervisor);
-        ManageSieve on ``managesieve.listen`` or on ``managesieve_socket``."""
+                    managesieve_socket: socket.socket | None = None,
+                    lmtp_socket: socket.socket | None = None) -> None:
+        """Listen on ``settings.server.listen``/``tls_listen``, ``lmtp.listen`` and ``managesieve.listen``,
+        or on ``sockets``, ``lmtp_socket`` and ``managesieve_socket`` (bound by a supervisor)."""
         tls_context: ssl.SSLContext | None = None
         tls = self.settings.tls
         if tls.cert and tls.key:
             tls_context = make_tls_context(tls.cert, tls.key)
         self.ctx.tls_context = tls_context
+        if self.settings.lmtp.listen:
+            import imapd.server.lmtp  # noqa: F401  - aiosmtpd and email: before the stall monitor runs
         await self.ctx.start()
         ownership = self.ctx.ownership
         if ownership is not None:  # before accepting: a peer may hand us a connection at once
@@ -84,6 +90,7 @@ class ServerHandle:
 
             self.managesieve = ManageSieveServer(self.ctx)
             await self.managesieve.start(managesieve_socket)
+        await self._start_lmtp(lmtp_socket if ownership is not None else None)
         self._background.append(asyncio.create_task(self._sweeper()))
         if ownership is not None:
             self._background.append(asyncio.create_task(self._publisher()))
@@ -92,6 +99,42 @@ class ServerHandle:
 
             self._metrics_runner = await start_metrics_server(self.ctx.metrics, self.settings.metrics.listen)
 
+    async def _start_lmtp(self, sock: socket.socket | None) -> None:
+        """The LMTP listener: the supervisor's socket in a worker, else ``lmtp.listen`` bound here."""
+        if not self.settings.lmtp.listen:
+            return
+        from imapd.delivery.command import LMTP_ADDRESS_FILE
+        from imapd.server.lmtp import LMTPService, bind_lmtp, lmtp_address_text
+
+        if sock is None:
+            if self.ctx.ownership is not None:
+                return
+            sock = bind_lmtp(self.settings.lmtp.listen)
+            directory = run_dir(self.settings.data_path)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._lmtp_file = directory / LMTP_ADDRESS_FILE
+            self._lmtp_file.write_text(lmtp_address_text(sock) + "\n")
+        self.lmtp = LMTPService(self.ctx)
+        await self.lmtp.start(sock)
+
+    async def _stop_lmtp(self, grace: float) -> None:
+        lmtp = self.lmtp
+        if lmtp is None:
+            return
+        lmtp.close()
+        await lmtp.drain(grace)
+        await asyncio.to_thread(lmtp.stop)  # closes the delivery-only store's indexes
+        self.lmtp = None
+        if self._lmtp_file is not None:
+            import contextlib
+            import os
+
+            with contextlib.suppress(OSError):
+                self._lmtp_file.unlink()
+            if "/" in self.settings.lmtp.listen:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.settings.lmtp.listen)
+
     async def _sweeper(self) -> None:
         while True:
             limits = self.settings.limits
@@ -99,6 +142,8 @@ class ServerHandle:
                                              self.settings.cache.ttl / 4 or 30.0)))
             self.registry.sweep()
             self.ctx.sweep()
+            if self.lmtp is not None:
+                self.lmtp.sweep()
 
     async def _publisher(self) -> None:
         ownership = self.ctx.ownership
@@ -202,6 +247,8 @@ class ServerHandle:
             server.close()
         if self.managesieve is not None:  # its sessions hold nothing to hand over: BYE, the client reconnects
             await self.managesieve.stop()
+        if self.lmtp is not None:
+            self.lmtp.close()  # deliveries in progress finish in finish(); the new generation accepts
         loop = asyncio.get_running_loop()
         started = loop.time()
         moved = await self.registry.hand_off_sessions()
@@ -217,6 +264,7 @@ class ServerHandle:
         ownership = self.ctx.ownership
         if ownership is not None:
             ownership.channel.close()
+        await self._stop_lmtp(self.settings.server.shutdown_grace)
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         await self.ctx.stop()
@@ -232,6 +280,8 @@ class ServerHandle:
             server.close()
         if self.managesieve is not None:
             await self.managesieve.stop()
+        if self.lmtp is not None:
+            self.lmtp.close()
         self.registry.say_bye("Server shutting down")
         for task in self._background:
             task.cancel()
@@ -242,6 +292,7 @@ class ServerHandle:
             conn.abort()
         for server in self.servers:
             await server.wait_closed()
+        await self._stop_lmtp(max(0.5, deadline - asyncio.get_running_loop().time()))
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         await self.ctx.stop()

@@ -59,6 +59,7 @@ class Supervisor:
         self.generation = 0
         self.listeners: list[tuple[socket.socket, bool]] = []
         self.managesieve: socket.socket | None = None  # managesieve.listen, accepted on by every worker
+        self.lmtp: socket.socket | None = None
         self.current: dict[int, _Worker] = {}
         self.retiring: set[_Worker] = set()
         self._backoff: dict[int, float] = {}
@@ -76,6 +77,10 @@ class Supervisor:
             self.listeners.append((_bind(addr), True))
         if self.settings.managesieve.listen:
             self.managesieve = _bind(self.settings.managesieve.listen)
+        if self.settings.lmtp.listen:
+            from imapd.server.lmtp import bind_lmtp
+
+            self.lmtp = bind_lmtp(self.settings.lmtp.listen)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -87,13 +92,15 @@ class Supervisor:
         spec = WorkerSpec(slot=slot, generation=generation, workers=workers, run_dir=str(self.run_dir),
                           ready_fd=write_fd, settings=self.settings,
                           listeners=[ListenerSpec(s.fileno(), tls) for s, tls in self.listeners],
-                          managesieve_fd=self.managesieve.fileno() if self.managesieve is not None else -1)
+                          managesieve_fd=self.managesieve.fileno() if self.managesieve is not None else -1,
+                          lmtp_fd=self.lmtp.fileno() if self.lmtp is not None else -1)
         env = {**os.environ, SPEC_ENV: msgspec.json.encode(spec).decode(), MULTIPROC_ENV: str(self.metrics_dir)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "imapd", "_worker", env=env,
                 pass_fds=[write_fd, *(s.fileno() for s, _ in self.listeners),
-                          *([self.managesieve.fileno()] if self.managesieve is not None else [])])
+                          *([self.managesieve.fileno()] if self.managesieve is not None else []),
+                          *([self.lmtp.fileno()] if self.lmtp is not None else [])])
         finally:
             os.close(write_fd)
         worker = _Worker(slot, generation, proc)
@@ -151,6 +158,11 @@ class Supervisor:
                 stale.unlink()
         self.generation = 1
         pid_file(self.settings.data_path).write_text(f"{os.getpid()}\n")
+        if self.lmtp is not None:  # where `imapd deliver` finds us
+            from imapd.delivery.command import LMTP_ADDRESS_FILE
+            from imapd.server.lmtp import lmtp_address_text
+
+            (self.run_dir / LMTP_ADDRESS_FILE).write_text(lmtp_address_text(self.lmtp) + "\n")
         write_generation(self.run_dir, Generation(self.generation, self.workers))
         spawned = await asyncio.gather(*(self._spawn(i, 1, self.workers) for i in range(self.workers)))
         self.current = {w.slot: w for w in spawned}
@@ -173,6 +185,9 @@ class Supervisor:
                 log.warning("reload: listener changes need a restart; keeping the current listeners")
                 new.server.listen, new.server.tls_listen = self.settings.server.listen, \
                     self.settings.server.tls_listen
+            if new.lmtp.listen != self.settings.lmtp.listen:
+                log.warning("reload: a new lmtp.listen needs a restart; keeping %r", self.settings.lmtp.listen)
+                new.lmtp.listen = self.settings.lmtp.listen
             self.settings = new
         started = time.monotonic()
         old = list(self.current.values())
@@ -212,6 +227,13 @@ class Supervisor:
                     p.kill()
         for sock, _ in self.listeners:
             sock.close()
+        if self.lmtp is not None:
+            self.lmtp.close()
+            with contextlib.suppress(OSError):
+                (self.run_dir / "lmtp").unlink()
+            if "/" in self.settings.lmtp.listen:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.settings.lmtp.listen)
         with contextlib.suppress(OSError):
             pid_file(self.settings.data_path).unlink()
 

@@ -48,6 +48,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     listeners: list[ListenerSpec]
     settings: Settings
     managesieve_fd: int = -1  # the supervisor's managesieve.listen socket, or none
+    lmtp_fd: int = -1
+    """The LMTP listener the supervisor bound (``lmtp.listen``), or -1."""
 
 
 class Ownership:
@@ -129,7 +131,8 @@ async def _serve_worker(spec: WorkerSpec) -> int:
     ownership = Ownership(spec)
     handle = ServerHandle(spec.settings, ownership=ownership)
     managesieve = socket.socket(fileno=spec.managesieve_fd) if spec.managesieve_fd >= 0 else None
-    await handle.start(sockets=sockets, managesieve_socket=managesieve)
+    lmtp = socket.socket(fileno=spec.lmtp_fd) if spec.lmtp_fd >= 0 else None
+    await handle.start(sockets=sockets, managesieve_socket=managesieve, lmtp_socket=lmtp)
     stop = asyncio.Event()
     handed_off = asyncio.Event()
     retiring: list[asyncio.Task[None]] = []

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from imapd.session.context import ServerContext
     from imapd.session.session import Session
 
-__all__ = ["AuthThrottle", "HashSkipped", "HashSlots", "HashesBusy", "LoginRefused", "audit", "check_password",
+__all__ = ["AuthThrottle", "HashSkipped", "HashSlots", "HashesBusy", "LoginRefused", "audit", "check_password", "is_trusted_loopback",
            "client_address", "is_trusted_proxy"]
 
 audit_log = logging.getLogger("imapd.audit")
@@ -284,6 +284,11 @@ async def check_password(ctx: ServerContext, address: str, username: str, passwo
 @lru_cache(maxsize=8)
 def _networks(specs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+
+
+def is_trusted_loopback(peer: str, trust_loopback: bool) -> bool:
+    """A client on this machine, treated as on a secure channel when ``tls.trust_loopback`` is set."""
+    return trust_loopback and (peer in ("127.0.0.1", "::1") or peer.startswith("127."))
 
 
 def is_trusted_proxy(peer: str, trusted: Iterable[str]) -> bool:

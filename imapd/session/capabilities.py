@@ -7,6 +7,7 @@ __all__ = ["capabilities"]
 # Advertised in every state.
 _ALWAYS = (
     "IMAP4rev1",
+    "IMAP4rev2",  # RFC 9051, per session after ENABLE IMAP4rev2 (session.Session.rev2)
     "LITERAL+",
     "SASL-IR",
     "ID",
@@ -44,6 +45,11 @@ _ALWAYS = (
     "QUOTA=RES-MESSAGE",
     "METADATA",
     "METADATA-SERVER",
+    "PREVIEW",  # RFC 8970: imapd/mime/preview.py, cached in imapd/store/previews.py
+    "UIDONLY",  # RFC 9586: imapd/session/uidonly.py
+    "WITHIN",
+    "OBJECTID",
+    "SAVEDATE",
     "NOTIFY",
 )
 
@@ -60,6 +66,8 @@ def capabilities(
     caps = list(_ALWAYS)
     if xstate:
         caps.append("X-STATE")
+    if authenticated:
+        caps.append("UNAUTHENTICATE")  # RFC 8437: only valid once authenticated
     if not authenticated:
         if starttls_available and not tls_active:
             caps.append("STARTTLS")

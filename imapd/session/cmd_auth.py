@@ -1,4 +1,5 @@
-"""Commands valid in any state, and the ways in: STARTTLS, LOGIN, AUTHENTICATE PLAIN."""
+"""Commands valid in any state, the ways in (STARTTLS, LOGIN, AUTHENTICATE PLAIN) and back out
+(UNAUTHENTICATE)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,15 @@ from imapd.session.session import Done, Session, State
 log = logging.getLogger(__name__)
 
 # Extensions ENABLE can turn on (RFC 5161).
-ENABLEABLE: frozenset[str] = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT"})
+ENABLEABLE: frozenset[str] = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "UIDONLY", "IMAP4REV2"})
+# How ENABLED spells a name when it is not all capitals (RFC 9051 6.3.1 writes "IMAP4rev2").
+_SPELLING = {"IMAP4REV2": "IMAP4rev2"}
+
+
+def utf8_names(enabled: frozenset[str]) -> bool:
+    """Mailbox names and quoted strings in UTF-8, not modified UTF-7: after UTF8=ACCEPT (RFC 6855 3) and
+    after IMAP4rev2 (RFC 9051 5.1, 4.3), which both say so."""
+    return "UTF8=ACCEPT" in enabled or "IMAP4REV2" in enabled
 
 
 async def capability(s: Session, cmd: c.Capability) -> Done:
@@ -88,10 +97,10 @@ async def enable(s: Session, cmd: c.Enable) -> Done:
         # RFC 7162 3.2.3: enabling QRESYNC also enables CONDSTORE.
         s.enable_condstore()
     s.enabled = s.enabled.union(newly)
-    if "UTF8=ACCEPT" in newly:
+    if utf8_names(s.enabled) and not s.utf8:
         s.utf8 = True
         s.conn.set_utf8(True)
-    s.send(EnabledResponse(tuple(newly)))
+    s.send(EnabledResponse(tuple(_SPELLING.get(name, name) for name in newly)))
     return Done("ENABLE completed")
 
 
@@ -217,3 +226,28 @@ async def _finish_plain(s: Session, data: bytes) -> Done:
                         "AUTHORIZATIONFAILED")
     await login_user(s, authcid, passwd, "PLAIN")
     return _auth_done(s, "AUTHENTICATE completed")
+
+
+async def unauthenticate(s: Session, cmd: c.Unauthenticate) -> Done:
+    """RFC 8437: back to NOT AUTHENTICATED on this connection, as if it had just been greeted.
+
+    The selected mailbox is closed without expunge (as UNSELECT), ENABLEd extensions and UTF8=ACCEPT are
+    off again, the user's connection slot is given back, and the pre-auth input limits apply. The next
+    LOGIN (or X-STATE RESTORE) names its user afresh, so a connection served by this user's owner worker
+    moves to the new user's owner exactly as a new connection's first LOGIN does (server/connection.py
+    ``_must_move`` looks at ``user_name`` only). TLS stays; we offer no SASL security layer to undo.
+    """
+    user = s.user_name or ""
+    s.close_selected()
+    s.ctx.release_user(s)  # user_name None: the next command runs on the network loop, not the lane
+    s.user = None
+    s.state = State.NOT_AUTHENTICATED
+    s.enabled = frozenset()
+    if s.utf8:
+        s.utf8 = False
+        s.conn.set_utf8(False)
+    s.search_result = None
+    s.xstate_lineage = b""  # a later login is a new login: new X-STATE lineage
+    s.conn.lower_input_limits()
+    audit(s, "unauthenticate", user, "UNAUTHENTICATE")
+    return Done("UNAUTHENTICATE completed", CapabilityCode(tuple(s.capability_list())))

@@ -12,6 +12,7 @@ from imapd.protocol.responses import (
     ListResponse,
     LsubResponse,
     NamespaceResponse,
+    ObjectId,
     RecentResponse,
     StatusResponse,
     UntaggedStatus,
@@ -30,7 +31,8 @@ from imapd.store.mailbox import Mailbox
 from imapd.store.userstore import MailboxInfo, UserStore
 
 SEPARATOR = "/"
-_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE"})
+_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
+                           "DELETED", "DELETED-STORAGE", "MAILBOXID"})
 
 
 def _user(s: Session) -> UserStore:
@@ -83,8 +85,10 @@ async def select(s: Session, cmd: c.Select | c.Examine) -> Done:
 
 def attach_view(s: Session, mailbox: Mailbox, *, readonly: bool) -> SelectedView:
     """Make ``mailbox`` the selected one, listening to its change feed. Nothing is \\Recent for the view
-    yet: SELECT claims with :meth:`SelectedView.learn_recent`, a restore brings the session's own."""
-    return select_view(s, SelectedView(mailbox, readonly=readonly, claims=s.ctx.recent, user=s.user))
+    yet: SELECT claims with :meth:`SelectedView.learn_recent`, a restore brings the session's own. An
+    IMAP4rev2 session has no \\Recent (RFC 9051 2.3.2) and claims nothing, leaving it to IMAP4rev1 ones."""
+    claims = None if s.rev2 else s.ctx.recent
+    return select_view(s, SelectedView(mailbox, readonly=readonly, claims=claims, user=s.user))
 
 
 def select_view(s: Session, view: SelectedView) -> SelectedView:
@@ -103,16 +107,45 @@ def send_select_untagged(s: Session, view: SelectedView) -> None:
     flags = view.flags_sent
     s.send(FlagsResponse(flags))
     s.send(ExistsResponse(view.exists))
-    s.send(RecentResponse(view.recent_count()))
-    first_unseen = mailbox.first_unseen_uid()
-    if first_unseen is not None:
-        seq = view.seq_of(first_unseen)
-        if seq is not None:
-            s.send(UntaggedStatus("OK", f"Message {seq} is first unseen", NumberCode("UNSEEN", seq)))
+    if s.rev2:  # RFC 9051 6.3.2: no RECENT and no [UNSEEN], but the mailbox's LIST response
+        s.send(_select_list_response(s, mailbox))
+    else:
+        _send_recent_and_unseen(s, view)
     s.send(flag_list_responses(flags, readonly=view.readonly)[1])
     s.send(UntaggedStatus("OK", "UIDs valid", NumberCode("UIDVALIDITY", mailbox.uidvalidity)))
     s.send(UntaggedStatus("OK", "Predicted next UID", NumberCode("UIDNEXT", mailbox.uidnext)))
     s.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", mailbox.highestmodseq)))
+    s.send(UntaggedStatus("OK", "Ok", mailboxid_code(mailbox.mailboxid)))
+
+
+def mailboxid_code(mailboxid: str) -> Code:
+    """``[MAILBOXID (id)]`` (RFC 8474 4.1): the id survives RENAME, a re-created name gets a new one."""
+    return Code("MAILBOXID", f"({mailboxid})")
+
+
+def _send_recent_and_unseen(s: Session, view: SelectedView) -> None:
+    """What an IMAP4rev1 SELECT says and an IMAP4rev2 one does not (RFC 3501 6.3.1)."""
+    s.send(RecentResponse(view.recent_count()))
+    first_unseen = view.mailbox.first_unseen_uid()
+    if first_unseen is not None:
+        seq = view.seq_of(first_unseen)
+        if seq is not None:
+            s.send(UntaggedStatus("OK", f"Message {seq} is first unseen", NumberCode("UNSEEN", seq)))
+
+
+def _select_list_response(s: Session, mailbox: Mailbox) -> ListResponse:
+    """RFC 9051 6.3.2: the selected mailbox's LIST response, so the client learns its name as the server
+    spells it (``inbox`` selects ``INBOX``) and its attributes, which must be accurate: the same ones
+    LIST gives (from the open mailbox and one directory scan, not a listing of every mailbox)."""
+    info = MailboxInfo(mailbox.name, mailbox.mailbox_id, mailbox.special_use, False,
+                       _user(s).has_children(mailbox.name), False)
+    return ListResponse(_attributes(info, subscribed=False), SEPARATOR, mailbox.name)
+
+
+def _refuse_recent(s: Session, items: tuple[str, ...]) -> None:
+    """RFC 9051 removes STATUS RECENT (Appendix E): BAD in an IMAP4rev2 session, as any unknown item."""
+    if s.rev2 and "RECENT" in items:
+        raise CommandBad("STATUS RECENT is not part of IMAP4rev2 (RFC 9051)")
 
 
 # -- CREATE / DELETE / RENAME / SUBSCRIBE ----------------------------------------------------------------
@@ -126,8 +159,8 @@ async def create(s: Session, cmd: c.Create) -> Done:
     if use is not None and use not in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All",
                                        "\\Flagged"):
         raise CommandNo(f"Unsupported special-use attribute {use}", "USEATTR")
-    _user(s).create_mailbox(name, use)
-    return Done("CREATE completed")
+    created = _user(s).create_mailbox(name, use)
+    return Done("CREATE completed", mailboxid_code(created.mailboxid) if created.mailboxid else None)
 
 
 async def delete(s: Session, cmd: c.Delete) -> Done:
@@ -216,6 +249,7 @@ async def list_(s: Session, cmd: c.List) -> Done:
         bad = [i for i in cmd.status_items if i not in _STATUS_ITEMS]
         if bad:
             raise CommandBad(f"Unknown STATUS item {bad[0]}")
+        _refuse_recent(s, cmd.status_items)
     only_subscribed = "SUBSCRIBED" in selection
     only_special = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
@@ -305,6 +339,7 @@ async def status(s: Session, cmd: c.Status) -> Done:
     unknown = [i for i in cmd.items if i not in _STATUS_ITEMS]
     if unknown:
         raise CommandBad(f"Unknown STATUS item {unknown[0]}")
+    _refuse_recent(s, cmd.items)
     _send_status(s, existing_name(cmd.mailbox), cmd.items, quiet=False)
     return Done("STATUS completed")
 
@@ -321,7 +356,7 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
             return
         raise CommandNo(f"Mailbox does not exist: {name}", "NONEXISTENT") from None
     recent = s.ctx.recent.unclaimed_count(user, st.mailbox_id, st.uidvalidity, st.uidnext) if "RECENT" in items else 0
-    values = {
+    values: dict[str, int | ObjectId] = {
         "MESSAGES": st.messages,
         "RECENT": recent,
         "UIDNEXT": st.uidnext,
@@ -329,6 +364,9 @@ def _send_status(s: Session, name: str, items: tuple[str, ...], *, quiet: bool) 
         "UNSEEN": st.unseen,
         "HIGHESTMODSEQ": st.highestmodseq,
         "SIZE": st.size,
+        "DELETED": st.deleted,  # RFC 9051 6.3.11
+        "DELETED-STORAGE": -(-st.deleted_size // 1024),  # RFC 9208 4.2: in units of 1024 octets, rounded up
+        "MAILBOXID": ObjectId(st.mailboxid),  # RFC 8474 4.2
     }
     s.send(StatusResponse(name, tuple((i, values[i]) for i in items)))
 

@@ -3,12 +3,13 @@ CANCELUPDATE, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT, IDLE."""
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from imapd.mime import UnknownEncoding
+from imapd.mime import UnknownEncoding, literal_safe
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_items import FetchAttr
 from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode
@@ -16,6 +17,7 @@ from imapd.protocol.responses import (
     ContinuationResponse,
     EsearchResponse,
     EsearchValue,
+    FetchFlagsBatch,
     FetchResponse,
     PartialResult,
     SearchResponse,
@@ -24,12 +26,21 @@ from imapd.protocol.responses import (
     UntaggedStatus,
     VanishedResponse,
 )
-from imapd.protocol.search_keys import SearchAnd, SearchKey, SearchModSeq, SearchNot, SearchOr
+from imapd.protocol.search_keys import (
+    SearchAnd,
+    SearchFlag,
+    SearchKey,
+    SearchModSeq,
+    SearchNot,
+    SearchOr,
+    SearchWithin,
+)
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Atom, UndecodableName, Value
+from imapd.protocol.values import Atom, FileLiteral, Literal8, UndecodableName, Value
 from imapd.session import contexts, threads
 from imapd.session.errors import CommandBad, CommandNo
-from imapd.session.fetch import FetchPlan, render
+from imapd.session.fetch import FetchPlan, render, whole_message_kind
+from imapd.session.progress import Progress
 from imapd.session.resync import vanished_since
 from imapd.session.search import search as run_search
 from imapd.session.session import Done, Session
@@ -110,9 +121,14 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
         if vanished.ranges:
             s.send(VanishedResponse(vanished, earlier=True))
     gone = False
+    flags_fast = plan.flags_only and cmd.partial is None  # (a PARTIAL page is small: the general path)
+    if flags_fast:
+        for seqs, uids in _flag_chunks(s, view, cmd.sequence, uid=cmd.uid):
+            gone |= await _fetch_flags_chunk(s, view, cmd, plan, seqs, uids)
     # In chunks, so memory stays bounded whatever the set: FETCH 1:* FLAGS of 100,000 messages streams.
-    while chunk := list(itertools.islice(pairs, _FETCH_CHUNK)):
-        gone |= await _fetch_chunk(s, view, cmd, plan, chunk)
+    fetch_chunk = _fetch_whole_chunk if plan.whole_messages else _fetch_chunk
+    while not flags_fast and (chunk := list(itertools.islice(pairs, _FETCH_CHUNK))):
+        gone |= await fetch_chunk(s, view, cmd, plan, chunk)
     if gone:
         raise CommandNo("Some of the requested messages no longer exist", "EXPUNGEISSUED")
     return Done("FETCH completed")
@@ -137,8 +153,8 @@ def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
         plan = FetchPlan(cmd.items)
     except ValueError:
         return False
-    if plan.needs_raw or plan.needs_info or plan.sets_seen:
-        return False
+    if plan.needs_raw or plan.needs_info or plan.sets_seen or plan.needs_preview is not None:
+        return False  # (PREVIEW reads the index's preview cache, and under non-LAZY the files)
     try:
         pairs = list(itertools.islice(iter_resolve(s, view, cmd.sequence, uid=cmd.uid), _MEMORY_FETCH_MAX + 1))
     except CommandBad:
@@ -206,6 +222,155 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
     return gone
 
 
+_FLAGS_CHUNK = 4096
+"""Messages per batch of the FLAGS fast path (a batch's response is ~40 bytes a message)."""
+
+
+def _flag_chunks(s: Session, view: SelectedView, sequence: SequenceSet, *,
+                 uid: bool) -> Iterator[tuple[Sequence[int], Sequence[int]]]:
+    """(sequence numbers, UIDs) of the messages the set names, ascending, in batches of at most
+    :data:`_FLAGS_CHUNK`: slices of the view's UID array and ranges, no per-message Python object."""
+    if sequence.saved:
+        pairs = iter_resolve(s, view, sequence, uid=uid)
+        while chunk := list(itertools.islice(pairs, _FLAGS_CHUNK)):
+            yield [seq for seq, _ in chunk], [u for _, u in chunk]
+        return
+    if uid:
+        if view.exists == 0:
+            return
+        ranges = []
+        for lo, hi in sequence.resolve(view.max_uid, clip=False):
+            first = bisect.bisect_left(view.uids, lo, 0, view.exists)
+            last = bisect.bisect_right(view.uids, hi, first, view.exists)
+            if first < last:
+                ranges.append((first + 1, last))
+    else:
+        if view.exists == 0 or sequence.exceeds(view.exists):
+            raise CommandBad("Message sequence number out of range")
+        ranges = list(sequence.resolve(view.exists))
+    for lo, hi in ranges:
+        for start in range(lo, hi + 1, _FLAGS_CHUNK):
+            stop = min(hi, start + _FLAGS_CHUNK - 1)
+            yield range(start, stop + 1), view.uids[start - 1 : stop]
+
+
+async def _fetch_flags_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: FetchPlan,
+                             seqs: Sequence[int], chunk: Sequence[int]) -> bool:
+    """:func:`_fetch_chunk` for a plan of only UID, FLAGS and MODSEQ (``plan.flags_only``): the same
+    responses, straight from the in-memory index in one batch (no per-message render, response object or
+    drain). True when some of the chunk's messages no longer exist."""
+    mailbox = view.mailbox
+    uids, flags, modseqs = mailbox.flag_rows(chunk)
+    gone = len(uids) != len(chunk)
+    if gone:
+        found = set(uids)
+        seqs = [seq for seq, u in zip(seqs, chunk, strict=True) if u in found]
+    if cmd.changedsince is not None:
+        since = cmd.changedsince
+        keep = [i for i, m in enumerate(modseqs) if m > since]
+        if len(keep) != len(uids):
+            seqs, uids = [seqs[i] for i in keep], [uids[i] for i in keep]
+            flags, modseqs = [flags[i] for i in keep], [modseqs[i] for i in keep]
+    if not uids:
+        return gone
+    if plan.wants_flags and (plan.wants_modseq or not s.condstore):
+        view.forget_flag_updates(uids)
+    if plan.wants_flags and view.recent:
+        for lo, hi in view.recent.ranges():  # few ranges: bisect each into the batch
+            first, last = bisect.bisect_left(uids, lo), bisect.bisect_right(uids, hi)
+            flags[first:last] = [(*f, "\\Recent") for f in flags[first:last]]
+    keys = tuple(item.response_key() for item in plan.items)
+    if cmd.uid and not plan.wants_uid:
+        keys = ("UID", *keys)
+    s.send(FetchFlagsBatch(keys, seqs, uids, flags, modseqs))
+    await s.conn.drain()
+    return gone
+
+
+SENDFILE_MIN = 64 * 1024
+"""A whole message at least this big is sent from its file by the connection (plaintext TCP only);
+smaller ones are read on the lane (one read beats the hand-over for a few KB)."""
+
+
+async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: FetchPlan,
+                             pairs: list[tuple[int, int]]) -> bool:
+    """:func:`_fetch_chunk` for a plan of whole messages (``plan.whole_messages``): one index query
+    for the chunk's files, each file opened once on the lane, and a big one (:data:`SENDFILE_MIN`) of a
+    plaintext connection handed to the connection as a :class:`FileLiteral` that it sends with sendfile
+    (only when the file holds no NUL, which a ``{n}`` literal may not carry). The literal's length is the
+    size of the open file. True when some of the chunk's messages no longer exist."""
+    mailbox = view.mailbox
+    found = set(mailbox.flag_rows([u for _, u in pairs])[0])
+    live = [(seq, u) for seq, u in pairs if u in found]
+    gone = len(live) != len(pairs)
+    if cmd.changedsince is not None:
+        since = cmd.changedsince
+        live = [(seq, u) for seq, u in live if (mailbox.modseq(u) or 0) > since]
+    seen_now = _set_seen(view, plan, live)
+    if plan.wants_flags and (plan.wants_modseq or not s.condstore):
+        view.forget_flag_updates([u for _, u in live])
+    uids, flag_lists, modseqs = mailbox.flag_rows([u for _, u in live])  # after \Seen was set
+    state = {u: (seq, f, m) for (seq, u), f, m in zip(live, flag_lists, modseqs, strict=True)}
+    items = [(item.response_key(), whole_message_kind(item)) for item in plan.items]
+    bodies = sum(kind != "flag" for _, kind in items)
+    by_file = s.conn.can_send_files and bodies == 1
+    want_uid = cmd.uid and not plan.wants_uid
+    condstore = s.condstore
+    recent = view.recent
+    sent = unconfirmed = 0
+    for file in mailbox.open_messages(uids):
+        handed = False
+        try:
+            u = file.uid
+            seq, flags, modseq = state[u]
+            if u in recent:
+                flags = (*flags, "\\Recent")
+            data: bytes | None = None
+            use_file = by_file and file.size >= SENDFILE_MIN and (
+                any(kind == "binary" for _, kind in items) or not file.has_nul())
+            out: list[tuple[str, Value]] = []
+            for key, kind in items:
+                value: Value
+                if kind == "flag":
+                    value = u if key == "UID" else [modseq] if key == "MODSEQ" else _flag_atoms(flags)
+                elif use_file:
+                    value = FileLiteral(file.size, kind == "binary", file)
+                else:
+                    if data is None:
+                        data = file.read()
+                    if not data:
+                        value = ""
+                    elif kind == "binary":
+                        value = Literal8(data)
+                    else:
+                        value = literal_safe(data, 0, len(data))
+                out.append((key, value))
+            if u in seen_now:
+                _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
+            elif want_uid:
+                out.insert(0, ("UID", u))
+            if use_file:
+                handed = True  # the connection closes the file once it is sent
+                s.conn.send_parts(s.message_data(FetchResponse(seq, out)))
+            else:
+                s.send(FetchResponse(seq, out))
+        finally:
+            if not handed:
+                file.close()
+        sent += 1
+        unconfirmed += file.size
+        if unconfirmed >= _DRAIN_EVERY:
+            unconfirmed = 0
+            await s.conn.drain()
+    await s.conn.drain()
+    return gone or sent != len(uids)
+
+
+_DRAIN_EVERY = 256 * 1024
+"""The file path asks for back-pressure after about this many octets (not per message: each drain may
+hand output to the network loop)."""
+
+
 def _set_seen(view: SelectedView, plan: FetchPlan, live: list[tuple[int, int]]) -> set[int]:
     """RFC 3501 6.4.5: BODY[...] (not .PEEK) sets \\Seen; the UIDs it was set on now."""
     if not plan.sets_seen or view.readonly:
@@ -264,23 +429,42 @@ async def store(s: Session, cmd: c.Store) -> Done:
 
 
 # -- SEARCH / SORT / THREAD ---------------------------------------------------------------------------------
-def _has_modseq(key: SearchKey) -> bool:
-    if isinstance(key, SearchModSeq):
+def _has_key(key: SearchKey, kind: type) -> bool:
+    if isinstance(key, kind):
         return True
     if isinstance(key, SearchNot):
-        return _has_modseq(key.key)
+        return _has_key(key.key, kind)
     if isinstance(key, SearchOr):
-        return _has_modseq(key.left) or _has_modseq(key.right)
+        return _has_key(key.left, kind) or _has_key(key.right, kind)
     if isinstance(key, SearchAnd):
-        return any(_has_modseq(k) for k in key.keys)
+        return any(_has_key(k, kind) for k in key.keys)
     return False
 
 
-def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None) -> list[int]:
+def _has_modseq(key: SearchKey) -> bool:
+    return _has_key(key, SearchModSeq)
+
+
+def _run_search(s: Session, view: SelectedView, criteria: SearchKey, charset: str | None, tag: str) -> list[int]:
+    if s.rev2 and _has_recent(criteria):
+        raise CommandBad("RECENT, NEW and OLD are not search keys of IMAP4rev2 (RFC 9051)")
     if _has_modseq(criteria):
         s.enable_condstore()
     return run_search(view.mailbox, view.uids[: view.exists], criteria, saved=s.search_result,
-                      charset=charset, recent=view.recent)
+                      charset=charset, recent=view.recent, progress=Progress(s, tag, "Searching"))
+
+
+def _has_recent(key: SearchKey) -> bool:
+    """Whether ``key`` uses ``\\Recent`` (RECENT, NEW, OLD) anywhere."""
+    if isinstance(key, SearchFlag):
+        return key.flag == "\\Recent"
+    if isinstance(key, SearchNot):
+        return _has_recent(key.key)
+    if isinstance(key, SearchOr):
+        return _has_recent(key.left) or _has_recent(key.right)
+    if isinstance(key, SearchAnd):
+        return any(_has_recent(k) for k in key.keys)
+    return False
 
 
 def _numbers(view: SelectedView, uids: list[int], *, uid: bool) -> list[int]:
@@ -316,7 +500,7 @@ async def search(s: Session, cmd: c.Search) -> Done:
     view = _view(s)
     options = _return_options(view, cmd)
     try:
-        uids = _run_search(s, view, cmd.criteria, cmd.charset)
+        uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     except CommandNo:
         if "SAVE" in options:
             s.search_result = []  # RFC 5182 2.1: a failed SEARCH ... SAVE empties $
@@ -324,7 +508,7 @@ async def search(s: Session, cmd: c.Search) -> Done:
     modseq = None
     if _has_modseq(cmd.criteria) and uids:
         modseq = max(view.mailbox.modseq(u) or 0 for u in uids)
-    if cmd.return_options is None:
+    if cmd.return_options is None and not s.rev2:  # IMAP4rev2 answers ESEARCH, ALL (RFC 9051 6.4.4)
         s.send(SearchResponse(tuple(_numbers(view, uids, uid=cmd.uid)), modseq))
         return Done("SEARCH completed")
     return _answer_esearch(s, view, cmd, uids, options, modseq)
@@ -342,6 +526,11 @@ def _answer_esearch(s: Session, view: SelectedView, cmd: c.Search | c.Sort, uids
         results = _esearch_results(view, uids, wanted, modseq, uid=cmd.uid, partial=cmd.partial)
         s.send(EsearchResponse(cmd.tag, cmd.uid, tuple(results)))
     if "UPDATE" in options:
+        if _has_key(cmd.criteria, SearchWithin):
+            # RFC 5032 OLDER/YOUNGER results change as time passes, with no mailbox change to re-test on.
+            s.send(UntaggedStatus("NO", "OLDER/YOUNGER results change with time alone",
+                                  Code("NOUPDATE", '"' + cmd.tag + '"')))
+            return Done(f"{verb} completed, will not notify")
         if not contexts.register(view, cmd, uids, limit=s.ctx.settings.limits.max_contexts, saved=saved):
             s.send(UntaggedStatus("NO", "Too many contexts", Code("NOUPDATE", '"' + cmd.tag + '"')))
             return Done(f"{verb} completed, will not notify")
@@ -425,7 +614,7 @@ async def sort(s: Session, cmd: c.Sort) -> Done:
     view = _view(s)
     _check_charset(cmd.charset)
     options = _return_options(view, cmd) if cmd.return_options is not None else set()
-    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     ordered = sort_uids(view.mailbox, uids, cmd.keys)
     # RFC 7162 3.1.9: with a MODSEQ criterion, SORT reports the highest MODSEQ of what it returns.
     modseq = max(view.mailbox.modseq(u) or 0 for u in ordered) if ordered and _has_modseq(cmd.criteria) else None
@@ -452,7 +641,7 @@ async def thread(s: Session, cmd: c.Thread) -> Done:
     if algorithm is None:
         raise CommandBad(f"Unsupported THREAD algorithm {cmd.algorithm}")
     _check_charset(cmd.charset)
-    uids = _run_search(s, view, cmd.criteria, cmd.charset)
+    uids = _run_search(s, view, cmd.criteria, cmd.charset, cmd.tag)
     s.send(ThreadResponse(tuple(algorithm(_sort_rows(s, view, uids, uid=cmd.uid)))))
     return Done("THREAD completed")
 
@@ -474,7 +663,9 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
     if not uids:
         return Done(("MOVE" if move else "COPY") + " completed (no messages)")
     try:
-        pairs = mailbox.move(uids, cmd.mailbox) if move else mailbox.copy(uids, cmd.mailbox)
+        progress = Progress(s, cmd.tag, "Moving" if move else "Copying")
+        pairs = (mailbox.move(uids, cmd.mailbox, progress=progress) if move
+                 else mailbox.copy(uids, cmd.mailbox, progress=progress))
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
     uidvalidity = user.status(cmd.mailbox).uidvalidity
@@ -512,7 +703,7 @@ async def expunge(s: Session, cmd: c.Expunge) -> Done:
         restrict = {u for _, u in resolve(s, view, cmd.sequence, uid=True)}
     uids = _deleted_uids(view, restrict)
     if uids:
-        view.mailbox.expunge(uids)
+        view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
     return Done("EXPUNGE completed")
 
 

@@ -24,17 +24,18 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imapd.protocol import commands as c
 from imapd.protocol.response_codes import CapabilityCode, Code
 from imapd.protocol.responses import CapabilityResponse, Response, UntaggedStatus, XStateResponse
 from imapd.session import contexts
 from imapd.session.auth import audit, client_address
-from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated
+from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated, utf8_names
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.notify import restore_notify
-from imapd.session.resync import CatchUp, NotRestorable, plan_restore, send_catch_up
+from imapd.session.resync import CatchUp, NotRestorable, plan_restore, plan_restore_by_uid, send_catch_up
 from imapd.session.session import Done, Session, State
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
@@ -56,15 +57,20 @@ from statecodec import (
 from statecodec import decode as decode_token
 from statecodec import encode as encode_token
 
+if TYPE_CHECKING:
+    from imapd.session.context import ServerContext
+
 log = logging.getLogger(__name__)
 
-__all__ = ["restore", "revoke", "save"]
+__all__ = ["address_bytes", "check_token", "restore", "revoke", "save"]
 
 _INVALID = "X-STATE-INVALID"
 _EXPIRED = "X-STATE-EXPIRED"
 NOSEARCHRES = "X-STATE-NOSEARCHRES"
 """Tagged OK code of a SAVE whose SEARCHRES ``$`` was too large to keep (docs/x-state.md)."""
 _MAX_RECENT_BYTES = 64
+_NO_MAP = UidRanges(b"")
+"""``known_uids`` of a UIDONLY session's token: not recorded (the restore goes by HIGHESTMODSEQ)."""
 """\\Recent is advisory: a session whose \\Recent UIDs are too scattered to fit saves none."""
 
 
@@ -82,7 +88,10 @@ def keywords_digest(mailbox: Mailbox) -> int:
 
 def bound_address(s: Session) -> bytes:
     """The client address as a token binds it: 4 or 16 bytes for an IP, else the host text."""
-    host = client_address(s)
+    return address_bytes(client_address(s))
+
+
+def address_bytes(host: str) -> bytes:
     try:
         return ipaddress.ip_address(host).packed
     except ValueError:
@@ -140,7 +149,9 @@ def _saved_view(s: Session) -> tuple[MailboxView | None, bool]:
         uidnext=mailbox.uidnext,
         message_count=view.exists,
         highest_modseq=mailbox.highestmodseq,
-        known_uids=compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False),
+        # RFC 9586: a UIDONLY client has no sequence numbers to keep in step, so no map (see _plan).
+        known_uids=(_NO_MAP if "UIDONLY" in s.enabled
+                    else compact_uids(view.uids[: view.exists], uidnext=mailbox.uidnext, check=False)),
         search_result=search,
         keywords_digest=keywords_digest(mailbox),
         recent=_recent_ranges(view),
@@ -210,7 +221,18 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
 
 
 def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState:
-    ctx = s.ctx
+    state = check_token(s.ctx, token, bound_address(s))
+    if not authenticating and state.user != s.user_name:
+        raise CommandNo("State token belongs to another user", _INVALID)
+    return state
+
+
+def check_token(ctx: ServerContext, token: str, address: bytes) -> SessionState:
+    """The token's state if this server signed it, it has not expired, its user's credentials are the
+    ones it was saved under and (``xstate.bind_address``) it comes from the address that saved it.
+
+    Shared with ManageSieve's ``X-STATE`` SASL mechanism, which authenticates with a token and nothing else.
+    The lineage's revocation is checked by the caller (it needs the user's store)."""
     settings = ctx.settings.xstate
     try:
         state = decode_token(token, ctx.xstate_keys, max_age=settings.max_age, clock_skew=settings.clock_skew)
@@ -218,12 +240,10 @@ def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState
         raise CommandNo("State token has expired; log in again", _EXPIRED) from None
     except TokenError:
         raise CommandNo("Not a state token of this server", _INVALID) from None
-    if not authenticating and state.user != s.user_name:
-        raise CommandNo("State token belongs to another user", _INVALID)
     record = ctx.users.get(state.user)
     if record is None or record.generation != state.credential_generation:
         raise CommandNo("State token was revoked (password changed or user removed)", _EXPIRED)
-    if settings.bind_address and state.bound_address != bound_address(s):
+    if settings.bind_address and state.bound_address != address:
         raise CommandNo("State token was saved from another client address", _INVALID)
     return state
 
@@ -240,8 +260,9 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
     s.ctx.cache.note_open(mailbox)
     try:
         mailbox.sync()
-        plan = _plan(mailbox, saved)
-        view = SelectedView(mailbox, readonly=saved.read_only, claims=s.ctx.recent, user=user)
+        plan = _plan(mailbox, saved, uidonly="UIDONLY" in state.enabled)
+        rev2 = s.rev2 or "IMAP4REV2" in state.enabled  # no \Recent in IMAP4rev2 (RFC 9051 2.3.2)
+        view = SelectedView(mailbox, readonly=saved.read_only, claims=None if rev2 else s.ctx.recent, user=user)
         # The session keeps its own \Recent and claims the mail it is now told of, as a SELECT would.
         view.restore_recent(saved.recent.to_set().ranges() if saved.recent else (), saved.uidnext)
         return _Prepared(view, plan)
@@ -253,12 +274,14 @@ def _prepare(s: Session, state: SessionState, user: UserStore) -> _Prepared:
         raise
 
 
-def _plan(mailbox: Mailbox, saved: MailboxView) -> CatchUp:
+def _plan(mailbox: Mailbox, saved: MailboxView, *, uidonly: bool) -> CatchUp:
     if mailbox_id_bytes(mailbox) != saved.mailbox_id:
         raise NotRestorable("the mailbox was deleted or renamed")
     if mailbox.uidvalidity != saved.uidvalidity:
         raise NotRestorable("UIDVALIDITY changed")
     flags = mailbox_flags(mailbox) if keywords_digest(mailbox) != saved.keywords_digest else None
+    if uidonly:
+        return plan_restore_by_uid(mailbox, saved, flags=flags)
     return plan_restore(mailbox, saved, flags=flags)
 
 
@@ -275,7 +298,7 @@ def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating
     s.xstate_lineage = state.lineage or new_lineage()
     for name in state.enabled & ENABLEABLE:
         s.enabled = s.enabled | {name}
-    if "UTF8=ACCEPT" in s.enabled and not s.utf8:
+    if utf8_names(s.enabled) and not s.utf8:
         s.utf8 = True
         s.conn.set_utf8(True)
     saved = state.mailbox

@@ -25,6 +25,7 @@ from imapd.session import (
 )
 from imapd.session.errors import CommandError
 from imapd.session.session import NO_EXPUNGE, Done, Session, State
+from imapd.session.uidonly import UIDREQUIRED, sequence_number_use
 from imapd.store.errors import StoreError
 
 __all__ = ["DISPATCH", "MEMORY_ONLY", "continue_sasl", "execute", "in_memory"]
@@ -47,6 +48,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.Compress: (_AUTHED, cmd_auth.compress),  # RFC 4978 section 3: authenticated or selected state
     c.Login: (_NOT_AUTHED, cmd_auth.login),
     c.Authenticate: (_NOT_AUTHED, cmd_auth.authenticate),
+    c.Unauthenticate: (_AUTHED, cmd_auth.unauthenticate),
     c.Select: (_AUTHED, cmd_mailbox.select),
     c.Examine: (_AUTHED, cmd_mailbox.select),
     c.Create: (_AUTHED, cmd_mailbox.create),
@@ -124,6 +126,10 @@ async def execute(s: Session, command: c.Command) -> None:
     states, handler = entry
     if s.state not in states:
         _bad_state(s, tag, command)
+        return
+    if "UIDONLY" in s.enabled and (why := sequence_number_use(command)) is not None:
+        s.tagged(tag, "BAD", why, Code(UIDREQUIRED))  # RFC 9586 3
+        s.count_bad()
         return
     timed = _TIMED_NAMES.get(type(command))
     if timed is None:

@@ -11,6 +11,10 @@ Choices:
   RFC 3501 allows ``nstring`` there; an empty string is what most servers send and what clients cope with.
 - A partial ``<origin.count>`` whose origin is past the end gives the empty string (RFC 3501 6.4.5).
 - ``INTERNALDATE`` is written in UTC (the index keeps Unix seconds).
+- ``SAVEDATE`` (RFC 8514) is written in UTC like INTERNALDATE.
+- ``EMAILID`` (RFC 8474) is the id the index gave the message when it was stored, kept by COPY/MOVE;
+  ``THREADID`` is the id given when it was stored (:mod:`imapd.store.threadids`), NIL for messages
+  stored before the index kept thread ids or never parsed (RFC 8474 5.2 allows NIL).
 - ``BINARY[...]`` is a ``literal8`` with the transfer encoding undone; :class:`imapd.mime.UnknownEncoding`
   propagates so the session can answer ``NO [UNKNOWN-CTE]``.
 
@@ -52,13 +56,14 @@ from imapd.mime import (
     literal_safe,
     literal_section,
 )
-from imapd.protocol.fetch_items import BinarySize, FetchAttr, FetchBody, FetchItem
+from imapd.mime.preview import preview_text
+from imapd.protocol.fetch_items import BinarySize, FetchAttr, FetchBody, FetchItem, FetchPreview
 from imapd.protocol.response_writer import ResponseWriter
 from imapd.protocol.values import Atom, Literal8, Raw, Value, format_internaldate
 from imapd.store.mailbox import Mailbox, MessageInfo
 
 __all__ = ["BATCH_SIZE", "DEFAULT_CACHE_BYTES", "MAX_CACHED_VALUE", "VALUE_CACHE", "FetchBatch", "FetchPlan",
-           "ValueCache", "body_value", "envelope_value", "render"]
+           "ValueCache", "body_value", "envelope_value", "render", "whole_message_kind"]
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 """Bound of :data:`VALUE_CACHE` (serialized bytes plus a per-entry allowance for the key)."""
@@ -118,10 +123,11 @@ class ValueCache:
 VALUE_CACHE = ValueCache()
 _WRITERS = (ResponseWriter(utf8=False), ResponseWriter(utf8=True))
 
-_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE"})
+_INFO_ATTRS = frozenset({"RFC822.SIZE", "INTERNALDATE", "EMAILID", "THREADID", "SAVEDATE"})
 _META_ATTRS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT"})
 _RAW_ATTRS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_ATTRS = frozenset({"RFC822", "RFC822.TEXT"})
+_FLAG_ATTRS = frozenset({"FLAGS", "UID", "MODSEQ"})
 
 
 class _Message:
@@ -162,6 +168,16 @@ class _Message:
             self._raw = self.mailbox.read_message(self.uid)
         return self._raw
 
+    def preview(self, lazy: bool) -> str | None:
+        """RFC 8970 preview from the index cache (computed and cached now unless ``lazy``)."""
+        if self.batch is not None:
+            text = self.batch.preview(self.uid)
+            if text is not None or lazy:
+                return text
+        if self._raw is not None and not lazy:
+            return preview_text(self._raw)
+        return self.mailbox.previews([self.uid], None if lazy else preview_text).get(self.uid)
+
 
 _Renderer = Callable[[_Message], Value]
 
@@ -175,17 +191,20 @@ class FetchPlan:
     - ``needs_raw``: any body section, RFC822*, BINARY, BINARY.SIZE;
     - ``sets_seen``: ``BODY[...]``/``BINARY[...]`` without ``.PEEK``, ``RFC822`` or ``RFC822.TEXT``
       (RFC 3501 6.4.5; ``RFC822.HEADER`` is ``BODY.PEEK[HEADER]``);
-    - ``wants_flags``/``wants_uid``/``wants_modseq``: those items were asked for explicitly.
+    - ``wants_flags``/``wants_uid``/``wants_modseq``: those items were asked for explicitly;
+    - ``flags_only``: nothing but UID, FLAGS and MODSEQ (the in-memory index answers it all);
+    - ``whole_messages``: those and at least one whole message (:func:`whole_message_kind`), nothing else.
     """
 
-    __slots__ = ("_renderers", "items", "needs_info", "needs_metadata", "needs_raw", "sets_seen",
-                 "wants_flags", "wants_modseq", "wants_uid")
+    __slots__ = ("_renderers", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview", "needs_raw",
+                 "sets_seen", "wants_flags", "wants_modseq", "wants_uid", "whole_messages")
 
     def __init__(self, items: Iterable[FetchItem]) -> None:
         self.items: tuple[FetchItem, ...] = tuple(items)
         self.needs_info = False
         self.needs_metadata = False
         self.needs_raw = False
+        self.needs_preview: bool | None = None  # None: no PREVIEW; False: only PREVIEW (LAZY)
         self.sets_seen = False
         self.wants_flags = False
         self.wants_uid = False
@@ -194,6 +213,11 @@ class FetchPlan:
         for item in self.items:
             renderers.append((item.response_key(), self._compile(item)))
         self._renderers = tuple(renderers)
+        # Only UID, FLAGS and MODSEQ: the in-memory index has it all (the session's FLAGS fast path).
+        self.flags_only = all(isinstance(i, FetchAttr) and i.name in _FLAG_ATTRS for i in self.items)
+        # UID/FLAGS/MODSEQ and whole messages only (BODY[], RFC822, BINARY[]): the session's file path.
+        kinds = [whole_message_kind(i) for i in self.items]
+        self.whole_messages = (not self.flags_only and all(k is not None for k in kinds))
 
     def _compile(self, item: FetchItem) -> _Renderer:
         if isinstance(item, FetchAttr):
@@ -209,6 +233,9 @@ class FetchPlan:
             if renderer is None:
                 raise ValueError(f"unknown FETCH attribute {name!r}")
             return renderer
+        if isinstance(item, FetchPreview):
+            self.needs_preview = bool(self.needs_preview) or not item.lazy
+            return _preview(item.lazy)
         self.needs_raw = True
         if isinstance(item, BinarySize):
             return _binary_size(item.part)
@@ -251,8 +278,8 @@ class FetchBatch:
     all in the cache), forgetting the previous chunk.
     """
 
-    __slots__ = ("_cache", "_cached_items", "_infos", "_loaded", "_metas", "_pos", "_prefix", "mailbox",
-                 "plan", "uids", "utf8")
+    __slots__ = ("_cache", "_cached_items", "_infos", "_loaded", "_metas", "_pos", "_prefix", "_previews",
+                 "mailbox", "plan", "uids", "utf8")
 
     def __init__(self, plan: FetchPlan, mailbox: Mailbox, uids: Sequence[int], *, utf8: bool,
                  cache: ValueCache) -> None:
@@ -267,6 +294,7 @@ class FetchBatch:
         self._loaded: set[int] = set()
         self._metas: dict[int, MessageMetadata] = {}
         self._infos: dict[int, MessageInfo] = {}
+        self._previews: dict[int, str] = {}
 
     def key(self, uid: int, item: str) -> CacheKey:
         user, mailboxid, uidvalidity = self._prefix
@@ -284,6 +312,13 @@ class FetchBatch:
             peek = self._cache._data
             need = [u for u in chunk if any(self.key(u, item) not in peek for item in self._cached_items)]
         self._metas = self.mailbox.metadata_many(need) if plan.needs_metadata and need else {}
+        if plan.needs_preview is not None:  # one query (and at most one write) per chunk
+            self._previews = self.mailbox.previews(chunk, preview_text if plan.needs_preview else None)
+
+    def preview(self, uid: int) -> str | None:
+        if uid not in self._loaded:
+            self._load(uid)
+        return self._previews.get(uid)
 
     def all_cached(self, uids: Iterable[int]) -> bool:
         """Every cacheable value of the plan is in the cache for these UIDs (so rendering reads nothing),
@@ -312,6 +347,20 @@ class FetchBatch:
             value = Raw(b"".join(out))
             self._cache.put(key, value)
         return value
+
+
+def whole_message_kind(item: FetchItem) -> str | None:
+    """``"flag"`` for UID, FLAGS, MODSEQ; ``"text"`` for an item that is the whole message in a ``{n}``
+    literal (``BODY[]``, ``BODY.PEEK[]``, ``RFC822``); ``"binary"`` for one in ``~{n}`` (``BINARY[]``,
+    ``BINARY.PEEK[]``: the whole message has no transfer encoding to undo); None for anything else."""
+    if isinstance(item, FetchAttr):
+        return "flag" if item.name in _FLAG_ATTRS else "text" if item.name == "RFC822" else None
+    if isinstance(item, FetchBody) and item.partial is None and item.section == _WHOLE:
+        return "binary" if item.binary else "text"
+    return None
+
+
+_WHOLE = FetchBody().section
 
 
 def render(plan: FetchPlan, mailbox: Mailbox, uid: int, *, info: MessageInfo | None,
@@ -412,8 +461,22 @@ def _internaldate(m: _Message) -> Value:
     return format_internaldate(when)
 
 
+def _savedate(m: _Message) -> Value:
+    # RFC 8514: never NIL here, every mailbox keeps save dates (older messages show their INTERNALDATE).
+    return format_internaldate(datetime.datetime.fromtimestamp(m.info().savedate, datetime.UTC))
+
+
 def _size(m: _Message) -> Value:
     return m.info().size
+
+
+def _emailid(m: _Message) -> Value:
+    return [Atom(m.info().emailid)]  # RFC 8474 5.1: kept by COPY/MOVE, never reused
+
+
+def _threadid(m: _Message) -> Value:
+    threadid = m.info().threadid  # given once when stored (imapd/store/threadids.py)
+    return None if threadid is None else [Atom(threadid)]  # RFC 8474 5.2: NIL when not known
 
 
 def _envelope(m: _Message) -> Value:
@@ -452,6 +515,9 @@ _ATTRS: dict[str, _Renderer] = {
     "MODSEQ": _modseq,
     "INTERNALDATE": _internaldate,
     "RFC822.SIZE": _size,
+    "SAVEDATE": _savedate,
+    "EMAILID": _emailid,
+    "THREADID": _threadid,
     "ENVELOPE": _envelope,
     "BODY": _body,
     "BODYSTRUCTURE": _bodystructure,
@@ -459,6 +525,16 @@ _ATTRS: dict[str, _Renderer] = {
     "RFC822.HEADER": _rfc822_header,
     "RFC822.TEXT": _rfc822_text,
 }
+
+
+def _preview(lazy: bool) -> _Renderer:
+    """RFC 8970: the cached preview; under LAZY, NIL when it was not computed yet (never computed then:
+    the client asks again without LAZY for the messages it got NIL for)."""
+
+    def render(m: _Message) -> Value:
+        return m.preview(lazy)
+
+    return render
 
 
 # --------------------------------------------------------------------------------------------- sections

@@ -12,13 +12,17 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from imapd.protocol.managesieve import ManageSieveCommand, quoted, response, string
-from imapd.session.auth import HashesBusy, LoginRefused, check_password
+from imapd.session.auth import HashesBusy, LoginRefused, check_password, is_trusted_loopback
+from imapd.session.cmd_xstate import address_bytes, check_token
+from imapd.session.errors import CommandNo
 from imapd.sieve.grammar import EXTENSIONS, SieveSyntaxError, parse_script
 from imapd.sieve.scripts import ActiveScript, NoSuchScript, ScriptExists, ScriptStore, valid_script_name
+from imapd.store.revocations import is_revoked
 
 if TYPE_CHECKING:
     from imapd.session.context import ServerContext
@@ -45,26 +49,32 @@ class ManageSieveSession:
         self.user: str | None = None
         self.scripts: ScriptStore | None = None
         self.start_tls = False  # set by STARTTLS: the connection upgrades after sending the OK
-        self.sasl_pending = False  # AUTHENTICATE "PLAIN" without an initial response: the next line is it
+        self.sasl_pending = False  # AUTHENTICATE without an initial response: the next line is it
+        self.sasl_mechanism = "PLAIN"
         self.logout = False
 
     # -- state -------------------------------------------------------------------------------------------
     @property
     def is_loopback(self) -> bool:
-        if not self.ctx.settings.tls.trust_loopback:
-            return False
-        return self.peer_host in ("127.0.0.1", "::1") or self.peer_host.startswith("127.")
+        return is_trusted_loopback(self.peer_host, self.ctx.settings.tls.trust_loopback)
 
     @property
     def plaintext_auth_allowed(self) -> bool:
         """The same rule as IMAP's LOGIN (``Session.plaintext_auth_allowed``)."""
         return self.is_tls or self.is_loopback or self.ctx.settings.tls.allow_plaintext_auth
 
+    def mechanisms(self) -> list[str]:
+        """PLAIN, and X-STATE (an IMAP X-STATE token as the credential: a webmail that keeps no password
+        manages its user's filters with the token it restores IMAP with) when tokens may authenticate."""
+        if not self.plaintext_auth_allowed:
+            return []
+        return ["PLAIN", "X-STATE"] if self.ctx.settings.xstate.authenticates else ["PLAIN"]
+
     def capabilities(self) -> bytes:
         settings = self.ctx.settings
         lines = [
             quoted("IMPLEMENTATION") + b" " + quoted("imapd"),
-            quoted("SASL") + b" " + quoted("PLAIN" if self.plaintext_auth_allowed and self.user is None else ""),
+            quoted("SASL") + b" " + quoted(" ".join(self.mechanisms()) if self.user is None else ""),
             quoted("SIEVE") + b" " + quoted(" ".join(EXTENSIONS)),
             quoted("MAXREDIRECTS") + b" " + quoted(str(settings.sieve.max_redirects)),
             quoted("VERSION") + b" " + quoted("1.0"),
@@ -85,7 +95,7 @@ class ManageSieveSession:
             if len(cmd.args) != 1 or cmd.name or cmd.args[0] == "*":
                 return response("NO", "Authentication cancelled")
             try:
-                return await self._finish_plain(str(cmd.args[0]))
+                return await self._finish(str(cmd.args[0]))
             except _No as exc:
                 return response("NO", exc.text, exc.code)
         handler = _PREAUTH.get(cmd.name) or (_AUTHED.get(cmd.name) if self.user is not None else None)
@@ -130,14 +140,42 @@ class ManageSieveSession:
     async def authenticate(self, mechanism: str, initial: str | None = None) -> bytes:
         if self.user is not None:
             raise _No("Already authenticated")
-        if str(mechanism).upper() != "PLAIN":
+        mech = str(mechanism).upper()
+        if mech not in ("PLAIN", "X-STATE") or (mech == "X-STATE" and not self.ctx.settings.xstate.authenticates):
             raise _No(f"Unsupported SASL mechanism {mechanism}")
         if not self.plaintext_auth_allowed:
             raise _No("Plaintext authentication needs TLS; use STARTTLS", "ENCRYPT-NEEDED")
+        self.sasl_mechanism = mech
         if initial is None:  # RFC 5804 2.1: an empty challenge, then the client's response on its own line
             self.sasl_pending = True
             return b'""\r\n'
-        return await self._finish_plain(str(initial))
+        return await self._finish(str(initial))
+
+    async def _finish(self, initial: str) -> bytes:
+        if self.sasl_mechanism == "X-STATE":
+            return await self._finish_xstate(initial)
+        return await self._finish_plain(initial)
+
+    async def _finish_xstate(self, initial: str) -> bytes:
+        """The response is the base64 of an X-STATE token: checked as X-STATE RESTORE checks it (signature,
+        age, credential generation, address binding, revocation), a failure counted like a failed login.
+        Nothing of the IMAP state is restored; the token only says who the user is."""
+        try:
+            token = base64.b64decode(initial, validate=True).decode("ascii")
+        except (binascii.Error, ValueError):
+            raise _No("Malformed X-STATE response") from None
+        try:
+            state = check_token(self.ctx, token, address_bytes(self.peer_host))
+            if await self._off_loop(self._revoked, state.user, state.lineage):  # the user's index, on disk
+                raise CommandNo("State token was revoked (X-STATE REVOKE)", "X-STATE-EXPIRED")
+        except CommandNo as exc:
+            self._audit("login failed", "", exc.text, "X-STATE")
+            await asyncio.sleep(self.ctx.throttle.record_failure(self.peer_host))
+            raise _No(exc.text, "AUTH-FAILED") from None
+        self.user = state.user
+        self.scripts = ScriptStore(self.ctx.store.user_root(state.user))
+        self._audit("login", state.user, mechanism="X-STATE")
+        return response("OK", "Logged in")
 
     async def _finish_plain(self, initial: str) -> bytes:
         try:
@@ -153,6 +191,9 @@ class ManageSieveSession:
         self.user = name
         self.scripts = ScriptStore(self.ctx.store.user_root(name))
         return response("OK", "Logged in")
+
+    def _revoked(self, user: str, lineage: bytes) -> bool:
+        return is_revoked(self.ctx.store.user(user), lineage, now=time.time())
 
     async def _check_password(self, username: str, password: str) -> str:
         """IMAP's check (``auth.check_password``: the same throttle, credential cache and hash slots);
@@ -170,9 +211,9 @@ class ManageSieveSession:
         self._audit("login", name)
         return name
 
-    def _audit(self, event: str, user: str, reason: str | None = None) -> None:
-        audit_log.info("%s user=%r address=%s protocol=managesieve mechanism=PLAIN%s", event, user, self.peer_host,
-                       f" reason={reason}" if reason else "")
+    def _audit(self, event: str, user: str, reason: str | None = None, mechanism: str = "PLAIN") -> None:
+        audit_log.info("%s user=%r address=%s protocol=managesieve mechanism=%s%s", event, user, self.peer_host,
+                       mechanism, f" reason={reason}" if reason else "")
 
     # -- authenticated -----------------------------------------------------------------------------------
     def _store(self) -> ScriptStore:

@@ -44,6 +44,7 @@ __all__ = [
     "missing_ranges",
     "plan_qresync_select",
     "plan_restore",
+    "plan_restore_by_uid",
     "send_catch_up",
     "vanished_since",
 ]
@@ -195,6 +196,30 @@ def plan_restore(mailbox: Mailbox, saved: MailboxView, *, flags: tuple[str, ...]
     )
 
 
+def plan_restore_by_uid(mailbox: Mailbox, saved: MailboxView, *, flags: tuple[str, ...] | None) -> CatchUp:
+    """The catch-up of a UIDONLY (RFC 9586) state, which carries no known-UID map (the client has no
+    sequence numbers to keep in step): what vanished is what was expunged since the saved HIGHESTMODSEQ
+    below the saved UIDNEXT or, when the history no longer reaches back, every UID below it that is not
+    in the mailbox (a client ignores UIDs it never knew, as under QRESYNC). Always sent as VANISHED."""
+    present = mailbox.uid_array
+    top = saved.uidnext - 1
+    expunged, complete = mailbox.expunged_since(saved.highest_modseq)
+    if complete:
+        vanished = _to_ranges(u for u in expunged if u <= top)
+    else:
+        vanished = missing_ranges(((1, top),) if top >= 1 else (), present)
+    seqs, uids = _changed(mailbox, saved.highest_modseq, present)
+    exists = len(present)
+    return CatchUp(
+        vanished=vanished,
+        exists=exists if vanished or exists != saved.message_count else None,
+        flags=flags,
+        changed_seqs=seqs,
+        changed_uids=uids,
+        highest_modseq=mailbox.highestmodseq,
+    )
+
+
 def plan_qresync_select(mailbox: Mailbox, modseq: int, known: SequenceSet | None) -> CatchUp:
     """RFC 7162 3.2.5.2: VANISHED (EARLIER) for what is gone, then FETCH for what changed (the SELECT
     responses already told EXISTS and HIGHESTMODSEQ)."""
@@ -258,7 +283,7 @@ async def send_catch_up(s: Session, plan: CatchUp) -> None:
     if view is None:
         return
     if plan.vanished:
-        if "QRESYNC" in s.enabled:
+        if s.vanished:
             s.send(VanishedResponse(SequenceSet(plan.vanished), earlier=plan.earlier))
         else:
             for batch in _batches(Expunge(n) for n in _expunge_seqs(plan.expunge_runs)):

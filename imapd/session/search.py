@@ -3,7 +3,8 @@
 The tree is compiled into nodes that know their cost:
 
 0. in memory: ALL, flags (``mailbox.flags``), ``\\Recent``, message/UID sets, ``$``, MODSEQ;
-1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE (one batched ``message_info`` for the candidates);
+1. index rows: LARGER/SMALLER, BEFORE/ON/SINCE, SAVED*, OLDER/YOUNGER, EMAILID/THREADID (one batched ``message_info`` for the
+   candidates);
 2. cached metadata: SENTBEFORE/SENTON/SENTSINCE, FROM/TO/CC/BCC/SUBJECT;
 3. the raw message: HEADER, BODY, TEXT.
 
@@ -16,6 +17,11 @@ Semantics:
 
 - BEFORE/ON/SINCE compare the calendar date of INTERNALDATE in UTC (RFC 3501: date only, disregarding
   time and timezone; the index keeps Unix seconds, and UTC is what FETCH INTERNALDATE shows).
+- SAVEDBEFORE/SAVEDON/SAVEDSINCE (RFC 8514) compare the UTC calendar date of the save date (the
+  INTERNALDATE for messages stored before the index kept save dates); SAVEDATESUPPORTED matches every
+  message, since every mailbox keeps them.
+- OLDER n / YOUNGER n (RFC 5032) compare INTERNALDATE with ``now`` (taken once per command): OLDER n
+  matches an age of at least n seconds, YOUNGER n an age below n, so ``NOT YOUNGER n`` is ``OLDER n``.
 - SENTBEFORE/SENTON/SENTSINCE compare the date as written in the Date header (in the header's own zone);
   a missing or unparsable Date falls back to the INTERNALDATE date.
 - FROM/TO/CC/BCC match a case-insensitive substring of the addresses (RFC 2047-decoded display name and
@@ -23,6 +29,8 @@ Semantics:
   empty string matches every message that has the field); BODY/TEXT use :func:`imapd.mime.text_contains`.
 - ``MODSEQ`` with an entry name compares the message MODSEQ (we keep no per-flag MODSEQ, which
   RFC 7162 3.1.5 allows).
+- EMAILID / THREADID compare the RFC 8474 id exactly (ids are case-sensitive); a message whose
+  THREADID is NIL matches no THREADID.
 - A message that vanished from the store while still in the client's view matches no positive key.
 """
 
@@ -52,10 +60,13 @@ from imapd.protocol.search_keys import (
     SearchKey,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 from imapd.session.errors import CommandNo
 from imapd.store.mailbox import Mailbox, MessageInfo
@@ -94,19 +105,22 @@ class BadCharset(CommandNo):
 
 def search(mailbox: Mailbox, uids: Sequence[int], key: SearchKey, *, saved: Sequence[int] | None = None,
            charset: str | None = None, recent: Container[int] | None = None,
-           now: datetime.datetime | None = None) -> list[int]:
+           now: datetime.datetime | None = None,
+           progress: Callable[[int, int | None], None] | None = None) -> list[int]:
     """UIDs (ascending) of the messages in ``uids`` that match ``key``.
 
     ``uids`` is the client's view in ascending order (message number n is ``uids[n - 1]``); ``saved``
     holds the UIDs of the SEARCHRES result (``$``); ``recent`` holds the UIDs that are ``\\Recent`` for
     this session (None: nothing is). ``charset`` must be None, US-ASCII or UTF-8, else
-    :class:`BadCharset` is raised before any work. ``now`` is accepted for date keys relative to the
-    present (RFC 5032 YOUNGER/OLDER) that the parser does not produce yet; it is unused today.
+    :class:`BadCharset` is raised before any work. ``now`` is the present for OLDER/YOUNGER (RFC 5032);
+    None: the current time. ``progress(position, len(uids))`` is called before each message file is read
+    (RFC 9585 INPROGRESS).
     """
-    del now
     if charset is not None and charset.upper() not in SEARCH_CHARSETS:
         raise BadCharset(charset)
-    evaluator = _Evaluator(mailbox, uids, saved, recent)
+    when = (now or datetime.datetime.now(datetime.UTC)).timestamp()
+    evaluator = _Evaluator(mailbox, uids, saved, recent, when)
+    evaluator.progress = progress
     root = evaluator.compile(key)
     matched = evaluator.select(root, list(range(len(uids))))
     return [uids[pos] for pos in matched]
@@ -183,8 +197,9 @@ def _compare(key: str) -> Callable[[int, int], bool]:
 
 class _Evaluator:
     def __init__(self, mailbox: Mailbox, uids: Sequence[int], saved: Sequence[int] | None,
-                 recent: Container[int] | None) -> None:
+                 recent: Container[int] | None, now: float) -> None:
         self.mailbox = mailbox
+        self.now = now
         self.uids = uids
         self.saved = frozenset(saved or ())
         self.recent = recent
@@ -192,6 +207,7 @@ class _Evaluator:
         self._metas: dict[int, _Envelope | None] = {}
         self._raw_pos = -1
         self._raw: bytes | None = None
+        self.progress: Callable[[int, int | None], None] | None = None
 
     # -- loading -------------------------------------------------------------------------------------------
     def prefetch_info(self, positions: Sequence[int]) -> None:
@@ -236,6 +252,8 @@ class _Evaluator:
         """The raw message; only the last one read is kept (messages are visited one at a time)."""
         if pos != self._raw_pos:
             self._raw_pos = pos
+            if self.progress is not None:
+                self.progress(pos, len(self.uids))
             try:
                 self._raw = self.mailbox.read_message(self.uids[pos])
             except KeyError:
@@ -250,7 +268,7 @@ class _Evaluator:
             return _Or(self.compile(key.left), self.compile(key.right))
         if isinstance(key, SearchNot):
             return _Not(self.compile(key.key))
-        if isinstance(key, SearchAll):
+        if isinstance(key, (SearchAll, SearchSaveDateSupported)):  # every mailbox keeps save dates
             return _Leaf(_MEMORY, lambda pos: True)
         if isinstance(key, SearchFlag):
             return self._flag(key)
@@ -264,6 +282,10 @@ class _Evaluator:
             return self._date(key)
         if isinstance(key, SearchText):
             return self._text(key)
+        if isinstance(key, SearchWithin):
+            return self._within(key)
+        if isinstance(key, SearchObjectId):
+            return self._objectid(key)
         if isinstance(key, SearchHeader):
             return self._header(key)
         raise TypeError(f"unknown search key {key!r}")
@@ -330,6 +352,12 @@ class _Evaluator:
         wanted = key.date.toordinal() - _EPOCH_ORDINAL
         compare, info_of, meta_of = _compare(key.key), self.info, self.meta
 
+        if key.key.startswith("SAVED"):
+            def saved(pos: int) -> bool:
+                info = info_of(pos)
+                return info is not None and compare(_day(info.savedate), wanted)
+
+            return _Leaf(_INDEX, saved)
         if not key.key.startswith("SENT"):
             def internal(pos: int) -> bool:
                 info = info_of(pos)
@@ -352,6 +380,28 @@ class _Evaluator:
             return compare(day, wanted)
 
         return _Leaf(_METADATA, sent)
+
+    def _within(self, key: SearchWithin) -> _Leaf:
+        cut, older, info_of = self.now - key.seconds, key.older, self.info
+
+        def test(pos: int) -> bool:
+            info = info_of(pos)
+            if info is None:
+                return False
+            return info.internaldate <= cut if older else info.internaldate > cut
+
+        return _Leaf(_INDEX, test)
+
+    def _objectid(self, key: SearchObjectId) -> _Leaf:
+        wanted, info_of, thread = key.id, self.info, key.key == "THREADID"
+
+        def test(pos: int) -> bool:
+            info = info_of(pos)
+            if info is None:
+                return False
+            return (info.threadid if thread else info.emailid) == wanted
+
+        return _Leaf(_INDEX, test)
 
     def _text(self, key: SearchText) -> _Leaf:
         needle, where = _needle(key.value), key.key

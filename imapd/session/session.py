@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from imapd.protocol import commands as c
 from imapd.protocol.events import ProtocolError
 from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, ResponseCode
-from imapd.protocol.responses import Response, TaggedResponse, UntaggedStatus
+from imapd.protocol.responses import (
+    FetchFlagsBatch,
+    FetchResponse,
+    Response,
+    TaggedResponse,
+    UidFetchResponse,
+    UntaggedStatus,
+)
 from imapd.session.capabilities import capabilities
-from imapd.session.updates import Update
+from imapd.session.uidonly import as_uidfetch, uidfetch_batch
+from imapd.session.updates import Recent, Update, as_update
 from imapd.session.updates import render as render_updates
 
 if TYPE_CHECKING:
@@ -57,7 +65,14 @@ class ResponseSink(Protocol):
     def expect_sasl_response(self) -> None: ...
     def set_utf8(self, enabled: bool) -> None: ...
     def raise_input_limits(self) -> None: ...
+    def lower_input_limits(self) -> None: ...
     def write_bytes(self, data: bytes) -> None: ...
+    @property
+    def can_send_files(self) -> bool: ...
+    def send_parts(self, response: FetchResponse | UidFetchResponse) -> None: ...
+    def flush(self) -> None: ...
+    @property
+    def output_paused(self) -> bool: ...
     async def drain(self) -> None: ...
     def close(self) -> None: ...
     async def start_tls(self, context: ssl.SSLContext) -> None: ...
@@ -159,7 +174,17 @@ class Session:
         return UntaggedStatus("OK", self.ctx.settings.server.greeting, code)
 
     def send(self, response: Response) -> None:
+        if "UIDONLY" in self.enabled:  # RFC 9586: every FETCH response becomes UIDFETCH
+            if type(response) is FetchResponse:
+                response = as_uidfetch(self.selected, response)
+            elif type(response) is FetchFlagsBatch:
+                response = uidfetch_batch(response)
         self.conn.send(response)
+
+    def message_data(self, response: FetchResponse) -> FetchResponse | UidFetchResponse:
+        """What ``send`` does to a FETCH response, for the path that bypasses it (whole messages sent from
+        their files, ``conn.send_parts``)."""
+        return as_uidfetch(self.selected, response) if "UIDONLY" in self.enabled else response
 
     # -- answers ------------------------------------------------------------------------------------
     def tagged(self, tag: str, status: str, text: str, code: ResponseCode | None = None) -> None:
@@ -206,8 +231,18 @@ class Session:
         self.ctx.release_user(self)
 
     @property
+    def rev2(self) -> bool:
+        """ENABLE IMAP4rev2 (RFC 9051): the handlers that build a response RFC 9051 changes ask this."""
+        return "IMAP4REV2" in self.enabled
+
+    @property
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled
+
+    @property
+    def vanished(self) -> bool:
+        """Expunges are told as VANISHED: QRESYNC (RFC 7162 3.2.10) or UIDONLY (RFC 9586) is enabled."""
+        return "QRESYNC" in self.enabled or "UIDONLY" in self.enabled
 
     def enable_condstore(self) -> None:
         """A CONDSTORE-enabling command (RFC 7162 3.1); the first one in SELECTED state announces the
@@ -255,7 +290,7 @@ class Session:
     def send_selected_updates(self, view: SelectedView, *, allow_expunge: bool) -> None:
         """Take and send the view's pending updates; new messages get NOTIFY's MessageNew FETCH."""
         top = view.max_uid
-        self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished="QRESYNC" in self.enabled))
+        self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished=self.vanished))
         if self.notify is not None and view.max_uid > top:
             self.notify.announce_new(view, top)
 
@@ -264,8 +299,10 @@ class Session:
         view = self.selected
         if view is None:
             return
+        if self.rev2:  # IMAP4rev2 has no RECENT response (RFC 9051 7.4, Appendix E)
+            updates = [u for u in updates if not isinstance(as_update(u), Recent)]
         for response in render_updates(view, updates, condstore=self.condstore):
-            self.conn.send(response)
+            self.send(response)
 
     # -- IDLE ---------------------------------------------------------------------------------------------
     def start_idle(self, tag: str) -> None:

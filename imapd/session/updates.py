@@ -10,7 +10,8 @@ an X-STATE RESTORE), is built by :func:`flag_fetch`, so they cannot drift apart 
   STORE (with or without UNCHANGEDSINCE), a FETCH that implicitly set ``\\Seen``, or an external agent.
   Without CONDSTORE a flag update is ``FLAGS`` alone (RFC 3501 7.4.2), plus ``UID`` when the command
   that caused it was a UID command (RFC 3501 6.4.8).
-- ``\\Recent`` is added per session, from the view's :class:`~imapd.session.recent.RecentUids`.
+- ``\\Recent`` is added per session, from the view's :class:`~imapd.session.recent.RecentUids`; an
+  IMAP4rev2 session (RFC 9051) holds none, and ``Session.send_updates`` leaves ``RECENT`` out for it.
 - RFC 7162 3.2.10: with QRESYNC enabled, expunges are reported as ``VANISHED``, never ``EXPUNGE``.
 - A keyword must be in the client's ``FLAGS`` before a FETCH shows it (RFC 3501 7.2.6), so a grown
   keyword list is reported (``FLAGS`` and ``PERMANENTFLAGS``) before the flag changes that use it.

@@ -1,4 +1,6 @@
-"""CLI commands of the storage layer: ``user add|passwd|del|list|quota``, ``deliver`` and ``index rebuild``.
+"""CLI commands of the storage layer: ``user add|passwd|del|list|quota`` and ``index rebuild``.
+
+(``imapd deliver`` is in ``imapd/delivery/command.py``: it may talk LMTP to a running server.)
 
 ``imapd/cli.py`` calls :func:`register_cli` on its subparsers and then ``args.func(args) -> int``.
 Exit codes follow sysexits.h.
@@ -12,16 +14,11 @@ import os
 import sqlite3
 import sys
 import time
-from typing import TYPE_CHECKING
 
-import msgspec
-
-from imapd.rendezvous import notify_owner
 from imapd.store.errors import (
     InvalidMailboxName,
     NoSuchMailbox,
     NoSuchUser,
-    OverQuota,
     StorageIOError,
     UserExists,
 )
@@ -29,11 +26,8 @@ from imapd.store.quota import MESSAGES_FIELD, STORAGE_FIELD, QuotaLimits, passwd
 from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
 
-if TYPE_CHECKING:
-    from imapd.config import SieveSettings
-    from imapd.sieve.delivery import DeliveryReport
-
-__all__ = ["EX_DATAERR", "EX_NOUSER", "EX_OK", "EX_NOPERM", "EX_TEMPFAIL", "EX_USAGE", "register_cli"]
+__all__ = ["DEFAULT_DATA_DIR", "EX_CONFIG", "EX_DATAERR", "EX_NOPERM", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE",
+           "default_quota", "register_cli", "settings_options"]
 
 EX_OK = 0
 EX_USAGE = 64
@@ -44,7 +38,6 @@ EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
 DEFAULT_DATA_DIR = "./imapd-data"
-MAX_MESSAGE = 64 * 1024 * 1024
 
 
 def _err(msg: str) -> None:
@@ -133,87 +126,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def to_crlf(data: bytes) -> bytes:
-    """MTAs pipe messages with bare LF line ends; IMAP serves CRLF, and sizes must match what is served."""
-    if b"\n" not in data.replace(b"\r\n", b""):
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def cmd_deliver(args: argparse.Namespace) -> int:
-    if _passwd(args).get(args.user) is None:
-        _err(f"no user {args.user!r}")
-        return EX_NOUSER
-    data = sys.stdin.buffer.read(MAX_MESSAGE + 1)
-    if not data:
-        _err("empty message")
-        return EX_DATAERR
-    if len(data) > MAX_MESSAGE:
-        _err("message too large")
-        return EX_DATAERR
-    data = to_crlf(data)
-    default = _default_quota(args)
-    if default is None:
-        return EX_CONFIG
-    settings = _deliver_settings(args)  # the same file and overrides: they were just read
-    store = Store(args.data_dir)
-    store.quota_limits = passwd_limits(_passwd(args), default)
-    try:
-        report = _deliver_one(store, args, data, settings)
-    except NoSuchUser as exc:
-        _err(str(exc))
-        return EX_NOUSER
-    except (NoSuchMailbox, InvalidMailboxName) as exc:
-        _err(str(exc))
-        return EX_DATAERR
-    except OverQuota as exc:
-        # 75: the MTA keeps the message and retries (Postfix, Exim); 77 with --over-quota=bounce: it bounces.
-        _err(f"{args.user}: {exc}")
-        return EX_NOPERM if args.over_quota == "bounce" else EX_TEMPFAIL
-    except StorageIOError as exc:
-        _err(str(exc))
-        return EX_TEMPFAIL
-    except OSError as exc:
-        _err(f"delivery failed: {exc}")
-        return EX_TEMPFAIL
-    finally:
-        store.close()
-    if report.stored:
-        notify_owner(args.data_dir, args.user)  # the running server's owner of the user syncs at once
-    if report.rejected is not None:
-        _err(f"rejected by the recipient's Sieve script: {report.rejected}")
-        return EX_NOPERM  # the MTA bounces with the text above
-    if args.verbose:
-        for mailbox, uid in report.stored:
-            print(uid if mailbox == args.mailbox else f"{mailbox} {uid}")
-    return EX_OK
-
-
-def _deliver_settings(args: argparse.Namespace) -> SieveSettings:
-    from imapd.config import ConfigError, load_settings
-
-    try:
-        return load_settings(args.config, args.overrides).sieve
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _deliver_one(store: Store, args: argparse.Namespace, data: bytes, settings: SieveSettings) -> DeliveryReport:
-    """The user's active Sieve script decides where the message goes (``imapd/sieve/delivery.py``)."""
-    from imapd.sieve.delivery import deliver
-    from imapd.sieve.interpreter import Envelope
-
-    try:
-        store.user(args.user)
-    except NoSuchUser:
-        store.create_user(args.user)
-    if args.no_sieve:
-        settings = msgspec.structs.replace(settings, enabled=False)
-    envelope = Envelope(mail_from=args.sender, rcpt_to=args.recipient or args.user)
-    return deliver(store, args.user, envelope, data, settings, mailbox=args.mailbox)
-
-
-def _default_quota(args: argparse.Namespace) -> QuotaLimits | None:
+def default_quota(args: argparse.Namespace) -> QuotaLimits | None:
     """``[quota]`` of the server's settings (``--config``, ``-o``): the limits of users whose passwd entry
     sets none. None (after a message) if the settings cannot be read."""
     from imapd.config import ConfigError, load_settings
@@ -258,7 +171,7 @@ def cmd_user_quota(args: argparse.Namespace) -> int:
         except OSError as exc:
             _err(f"cannot write passwd file: {exc}")
             return EX_TEMPFAIL
-    default = _default_quota(args)
+    default = default_quota(args)
     if default is None:
         return EX_CONFIG
     rec = pf.get(args.name)
@@ -327,6 +240,16 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def settings_options() -> argparse.ArgumentParser:
+    """``--config`` and ``-o``: the server's settings, for commands that need its ``[quota]`` defaults."""
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument("--config", metavar="FILE",
+                          help="the server's TOML config (for the [quota] defaults and the [sieve] settings)")
+    settings.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                          help="override a setting, as for `imapd serve`")
+    return settings
+
+
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
@@ -346,32 +269,13 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(func=cmd_user_del)
     p = user_sub.add_parser("list", parents=[common], help="list users")
     p.set_defaults(func=cmd_user_list)
-    settings = argparse.ArgumentParser(add_help=False)
-    settings.add_argument("--config", metavar="FILE",
-                          help="the server's TOML config (for the [quota] defaults and the [sieve] settings)")
-    settings.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                          help="override a setting, as for `imapd serve`")
+    settings = settings_options()
     p = user_sub.add_parser("quota", parents=[common, settings],
                             help="show a user's quota and usage; set their own limits")
     p.add_argument("name")
     p.add_argument("--storage", metavar="KIB", help="STORAGE limit in KiB (0: unlimited; 'default': the setting)")
     p.add_argument("--messages", metavar="N", help="MESSAGE limit (0: unlimited; 'default': the setting)")
     p.set_defaults(func=cmd_user_quota)
-
-    p = subparsers.add_parser("deliver", parents=[common, settings], help="deliver one message from stdin",
-                              description="Deliver one message from stdin to USER, through their active Sieve "
-                                          "script (fileinto, redirect, vacation, reject ...).")
-    p.add_argument("user")
-    p.add_argument("--mailbox", default="INBOX", help="where keep (explicit or implicit) stores")
-    p.add_argument("--sender", "-f", default="", metavar="ADDR",
-                   help="the envelope sender (Postfix: ${sender}); empty = the null return path")
-    p.add_argument("--recipient", "-a", default="", metavar="ADDR",
-                   help="the envelope recipient (Postfix: ${original_recipient}); default: USER")
-    p.add_argument("--no-sieve", action="store_true", help="store in --mailbox, ignoring any Sieve script")
-    p.add_argument("-v", "--verbose", action="store_true", help="print the new UID")
-    p.add_argument("--over-quota", choices=["tempfail", "bounce"], default="tempfail",
-                   help="exit 75 (EX_TEMPFAIL, the MTA retries; default) or 77 (EX_NOPERM, it bounces)")
-    p.set_defaults(func=cmd_deliver)
 
     index = subparsers.add_parser("index", help="maintain a user's index (imapd-index.sqlite)")
     index_sub = index.add_subparsers(dest="index_command", required=True)

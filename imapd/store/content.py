@@ -8,16 +8,65 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imapd.store.mailindex import store_metadata
 from imapd.store.metadata import decode_metadata, parse_to_blob
+from imapd.store.previews import load_previews, store_previews
 
 if TYPE_CHECKING:
     from imapd.store.index import UserIndex
 
-__all__ = ["MessageContent"]
+__all__ = ["MessageContent", "MessageFile"]
+
+
+_SCAN_CHUNK = 1 << 20
+
+
+class MessageFile:
+    """One message file held open: ``size`` octets as :func:`os.fstat` saw them when it was opened.
+
+    Held open so that a Maildir rename or delete after the open changes nothing for its reader (a
+    FETCH that promised ``size`` octets can still send them). The holder must :meth:`close` it."""
+
+    __slots__ = ("fd", "size", "uid")
+
+    def __init__(self, uid: int, fd: int, size: int) -> None:
+        self.uid = uid
+        self.fd = fd
+        self.size = size
+
+    def read(self) -> bytes:
+        """All ``size`` octets (fewer if the file shrank since it was opened)."""
+        chunks: list[bytes] = []
+        got = 0
+        while got < self.size:
+            data = os.pread(self.fd, self.size - got, got)
+            if not data:
+                break
+            chunks.append(data)
+            got += len(data)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def has_nul(self) -> bool:
+        """Whether a NUL octet is in the file (read in 1 MiB pieces, none kept)."""
+        buf = bytearray(min(self.size, _SCAN_CHUNK))
+        view = memoryview(buf)
+        offset = 0
+        while offset < self.size:
+            n = os.preadv(self.fd, [view], offset)
+            if n <= 0:
+                return False
+            if buf.find(b"\0", 0, n) >= 0:
+                return True
+            offset += n
+        return False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class MessageContent:
@@ -44,6 +93,27 @@ class MessageContent:
         if not rows:
             raise KeyError(uid)
         return os.path.join(self.path, "cur", rows[0][1])
+
+    def open_messages(self, uids: Iterable[int]) -> Iterator[MessageFile]:
+        """The files of those of ``uids`` that exist, opened one at a time as the caller iterates (one
+        index query for all); a file that vanished is looked for again as :meth:`message_path` does, and
+        left out if it is gone. The caller closes each."""
+        rows = self._rows(uids, "fname")
+        folder = os.path.join(self.path, "cur")
+        for uid, fname in rows:
+            try:
+                fd = os.open(os.path.join(folder, fname), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                try:
+                    fd = os.open(self.message_path(uid), os.O_RDONLY | os.O_CLOEXEC)
+                except (KeyError, FileNotFoundError):
+                    continue
+            try:
+                size = os.fstat(fd).st_size
+            except OSError:
+                os.close(fd)
+                raise
+            yield MessageFile(uid, fd, size)
 
     def read_message(self, uid: int) -> bytes:
         """The raw message; KeyError if it does not exist (or vanished from disk)."""
@@ -108,3 +178,26 @@ class MessageContent:
             out[uid] = decode_metadata(blob)
         return out
 
+    def previews(self, uids: Sequence[int], compute: Callable[[bytes], str] | None) -> dict[int, str]:
+        """RFC 8970 previews of ``uids``: the cached ones, and with ``compute`` (raw message -> text) the
+        others too, computed from their files now and cached in one write (messages gone are left out)."""
+        with self._index.lock:
+            found = load_previews(self._index.conn, self.mailbox_id, uids)
+        if compute is None:
+            return found
+        made: list[tuple[int, str]] = []
+        for uid in uids:
+            if uid not in found:
+                try:
+                    text = compute(self.read_message(uid))
+                except KeyError:
+                    continue
+                found[uid] = text
+                made.append((uid, text))
+        if made:
+            try:
+                with self._index.write() as conn:
+                    store_previews(conn, self.mailbox_id, made)
+            except sqlite3.Error:
+                pass  # a cache write; the caller still gets the computed values
+        return found

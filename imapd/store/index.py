@@ -8,20 +8,26 @@ file, cur/ directory), so the WAL fsync at commit is a modest third and makes "a
 All writes go through :meth:`UserIndex.write`, a ``BEGIN IMMEDIATE`` transaction, so several processes
 (server workers, ``imapd deliver``) serialize on SQLite's lock; the Maildir reconcile also runs inside it.
 The schema version lives in ``PRAGMA user_version``: opening an index that has it takes no write lock.
+An older index is migrated when opened, in the same write transaction that checks the schema: each
+version's steps in :data:`_MIGRATIONS` are idempotent, so two processes racing to migrate, or an older
+process that re-stamped a newer index, leave it right.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from imapd.store import annotate, quota
+from imapd.store import annotate, previews, quota
 
 __all__ = ["SCHEMA_VERSION", "UserIndex"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
+"""1: the first schema. 2: the quota and annotation tables. 3: the RFC 8970 preview cache (``previews``).
+4: ``messages.savedate`` (RFC 8514; NULL for rows stored before, read as INTERNALDATE), ``messages.threadid``
+and the ``threads`` table (RFC 8474; NULL for rows stored before: THREADID NIL)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -55,6 +61,8 @@ CREATE TABLE IF NOT EXISTS messages(
     size INTEGER NOT NULL,
     emailid TEXT NOT NULL,                     -- RFC 8474 EMAILID, kept by COPY/MOVE
     meta BLOB,                                 -- msgpack(imapd.mime.MessageMetadata) or NULL
+    savedate INTEGER,                          -- RFC 8514, unix seconds, NULL when stored before schema 4
+    threadid TEXT,                             -- RFC 8474 THREADID (imapd/store/threadids.py) or NULL
     PRIMARY KEY(mailbox, uid)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages(mailbox, base);
@@ -70,7 +78,27 @@ CREATE TABLE IF NOT EXISTS expunged(
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox, modseq);
 CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS threads(              -- Message-ID -> RFC 8474 THREADID, for the whole user
+    msgid TEXT PRIMARY KEY,
+    threadid TEXT NOT NULL
+) WITHOUT ROWID;
 """
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` unless it is there (O(1) in SQLite: existing rows are not rewritten)."""
+    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _to_4(conn: sqlite3.Connection) -> None:
+    _add_column(conn, "messages", "savedate", "INTEGER")
+    _add_column(conn, "messages", "threadid", "TEXT")
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {4: _to_4}
+"""Steps that bring an index of the previous version to this one (tables new in a version need none:
+``_SCHEMA`` creates what is missing)."""
 
 
 class UserIndex:
@@ -94,7 +122,10 @@ class UserIndex:
                 # Tables of the extensions, each self-contained in its own module (v2: quota, annotations).
                 quota.create_schema(self.conn)
                 annotate.create_schema(self.conn)
-                self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                previews.create_schema(self.conn)  # v3: the RFC 8970 preview cache
+                for _version, step in sorted(_MIGRATIONS.items()):
+                    step(self.conn)
+                self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.changed_elsewhere()
 

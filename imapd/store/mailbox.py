@@ -44,7 +44,7 @@ from imapd.store.mailindex import (
     record_expunges,
     select_rows,
     set_counters,
-    total_size,
+    size_totals,
     uids_changed_since,
     update_flags,
 )
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["AppendItem", "FlagMode", "Mailbox", "MailboxStatus", "MessageInfo", "StoreResult"]
 
 FlagMode = Literal["add", "remove", "replace"]
+Progress = Callable[[int, "int | None"], None]
+"""``progress(done, total)``, called by long loops (the session turns it into RFC 9585 INPROGRESS)."""
 
 
 class AppendItem(msgspec.Struct, frozen=True):
@@ -83,6 +85,11 @@ class MessageInfo(msgspec.Struct, frozen=True):
     emailid: str
     modseq: int
     flags: tuple[str, ...]
+    savedate: int = 0
+    """RFC 8514 save date, unix seconds: when the message entered this mailbox (INTERNALDATE for messages
+    stored before the index kept it)."""
+    threadid: str | None = None
+    """RFC 8474 THREADID, None when not known (stored before the index kept it, or never parsed)."""
 
 
 class MailboxStatus(msgspec.Struct, frozen=True):
@@ -95,6 +102,10 @@ class MailboxStatus(msgspec.Struct, frozen=True):
     highestmodseq: int
     mailboxid: str
     """RFC 8474 MAILBOXID."""
+    deleted: int = 0
+    """Messages with ``\\Deleted`` (STATUS DELETED, RFC 9051)."""
+    deleted_size: int = 0
+    """Octets an EXPUNGE would free (STATUS DELETED-STORAGE, RFC 9208)."""
 
 
 class Mailbox(MessageContent):
@@ -233,6 +244,11 @@ class Mailbox(MessageContent):
         pos = self._state.pos(uid)
         return None if pos < 0 else self._state.flags_at(pos)
 
+    def flag_rows(self, uids: Sequence[int]) -> tuple[list[int], list[tuple[str, ...]], list[int]]:
+        """UIDs, flags and MODSEQs of those of ``uids`` (ascending) that exist: FETCH (FLAGS) of many
+        messages in one call (:meth:`MailboxState.flag_rows`)."""
+        return self._state.flag_rows(uids)
+
     def modseq(self, uid: int) -> int | None:
         pos = self._state.pos(uid)
         return None if pos < 0 else self._state.modseqs[pos]
@@ -281,10 +297,12 @@ class Mailbox(MessageContent):
             return select_rows(self._index.conn, self.mailbox_id, uids, cols)
 
     def message_info(self, uids: Iterable[int]) -> list[MessageInfo]:
-        """Size, INTERNALDATE, EMAILID, MODSEQ and flags of the given (existing) UIDs, ascending."""
-        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords")
+        """Size, INTERNALDATE, EMAILID, MODSEQ, flags, save date and THREADID of the given (existing) UIDs, ascending."""
+        rows = self._rows(uids, "size, internaldate, emailid, modseq, flags, keywords, "
+                                "coalesce(savedate, internaldate), threadid")
         names = self._state.names
-        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw)) for uid, size, date, eid, ms, fl, kw in rows]
+        return [MessageInfo(uid, size, date, eid, ms, names(fl, kw), saved, tid)
+                for uid, size, date, eid, ms, fl, kw, saved, tid in rows]
 
     def sort_keys(self) -> SortKeys:
         """The in-memory SORT/THREAD keys (:mod:`imapd.store.sortkeys`), built on first use from one
@@ -297,9 +315,9 @@ class Mailbox(MessageContent):
 
     def status(self) -> MailboxStatus:
         with self._index.lock:
-            size = total_size(self._index.conn, self.mailbox_id)
+            size, deleted, deleted_size = size_totals(self._index.conn, self.mailbox_id)
         return MailboxStatus(self.mailbox_id, self.exists, self.unseen_count(), size, self.uidnext,
-                             self.uidvalidity, self.highestmodseq, self.mailboxid)
+                             self.uidvalidity, self.highestmodseq, self.mailboxid, deleted, deleted_size)
 
     # ------------------------------------------------------------------------------ writing
 
@@ -415,15 +433,19 @@ class Mailbox(MessageContent):
             raise
         return StoreResult(changed, failed)
 
-    def expunge(self, uids: Iterable[int]) -> list[int]:
-        """Remove messages (one MODSEQ for the operation, recorded in the expunge history)."""
+    def expunge(self, uids: Iterable[int], *, progress: Progress | None = None) -> list[int]:
+        """Remove messages (one MODSEQ for the operation, recorded in the expunge history); ``progress``
+        is called with (files removed, total) as it goes."""
         done: list[int] = []
         error: OSError | None = None
         cur = os.path.join(self.path, "cur")
         with self._write("expunge") as conn:
             modseq = self._counters(conn)[1] + 1
             clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
-            for uid, fname in select_rows(conn, self.mailbox_id, uids, "fname"):
+            rows = select_rows(conn, self.mailbox_id, uids, "fname")
+            for n, (uid, fname) in enumerate(rows):
+                if progress is not None:
+                    progress(n, len(rows))
                 try:
                     os.unlink(os.path.join(cur, fname))
                 except FileNotFoundError:
@@ -442,15 +464,19 @@ class Mailbox(MessageContent):
             raise self._io_error("expunge", error)
         return done
 
-    def copy(self, uids: Iterable[int], dest: Mailbox | str) -> list[tuple[int, int]]:
-        """Copy messages (hard links where possible) into ``dest``; ``(src_uid, dst_uid)`` pairs."""
-        return self._transfer(uids, dest, move=False)
+    def copy(self, uids: Iterable[int], dest: Mailbox | str, *,
+             progress: Progress | None = None) -> list[tuple[int, int]]:
+        """Copy messages (hard links where possible) into ``dest``; ``(src_uid, dst_uid)`` pairs.
+        ``progress`` is called with (messages placed, total) as it goes."""
+        return self._transfer(uids, dest, move=False, progress=progress)
 
-    def move(self, uids: Iterable[int], dest: Mailbox | str) -> list[tuple[int, int]]:
+    def move(self, uids: Iterable[int], dest: Mailbox | str, *,
+             progress: Progress | None = None) -> list[tuple[int, int]]:
         """Copy then expunge, in one index transaction."""
-        return self._transfer(uids, dest, move=True)
+        return self._transfer(uids, dest, move=True, progress=progress)
 
-    def _transfer(self, uids: Iterable[int], dest: Mailbox | str, *, move: bool) -> list[tuple[int, int]]:
+    def _transfer(self, uids: Iterable[int], dest: Mailbox | str, *, move: bool,
+                  progress: Progress | None = None) -> list[tuple[int, int]]:
         self._check()
         dest_name = dest.name if isinstance(dest, Mailbox) else dest
         dest_id, dest_name = self._owner.resolve(dest_name)
@@ -472,8 +498,11 @@ class Mailbox(MessageContent):
                 dclean = own_write_begin(conn, dest_id, dest_path, self._watched)
                 rows: list[MessageRow] = []
                 sources: list[tuple[int, str]] = []
-                for uid, fname, fl, kw, date, size, eid, blob in select_rows(
-                        conn, self.mailbox_id, uids, "fname, flags, keywords, internaldate, size, emailid, meta"):
+                found = select_rows(conn, self.mailbox_id, uids,
+                                    "fname, flags, keywords, internaldate, size, emailid, meta")
+                for n, (uid, fname, fl, kw, date, size, eid, blob) in enumerate(found):
+                    if progress is not None:
+                        progress(n, len(found))
                     nkw = dest_kw.bits(src_kw.names_of(kw))
                     base = maildir.new_base_name(size)
                     nfname = base + info_letters(fl, nkw)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from imapd.store.errors import LimitExceeded, NoSuchMailbox
-from imapd.store.flags import MAX_KEYWORDS
+from imapd.store.flags import DELETED, MAX_KEYWORDS
+from imapd.store.threadids import thread_ids
 
 __all__ = [
     "IndexDelta",
@@ -139,6 +141,13 @@ def total_size(conn: sqlite3.Connection, mailbox_id: int) -> int:
     return int(conn.execute("SELECT total(size) FROM messages WHERE mailbox=?", (mailbox_id,)).fetchone()[0])
 
 
+def size_totals(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int, int]:
+    """``(size of all messages, number of \\Deleted ones, their size)`` in one pass over the rows."""
+    row = conn.execute("SELECT total(size), total((flags & ?) != 0), total(CASE WHEN flags & ? THEN size END) "
+                       "FROM messages WHERE mailbox=?", (DELETED, DELETED, mailbox_id)).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def message_count(conn: sqlite3.Connection, mailbox_id: int) -> int:
     return int(conn.execute("SELECT count(*) FROM messages WHERE mailbox=?", (mailbox_id,)).fetchone()[0])
 
@@ -193,11 +202,19 @@ def mailbox_counters(conn: sqlite3.Connection, mailbox_id: int, name: str) -> tu
     return int(row[0]), int(row[1])
 
 
-def insert_messages(conn: sqlite3.Connection, rows: Sequence[MessageRow]) -> None:
-    """The one ``INSERT INTO messages`` (APPEND, COPY/MOVE, reconcile)."""
+def insert_messages(conn: sqlite3.Connection, rows: Sequence[MessageRow], *, savedate: float | None = None) -> None:
+    """The one ``INSERT INTO messages`` (APPEND, COPY/MOVE, reconcile).
+
+    Every row gets the RFC 8514 save date ``savedate`` (default: now): the time the message entered this
+    mailbox, whether APPENDed, copied or moved in (a copy is saved anew), or found in the Maildir; and
+    its RFC 8474 THREADID (:mod:`imapd.store.threadids`).
+    """
+    saved = int(time.time() if savedate is None else savedate)
+    threads = thread_ids(conn, [r[10] for r in rows])
     conn.executemany(
-        "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate, size, emailid, meta)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        "INSERT INTO messages(mailbox, uid, fname, base, flags, keywords, modseq, internaldate, size, emailid, meta,"
+        f" threadid, savedate) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,{saved})",
+        [(*r, t) for r, t in zip(rows, threads, strict=True)])
 
 
 def update_flags(conn: sqlite3.Connection, updates: Sequence[tuple[int, int, int, str, int, int]]) -> None:
@@ -212,7 +229,7 @@ def rename_files(conn: sqlite3.Connection, renamed: Sequence[tuple[str, int, int
 
 def drop_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> None:
     """Every row of a mailbox: messages, expunge history, keywords, the mailbox itself."""
-    for table in ("messages", "expunged", "keywords"):
+    for table in ("messages", "expunged", "keywords"):  # threads stay: a Message-ID keeps its thread
         conn.execute(f"DELETE FROM {table} WHERE mailbox=?", (mailbox_id,))
     conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from imapd.store.changefeed import FlagsChanged, MessageEvent, MessagesAdded, MessagesExpunged
 from imapd.store.flags import SEEN, VISIBLE_MASK, system_flag_names
@@ -82,6 +82,38 @@ class MailboxState:
 
     def flags_at(self, pos: int) -> tuple[str, ...]:
         return self.names(self.sysflags[pos], self.kw.get(self.uids[pos], 0))
+
+    def flag_rows(self, uids: Sequence[int]) -> tuple[list[int], list[tuple[str, ...]], list[int]]:
+        """UIDs, flags and MODSEQs of those of ``uids`` (ascending) that exist, as three parallel lists.
+
+        FETCH 1:* (FLAGS) of a big mailbox asks for runs of consecutive positions: those are sliced out of
+        the arrays in C, and each distinct (flags, keywords) pair is named once per call."""
+        n = len(uids)
+        if not n:
+            return [], [], []
+        start = bisect_left(self.uids, uids[0])
+        stop = start + n
+        if self.uids[start:stop] == (uids if isinstance(uids, array) else array("I", uids)):
+            found = uids.tolist() if isinstance(uids, array) else list(uids)
+            bits = self.sysflags[start:stop]
+            modseqs = self.modseqs[start:stop].tolist()
+        else:
+            found, positions = [], []
+            for uid in uids:
+                pos = self.pos(uid)
+                if pos >= 0:
+                    found.append(uid)
+                    positions.append(pos)
+            bits = array("B", [self.sysflags[p] for p in positions])
+            modseqs = [self.modseqs[p] for p in positions]
+        names = self.names
+        kw = self.kw
+        if kw:
+            flags = [names(b, kw.get(u, 0)) for u, b in zip(found, bits, strict=True)]
+        else:
+            by_bits = {b: names(b, 0) for b in set(bits)}
+            flags = [by_bits[b] for b in bits]
+        return found, flags, modseqs
 
     def unseen_count(self) -> int:
         # In C rather than a Python loop: SELECT of a 100k-message mailbox asks for this.

@@ -58,6 +58,8 @@ class MailboxInfo(msgspec.Struct, frozen=True):
     subscribed: bool
     has_children: bool
     noselect: bool
+    mailboxid: str | None = None
+    """RFC 8474 MAILBOXID; set by :meth:`UserStore.create_mailbox` only (LIST does not need it)."""
 
 
 class UserStore:
@@ -294,8 +296,9 @@ class UserStore:
         """Rebuild the index rows of one mailbox (or all) from the Maildir: UIDs and UIDVALIDITY from
         ``dovecot-uidlist`` wherever it has them, keywords from ``dovecot-keywords`` and file names.
 
-        What only the index held is lost: keywords past the 26 with file-name letters, EMAILIDs, the
-        expunge history. Returns ``(name, uidvalidity, messages)`` per rebuilt mailbox.
+        What only the index held is lost: keywords past the 26 with file-name letters, EMAILIDs, save
+        dates (RFC 8514: now the rebuild's time), the expunge history. THREADIDs are found again from the
+        user's Message-ID table. Returns ``(name, uidvalidity, messages)`` per rebuilt mailbox.
         """
         out = []
         with self.index.write() as conn:
@@ -338,6 +341,11 @@ class UserStore:
             return False
         return True
 
+    def has_children(self, name: str) -> bool:
+        """Whether a folder lies below ``name``, from one scan of the user's directory (the IMAP4rev2
+        SELECT says so without :meth:`list_mailboxes`, which syncs every folder)."""
+        return bool(self._children_dirs(normalize(name)))
+
     def create_mailbox(self, name: str, special_use: str | None = None) -> MailboxInfo:
         """Create a mailbox (and any missing parents, RFC 3501 6.3.3)."""
         name = normalize(name)
@@ -364,7 +372,11 @@ class UserStore:
             raise self._io("create mailbox", name, exc) from exc
         for n, mid in created:
             self.feed.publish_list(MailboxListChanged(self.user, "created", n, mailbox_id=mid))
-        return MailboxInfo(name, created[-1][1], special_use, name in set(self.subscriptions()), False, False)
+        mid = created[-1][1]
+        with self.index.lock:
+            row = self.index.conn.execute("SELECT guid FROM mailboxes WHERE id=?", (mid,)).fetchone()
+        return MailboxInfo(name, mid, special_use, name in set(self.subscriptions()), False, False,
+                           None if row is None else str(row[0]))
 
     def set_special_use(self, name: str, special_use: str | None) -> None:
         mid, _ = self.resolve(name)
@@ -552,13 +564,15 @@ class UserStore:
                 reconcile(conn, mailbox_id, self.folder_path(name), history_limit=self.history_limit)
                 row = conn.execute("SELECT uidvalidity, uidnext, highestmodseq, guid FROM mailboxes WHERE id=?",
                                    (mailbox_id,)).fetchone()
-                agg = conn.execute("SELECT count(*), total(size), total((flags & 1) = 0) FROM messages "
-                                   "WHERE mailbox=?", (mailbox_id,)).fetchone()
+                agg = conn.execute("SELECT count(*), total(size), total((flags & 1) = 0), total((flags & 8) != 0), "
+                                   "total(CASE WHEN flags & 8 THEN size END) FROM messages WHERE mailbox=?",
+                                   (mailbox_id,)).fetchone()
         except FileNotFoundError as exc:
             raise NoSuchMailbox(f"mailbox {name!r} does not exist") from exc
         except (OSError, sqlite3.Error) as exc:
             raise self._io("status", name, exc) from exc
-        return MailboxStatus(mailbox_id, int(agg[0]), int(agg[2]), int(agg[1]), row[1], row[0], row[2], row[3])
+        return MailboxStatus(mailbox_id, int(agg[0]), int(agg[2]), int(agg[1]), row[1], row[0], row[2], row[3],
+                             int(agg[3]), int(agg[4]))
 
     # --------------------------------------------------------------------------- provisioning
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from imapd.server.handoff import owner_slot
-from tests.conftest import RunningServer, imapd_cli, start_server, stop_server
+from tests.conftest import RunningServer, imapd_cli
 from tests.e2e.test_mbsync import ensure_mbsync, mbsync_version, write_config
-from tests.e2e.test_tls import client_context, make_cert
+from tests.e2e.test_tls import client_context
+from tests.e2e.test_workers import USERS, cluster  # noqa: F401 - the two-worker fixture
 from tests.rawimap import RawIMAP
 
 
@@ -151,62 +152,47 @@ def test_a_corrupt_stream_ends_the_session_with_bye(server: RunningServer) -> No
     fresh.command("LOGOUT")
 
 
-USERS = {"alice": "secret1", "bob": "secret2", "carol": "secret3", "erin": "secret4"}
-
-
-def test_compressed_sessions_survive_a_reload_plain_and_tls(tmp_path: Path) -> None:
+def test_compressed_sessions_survive_a_reload_plain_and_tls(cluster: tuple[RunningServer, int]) -> None:  # noqa: F811
     """Two workers: a TLS session is relayed to its owner and inflated there; at a reload each compressed
     session moves to the new generation with its stream (full flush one way, the window the other)."""
-    cert, key = make_cert(tmp_path)
-    data = tmp_path / "data"
-    for user, password in USERS.items():
-        imapd_cli("user", "add", user, "--password-stdin", "--data-dir", str(data), stdin=password)
-    srv = start_server(data, "-o", "server.workers=2", "-o", f"tls.cert={cert}", "-o", f"tls.key={key}",
-                       tls_listen="127.0.0.1:0")
-    try:
-        import re
-
-        m = re.search(r"ready on 127\.0\.0\.1:\d+, 127\.0\.0\.1:(\d+)", srv.log())
-        assert m, srv.log()
-        tls_port = int(m.group(1))
-        assert {owner_slot(u, 2) for u in USERS} == {0, 1}
-        sessions: dict[str, ZClient] = {}
-        for i, (user, password) in enumerate(USERS.items()):
-            c = ZClient.over_tls(tls_port) if i % 2 else ZClient(srv.host, srv.port)
-            c.ok(f"LOGIN {user} {password}")
-            c.compress()
-            c.ok("SELECT INBOX")
-            # history the inflater must remember: the commands after the reload refer back into it
-            c.ok('LIST "" "*"')
-            sessions[user] = c
-        idler = sessions["alice"]
-        idler.sock.sendall(b"i1 IDLE\r\n")
-        assert idler.readline().startswith(b"+ ")
-        imapd_cli("reload", "--data-dir", str(data))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and srv.log().count("to the new generation") < 2:
-            time.sleep(0.1)
-        assert srv.log().count("handed 2 session(s) to the new generation") == 2, srv.log()[-3000:]
-        for user, c in sessions.items():
-            if c is idler:
-                continue
-            untagged = c.ok("SELECT INBOX")  # the same words as before: back-references into the window
-            assert any(line.endswith(b" EXISTS") for line in untagged), (user, untagged)
-            c.ok(b"APPEND INBOX {%d+}\r\n" % len(_message(f"after reload {user}")) + _message(f"after reload {user}"))
-        # the IDLE session is still in IDLE on the new worker and hears of new mail
-        writer = RawIMAP(srv.host, srv.port)
-        writer.ok("LOGIN alice secret1")
-        writer.ok(b"APPEND INBOX {%d+}\r\n" % len(_message("for the idler")) + _message("for the idler"))
-        writer.command("LOGOUT")
-        assert any(line.endswith(b" EXISTS") for line in idler.read_until(rb"^\* \d+ EXISTS$", timeout=10))
-        idler.sock.sendall(b"DONE\r\n")
-        idler.read_until(rb"^i1 OK")
-        idler.ok("NOOP")
-        for c in sessions.values():
-            c.command("LOGOUT")
-            c.close()
-    finally:
-        stop_server(srv)
+    srv, tls_port = cluster
+    data = srv.data_dir
+    assert {owner_slot(u, 2) for u in USERS} == {0, 1}
+    sessions: dict[str, ZClient] = {}
+    for i, (user, password) in enumerate(USERS.items()):
+        c = ZClient.over_tls(tls_port) if i % 2 else ZClient(srv.host, srv.port)
+        c.ok(f"LOGIN {user} {password}")
+        c.compress()
+        c.ok("SELECT INBOX")
+        # history the inflater must remember: the commands after the reload refer back into it
+        c.ok('LIST "" "*"')
+        sessions[user] = c
+    idler = sessions["alice"]
+    idler.sock.sendall(b"i1 IDLE\r\n")
+    assert idler.readline().startswith(b"+ ")
+    imapd_cli("reload", "--data-dir", str(data))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and srv.log().count("to the new generation") < 2:
+        time.sleep(0.1)
+    assert srv.log().count("handed 2 session(s) to the new generation") == 2, srv.log()[-3000:]
+    for user, c in sessions.items():
+        if c is idler:
+            continue
+        untagged = c.ok("SELECT INBOX")  # the same words as before: back-references into the window
+        assert any(line.endswith(b" EXISTS") for line in untagged), (user, untagged)
+        c.ok(b"APPEND INBOX {%d+}\r\n" % len(_message(f"after reload {user}")) + _message(f"after reload {user}"))
+    # the IDLE session is still in IDLE on the new worker and hears of new mail
+    writer = RawIMAP(srv.host, srv.port)
+    writer.ok("LOGIN alice secret1")
+    writer.ok(b"APPEND INBOX {%d+}\r\n" % len(_message("for the idler")) + _message("for the idler"))
+    writer.command("LOGOUT")
+    assert any(line.endswith(b" EXISTS") for line in idler.read_until(rb"^\* \d+ EXISTS$", timeout=10))
+    idler.sock.sendall(b"DONE\r\n")
+    idler.read_until(rb"^i1 OK")
+    idler.ok("NOOP")
+    for c in sessions.values():
+        c.command("LOGOUT")
+        c.close()
 
 
 def test_mbsync_turns_compression_on(server: RunningServer, tmp_path: Path) -> None:

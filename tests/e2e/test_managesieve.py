@@ -196,3 +196,32 @@ def test_idle_client_gets_bye(tmp_path: Path) -> None:
         assert out.endswith(b'BYE "Idle for too long"\r\n')
     finally:
         stop_server(srv)
+
+
+def test_xstate_token_authenticates_until_revoked(sieve_server: RunningServer) -> None:
+    """SASL X-STATE: a webmail that keeps only the IMAP token manages the filters with it; a revoked
+    token (the webmail's logout) or a forged one is refused like a wrong password."""
+    import base64
+
+    from imapd.client import xstate_save
+
+    imap = imaplib.IMAP4("127.0.0.1", sieve_server.port)
+    imap.login("alice", "secret1")
+    token = xstate_save(imap)
+    port = sieve_port(sieve_server)
+    b64 = base64.b64encode(token.encode()).decode()
+    out = _raw(port, b'AUTHENTICATE "X-STATE" "' + b64.encode() + b'"\r\nCAPABILITY\r\nLISTSCRIPTS\r\nLOGOUT\r\n')
+    tail = out.split(b'OK "imapd ManageSieve ready"\r\n', 1)[1]
+    assert tail.startswith(b'OK "Logged in"\r\n'), tail
+    assert b'"OWNER" "alice"' in tail and b'OK "Listscripts completed"' in tail
+    assert b'"SASL" "PLAIN X-STATE"' in out.split(b'OK "imapd ManageSieve ready"')[0]
+    # the continuation form, and a token that is not this server's
+    forged = base64.b64encode(token[:-4].encode() + b"AAAA").decode()
+    out = _raw(port, b'AUTHENTICATE "X-STATE"\r\n"' + forged.encode() + b'"\r\nLISTSCRIPTS\r\nLOGOUT\r\n')
+    assert b'""\r\nNO (AUTH-FAILED) "Not a state token of this server"' in out, out
+    assert b'NO "Authenticate first"' in out
+    typ, _ = imap._simple_command("X-STATE", "REVOKE")
+    assert typ == "OK"
+    imap.logout()
+    out = _raw(port, b'AUTHENTICATE "X-STATE" "' + b64.encode() + b'"\r\nLOGOUT\r\n')
+    assert b'NO (AUTH-FAILED) "State token was revoked (X-STATE REVOKE)"' in out, out

@@ -28,9 +28,12 @@ from imapd.protocol.search_keys import (
     SearchHeader,
     SearchModSeq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
+    SearchSaveDateSupported,
     SearchSequence,
     SearchSize,
+    SearchWithin,
 )
 from imapd.protocol.search_keys import SearchText as SText
 
@@ -45,6 +48,7 @@ numbers = st.integers(1, 2**32 - 1)
 bound = st.none() | numbers
 seqsets = st.just(SequenceSet(saved=True)) | st.lists(st.tuples(bound, bound), min_size=1, max_size=4).map(
     lambda rs: SequenceSet(tuple(rs)))
+objectids = st.from_regex(r"[A-Za-z0-9_-]{1,40}", fullmatch=True)
 keywords = st.from_regex(r"[A-Za-z$][A-Za-z0-9_$]{0,8}", fullmatch=True)
 flags = st.lists(st.sampled_from(["\\Seen", "\\Answered", "\\Deleted", "\\Flagged", "\\Draft"]) | keywords,
                  max_size=4, unique=True).map(tuple)
@@ -52,6 +56,7 @@ dates = st.dates(datetime.date(1900, 1, 1), datetime.date(2200, 12, 31))
 fields = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,10}", fullmatch=True)
 leaf_keys = st.one_of(
     st.just(SearchAll()),
+    st.just(SearchSaveDateSupported()),
     st.builds(SearchFlag, st.sampled_from(["\\Seen", "\\Answered", "\\Draft"]) | keywords, st.booleans()),
     st.builds(SText, st.sampled_from(sorted(TEXT_KEYS)), text),
     st.builds(SearchHeader, fields, text),
@@ -59,6 +64,8 @@ leaf_keys = st.one_of(
     st.builds(SearchSize, st.booleans(), st.integers(0, 2**40)),
     st.builds(SearchSequence, seqsets, st.booleans()),
     st.builds(SearchModSeq, st.integers(0, 2**63 - 1), st.none() | st.tuples(text, st.sampled_from(["priv", "shared", "all"]))),
+    st.builds(SearchWithin, st.booleans(), numbers),
+    st.builds(SearchObjectId, st.sampled_from(["EMAILID", "THREADID"]), objectids),
 )
 search_keys = st.recursive(leaf_keys, lambda k: st.one_of(
     st.builds(SearchNot, k), st.builds(SearchOr, k, k), st.lists(k, min_size=1, max_size=3).map(lambda x: SearchAnd(tuple(x)))),
@@ -193,7 +200,8 @@ responses = st.one_of(
     st.builds(r.FlagsResponse, flags),
     st.builds(r.ListResponse, flags, st.none() | st.sampled_from(["/", ".", '"', "\\"]), text),
     st.builds(r.LsubResponse, flags, st.none() | st.just("/"), text),
-    st.builds(r.StatusResponse, text, st.lists(st.tuples(st.sampled_from(["MESSAGES", "SIZE"]), st.integers(0, 2**40))).map(tuple)),
+    st.builds(r.StatusResponse, text, st.lists(st.tuples(st.sampled_from(["MESSAGES", "SIZE"]), st.integers(0, 2**40))
+                                               | st.tuples(st.just("MAILBOXID"), st.builds(r.ObjectId, objectids))).map(tuple)),
     st.builds(r.SearchResponse, st.lists(numbers).map(tuple), st.none() | st.integers(1, 2**63)),
     st.builds(r.SortResponse, st.lists(numbers).map(tuple)),
     st.builds(r.EsearchResponse, st.none() | idents, st.booleans(),

@@ -7,13 +7,16 @@ import sys
 
 import pytest
 
+from imapd.delivery.command import register_cli as register_deliver
 from imapd.store import Store
 from imapd.store.admin import register_cli
 
 
 def run(argv: list[str], stdin: bytes = b"", monkeypatch: pytest.MonkeyPatch | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imapd")
-    register_cli(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_cli(sub)
+    register_deliver(sub)
     args = parser.parse_args(argv)
     assert monkeypatch is not None
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
@@ -58,7 +61,7 @@ def test_deliver_disk_full_is_tempfail(tmp_path: object, monkeypatch: pytest.Mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
+    register_deliver(parser.add_subparsers())
     args = parser.parse_args(["deliver", "alice", "--data-dir", d])
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Subject: x\r\n\r\n")))
     monkeypatch.setattr(os, "write", full)

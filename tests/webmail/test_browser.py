@@ -20,6 +20,7 @@ import pytest
 
 from imapd.demo import seed_demo
 from tests.conftest import RunningServer, start_server, stop_server
+from tests.e2e.test_managesieve import sieve_port
 from tests.webmail.conftest import Account, html_mail, text_mail
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,7 +46,7 @@ def free_port() -> int:
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data = tmp_path_factory.mktemp("browser") / "data"
     seed_demo(data)  # the demo users with realistic mail: demo / demo
-    srv = start_server(data, "-o", "store.fsync=false")
+    srv = start_server(data, "-o", "store.fsync=false", "-o", "managesieve.listen=127.0.0.1:0")
     srv.users["demo"] = "demo"
     try:
         yield srv
@@ -58,6 +59,7 @@ def webmail(demo_server: RunningServer) -> Iterator[str]:
     port = free_port()
     log = open(demo_server.data_dir.parent / "webmail.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "webmail_demo", "--imap", f"127.0.0.1:{demo_server.port}",
+                             "--managesieve", f"127.0.0.1:{sieve_port(demo_server)}",
                              "--listen", f"127.0.0.1:{port}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -138,5 +140,88 @@ def test_browser_session(webmail: str, demo_server: RunningServer, tmp_path: Pat
         page.wait_for_selector(".flash >> text=You have logged out")
         page.goto(webmail + "/mail?box=INBOX")
         assert re.search(r"/login$", page.url)
+        assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+        browser.close()
+
+
+def _script(srv: RunningServer) -> tuple[str | None, str]:
+    """The active script's name and the text of "webmail", as the server has them (GETSCRIPT)."""
+    from sievelib.managesieve import Client
+
+    c = Client("127.0.0.1", sieve_port(srv))
+    assert c.connect("demo", "demo", authmech="PLAIN"), c.errmsg
+    active, _ = c.listscripts()
+    text = c.getscript("webmail") or ""
+    c.logout()
+    return active, text
+
+
+@pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted connection")
+def test_browser_filters_and_vacation(webmail: str, demo_server: RunningServer, tmp_path: Path) -> None:
+    """Settings > Filters: add a rule and a vacation reply in the browser; `imapd deliver` then files by the
+    script the page stored over ManageSieve; edit and delete round-trip through the server's script."""
+    SHOTS = DOC_SHOTS if os.environ.get("IMAPD_SCREENSHOTS") == "1" else tmp_path
+    demo = Account(demo_server, "demo", "demo")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(10_000)
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.goto(webmail + "/login")
+        page.fill("input[name=user]", "demo")
+        page.fill("input[name=password]", "demo")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#msglist")
+        page.click("a.manage >> text=Filters & vacation")
+        page.wait_for_selector("main.settings >> text=No filters yet.")
+
+        rule = page.locator("form[aria-label=Filter]")
+        rule.locator("input[name=name]").fill("Mailing lists")
+        rule.locator("select[name=field]").select_option("subject")
+        rule.locator("select[name=match]").select_option("contains")
+        rule.locator("input[name=value]").fill("[list]")
+        rule.locator("select[name=action]").select_option("move")
+        rule.locator("input[name=folder]").fill("Lists")
+        rule.locator("button >> text=Add filter").click()
+        page.wait_for_selector(".flash >> text=Filter “Mailing lists” added.")
+
+        vac = page.locator("form.vacation-form")
+        vac.locator("input[name=enabled]").check()
+        vac.locator("input[name=subject]").fill("Out of office")
+        vac.locator("textarea[name=body]").fill("I am away until Monday.\nYour mail will be read then.")
+        vac.locator("input[name=days]").fill("5")
+        vac.locator("button >> text=Save vacation reply").click()
+        page.wait_for_selector(".flash >> text=Vacation reply on.")
+        assert page.locator("form.vacation-form textarea[name=body]").input_value() == (
+            "I am away until Monday.\nYour mail will be read then.")
+        page.screenshot(path=str(SHOTS / "settings.png"), full_page=True)
+
+        active, text = _script(demo_server)
+        assert active == "webmail"
+        assert 'if header :contains "Subject" "[list]" { fileinto :create "Lists"; stop; }' in text
+        assert 'vacation :days 5 :subject "Out of office"' in text
+        before = len(demo.uids("INBOX"))
+        demo.deliver(text_mail("[list] release 2.0 announced", "Lists <list@example.org>"))
+        demo.deliver(text_mail("Not for the list", "Ann <ann@example.org>"))
+        assert len(demo.uids("Lists", 'SUBJECT "release 2.0"')) == 1
+        assert len(demo.uids("INBOX")) == before + 1 and not demo.uids("INBOX", 'SUBJECT "release 2.0"')
+
+        # edit: the form comes back filled in from the server's script
+        page.click("tr[data-rule='0'] a >> text=Edit")
+        form = page.locator("form[aria-label=Filter]")
+        assert form.locator("input[name=value]").input_value() == "[list]"
+        form.locator("input[name=value]").fill("[announce]")
+        form.locator("button >> text=Save filter").click()
+        page.wait_for_selector(".flash >> text=Filter “Mailing lists” saved.")
+        assert "“[announce]”" in page.inner_text("tr[data-rule='0']")
+        _, text = _script(demo_server)
+        assert '"[announce]"' in text and '"[list]"' not in text and "vacation :days 5" in text
+
+        page.click("tr[data-rule='0'] button >> text=Delete")
+        page.wait_for_selector(".flash >> text=Filter “Mailing lists” deleted.")
+        page.wait_for_selector("main.settings >> text=No filters yet.")
+        _, text = _script(demo_server)
+        assert "if header" not in text and "vacation :days 5" in text
         assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
         browser.close()

@@ -49,7 +49,7 @@ __all__ = [
     "unpack",
 ]
 
-CURRENT_VERSION: Final = 3
+CURRENT_VERSION: Final = 4
 
 EXTENSION_REGISTRY: Final[tuple[str, ...]] = (
     "CONDSTORE",
@@ -125,7 +125,7 @@ class MailboxView(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_f
     """Live CONTEXT=SEARCH/SORT results (RFC 5267), at most :data:`MAX_LIVE_SEARCH_BYTES` of them."""
 
 
-class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=3):
+class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag=4):
     """Everything needed to resume an IMAP session. Holds no password and no secret."""
 
     user: str
@@ -143,6 +143,10 @@ class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_
     from it, so that revoking one lineage kills all its tokens (b"": none, a version-1 state)."""
     bound_address: bytes = b""
     """The client address the state may be restored from, as the server encodes it (b"": any)."""
+    # -- version 4 --
+    notify: str = ""
+    """The session's RFC 5465 ``NOTIFY SET ...`` as the client could have sent it (without tag), or ""
+    (none). The server keeps its meaning; this library only carries the text."""
 
     @classmethod
     def create(
@@ -154,10 +158,11 @@ class SessionState(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_
         mailbox: MailboxView | None = None,
         lineage: bytes = b"",
         bound_address: bytes = b"",
+        notify: str = "",
     ) -> SessionState:
         """Build a state from extension names (case-insensitive) rather than a bitmask."""
         mask, others = encode_extensions(enabled)
-        return cls(user, credential_generation, mask, others, mailbox, lineage, bound_address)
+        return cls(user, credential_generation, mask, others, mailbox, lineage, bound_address, notify)
 
     @property
     def enabled(self) -> frozenset[str]:
@@ -201,13 +206,19 @@ class _SessionStateV2(SessionState, frozen=True, tag=2):
     """Version 2: no live searches in the mailbox view."""
 
 
-_OLDER_VERSIONS: Final[dict[int, type[SessionState]]] = {1: _SessionStateV1, 2: _SessionStateV2}
+class _SessionStateV3(SessionState, frozen=True, tag=3):
+    """Version 3: no NOTIFY registration."""
+
+
+_OLDER_VERSIONS: Final[dict[int, type[SessionState]]] = {1: _SessionStateV1, 2: _SessionStateV2,
+                                                               3: _SessionStateV3}
 """Version tag -> subclass of :class:`SessionState` carrying that tag."""
 SUPPORTED_VERSIONS: Final = frozenset({CURRENT_VERSION, *_OLDER_VERSIONS})
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _PEEK: Final = msgspec.msgpack.Decoder(_VersionPeek)
-_DECODER: Final = msgspec.msgpack.Decoder(SessionState | _SessionStateV1 | _SessionStateV2)
+_DECODER: Final = msgspec.msgpack.Decoder(
+    SessionState | _SessionStateV1 | _SessionStateV2 | _SessionStateV3)
 
 
 def new_lineage() -> bytes:
@@ -256,7 +267,9 @@ def unpack(data: bytes) -> SessionState:
     if type(state) is not SessionState:  # an older version: upgrade (new fields keep defaults)
         if type(state) is _SessionStateV1 and (state.lineage or state.bound_address):
             raise TokenInvalid("invalid state: fields beyond version 1")
-        if state.mailbox is not None and state.mailbox.live_searches:
+        if type(state) is not _SessionStateV3 and state.mailbox is not None and state.mailbox.live_searches:
             raise TokenInvalid("invalid state: fields beyond version 2")
+        if state.notify:
+            raise TokenInvalid("invalid state: fields beyond version 3")
         state = SessionState(**msgspec.structs.asdict(state))
     return state

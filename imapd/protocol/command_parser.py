@@ -11,6 +11,7 @@ from . import commands as c
 from .fetch_parser import parse_fetch_items
 from .flags import FlagError, normalize_flag
 from .metadata_parser import parse_getmetadata, parse_setmetadata
+from .notify_parser import parse_notify
 from .quota_parser import parse_getquota, parse_getquotaroot, parse_setquota
 from .reader import ParseError, TokenReader
 from .search_keys import SearchKey
@@ -687,5 +688,6 @@ _COMMANDS: dict[str, Handler] = {
     "SETQUOTA": parse_setquota,
     "GETMETADATA": parse_getmetadata,
     "SETMETADATA": parse_setmetadata,
+    "NOTIFY": parse_notify,
 }
 _UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "EXPUNGE", "REPLACE"})

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import commands as c
 from .fetch_items import BinarySize, FetchBody, FetchItem, FetchPreview
+from .notify_parser import write_notify
 from .reader import MONTHS
 from .search_keys import (
     SearchAll,
@@ -316,4 +317,5 @@ _WRITERS: dict[type, Callable[[Any, bool], bytes]] = {
     + b" ".join(b"%s %d" % (name.encode(), limit) for name, limit in cmd.limits) + b")",
     c.GetMetadata: _getmetadata,
     c.SetMetadata: _setmetadata,
+    c.Notify: write_notify,
 }

@@ -15,6 +15,9 @@ from .search_keys import SearchKey
 from .sequence import SequenceSet
 
 __all__ = [
+    "Notify",
+    "NotifyEvent",
+    "NotifyGroup",
     "Append",
     "AppendMessage",
     "Authenticate",
@@ -408,6 +411,29 @@ class SetMetadata(_Cmd, frozen=True):
     entries: tuple[tuple[str, bytes | None], ...]
 
 
+class NotifyEvent(msgspec.Struct, frozen=True):
+    """One RFC 5465 event: a known one in the RFC's spelling (``MessageNew``), any other atom upper-cased
+    (the session answers ``NO [BADEVENT]``); ``fetch`` only for MessageNew."""
+
+    name: str
+    fetch: tuple[FetchItem, ...] = ()
+
+
+class NotifyGroup(msgspec.Struct, frozen=True):
+    """``(filter events)``; ``filter`` upper-cased, ``mailboxes`` for SUBTREE/MAILBOXES, no events: NONE."""
+
+    filter: str
+    events: tuple[NotifyEvent, ...] = ()
+    mailboxes: tuple[str, ...] = ()
+
+
+class Notify(_Cmd, frozen=True):
+    """``NOTIFY NONE`` (no groups) or ``NOTIFY SET [STATUS] group...`` (RFC 5465 3.1)."""
+
+    groups: tuple[NotifyGroup, ...] = ()
+    status: bool = False
+
+
 Command = (
     Capability
     | Noop
@@ -453,4 +479,5 @@ Command = (
     | SetQuota
     | GetMetadata
     | SetMetadata
+    | Notify
 )

@@ -392,6 +392,11 @@ def _metadata(w: ResponseWriter, x: r.MetadataResponse) -> bytes:
     return b"* METADATA " + mailbox_bytes(x.mailbox, w.utf8) + b" (" + items + b")\r\n"
 
 
+def _metadata_changed(w: ResponseWriter, x: r.MetadataChangedResponse) -> bytes:
+    names = b" ".join(astring_text(name).encode() for name in x.entries)
+    return b"* METADATA " + mailbox_bytes(x.mailbox, w.utf8) + b" " + names + b"\r\n"
+
+
 _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.TaggedResponse: _tagged,
     r.UntaggedStatus: _untagged,
@@ -419,4 +424,5 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.QuotaResponse: _quota,
     r.QuotaRootResponse: _quotaroot,
     r.MetadataResponse: _metadata,
+    r.MetadataChangedResponse: _metadata_changed,
 }

@@ -18,6 +18,7 @@ from .sequence import SequenceSet
 from .values import Value
 
 __all__ = [
+    "MetadataChangedResponse",
     "CapabilityResponse",
     "ContinuationResponse",
     "EnabledResponse",
@@ -249,6 +250,13 @@ class MetadataResponse(msgspec.Struct, frozen=True):
     entries: tuple[tuple[str, bytes | None], ...]
 
 
+class MetadataChangedResponse(msgspec.Struct, frozen=True):
+    """RFC 5464 4.4.2 unsolicited ``* METADATA mailbox entry...`` (names only: they changed)."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+
+
 Response = (
     TaggedResponse
     | UntaggedStatus
@@ -276,4 +284,5 @@ Response = (
     | QuotaResponse
     | QuotaRootResponse
     | MetadataResponse
+    | MetadataChangedResponse
 )

@@ -216,10 +216,13 @@ class ServerHandle:
                     log.debug("could not tell worker %d of %s", slot, event)
 
     def _changed(self, user: str) -> None:
-        """Another process changed ``user``'s mail: re-read the user's open mailboxes, on its lane."""
+        """Another process changed ``user``'s mail: re-read the user's open mailboxes, on its lane, then tell
+        whoever watches the user's other mailboxes (NOTIFY) to look again."""
         for mailbox in self.ctx.store.open_mailboxes():
             if mailbox.user == user and not mailbox.deleted:
                 self.ctx.lanes.submit(user, "sync after a change notice", mailbox.sync)
+        feed = self.ctx.store.feed
+        self.ctx.lanes.submit(user, "notify after a change notice", lambda: feed.publish_user_touched(user))
 
     def _adopt(self, transfer: Transfer, client: socket.socket) -> None:
         """A connection handed over by another worker: serve it from where it stands."""

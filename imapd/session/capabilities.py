@@ -50,6 +50,7 @@ _ALWAYS = (
     "WITHIN",
     "OBJECTID",
     "SAVEDATE",
+    "NOTIFY",
 )
 
 

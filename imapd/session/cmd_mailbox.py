@@ -95,6 +95,8 @@ def select_view(s: Session, view: SelectedView) -> SelectedView:
     """Make a view built beforehand the selected one, listening to its mailbox's change feed (no I/O:
     X-STATE RESTORE prepares its view, \\Recent claims included, before it changes the session)."""
     view.set_listener(view.mailbox.subscribe(view.on_event), None)
+    if s.notify is not None:
+        s.notify.attach(view)  # RFC 5465: pushed between commands
     s.selected = view
     s.state = State.SELECTED
     return view

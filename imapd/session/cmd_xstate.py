@@ -34,6 +34,7 @@ from imapd.session.auth import audit, client_address
 from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated, utf8_names
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.notify import restore_notify
 from imapd.session.resync import CatchUp, NotRestorable, plan_restore, plan_restore_by_uid, send_catch_up
 from imapd.session.session import Done, Session, State
 from imapd.session.view import SelectedView
@@ -117,7 +118,8 @@ async def save(s: Session, cmd: c.XStateSave) -> Done:
     view_state, dropped = _saved_view(s)
     bound = bound_address(s) if ctx.settings.xstate.bind_address else b""
     state = SessionState.create(user, record.generation, enabled=sorted(s.enabled), mailbox=view_state,
-                                lineage=lineage, bound_address=bound)
+                                lineage=lineage, bound_address=bound,
+                                notify=s.notify.text if s.notify is not None else "")
     try:
         token = encode_token(state, ctx.xstate_keys)
     except ValueError:  # e.g. names so long the token would exceed what RESTORE accepts
@@ -187,7 +189,11 @@ async def restore(s: Session, cmd: c.XStateRestore) -> Done:
         if prepared.view is not None:
             s.ctx.release_mailbox(prepared.view.mailbox)
         raise
-    return await _send(s, prepared, authenticating=authenticating, closed=closed)
+    done = await _send(s, prepared, authenticating=authenticating, closed=closed)
+    # RFC 5465 NOTIFY as saved (none: off); the STATUS of each watched mailbox follows (notify.py).
+    s.stop_notify()
+    restore_notify(s, state.notify)
+    return done
 
 
 def _check_may_authenticate(s: Session) -> None:

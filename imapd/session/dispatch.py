@@ -21,6 +21,7 @@ from imapd.session import (
     cmd_replace,
     cmd_selected,
     cmd_xstate,
+    notify,
 )
 from imapd.session.errors import CommandError
 from imapd.session.session import NO_EXPUNGE, Done, Session, State
@@ -82,6 +83,7 @@ DISPATCH: dict[type[c.Command], tuple[frozenset[State], Handler]] = {
     c.SetQuota: (_AUTHED, cmd_quota.setquota),
     c.GetMetadata: (_AUTHED, cmd_metadata.getmetadata),
     c.SetMetadata: (_AUTHED, cmd_metadata.setmetadata),
+    c.Notify: (_AUTHED, notify.notify),
 }
 
 MEMORY_ONLY: frozenset[type[c.Command]] = frozenset({c.Capability, c.Id, c.Namespace, c.Enable, c.Logout})
@@ -97,6 +99,8 @@ def in_memory(s: Session, command: c.Command) -> bool:
     """Whether ``command`` touches only memory in this session's present state (see MEMORY_ONLY). At worst,
     when the value cache drops an entry between this check and the command, one indexed SQLite read runs
     where the bytes arrived."""
+    if s.notify is not None and s.notify.new_plan is not None:
+        return False  # the end of any command may FETCH new mail for NOTIFY's MessageNew (disk)
     if type(command) in MEMORY_ONLY:
         return True
     check = _MEMORY_CHECKS.get(type(command))
@@ -139,6 +143,7 @@ async def execute(s: Session, command: c.Command) -> None:
 
 
 async def _run(s: Session, tag: str, command: c.Command, handler: Handler) -> None:
+    s.in_command = True  # NOTIFY pushes wait; the end of the command sends what is pending
     try:
         done = await handler(s, command)
     except CommandError as exc:
@@ -151,6 +156,8 @@ async def _run(s: Session, tag: str, command: c.Command, handler: Handler) -> No
         s.flush_updates_for(command)
         s.tagged(tag, "NO", str(exc), Code(exc.code) if exc.code else None)
         return
+    finally:
+        s.in_command = False
     if done is None:  # the handler answered (IDLE, LOGOUT, AUTHENTICATE in progress)
         return
     s.flush_updates_for(command)

@@ -22,6 +22,7 @@ from imapd.protocol.responses import UntaggedStatus
 from imapd.session import contexts
 from imapd.session.cmd_auth import enter_authenticated
 from imapd.session.cmd_mailbox import attach_view
+from imapd.session.notify import restore_notify
 from imapd.session.recent import RecentUids
 from imapd.session.session import Session, State
 from imapd.session.view import SelectedView
@@ -79,6 +80,8 @@ class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """The real client a trusted proxy named (``ID x-originating-ip``), for limits and logs."""
     xstate_lineage: bytes = b""
     """The login's X-STATE lineage (cmd_xstate), so a reload does not split it from its tokens."""
+    notify: str = ""
+    """RFC 5465 ``NOTIFY SET ...`` of the session (notify.py), "" for none."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -114,13 +117,14 @@ def snapshot(s: Session) -> SessionSnapshot:
         user=user, generation=record.generation if record is not None else -1, enabled=sorted(s.enabled),
         utf8=s.utf8, selected=selected, search_result=s.search_result, idle_tag=s.idle_tag,
         bad_count=s.bad_count, xstate_lineage=s.xstate_lineage, session_id=s.session_id,
-        client_origin=s.client_origin)
+        client_origin=s.client_origin, notify=s.notify.text if s.notify is not None else "")
 
 
 def detach(s: Session) -> SessionSnapshot:
     """Take the snapshot and stop this process from telling the client anything more: from now on its
     new owner computes and sends what happened (no EXPUNGE told twice)."""
     snap = snapshot(s)
+    s.stop_notify()
     view = s.selected
     if view is not None:
         view.close()
@@ -156,6 +160,7 @@ async def resume(s: Session, snap: SessionSnapshot) -> None:
         _bye(s, f"Mailbox {snap.selected.name} changed beyond repair; select it again")
         return
     s.search_result = snap.search_result
+    restore_notify(s, snap.notify)  # the watched mailboxes' STATUS is sent again (notify.py)
     if snap.idle_tag is not None:
         s.conn.expect_idle_done()
         s.start_idle(snap.idle_tag)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import ssl
 
     from imapd.session.context import ServerContext
+    from imapd.session.notify import NotifyWatch
     from imapd.session.view import SelectedView
     from imapd.store.userstore import UserStore
 
@@ -103,6 +104,8 @@ class Session:
         "conn",
         "ctx",
         "enabled",
+        "in_command",
+        "notify",
         "pending_sasl",
         "search_result",
         "selected",
@@ -131,6 +134,8 @@ class Session:
         self.xstate_lineage = b""  # X-STATE lineage id of this login (cmd_xstate), b"" until first needed
         # (address, port) of the real client as a trusted proxy named it (imapd/session/auth.py client_address)
         self.client_origin: tuple[str, int | None] | None = None
+        self.notify: NotifyWatch | None = None  # RFC 5465 NOTIFY SET (session/notify.py)
+        self.in_command = False  # a command of this session is running (NOTIFY pushes wait for its end)
 
     # -- facts the handlers ask for ------------------------------------------------------------------
     @property
@@ -198,7 +203,7 @@ class Session:
             # reports (with the IDLE command's tag) ends the IDLE command here too.
             self._idle_tag = None
             if self.selected is not None:
-                self.selected.set_notify(None)
+                self.selected.set_notify(self._resting_notify())
         code = Code(event.code) if event.code else None
         if event.fatal:
             self.conn.send(UntaggedStatus("BYE", event.text, code))
@@ -214,12 +219,14 @@ class Session:
         """LOGOUT runs on the user's lane: let go of the user here too, so the disconnect that follows has
         nothing left for the lane (one thread hop less per webmail request)."""
         self.state = State.LOGOUT
+        self.stop_notify()
         self.close_selected()
         self.ctx.release_user(self)
         self.conn.close()
 
     def connection_lost(self) -> None:
         self.state = State.LOGOUT
+        self.stop_notify()
         self.close_selected()
         self.ctx.release_user(self)
 
@@ -247,6 +254,16 @@ class Session:
         if view is not None:
             self.send(UntaggedStatus("OK", "Highest", NumberCode("HIGHESTMODSEQ", view.mailbox.highestmodseq)))
 
+    def stop_notify(self) -> None:
+        watch = self.notify
+        if watch is not None:
+            self.notify = None
+            watch.stop()
+
+    def _resting_notify(self) -> Any:
+        """The selected view's change callback outside IDLE: NOTIFY's push, or None."""
+        return self.notify.resting_push() if self.notify is not None else None
+
     # -- selected mailbox -----------------------------------------------------------------------------
     def close_selected(self) -> None:
         self.search_result = None
@@ -268,7 +285,14 @@ class Session:
         if view is None or not view.has_pending:
             return
         allow_expunge = command is None or not (isinstance(command, NO_EXPUNGE) and not command.uid)
+        self.send_selected_updates(view, allow_expunge=allow_expunge)
+
+    def send_selected_updates(self, view: SelectedView, *, allow_expunge: bool) -> None:
+        """Take and send the view's pending updates; new messages get NOTIFY's MessageNew FETCH."""
+        top = view.max_uid
         self.send_updates(view.take_updates(allow_expunge=allow_expunge, vanished=self.vanished))
+        if self.notify is not None and view.max_uid > top:
+            self.notify.announce_new(view, top)
 
     def send_updates(self, updates: Sequence[Update | tuple[Any, ...]]) -> None:
         """Send updates of the selected view, rendered by the one builder (``imapd.session.updates``)."""
@@ -291,7 +315,7 @@ class Session:
     def _idle_push(self) -> None:
         view = self.selected
         if view is not None and self._idle_tag is not None and view.has_pending:
-            self.send_updates(view.take_updates(allow_expunge=True, vanished=self.vanished))
+            self.send_selected_updates(view, allow_expunge=True)
 
     def idle_done(self) -> None:
         tag = self._idle_tag
@@ -299,7 +323,7 @@ class Session:
             return
         self._idle_tag = None
         if self.selected is not None:
-            self.selected.set_notify(None)
+            self.selected.set_notify(self._resting_notify())
         self.flush_updates_for(None)
         self.tagged(tag, "OK", "IDLE terminated")
 

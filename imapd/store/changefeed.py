@@ -53,16 +53,21 @@ class MessagesExpunged(msgspec.Struct, frozen=True, tag=True):
 class MailboxListChanged(msgspec.Struct, frozen=True, tag=True):
     user: str
     kind: str
-    """``created``, ``deleted``, ``renamed``, ``subscribed``, ``unsubscribed``."""
+    """``created``, ``deleted``, ``renamed``, ``subscribed``, ``unsubscribed``, ``metadata``."""
     name: str
     old_name: str | None = None
     mailbox_id: int | None = None
+    entries: tuple[str, ...] = ()
+    """``metadata``: the RFC 5464 entry names set or removed (``name`` "" for the server's)."""
 
 
 MessageEvent = MessagesAdded | FlagsChanged | MessagesExpunged
 MailboxEvent = MailboxListChanged
 MessageCallback = Callable[[MessageEvent], None]
 ListCallback = Callable[[MailboxListChanged], None]
+UserMessageCallback = Callable[[MessageEvent | None], None]
+"""Message events of any of the user's mailboxes; None: something of the user's may have changed that
+nobody had open (another process wrote it), so a subscriber re-reads what it watches."""
 
 
 class Subscription:
@@ -95,6 +100,7 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._mailbox: dict[tuple[str, int], list[MessageCallback]] = {}
         self._user: dict[str, list[ListCallback]] = {}
+        self._user_messages: dict[str, list[UserMessageCallback]] = {}
 
     def subscribe_mailbox(self, user: str, mailbox_id: int, callback: MessageCallback) -> Subscription:
         key = (user, mailbox_id)
@@ -105,6 +111,22 @@ class ChangeFeed:
         self._user.setdefault(user, []).append(callback)
         return Subscription(self._user, user, callback)
 
+    def subscribe_user_messages(self, user: str, callback: UserMessageCallback) -> Subscription:
+        """Every message event of ``user``'s mailboxes, and :meth:`publish_user_touched` (NOTIFY's STATUS
+        of mailboxes the session has not selected)."""
+        self._user_messages.setdefault(user, []).append(callback)
+        return Subscription(self._user_messages, user, callback)
+
+    def publish_user_touched(self, user: str) -> None:
+        for cb in list(self._user_messages.get(user, ())):
+            try:
+                cb(None)
+            except Exception:
+                log.exception("change-feed subscriber failed")
+
+    def has_user_message_subscribers(self, user: str) -> bool:
+        return user in self._user_messages
+
     def has_mailbox_subscribers(self, user: str, mailbox_id: int) -> bool:
         return (user, mailbox_id) in self._mailbox
 
@@ -112,6 +134,11 @@ class ChangeFeed:
         for cb in list(self._mailbox.get((event.user, event.mailbox_id), ())):
             try:
                 cb(event)
+            except Exception:
+                log.exception("change-feed subscriber failed")
+        for ucb in list(self._user_messages.get(event.user, ())):
+            try:
+                ucb(event)
             except Exception:
                 log.exception("change-feed subscriber failed")
 

@@ -550,6 +550,8 @@ class UserStore:
                 annotate.set_entries(conn, mailbox_id, entries, limits)
         except sqlite3.Error as exc:
             raise self._io("set metadata", mailbox, exc) from exc
+        self.feed.publish_list(MailboxListChanged(self.user, "metadata", mailbox or "",
+                                                  entries=tuple(name for name, _ in entries)))
 
     # ------------------------------------------------------------------------------ status
 

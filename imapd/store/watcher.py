@@ -60,6 +60,16 @@ def users_for_paths(paths: set[str]) -> set[str]:
     return {os.path.basename(os.path.dirname(p)) for p in paths if os.path.basename(p) == _WAL}
 
 
+def users_with_new_mail(mail_root: str, paths: set[str]) -> set[str]:
+    """Users with a change in some mailbox's ``new/`` (``mail/<user>/new/...``, ``mail/<user>/.Box/new/...``)."""
+    out = set()
+    for p in paths:
+        parts = os.path.relpath(p, mail_root).split(os.sep)
+        if len(parts) >= 2 and "new" in parts[1:] and parts[0] not in ("..", "."):
+            out.add(parts[0])
+    return out
+
+
 def cur_names_for(mailbox: Mailbox, paths: set[str]) -> set[str]:
     """File names under ``mailbox``'s ``cur/`` among ``paths`` (the directory itself counts as a name
     no index row has, so it forces a scan)."""
@@ -106,6 +116,10 @@ def _handle(store: Store, changes: set[tuple[Any, str]]) -> None:
     paths = {p for _, p in changes}
     for user in users_for_paths(paths):
         store.run_for_user(user, "catch-up after an index change", functools.partial(_index_changed, store, user))
+    for user in users_with_new_mail(store.mail_root, paths):
+        # Mail for a mailbox nobody has open: only NOTIFY sessions watching the user's other mailboxes care.
+        if store.feed.has_user_message_subscribers(user):
+            store.run_for_user(user, "notify after a delivery", functools.partial(store.feed.publish_user_touched, user))
     for mb in mailboxes_for_paths(store, {p for p in paths if os.path.basename(p) != _WAL}):
         if not mb.deleted:
             new = os.path.normpath(os.path.join(mb.path, "new"))

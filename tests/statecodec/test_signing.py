@@ -11,6 +11,7 @@ from itsdangerous import TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from statecodec import (
+    CURRENT_VERSION,
     KeyRing,
     SessionState,
     TokenError,
@@ -183,10 +184,10 @@ def test_matches_reference_signer() -> None:
 def test_unsupported_version_and_flag() -> None:
     import msgspec
 
-    future = msgspec.msgpack.encode([4, "u", 1, 0, [], None, b"", b"", "new"])
+    future = msgspec.msgpack.encode([CURRENT_VERSION + 1, "u", 1, 0, [], None, b"", b"", "", "new"])
     with pytest.raises(UnsupportedVersion) as info:
         _decode(_sign_payload(bytes([FLAG_RAW]) + future))
-    assert info.value.version == 4 and isinstance(info.value, TokenError)
+    assert info.value.version == CURRENT_VERSION + 1 and isinstance(info.value, TokenError)
     with pytest.raises(UnsupportedVersion):
         _decode(_sign_payload(bytes([0x7F]) + pack(SessionState("u", 1))))
 

@@ -27,15 +27,16 @@ def test_pack_round_trip(state: SessionState) -> None:
 def test_wire_form_is_tagged_array() -> None:
     state = SessionState.create("u", 7, enabled=["qresync", "CONDSTORE", "x-foo"], lineage=b"L" * 16,
                                 bound_address=b"\x7f\x00\x00\x01")
-    assert msgspec.msgpack.decode(pack(state)) == [3, "u", 7, 0b11, ["X-FOO"], None, b"L" * 16, b"\x7f\0\0\1"]
+    assert msgspec.msgpack.decode(pack(state)) == [4, "u", 7, 0b11, ["X-FOO"], None, b"L" * 16, b"\x7f\0\0\1",
+                                                   ""]
     assert state.enabled == {"CONDSTORE", "QRESYNC", "X-FOO"}
 
 
 def test_unknown_version_is_unsupported() -> None:
-    data = msgspec.msgpack.encode([4, "u", 7, 0, [], None, b"", b"", "a future field"])
+    data = msgspec.msgpack.encode([5, "u", 7, 0, [], None, b"", b"", "", "a future field"])
     with pytest.raises(UnsupportedVersion) as info:
         unpack(data)
-    assert info.value.version == 4
+    assert info.value.version == 5
 
 
 @pytest.mark.parametrize("version", [1, 2, 3])

@@ -210,6 +210,18 @@ def _set_aside_index(root: str) -> str | None:
     return aside
 
 
+def _rebuild_failed(exc: Exception) -> int:
+    """The exit code (and the line on stderr) of an index rebuild that could not be done."""
+    if isinstance(exc, NoSuchUser):
+        _err(str(exc))
+        return EX_NOUSER
+    if isinstance(exc, NoSuchMailbox | InvalidMailboxName):
+        _err(str(exc))
+        return EX_DATAERR
+    _err(f"rebuild failed: {exc}")
+    return EX_TEMPFAIL
+
+
 def cmd_index_rebuild(args: argparse.Namespace) -> int:
     """Rebuild a user's index (or one mailbox's rows) from the Maildir, keeping the UIDs and UIDVALIDITY
     that ``dovecot-uidlist`` records. Run it with the server stopped: open sessions would see the
@@ -226,15 +238,8 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
             us = store.user(args.user)
         for name, uidvalidity, count in us.rebuild_index(args.mailbox):
             print(f"{name}: UIDVALIDITY {uidvalidity}, {count} messages")
-    except NoSuchUser as exc:
-        _err(str(exc))
-        return EX_NOUSER
-    except (NoSuchMailbox, InvalidMailboxName) as exc:
-        _err(str(exc))
-        return EX_DATAERR
-    except (StorageIOError, OSError, sqlite3.Error) as exc:
-        _err(f"rebuild failed: {exc}")
-        return EX_TEMPFAIL
+    except (NoSuchUser, NoSuchMailbox, InvalidMailboxName, StorageIOError, OSError, sqlite3.Error) as exc:
+        return _rebuild_failed(exc)
     finally:
         store.close()
     return EX_OK
@@ -264,15 +269,8 @@ def cmd_index_rebuild_fts(args: argparse.Namespace) -> int:
             indexed, unreadable = us.texts.rebuild(info.mailbox_id, progress)
             print(f"{info.name}: {indexed} messages indexed, {unreadable} unreadable (scanned), "
                   f"{time.monotonic() - started:.1f} s")
-    except NoSuchUser as exc:
-        _err(str(exc))
-        return EX_NOUSER
-    except (NoSuchMailbox, InvalidMailboxName) as exc:
-        _err(str(exc))
-        return EX_DATAERR
-    except (StorageIOError, OSError, sqlite3.Error) as exc:
-        _err(f"rebuild failed: {exc}")
-        return EX_TEMPFAIL
+    except (NoSuchUser, NoSuchMailbox, InvalidMailboxName, StorageIOError, OSError, sqlite3.Error) as exc:
+        return _rebuild_failed(exc)
     finally:
         store.close()
     return EX_OK

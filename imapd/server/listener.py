@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConnectionRegistry", "parse_hostport", "start_listeners"]
+__all__ = ["ConnectionRegistry", "bind_tcp", "parse_hostport", "start_listeners"]
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -28,6 +28,23 @@ def parse_hostport(text: str) -> tuple[str, int]:
         raise ValueError(f"listen address {text!r}: expected HOST:PORT")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
+
+
+def bind_tcp(address: str, *, backlog: int = 4096, what: str = "") -> socket.socket:
+    """A listening, inheritable TCP socket on ``HOST:PORT`` (bound once by a supervisor, accepted on by its
+    workers); the error names the address and what it was for."""
+    host, port = parse_hostport(address)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen{' for ' + what if what else ''} on {address}: "
+                                 f"{exc.strerror}") from exc
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
 
 
 class ConnectionRegistry:

@@ -36,7 +36,7 @@ from aiosmtpd.smtp import Session as SMTPSession
 from imapd.delivery.agent import Envelope, Outcome, deliver, to_crlf, trace_headers
 from imapd.delivery.recipients import Recipient, RecipientResolver
 from imapd.rendezvous import notify_owner
-from imapd.server.listener import parse_hostport
+from imapd.server.listener import bind_tcp
 from imapd.sieve.delivery import keep_unsent, send_outgoing
 from imapd.store.names import INBOX
 
@@ -121,18 +121,10 @@ def bind_lmtp(address: str) -> socket.socket:
         except OSError as exc:
             sock.close()
             raise OSError(exc.errno, f"cannot listen for LMTP on {address}: {exc.strerror}") from exc
-    else:
-        host, port = parse_hostport(address)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"cannot listen for LMTP on {address}: {exc.strerror}") from exc
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        return sock
+    return bind_tcp(address, backlog=1024, what="LMTP")
 
 
 def lmtp_address_text(sock: socket.socket) -> str:

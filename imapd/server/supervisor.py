@@ -25,7 +25,7 @@ import msgspec
 from imapd.config import Settings
 from imapd.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, render_multiprocess, worker_exited
 from imapd.rendezvous import Generation, write_generation
-from imapd.server.listener import parse_hostport
+from imapd.server.listener import bind_tcp
 from imapd.server.worker import SPEC_ENV, ListenerSpec, WorkerSpec
 
 log = logging.getLogger("imapd")
@@ -70,13 +70,13 @@ class Supervisor:
     # -- listeners -----------------------------------------------------------------------------------------
     def bind(self) -> None:
         for addr in self.settings.server.listen:
-            self.listeners.append((_bind(addr), False))
+            self.listeners.append((bind_tcp(addr), False))
         for addr in self.settings.server.tls_listen:
             if not (self.settings.tls.cert and self.settings.tls.key):
                 raise ValueError(f"tls_listen {addr} needs tls.cert and tls.key")
-            self.listeners.append((_bind(addr), True))
+            self.listeners.append((bind_tcp(addr), True))
         if self.settings.managesieve.listen:
-            self.managesieve = _bind(self.settings.managesieve.listen)
+            self.managesieve = bind_tcp(self.settings.managesieve.listen, what="ManageSieve")
         if self.settings.lmtp.listen:
             from imapd.server.lmtp import bind_lmtp
 
@@ -236,21 +236,6 @@ class Supervisor:
                     os.unlink(self.settings.lmtp.listen)
         with contextlib.suppress(OSError):
             pid_file(self.settings.data_path).unlink()
-
-
-def _bind(addr: str) -> socket.socket:
-    host, port = parse_hostport(addr)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot listen on {addr}: {exc.strerror}") from exc
-    sock.listen(4096)
-    sock.set_inheritable(True)
-    return sock
 
 
 async def _supervise(settings: Settings, reload_settings: Callable[[], Settings] | None) -> int:

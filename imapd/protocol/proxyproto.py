@@ -36,12 +36,17 @@ class ProxyHeaderError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ProxyHeader:
-    """What a header said: the client's address (None for LOCAL/UNKNOWN: use the socket's peer), its length."""
+    """What a header said: the client's address (None for LOCAL/UNKNOWN: use the socket's peer), its length.
+
+    ``tls`` is the v2 ``PP2_TYPE_SSL`` TLV's client flag: the balancer terminated TLS for this client, so
+    the plaintext hop behind it counts as secure (plaintext LOGIN allowed) only because it says so.
+    """
 
     source: tuple[str, int] | None
     dest: tuple[str, int] | None
     length: int
     version: int
+    tls: bool = False
 
 
 _V1 = ProxyProtocolV1()
@@ -117,7 +122,8 @@ def _header(result: ProxyResult, length: int, version: int) -> ProxyHeader:
         if result.protocol not in (None, socket.SOCK_STREAM):
             raise ProxyHeaderError("PROXY header for a non-TCP connection")
         src, dst = result.source, result.dest
-        return ProxyHeader((_host(src[0]), int(src[1])), (_host(dst[0]), int(dst[1])), length, version)
+        tls = version == 2 and result.tlv.ssl.has_ssl
+        return ProxyHeader((_host(src[0]), int(src[1])), (_host(dst[0]), int(dst[1])), length, version, tls)
     if not result.proxied:
         return ProxyHeader(None, None, length, version)  # v2 LOCAL: a health check of the balancer itself
     raise ProxyHeaderError(f"PROXY v{version} header for an address family we do not serve")
@@ -129,8 +135,11 @@ def _host(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return str(mapped if mapped is not None else ip)
 
 
-def encode_v2(source: tuple[str, int], dest: tuple[str, int]) -> bytes:
-    """A v2 PROXY header (TCP over IPv4 or IPv6) naming ``source`` as the client; the proxy sends it."""
+def encode_v2(source: tuple[str, int], dest: tuple[str, int], *, tls: bool = False) -> bytes:
+    """A v2 PROXY header (TCP over IPv4 or IPv6) naming ``source`` as the client; the proxy sends it.
+
+    ``tls``: the client reached us over TLS (a ``PP2_TYPE_SSL`` TLV with ``PP2_CLIENT_SSL``, verify 0).
+    """
     src_ip = ipaddress.ip_address(source[0])
     dst_ip = ipaddress.ip_address(dest[0])
     if src_ip.version != dst_ip.version:  # mixed families: express both as IPv6 (v4-mapped)
@@ -141,4 +150,7 @@ def encode_v2(source: tuple[str, int], dest: tuple[str, int]) -> bytes:
     else:
         fam, body = 0x21, src_ip.packed + dst_ip.packed
     body += int(source[1]).to_bytes(2, "big") + int(dest[1]).to_bytes(2, "big")
+    if tls:
+        ssl_value = bytes([0x01]) + (0).to_bytes(4, "big")  # PP2_CLIENT_SSL; verify = 0; no sub-TLVs
+        body += bytes([0x20]) + len(ssl_value).to_bytes(2, "big") + ssl_value
     return V2_SIGNATURE + bytes([0x21, fam]) + len(body).to_bytes(2, "big") + body

@@ -66,3 +66,10 @@ def test_v2_local_command_keeps_the_socket_address() -> None:
 def test_hostile_headers_are_refused(data: bytes) -> None:
     with pytest.raises(ProxyHeaderError):
         parse(data)
+
+
+def test_v2_tls_flag_round_trips() -> None:
+    plain = parse(encode_v2(("192.0.2.7", 5), ("127.0.0.1", 143)))
+    tls = parse(encode_v2(("192.0.2.7", 5), ("127.0.0.1", 143), tls=True))
+    assert plain is not None and not plain.tls
+    assert tls is not None and tls.tls and tls.source == ("192.0.2.7", 5)

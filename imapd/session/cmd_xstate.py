@@ -31,7 +31,7 @@ from imapd.protocol.response_codes import CapabilityCode, Code
 from imapd.protocol.responses import CapabilityResponse, Response, UntaggedStatus, XStateResponse
 from imapd.session import contexts
 from imapd.session.auth import audit, client_address
-from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated, utf8_names
+from imapd.session.cmd_auth import ENABLEABLE, claim_user, enter_authenticated, utf8_names
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.notify import restore_notify
@@ -113,7 +113,8 @@ async def save(s: Session, cmd: c.XStateSave) -> Done:
     if record is None:
         raise CommandNo("User no longer exists", "EXPIRED")
     lineage = s.xstate_lineage or new_lineage()
-    if is_revoked(s.user, lineage, now=time.time()):
+    if is_revoked(s.user, lineage, now=time.time()) or (
+            s.xstate_lineage and ctx.cluster is not None and await ctx.cluster.is_revoked(lineage)):
         raise CommandNo("This session's state tokens were revoked; log in again", _EXPIRED)
     view_state, dropped = _saved_view(s)
     bound = bound_address(s) if ctx.settings.xstate.bind_address else b""
@@ -208,6 +209,11 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
     """The token's state and its user's store, or NO (counted like a failed login before LOGIN)."""
     try:
         state = _checked_state(s, token, authenticating)
+        cluster = s.ctx.cluster
+        if cluster is not None and await cluster.is_revoked(state.lineage):  # revoked on another node
+            raise CommandNo("State token was revoked (X-STATE REVOKE)", _EXPIRED)
+        if s.user is None:
+            await claim_user(s, state.user, "X-STATE")  # the lease before the index is opened
         user = s.user if s.user is not None else s.ctx.store.user(state.user)
         if is_revoked(user, state.lineage, now=time.time()):
             raise CommandNo("State token was revoked (X-STATE REVOKE)", _EXPIRED)
@@ -350,5 +356,7 @@ async def revoke(s: Session, cmd: c.XStateRevoke) -> Done:
             raise CommandNo("This token predates lineages and cannot be revoked alone; it expires on its own",
                             "CANNOT")
     revoke_lineage(user, lineage, until=_revoked_until(s, now), now=now)
+    if s.ctx.cluster is not None:
+        await s.ctx.cluster.revoke(lineage)
     log.info("X-STATE lineage revoked for %s from %s", user.user, client_address(s))
     return Done("X-STATE revoked")

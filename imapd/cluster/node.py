@@ -1,0 +1,504 @@
+"""One server process's link to the cluster's Redis: liveness, user leases, the change channel, and the
+cluster-wide login-failure and X-STATE revocation records.
+
+Leases (docs/cluster.md, "Coordination over Redis"): the node renews one liveness key every
+``heartbeat_interval``; a user's owner record names the node. The node may write a user's index while
+the user is in :attr:`owned`, was confirmed since the last gap in the renewals, and the last successful
+renewal was sent less than ``lease_ttl - heartbeat_interval`` ago: that check is memory only
+(:meth:`check_writable`, on every command and every index transaction). Past that (the process was
+stopped, the loop starved) the lease is confirmed in Redis before the write, and a lost user is refused
+(``NotOwner``, NO [UNAVAILABLE]) and its sessions told BYE. With Redis unreachable the node keeps
+writing the users it owns (outage mode: nobody can take them over either) and reconnects with backoff.
+
+The Redis client lives on the network loop. Lanes (other threads, other loops) reach it through
+``run_coroutine_threadsafe``; nothing on the network loop waits for Redis on a command's path except a
+LOGIN's first claim of a user and the two login/X-STATE look-ups, each bounded by ``cluster.timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from imapd.cluster import scripts
+from imapd.cluster.keys import ChangeKind, ChangeMessage, ClusterKeys, decode_change, encode_change
+from imapd.store.errors import NotOwner
+
+if TYPE_CHECKING:
+    from imapd.config import Settings
+    from imapd.metrics import Metrics
+
+log = logging.getLogger("imapd.cluster")
+
+__all__ = ["EPOCH_ENV", "ClusterNode", "default_node_id"]
+
+EPOCH_ENV = "IMAPD_CLUSTER_EPOCH"
+"""Set by a supervisor so that all its workers renew one node id as one holder."""
+
+T = TypeVar("T")
+_DOWN = (RedisError, OSError, asyncio.TimeoutError, TimeoutError, concurrent.futures.TimeoutError)
+
+
+def default_node_id(settings: Settings) -> str:
+    port = settings.server.listen[0].rpartition(":")[2] if settings.server.listen else "0"
+    return f"{socket.gethostname()}:{port}"
+
+
+class ClusterNode:
+    """The cluster as one server process sees it. Start on the network loop; thread-safe otherwise."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        cluster = settings.cluster
+        self.settings = cluster
+        self.failure_window = settings.auth.failure_window
+        self.revocation_ttl = settings.xstate.max_age + settings.xstate.clock_skew
+        self.metrics = metrics
+        self.keys = ClusterKeys(cluster.key_prefix)
+        self.node_id = cluster.node_id or default_node_id(settings)
+        self.advertise = cluster.advertise or (settings.server.listen[0] if settings.server.listen else "")
+        self.epoch = os.environ.get(EPOCH_ENV) or secrets.token_hex(8)
+        self.started = f"{time.time():.3f}"
+        self.fresh_for = cluster.lease_ttl - cluster.heartbeat_interval
+        # Callbacks, all called on the network loop (set by the server).
+        self.on_change: Callable[[ChangeMessage], None] = lambda _m: None
+        self.on_kick: Callable[[str], object] = lambda _u: None
+        self.on_lost: Callable[[str], object] = lambda _u: None
+        self.on_claimed: Callable[[str], None] = lambda _u: None
+        self.busy: Callable[[str], bool] = lambda _u: False
+        """Whether a user has sessions here (an idle user's lease is released after ``release_after``)."""
+        self.reachable = False
+        self.last_renewal = float("-inf")
+        """time.monotonic() when the last successful renewal was *sent* (Redis's TTL runs from later)."""
+        self.continuity = 0
+        """Bumped whenever the renewals had a gap (the liveness key lapsed): every lease is re-confirmed."""
+        self.owned: dict[str, int] = {}
+        """user -> the :attr:`continuity` under which its lease was last confirmed."""
+        self._idle_since: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._client: aioredis.Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._queue: asyncio.Queue[ChangeMessage] = asyncio.Queue(cluster.publish_queue)
+        self._down_since: float | None = None
+        self._failed_pairs: set[tuple[str, str]] = set()
+
+    # -- lifetime -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        timeout = self.settings.timeout
+        self._client = aioredis.from_url(self.settings.redis_url, socket_timeout=timeout,
+                                         socket_connect_timeout=timeout, retry_on_timeout=False,
+                                         decode_responses=True)
+        self._heartbeat_script = self._client.register_script(scripts.HEARTBEAT)
+        self._assert_script = self._client.register_script(scripts.ASSERT)
+        self._release_script = self._client.register_script(scripts.RELEASE)
+        self._failure_script = self._client.register_script(scripts.FAILURE)
+        self._success_script = self._client.register_script(scripts.SUCCESS)
+        self._down_since = time.monotonic()  # until the first renewal succeeds
+        await self._renew_once()
+        for coro in (self._heartbeat(), self._publisher(), self._subscriber()):
+            self._tasks.append(asyncio.create_task(coro))
+        log.info("cluster node %s (advertised %s) on %s", self.node_id, self.advertise, self.settings.redis_url)
+
+    async def stop(self, *, release: bool = True) -> None:
+        """A clean stop hands every user back at once (no waiting for the lease to run out); a worker
+        that handed its sessions to a new generation (``release=False``) leaves the leases to it."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        client = self._client
+        if client is None:
+            return
+        if not release:
+            await client.aclose()
+            return
+        with self._lock:
+            users = list(self.owned)
+            self.owned.clear()
+        try:
+            async with asyncio.timeout(self.settings.timeout * 2):
+                pipe = client.pipeline(transaction=False)
+                for user in users:
+                    await self._release_script(keys=[self.keys.owner(user)], args=[self.node_id], client=pipe)
+                pipe.delete(self.keys.node(self.node_id))
+                await pipe.execute()
+        except _DOWN as exc:
+            log.warning("could not hand back %d user(s) to the cluster at shutdown: %s", len(users), exc)
+        await client.aclose()
+
+    # -- liveness ---------------------------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        backoff = 0.05
+        while True:
+            ok = await self._renew_once()
+            if ok:
+                backoff = 0.05
+                self._release_idle()
+                await asyncio.sleep(self.settings.heartbeat_interval)
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    async def _renew_once(self) -> bool:
+        assert self._client is not None
+        sent = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                result = int(await self._heartbeat_script(
+                    keys=[self.keys.node(self.node_id), self.keys.since],
+                    args=[self.epoch, int(self.settings.lease_ttl * 1000), self.advertise, self.started,
+                          os.getpid()]))
+        except _DOWN as exc:
+            self._went_down(exc)
+            return False
+        if result == -1:
+            log.error("another process renews cluster node id %s: writing none of its users", self.node_id)
+            self._lose_all()
+            self._came_back()
+            return True
+        lapsed = result == 0
+        if lapsed:
+            with self._lock:
+                self.continuity += 1
+        self.last_renewal = sent
+        was_down = self._came_back()
+        if (lapsed or was_down) and self.owned:
+            asyncio.get_running_loop().create_task(self._reassert_all())
+        return True
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.reachable or self._down_since is None:
+            self._down_since = time.monotonic()
+            log.error("cluster Redis %s unreachable (%s): outage mode, serving the %d user(s) owned here; "
+                      "changes elsewhere are found by the index re-check", self.settings.redis_url,
+                      type(exc).__name__ if not str(exc) else exc, len(self.owned))
+            self.metrics.inc("imapd_cluster_outages_total")
+        self.reachable = False
+        self.metrics.set("imapd_cluster_redis_up", 0)
+
+    def _came_back(self) -> bool:
+        """Mark Redis reachable; True if it was not."""
+        was_down = not self.reachable
+        self.reachable = True
+        self.metrics.set("imapd_cluster_redis_up", 1)
+        if was_down and self._down_since is not None and self._tasks:
+            log.warning("cluster Redis reachable again after %.1f s; re-asserting %d user(s)",
+                        time.monotonic() - self._down_since, len(self.owned))
+            self.metrics.inc("imapd_cluster_reconnects_total")
+        self._down_since = None
+        return was_down
+
+    async def _reassert_all(self) -> None:
+        for user in list(self.owned):
+            try:
+                await self._assert(user, "confirm")
+            except NotOwner:
+                pass
+            except _DOWN as exc:
+                self._went_down(exc)
+                return
+
+    # -- leases -----------------------------------------------------------------------------------------------
+    def owns_fresh(self, user: str) -> bool:
+        """Memory only: the lease of ``user`` may be used without asking Redis."""
+        gen = self.owned.get(user)
+        return (gen is not None and gen == self.continuity
+                and time.monotonic() - self.last_renewal < self.fresh_for)
+
+    def check_writable(self, user: str) -> None:
+        """Before a write of ``user``'s index or files (any thread). Raises NotOwner, after which the
+        user's sessions here are being told BYE."""
+        if self.owns_fresh(user):
+            return
+        if user not in self.owned:
+            raise NotOwner(f"user {user} is not served by cluster node {self.node_id}")
+        if not self.reachable:
+            self.metrics.inc("imapd_cluster_outage_writes_total")
+            return  # outage mode: nobody can take the user over either
+        if threading.get_ident() == self._loop_thread:
+            raise NotOwner(f"the lease of user {user} on node {self.node_id} must be confirmed first")
+        try:
+            self._blocking(self._assert(user, "confirm"))
+        except _DOWN as exc:
+            self._call_on_loop(self._went_down, exc)
+            self.metrics.inc("imapd_cluster_outage_writes_total")
+
+    async def claim(self, user: str) -> None:
+        """Make this node the user's owner, for a login (any loop): at once when it already is; else wait
+        up to ``login_wait`` for a live owner to let go. Raises NotOwner (NO [UNAVAILABLE])."""
+        if self.owns_fresh(user):
+            self._idle_since.pop(user, None)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.login_wait
+        pause = 0.05
+        while True:
+            try:
+                status = await self._on_loop(self._assert(user, "claim", lose=False))
+            except _DOWN as exc:
+                self._call_on_loop(self._went_down, exc)
+                if user in self.owned:
+                    return  # outage mode: ours before Redis went away, still ours
+                raise NotOwner("the cluster's coordination service is unreachable") from None
+            if status == "ok":
+                self._idle_since.pop(user, None)
+                return
+            if loop.time() + pause > deadline:
+                self.metrics.inc("imapd_cluster_claims_refused_total")
+                raise NotOwner("this mailbox is served by another server now; try again shortly")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.3)
+
+    async def try_claim(self, user: str) -> bool:
+        """A delivery's question (never waits): may this node write the user now (claiming it if free)?
+        False when another live node owns it or Redis cannot say (then the message file alone is stored)."""
+        if self.owns_fresh(user):
+            return True
+        try:
+            return await self._on_loop(self._assert(user, "claim", lose=False)) == "ok"
+        except _DOWN as exc:
+            self._call_on_loop(self._went_down, exc)
+            return user in self.owned
+
+    async def _assert(self, user: str, mode: str, *, lose: bool = True) -> str:
+        """Run the ASSERT script on the network loop; update :attr:`owned`. Raises NotOwner when a user
+        that was ours is lost (and ``lose``), _DOWN errors when Redis cannot answer."""
+        assert self._client is not None
+        with self._lock:
+            was_ours = user in self.owned
+        sent = time.monotonic()
+        async with asyncio.timeout(self.settings.timeout):
+            status, other, lapsed = await self._assert_script(
+                keys=[self.keys.node(self.node_id), self.keys.owner(user), self.keys.since],
+                args=[self.node_id, self.epoch, int(self.settings.lease_ttl * 1000), self.advertise,
+                      self.started, os.getpid(), self.keys.node(""), int(self.settings.grace * 1000),
+                      "confirm" if was_ours else mode])
+        self._came_back()
+        if status == "ok":
+            with self._lock:
+                if int(lapsed) == 0:
+                    self.continuity += 1
+                self.owned[user] = self.continuity
+            self.last_renewal = max(self.last_renewal, sent)
+            if not was_ours:
+                log.info("cluster: node %s now serves user %s%s", self.node_id, user,
+                         f" (taken over from dead node {other})" if other else "")
+                self.metrics.inc("imapd_cluster_claims_total")
+                self.on_claimed(user)
+            return "ok"
+        if status == "conflict":
+            self._lose_all()
+        elif was_ours:
+            self._lose(user, other)
+        if was_ours and lose:
+            raise NotOwner(f"user {user} is now served by cluster node {other or '(another)'}")
+        return str(status)
+
+    def _lose(self, user: str, other: str) -> None:
+        with self._lock:
+            if self.owned.pop(user, None) is None:
+                return
+        log.warning("cluster: node %s lost user %s to node %s; refusing its writes, closing its sessions",
+                    self.node_id, user, other or "(unknown)")
+        self.metrics.inc("imapd_cluster_leases_lost_total")
+        self._call_on_loop(self.on_lost, user)
+
+    def _lose_all(self) -> None:
+        for user in list(self.owned):
+            self._lose(user, "")
+
+    def _release_idle(self) -> None:
+        """Hand back users without a session here for ``release_after`` (on the network loop)."""
+        now = time.monotonic()
+        for user in list(self.owned):
+            if self.busy(user):
+                self._idle_since.pop(user, None)
+                continue
+            since = self._idle_since.setdefault(user, now)
+            if now - since >= self.settings.release_after:
+                with self._lock:
+                    self.owned.pop(user, None)
+                self._idle_since.pop(user, None)
+                asyncio.get_running_loop().create_task(self._release(user))
+
+    async def _release(self, user: str) -> None:
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                await self._release_script(keys=[self.keys.owner(user)], args=[self.node_id])
+            log.info("cluster: node %s released idle user %s", self.node_id, user)
+        except _DOWN as exc:
+            log.warning("cluster: could not release user %s (%s); its record dies with this node's key",
+                        user, exc)
+
+    # -- change channel ---------------------------------------------------------------------------------------
+    def publish(self, user: str, mailbox: str, uidvalidity: int, modseq: int, kind: str) -> None:
+        """Queue one change for ``{prefix}changes:{user}`` (any thread; never waits, drops when full)."""
+        message = ChangeMessage(node=self.node_id, user=user, mailbox=mailbox, uidvalidity=uidvalidity,
+                                modseq=modseq, kind=cast(ChangeKind, kind))
+        self._call_on_loop(self._enqueue, message)
+
+    def _enqueue(self, message: ChangeMessage) -> None:
+        if not self.reachable:
+            self.metrics.inc("imapd_cluster_changes_dropped_total")
+            return
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.metrics.inc("imapd_cluster_changes_dropped_total")
+
+    async def _publisher(self) -> None:
+        assert self._client is not None
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 256:
+                batch.append(self._queue.get_nowait())
+            pipe = self._client.pipeline(transaction=False)
+            for message in batch:
+                pipe.publish(self.keys.changes(message.user), encode_change(message))
+            try:
+                async with asyncio.timeout(self.settings.timeout):
+                    await pipe.execute()
+                self.metrics.inc("imapd_cluster_changes_published_total", len(batch))
+            except _DOWN as exc:
+                self.metrics.inc("imapd_cluster_changes_dropped_total", len(batch))
+                log.debug("dropped %d change message(s): %s", len(batch), exc)
+
+    async def _subscriber(self) -> None:
+        assert self._client is not None
+        backoff = 0.05
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(self.keys.changes_pattern)
+                backoff = 0.05
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        self._received(message.get("data"))
+            except _DOWN as exc:
+                log.debug("change subscription lost: %s", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    def _received(self, data: object) -> None:
+        if not isinstance(data, (str, bytes)):
+            return
+        try:
+            message = decode_change(data)
+        except Exception:
+            log.warning("ignored an undecodable message on %s", self.keys.changes_pattern)
+            return
+        if message.kind == "kick":
+            self.on_kick(message.user)
+        elif message.node != self.node_id and message.user in self.owned:
+            self.metrics.inc("imapd_cluster_changes_received_total")
+            self.on_change(message)
+
+    # -- login failures and X-STATE revocations ----------------------------------------------------------------
+    async def failure_counts(self, address: str, user: str) -> tuple[int, int]:
+        """Cluster-wide failures of ``address`` and of ``user`` in the window; (0, 0) if Redis cannot say."""
+        assert self._client is not None
+        keys = self.keys.failures(address, user)
+        try:
+            got = await self._on_loop(self._mget(keys[0], keys[1]))
+        except _DOWN:
+            return 0, 0
+        counts = int(str(got[0] or 0)), int(str(got[1] or 0))
+        if any(counts):
+            with self._lock:
+                if len(self._failed_pairs) > 10_000:
+                    self._failed_pairs.clear()
+                self._failed_pairs.add((address, user))
+        return counts
+
+    async def _mget(self, *keys: str) -> list[object]:
+        assert self._client is not None
+        async with asyncio.timeout(self.settings.timeout):
+            return list(await self._client.mget(keys))
+
+    def count_login(self, address: str, user: str | None, failed: bool) -> None:
+        """A login outcome recorded here (any thread; fire and forget)."""
+        if not failed:
+            with self._lock:
+                if (address, user or "") not in self._failed_pairs:
+                    return  # nothing to forget anywhere: the common login costs no Redis call
+                self._failed_pairs.discard((address, user or ""))
+        self._call_on_loop(lambda: asyncio.get_running_loop().create_task(self._count(address, user, failed)))
+
+    async def _count(self, address: str, user: str | None, failed: bool) -> None:
+        keys = list(self.keys.failures(address, user))
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                if failed:
+                    await self._failure_script(keys=keys, args=[int(self.failure_window * 1000),
+                                                                "1" if user else "0"])
+                else:
+                    await self._success_script(keys=keys)
+        except _DOWN as exc:
+            log.debug("login outcome not counted cluster-wide: %s", exc)
+
+    async def revoke(self, lineage: bytes) -> None:
+        """Refuse ``lineage`` on every node until its tokens expired anyway (best effort: the user's
+        index holds the revocation too)."""
+        assert self._client is not None
+
+        async def set_key() -> None:
+            assert self._client is not None
+            async with asyncio.timeout(self.settings.timeout):
+                await self._client.set(self.keys.revoked(lineage), "1", px=int(self.revocation_ttl * 1000))
+
+        try:
+            await self._on_loop(set_key())
+        except _DOWN as exc:
+            log.warning("X-STATE revocation not recorded in Redis (the user's index has it): %s", exc)
+
+    async def is_revoked(self, lineage: bytes) -> bool:
+        if not lineage:
+            return False
+        try:
+            got = await self._on_loop(self._mget(self.keys.revoked(lineage)))
+        except _DOWN:
+            return False  # the index's record still holds
+        return got[0] is not None
+
+    # -- reaching the network loop ------------------------------------------------------------------------------
+    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed (shutdown)
+                loop.call_soon_threadsafe(fn, *args)
+
+    async def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the network loop from whichever loop we are on."""
+        if threading.get_ident() == self._loop_thread:
+            return await coro
+        assert self._loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def _blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the network loop and wait for it on this (lane) thread."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.settings.timeout + 0.5)

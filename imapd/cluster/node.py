@@ -76,8 +76,12 @@ class ClusterNode:
         self.on_kick: Callable[[str], object] = lambda _u: None
         self.on_lost: Callable[[str], object] = lambda _u: None
         self.on_claimed: Callable[[str], None] = lambda _u: None
-        self.busy: Callable[[str], bool] = lambda _u: False
-        """Whether a user has sessions here (an idle user's lease is released after ``release_after``)."""
+        self.busy_users: Callable[[], set[str]] = set
+        """Users with a session or an open (warm) mailbox here: their leases are kept; another's is
+        released after ``release_after``."""
+        self.releases: Callable[[str], bool] = lambda _u: True
+        """Whether this process hands the user's record back (with workers: only the user's owner worker;
+        the others forget the lease and leave the record to it)."""
         self.reachable = False
         self.last_renewal = float("-inf")
         """time.monotonic() when the last successful renewal was *sent* (Redis's TTL runs from later)."""
@@ -86,6 +90,7 @@ class ClusterNode:
         self.owned: dict[str, int] = {}
         """user -> the :attr:`continuity` under which its lease was last confirmed."""
         self._idle_since: dict[str, float] = {}
+        self._released_at = 0.0
         self._lock = threading.Lock()
         self._client: aioredis.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,7 +113,6 @@ class ClusterNode:
         self._release_script = self._client.register_script(scripts.RELEASE)
         self._failure_script = self._client.register_script(scripts.FAILURE)
         self._success_script = self._client.register_script(scripts.SUCCESS)
-        self._down_since = time.monotonic()  # until the first renewal succeeds
         await self._renew_once()
         for coro in (self._heartbeat(), self._publisher(), self._subscriber()):
             self._tasks.append(asyncio.create_task(coro))
@@ -226,17 +230,24 @@ class ClusterNode:
         user's sessions here are being told BYE."""
         if self.owns_fresh(user):
             return
-        if user not in self.owned:
-            raise NotOwner(f"user {user} is not served by cluster node {self.node_id}")
+        ours = user in self.owned
         if not self.reachable:
+            if not ours:
+                raise NotOwner(f"user {user} is not served by cluster node {self.node_id} (Redis unreachable)")
             self.metrics.inc("imapd_cluster_outage_writes_total")
             return  # outage mode: nobody can take the user over either
         if threading.get_ident() == self._loop_thread:
             raise NotOwner(f"the lease of user {user} on node {self.node_id} must be confirmed first")
         try:
-            self._blocking(self._assert(user, "confirm"))
+            # Ours: confirm. Not ours (a session resumed after a reload, whose worker never claimed it):
+            # take it if free, at once, as a login would without waiting.
+            if self._blocking(self._assert(user, "claim")) != "ok":
+                raise NotOwner(f"user {user} is served by another cluster node")
         except _DOWN as exc:
             self._call_on_loop(self._went_down, exc)
+            if not ours:
+                raise NotOwner(f"user {user} is not served by cluster node {self.node_id} (Redis unreachable)") \
+                    from None
             self.metrics.inc("imapd_cluster_outage_writes_total")
 
     async def claim(self, user: str) -> None:
@@ -324,10 +335,15 @@ class ClusterNode:
             self._lose(user, "")
 
     def _release_idle(self) -> None:
-        """Hand back users without a session here for ``release_after`` (on the network loop)."""
+        """Hand back users without a session here for ``release_after`` (on the network loop, at most
+        once a second)."""
         now = time.monotonic()
+        if now - self._released_at < 1.0 or not self.owned:
+            return
+        self._released_at = now
+        busy = self.busy_users()
         for user in list(self.owned):
-            if self.busy(user):
+            if user in busy:
                 self._idle_since.pop(user, None)
                 continue
             since = self._idle_since.setdefault(user, now)
@@ -335,7 +351,8 @@ class ClusterNode:
                 with self._lock:
                     self.owned.pop(user, None)
                 self._idle_since.pop(user, None)
-                asyncio.get_running_loop().create_task(self._release(user))
+                if self.releases(user):
+                    asyncio.get_running_loop().create_task(self._release(user))
 
     async def _release(self, user: str) -> None:
         try:

@@ -88,6 +88,10 @@ class ServerHandle:
         else:
             self._notices = self._open_notices()
         self.servers = await start_listeners(self.ctx, self.registry, tls_context, sockets=sockets)
+        cluster = self.ctx.cluster
+        if cluster is not None and not self.settings.cluster.advertise and self.addresses:
+            host, port = self.addresses[0]
+            cluster.advertise = f"{host}:{port}"  # the bound port (listen may say 0)
         if managesieve_socket is not None or (sockets is None and self.settings.managesieve.listen):
             from imapd.server.managesieve import ManageSieveServer
 
@@ -109,7 +113,9 @@ class ServerHandle:
 
         node = ClusterNode(self.settings, self.ctx.metrics)
         ctx = self.ctx
-        node.busy = lambda user: user in ctx.user_sessions
+        node.busy_users = lambda: set(ctx.user_sessions) | {m.user for m in ctx.store.open_mailboxes()}
+        if ctx.ownership is not None:
+            node.releases = ctx.ownership.owns
         node.on_change = lambda message: self._changed(message.user, rescan_new=message.kind == "delivery")
         node.on_claimed = self._changed  # what another node wrote meanwhile: read the index again
         node.on_kick = lambda user: self.registry.bye_user(user, "Session closed by the administrator")

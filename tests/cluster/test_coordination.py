@@ -74,7 +74,8 @@ def test_node_registry_owner_record_and_change_channel(cluster_root: ClusterRoot
     nodes.append(a)
     r: Any = redis_server.client()
     info = r.hgetall("imapd:node:a")
-    assert info["imap"].startswith("127.0.0.1:") and float(info["started"]) > 0
+    wait_for("the bound port advertised", lambda: r.hget("imapd:node:a", "imap") == f"127.0.0.1:{a.port}")
+    assert float(info["started"]) > 0
     assert 0 < r.pttl("imapd:node:a") <= 1500
     pubsub = r.pubsub()
     pubsub.subscribe("imapd:changes:alice")

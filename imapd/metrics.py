@@ -49,6 +49,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "imapd_cluster_leases_lost_total": ("counter", "users this node found taken over (writes refused, BYE)"),
     "imapd_cluster_changes_published_total": ("counter", "change messages published to the cluster"),
     "imapd_cluster_changes_dropped_total": ("counter", "change messages dropped (queue full or Redis down)"),
+    "imapd_cluster_throttles_total": ("counter", "login throttles the cluster announced (an address or user at its limit)"),
     "imapd_cluster_changes_received_total": ("counter", "change messages of other nodes for users served here"),
 }
 

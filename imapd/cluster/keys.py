@@ -10,6 +10,9 @@ proxies and ``imapd kick``. All names start with ``cluster.key_prefix``.
 - ``{prefix}revoked:{lineage hex}``: an X-STATE lineage revoked anywhere, until its tokens expired anyway.
 - ``{prefix}authfail:addr:{address}``, ``...:user:{user}``, ``...:pair:{address}:{user}``: failed logins in
   the current ``auth.failure_window`` (INCR, then EXPIRE on the first).
+- ``{prefix}throttle``: a pub/sub channel on which the failure script announces a counter that reached
+  its limit (``{"kind": "address"|"user", "key", "ttl"}`` ms) or what a success left
+  (``{"kind": "clear", "address", "user", "address_count", "user_count"}``).
 - ``{prefix}since``: Redis's time (ms) when the first node met this Redis's keyspace; after a Redis
   restart it is new, and takeovers wait ``cluster.reassert_grace`` from it.
 """
@@ -77,6 +80,10 @@ class ClusterKeys:
         """The address's, the user's and the (address, user) pair's failure counters."""
         return (f"{self.prefix}authfail:addr:{address}", f"{self.prefix}authfail:user:{user or ''}",
                 f"{self.prefix}authfail:pair:{address}:{user or ''}")
+
+    @property
+    def throttle(self) -> str:
+        return f"{self.prefix}throttle"
 
     @property
     def since(self) -> str:

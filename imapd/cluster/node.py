@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -99,6 +100,11 @@ class ClusterNode:
         self._queue: asyncio.Queue[ChangeMessage] = asyncio.Queue(cluster.publish_queue)
         self._down_since: float | None = None
         self._failed_pairs: set[tuple[str, str]] = set()
+        # Throttles announced on the cluster's throttle channel: key -> time.monotonic() it ends.
+        self._throttled_addresses: dict[str, float] = {}
+        self._throttled_users: dict[str, float] = {}
+        self.max_failures = settings.auth.max_failures
+        self.max_user_failures = settings.auth.max_user_failures
 
     # -- lifetime -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -403,11 +409,18 @@ class ClusterNode:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self.keys.changes_pattern)
+                await pubsub.subscribe(self.keys.throttle)
                 backoff = 0.05
                 while True:
                     message = await pubsub.get_message(timeout=None)
-                    if message is not None:
-                        self._received(message.get("data"))
+                    if message is None:
+                        continue
+                    data = message.get("data")
+                    if message.get("channel") == self.keys.throttle:
+                        if isinstance(data, (str, bytes)):
+                            self._throttle_message(data)
+                    else:
+                        self._received(data)
             except _DOWN as exc:
                 log.debug("change subscription lost: %s", exc)
             finally:
@@ -431,34 +444,60 @@ class ClusterNode:
             self.on_change(message)
 
     # -- login failures and X-STATE revocations ----------------------------------------------------------------
-    async def failure_counts(self, address: str, user: str) -> tuple[int, int]:
-        """Cluster-wide failures of ``address`` and of ``user`` in the window; (0, 0) if Redis cannot say."""
-        assert self._client is not None
-        keys = self.keys.failures(address, user)
-        try:
-            got = await self._on_loop(self._mget(keys[0], keys[1]))
-        except _DOWN:
-            return 0, 0
-        counts = int(str(got[0] or 0)), int(str(got[1] or 0))
-        if any(counts):
-            with self._lock:
-                if len(self._failed_pairs) > 10_000:
-                    self._failed_pairs.clear()
-                self._failed_pairs.add((address, user))
-        return counts
+    def address_throttled(self, address: str) -> bool:
+        """Memory only: a counter of ``address`` reached ``auth.max_failures`` on the cluster."""
+        return self._throttle_live(self._throttled_addresses, address)
 
-    async def _mget(self, *keys: str) -> list[object]:
-        assert self._client is not None
-        async with asyncio.timeout(self.settings.timeout):
-            return list(await self._client.mget(keys))
+    def user_throttled(self, user: str) -> bool:
+        return self._throttle_live(self._throttled_users, user)
+
+    @staticmethod
+    def _throttle_live(table: dict[str, float], key: str) -> bool:
+        until = table.get(key)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        table.pop(key, None)
+        return False
+
+    def _throttle_message(self, data: str | bytes) -> None:
+        try:
+            got = json.loads(data)
+            kind = got["kind"]
+            if kind == "clear":
+                if int(got["address_count"]) < self.max_failures:
+                    self._throttled_addresses.pop(str(got["address"]), None)
+                if int(got["user_count"]) < self.max_user_failures:
+                    self._throttled_users.pop(str(got["user"]), None)
+                return
+            table = self._throttled_addresses if kind == "address" else self._throttled_users
+            ttl = max(0.0, float(got["ttl"]) / 1000)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored an undecodable message on %s", self.keys.throttle)
+            return
+        if len(table) >= 100_000:  # bounded: forget the expired first, then the oldest
+            now = time.monotonic()
+            for key in [k for k, until in table.items() if until <= now]:
+                del table[key]
+            while len(table) >= 100_000:
+                del table[next(iter(table))]
+        table[str(got["key"])] = time.monotonic() + ttl
+        self.metrics.inc("imapd_cluster_throttles_total")
 
     def count_login(self, address: str, user: str | None, failed: bool) -> None:
-        """A login outcome recorded here (any thread; fire and forget)."""
-        if not failed:
-            with self._lock:
-                if (address, user or "") not in self._failed_pairs:
-                    return  # nothing to forget anywhere: the common login costs no Redis call
-                self._failed_pairs.discard((address, user or ""))
+        """A login outcome recorded here (any thread; fire and forget). A success costs a Redis call only
+        when this node counted failures of that pair (so the common login costs none)."""
+        pair = (address, user or "")
+        with self._lock:
+            if failed:
+                if len(self._failed_pairs) > 10_000:
+                    self._failed_pairs.clear()
+                self._failed_pairs.add(pair)
+            elif pair in self._failed_pairs:
+                self._failed_pairs.discard(pair)
+            else:
+                return
         self._call_on_loop(lambda: asyncio.get_running_loop().create_task(self._count(address, user, failed)))
 
     async def _count(self, address: str, user: str | None, failed: bool) -> None:
@@ -466,12 +505,19 @@ class ClusterNode:
         try:
             async with asyncio.timeout(self.settings.timeout):
                 if failed:
-                    await self._failure_script(keys=keys, args=[int(self.failure_window * 1000),
-                                                                "1" if user else "0"])
+                    await self._failure_script(keys=keys, args=[
+                        int(self.failure_window * 1000), "1" if user else "0", self.max_failures,
+                        self.max_user_failures, self.keys.throttle, self.node_id, address, user or ""])
                 else:
-                    await self._success_script(keys=keys)
+                    await self._success_script(keys=keys, args=[self.keys.throttle, self.node_id, address,
+                                                                user or ""])
         except _DOWN as exc:
             log.debug("login outcome not counted cluster-wide: %s", exc)
+
+    async def _mget(self, *keys: str) -> list[object]:
+        assert self._client is not None
+        async with asyncio.timeout(self.settings.timeout):
+            return list(await self._client.mget(keys))
 
     async def revoke(self, lineage: bytes) -> None:
         """Refuse ``lineage`` on every node until its tokens expired anyway (best effort: the user's

@@ -64,30 +64,43 @@ return 0
 """
 
 # One failed login. KEYS: address, user, pair counters (user and pair "" when no user was named).
-# ARGV: window ms, "1" if a user was named.  Returns {address count, user count}.
+# ARGV: window ms, "1" if a user was named, max address failures, max user failures, throttle channel,
+# node id, address, user.  A counter that reaches its limit is announced on the throttle channel once
+# (nodes then refuse from memory, without asking Redis at each login).  Returns {address count, user count}.
 FAILURE = """
 local function count(key, ttl)
   local n = redis.call('INCR', key)
   if n == 1 then redis.call('PEXPIRE', key, ttl) end
   return n
 end
+local function announce(kind, key, counter)
+  redis.call('PUBLISH', ARGV[5], cjson.encode({node = ARGV[6], kind = kind, key = key,
+                                                ttl = redis.call('PTTL', counter)}))
+end
 local a = count(KEYS[1], ARGV[1])
+if a == tonumber(ARGV[3]) then announce('address', ARGV[7], KEYS[1]) end
 local u = 0
 if ARGV[2] == '1' then
   u = count(KEYS[2], ARGV[1])
   count(KEYS[3], ARGV[1])
+  if u == tonumber(ARGV[4]) then announce('user', ARGV[8], KEYS[2]) end
 end
 return {a, u}
 """
 
-# A successful login forgets that user's failures from that address only (as AuthThrottle does).
-# KEYS: address, user, pair counters.
+# A successful login forgets that user's failures from that address only (as AuthThrottle does), and
+# tells the nodes the remaining counts (they lift a throttle that fell below its limit).
+# KEYS: address, user, pair counters.  ARGV: throttle channel, node id, address, user.
 SUCCESS = """
 local n = tonumber(redis.call('GET', KEYS[3]) or '0')
 if n == 0 then return 0 end
-for _, key in ipairs({KEYS[1], KEYS[2]}) do
-  if redis.call('DECRBY', key, n) <= 0 then redis.call('DEL', key) end
+local left = {}
+for i, key in ipairs({KEYS[1], KEYS[2]}) do
+  left[i] = redis.call('DECRBY', key, n)
+  if left[i] <= 0 then redis.call('DEL', key) left[i] = 0 end
 end
 redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', ARGV[1], cjson.encode({node = ARGV[2], kind = 'clear', address = ARGV[3],
+                                            user = ARGV[4], address_count = left[1], user_count = left[2]}))
 return n
 """

@@ -67,14 +67,14 @@ class AuthThrottle:
         with self._lock:
             return self._count(self._by_user, user, time.monotonic())
 
-    def address_throttled(self, address: str, cluster: int = 0) -> bool:
-        """True when attempts from ``address`` must be refused before any work. ``cluster``: the failures
-        every node counted (Redis), when higher than ours."""
-        return max(self.failures(address), cluster) >= self.max_failures
+    def address_throttled(self, address: str, cluster: bool = False) -> bool:
+        """True when attempts from ``address`` must be refused before any work. ``cluster``: the cluster's
+        counter of the address reached the limit (``ClusterNode.address_throttled``)."""
+        return cluster or self.failures(address) >= self.max_failures
 
-    def user_throttled(self, user: str, cluster: int = 0) -> bool:
+    def user_throttled(self, user: str, cluster: bool = False) -> bool:
         """True when attempts for ``user`` must be refused before any work, from any address."""
-        return max(self.user_failures(user), cluster) >= self.max_user_failures
+        return cluster or self.user_failures(user) >= self.max_user_failures
 
     def record_failure(self, address: str, user: str | None = None, *, shared: bool = True) -> float:
         """Count one failure; return how long to wait before answering it. ``shared=False``: a failure a
@@ -267,16 +267,14 @@ async def check_password(ctx: ServerContext, address: str, username: str, passwo
     in one of ``auth.max_concurrent_hashes`` slots (off the event loop).
     """
     throttle = ctx.throttle
-    by_address = by_user = 0
-    if ctx.cluster is not None:  # failures counted on every node (one Redis look-up)
-        by_address, by_user = await ctx.cluster.failure_counts(address, username)
-    if throttle.user_throttled(username, by_user):
+    cluster = ctx.cluster  # failures counted on every node: throttles it announced, in memory
+    if throttle.user_throttled(username, cluster is not None and cluster.user_throttled(username)):
         raise _refused(throttle, address, username, "throttled (user)")
     known = ctx.users.get(username)
     if known is not None and ctx.credentials.check(username, password, known.generation):
         # Same user, same password, same passwd entry within cache.ttl: skip the hash (imapd/cache.py).
         return known.name
-    if throttle.address_throttled(address, by_address):
+    if throttle.address_throttled(address, cluster is not None and cluster.address_throttled(address)):
         raise _refused(throttle, address, username, "throttled (address)")
     try:
         record = await ctx.hash_slots.run(ctx.users.verify, username, password,

@@ -3,6 +3,7 @@ of the table in docs/cluster.md, one call at a time, and many takers racing for 
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -45,7 +46,7 @@ def test_conflicting_holder_of_one_node_id(redis_server: RedisServer) -> None:
 
 def test_after_redis_lost_its_keys_only_owners_reassert_during_the_grace(redis_server: RedisServer) -> None:
     r: Any = redis_server.client()
-    assert _assert(r, "b", "alice", "claim", grace_ms=60_000) [0] == "wait"  # since was just stamped
+    assert _assert(r, "b", "alice", "claim", grace_ms=60_000)[0] == "wait"  # since was just stamped
     assert r.get(K.owner("alice")) is None
     assert _assert(r, "a", "alice", "confirm", grace_ms=60_000)[0] == "ok"  # the old owner re-asserts
     assert _assert(r, "b", "alice", "claim", grace_ms=60_000)[:2] == ["taken", "a"]
@@ -82,17 +83,35 @@ def test_release_only_by_the_owner(redis_server: RedisServer) -> None:
 
 def test_failure_counters_and_success_forgets_only_its_pair(redis_server: RedisServer) -> None:
     r: Any = redis_server.client()
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(K.throttle)
 
     def fail(address: str, user: str) -> list[int]:
-        return [int(x) for x in r.eval(scripts.FAILURE, 3, *K.failures(address, user), 300_000, "1")]
+        return [int(x) for x in r.eval(scripts.FAILURE, 3, *K.failures(address, user), 300_000, "1", 3, 3,
+                                       K.throttle, "n1", address, user)]
+
+    def announced() -> list[dict[str, Any]]:
+        out = []
+        while (m := pubsub.get_message(timeout=0.2)) is not None:
+            out.append(json.loads(m["data"]))
+        return out
 
     fail("10.0.0.1", "alice")
     fail("10.0.0.1", "alice")
-    fail("10.0.0.2", "alice")
+    assert announced() == []
+    assert fail("10.0.0.2", "alice") == [1, 3]
+    got = announced()
+    assert [(m["kind"], m["key"]) for m in got] == [("user", "alice")] and 0 < got[0]["ttl"] <= 300_000
     assert fail("10.0.0.1", "bob") == [3, 1]
+    assert [(m["kind"], m["key"]) for m in announced()] == [("address", "10.0.0.1")]
+    fail("10.0.0.1", "bob")
+    assert announced() == []  # announced once, when the limit is reached
     addr, user, _pair = K.failures("10.0.0.1", "alice")
     assert 0 < r.pttl(addr) <= 300_000
-    assert r.eval(scripts.SUCCESS, 3, *K.failures("10.0.0.1", "alice")) == 2
-    assert int(r.get(addr)) == 1  # bob's failure from that address stays
+    success = (scripts.SUCCESS, 3, *K.failures("10.0.0.1", "alice"), K.throttle, "n1", "10.0.0.1", "alice")
+    assert r.eval(*success) == 2
+    assert int(r.get(addr)) == 2  # bob's failures from that address stay
     assert int(r.get(user)) == 1  # alice's failure from the other address stays
-    assert r.eval(scripts.SUCCESS, 3, *K.failures("10.0.0.1", "alice")) == 0
+    assert announced() == [{"node": "n1", "kind": "clear", "address": "10.0.0.1", "user": "alice",
+                            "address_count": 2, "user_count": 1}]
+    assert r.eval(*success) == 0

@@ -3,7 +3,8 @@ proxies and ``imapd kick``. All names start with ``cluster.key_prefix``.
 
 - ``{prefix}node:{node_id}``: hash ``imap`` (HOST:PORT proxies connect to), ``started`` (Unix time),
   ``epoch`` (which process holds the name), ``pid``; a TTL of ``cluster.lease_ttl`` renewed by the node's
-  heartbeat. Absent: the node is dead, and its users may be taken over.
+  heartbeat. Absent: the node is dead, and its users may be taken over. A ``draining`` field "1" (set by
+  a drain, left alone by the heartbeat) makes the node take no new user and hand back its idle ones.
 - ``{prefix}owner:{user}``: the node_id that may write the user's index; it counts only while that node's
   key exists.
 - ``{prefix}changes:{user}``: a pub/sub channel of :class:`ChangeMessage` JSON.

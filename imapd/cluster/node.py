@@ -92,11 +92,15 @@ class ClusterNode:
         """user -> the :attr:`continuity` under which its lease was last confirmed."""
         self._idle_since: dict[str, float] = {}
         self._released_at = 0.0
+        self.draining = False
+        """The node key's ``draining`` field is "1" (``imapd proxy backends drain``): no new user is taken,
+        and users without a session here are handed back at once."""
         self._lock = threading.Lock()
         self._client: aioredis.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[ChangeMessage] = asyncio.Queue(cluster.publish_queue)
         self._down_since: float | None = None
         self._failed_pairs: set[tuple[str, str]] = set()
@@ -120,13 +124,16 @@ class ClusterNode:
         self._failure_script = self._client.register_script(scripts.FAILURE)
         self._success_script = self._client.register_script(scripts.SUCCESS)
         await self._renew_once()
-        for coro in (self._heartbeat(), self._publisher(), self._subscriber()):
+        for coro in (self._heartbeat(), self._publisher()):
             self._tasks.append(asyncio.create_task(coro))
+        self._restart_subscriber()
         log.info("cluster node %s (advertised %s) on %s", self.node_id, self.advertise, self.settings.redis_url)
 
     async def stop(self, *, release: bool = True) -> None:
         """A clean stop hands every user back at once (no waiting for the lease to run out); a worker
         that handed its sessions to a new generation (``release=False``) leaves the leases to it."""
+        if self._subscription is not None:
+            self._tasks.append(self._subscription)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -170,13 +177,18 @@ class ClusterNode:
         sent = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.timeout):
-                result = int(await self._heartbeat_script(
+                got = await self._heartbeat_script(
                     keys=[self.keys.node(self.node_id), self.keys.since],
                     args=[self.epoch, int(self.settings.lease_ttl * 1000), self.advertise, self.started,
-                          os.getpid()]))
+                          os.getpid()])
         except _DOWN as exc:
             self._went_down(exc)
             return False
+        result, draining = int(got[0]), got[1] == "1"
+        if draining != self.draining:
+            self.draining = draining
+            log.warning("cluster node %s %s", self.node_id, "draining: takes no new user, hands back idle ones"
+                        if draining else "no longer draining")
         if result == -1:
             log.error("another process renews cluster node id %s: writing none of its users", self.node_id)
             self._lose_all()
@@ -202,6 +214,14 @@ class ClusterNode:
         self.reachable = False
         self.metrics.set("imapd_cluster_redis_up", 0)
 
+    def _restart_subscriber(self) -> None:
+        """(Re)start the change subscription: after an outage its connection may be half-open, blocked in
+        a read that would never return."""
+        old = self._subscription
+        if old is not None:
+            old.cancel()
+        self._subscription = asyncio.get_running_loop().create_task(self._subscriber())
+
     def _came_back(self) -> bool:
         """Mark Redis reachable; True if it was not."""
         was_down = not self.reachable
@@ -211,6 +231,7 @@ class ClusterNode:
             log.warning("cluster Redis reachable again after %.1f s; re-asserting %d user(s)",
                         time.monotonic() - self._down_since, len(self.owned))
             self.metrics.inc("imapd_cluster_reconnects_total")
+            self._call_on_loop(self._restart_subscriber)
         self._down_since = None
         return was_down
 
@@ -276,7 +297,7 @@ class ClusterNode:
             if status == "ok":
                 self._idle_since.pop(user, None)
                 return
-            if loop.time() + pause > deadline:
+            if status == "draining" or loop.time() + pause > deadline:
                 self.metrics.inc("imapd_cluster_claims_refused_total")
                 raise NotOwner("this mailbox is served by another server now; try again shortly")
             await asyncio.sleep(pause)
@@ -344,16 +365,17 @@ class ClusterNode:
         """Hand back users without a session here for ``release_after`` (on the network loop, at most
         once a second)."""
         now = time.monotonic()
-        if now - self._released_at < 1.0 or not self.owned:
+        if (now - self._released_at < 1.0 and not self.draining) or not self.owned:
             return
         self._released_at = now
+        after = 0.0 if self.draining else self.settings.release_after
         busy = self.busy_users()
         for user in list(self.owned):
             if user in busy:
                 self._idle_since.pop(user, None)
                 continue
             since = self._idle_since.setdefault(user, now)
-            if now - since >= self.settings.release_after:
+            if now - since >= after:
                 with self._lock:
                     self.owned.pop(user, None)
                 self._idle_since.pop(user, None)

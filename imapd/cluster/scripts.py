@@ -11,7 +11,8 @@ __all__ = ["ASSERT", "FAILURE", "HEARTBEAT", "RELEASE", "SUCCESS"]
 
 # Renew this node's liveness key and mark when the keyspace was first seen.
 # KEYS: node key, since key.  ARGV: epoch, ttl ms, imap address, started, pid.
-# Returns 1 (renewed), 0 (the key had lapsed: re-created), -1 (another process holds this node id).
+# renew() returns 1 (renewed), 0 (the key had lapsed: re-created), -1 (another process holds this node
+# id); HEARTBEAT returns {that, the node's "draining" field} (set by an operator's drain: "1").
 _RENEW = """
 local function renew(node_key, since_key, epoch, ttl, imap, started, pid)
   local held = redis.call('HGET', node_key, 'epoch')
@@ -28,7 +29,8 @@ end
 """
 
 HEARTBEAT = _RENEW + """
-return renew(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+local renewed = renew(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return {renewed, redis.call('HGET', KEYS[1], 'draining') or ''}
 """
 
 # Renew the node, then claim or confirm one user.
@@ -37,12 +39,16 @@ return renew(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 # mode "claim": take the user if unowned or its owner is dead, once the re-assert grace has passed;
 # mode "confirm": the user was ours; keep it if the record says so or was lost with Redis's keys, never
 # take it from another node (even a dead one: it wrote meanwhile, our memory of the index is stale).
-# Returns {status, other node, lapsed}: status "ok", "taken", "wait" or "conflict".
+# A draining node takes no user it does not hold.
+# Returns {status, other node, lapsed}: status "ok", "taken", "wait", "draining" or "conflict".
 ASSERT = _RENEW + """
 local lapsed = renew(KEYS[1], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 if lapsed == -1 then return {'conflict', '', 0} end
 local owner = redis.call('GET', KEYS[2])
 if owner == ARGV[1] then return {'ok', '', lapsed} end
+if ARGV[9] == 'claim' and redis.call('HGET', KEYS[1], 'draining') == '1' then
+  return {'draining', owner or '', lapsed}
+end
 if ARGV[9] == 'confirm' then
   if owner then return {'taken', owner, lapsed} end
   redis.call('SET', KEYS[2], ARGV[1])

@@ -110,6 +110,28 @@ def test_login_on_a_second_node_waits_then_unavailable(cluster_root: ClusterRoot
     login(b).ok("LOGOUT")
 
 
+def test_drain_hands_back_idle_users_and_takes_no_new_one(cluster_root: ClusterRoot, redis_server: RedisServer,
+                                                          nodes: list[RunningServer]) -> None:
+    a = start_node(cluster_root, "a", redis_server)
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server)
+    nodes.append(b)
+    login(a).ok("LOGOUT")  # a holds alice's lease (cluster.release_after: 300 s)
+    held = login(a, "bob")  # and bob's, with a session
+    r: Any = redis_server.client()
+    assert r.get("imapd:owner:alice") == "a"
+    r.hset("imapd:node:a", "draining", "1")  # what `imapd proxy backends drain` sets
+    wait_for("alice handed back", lambda: r.get("imapd:owner:alice") is None, timeout=3)
+    assert r.get("imapd:owner:bob") == "a"  # a session still runs there
+    started = time.monotonic()
+    _, tagged = RawIMAP(a.host, a.port).command("LOGIN alice secret1")
+    assert b"NO [UNAVAILABLE]" in tagged and time.monotonic() - started < 0.9  # refused without waiting
+    login(b).ok("LOGOUT")
+    held.ok("LOGOUT")
+    wait_for("bob handed back", lambda: r.get("imapd:owner:bob") is None, timeout=3)
+    assert "draining" in a.log()
+
+
 def test_failover_after_sigstop_refuses_the_old_owners_pending_write(
         cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
     """The issue's proof: the old owner is frozen with a write in its socket buffer; its lease runs out,

@@ -40,7 +40,7 @@ def test_conflicting_holder_of_one_node_id(redis_server: RedisServer) -> None:
     r: Any = redis_server.client()
     assert _assert(r, "a", "alice", "claim", epoch="one")[0] == "ok"
     assert _assert(r, "a", "bob", "claim", epoch="two")[0] == "conflict"
-    assert r.eval(scripts.HEARTBEAT, 2, K.node("a"), K.since, "two", 1500, "x", "0", 1) == -1
+    assert r.eval(scripts.HEARTBEAT, 2, K.node("a"), K.since, "two", 1500, "x", "0", 1) == [-1, ""]
     assert r.hget(K.node("a"), "epoch") == "one"
 
 
@@ -71,6 +71,16 @@ def test_racing_takers_one_wins(redis_server: RedisServer) -> None:
         t.join()
     assert len(winners) == 1
     assert redis_server.client().get(K.owner("carol")) == winners[0]  # type: ignore[attr-defined]
+
+
+def test_a_draining_node_keeps_its_users_and_takes_no_new_one(redis_server: RedisServer) -> None:
+    r: Any = redis_server.client()
+    assert _assert(r, "a", "alice", "claim")[0] == "ok"
+    r.hset(K.node("a"), "draining", "1")
+    assert r.eval(scripts.HEARTBEAT, 2, K.node("a"), K.since, "epoch-a", 1500, "x", "0", 1) == [1, "1"]
+    assert _assert(r, "a", "alice", "confirm")[0] == "ok"
+    assert _assert(r, "a", "bob", "claim")[0] == "draining"
+    assert r.get(K.owner("bob")) is None
 
 
 def test_release_only_by_the_owner(redis_server: RedisServer) -> None:

@@ -113,8 +113,7 @@ async def save(s: Session, cmd: c.XStateSave) -> Done:
     if record is None:
         raise CommandNo("User no longer exists", "EXPIRED")
     lineage = s.xstate_lineage or new_lineage()
-    if is_revoked(s.user, lineage, now=time.time()) or (
-            s.xstate_lineage and ctx.cluster is not None and await ctx.cluster.is_revoked(lineage)):
+    if is_revoked(s.user, lineage, now=time.time()):  # (a logged-in session's node owns the index it reads)
         raise CommandNo("This session's state tokens were revoked; log in again", _EXPIRED)
     view_state, dropped = _saved_view(s)
     bound = bound_address(s) if ctx.settings.xstate.bind_address else b""
@@ -209,8 +208,7 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
     """The token's state and its user's store, or NO (counted like a failed login before LOGIN)."""
     try:
         state = _checked_state(s, token, authenticating)
-        cluster = s.ctx.cluster
-        if cluster is not None and await cluster.is_revoked(state.lineage):  # revoked on another node
+        if await _revoked_in_cluster(s.ctx, state):
             raise CommandNo("State token was revoked (X-STATE REVOKE)", _EXPIRED)
         if s.user is None:
             await claim_user(s, state.user, "X-STATE")  # the lease before the index is opened
@@ -224,6 +222,17 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
             await asyncio.sleep(delay)
         raise
     return state, user
+
+
+async def _revoked_in_cluster(ctx: ServerContext, state: SessionState) -> bool:
+    """A lineage revoked on any node (``{prefix}revoked:``), asked of Redis only when this node does not
+    hold the user's lease now: the owner's own index is authoritative (only it writes it, and REVOKE
+    runs on the owner), while another node's read of it over NFS may be stale. So the webmail's
+    RESTORE per request, on the user's owner, costs no Redis call."""
+    cluster = ctx.cluster
+    if cluster is None or cluster.owns_fresh(state.user):
+        return False
+    return await cluster.is_revoked(state.lineage)
 
 
 def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState:

@@ -167,7 +167,8 @@ class ManageSieveSession:
         try:
             state = check_token(self.ctx, token, address_bytes(self.peer_host))
             cluster = self.ctx.cluster
-            revoked_elsewhere = cluster is not None and await cluster.is_revoked(state.lineage)
+            revoked_elsewhere = (cluster is not None and not cluster.owns_fresh(state.user)
+                                 and await cluster.is_revoked(state.lineage))
             if revoked_elsewhere or await self._off_loop(self._revoked, state.user, state.lineage):  # (index)
                 raise CommandNo("State token was revoked (X-STATE REVOKE)", "X-STATE-EXPIRED")
         except CommandNo as exc:

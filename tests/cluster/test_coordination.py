@@ -302,7 +302,9 @@ def test_revocation_on_one_node_is_refused_on_another(cluster_root: ClusterRoot,
     client.ok("LOGOUT")
     r: Any = redis_server.client()
     assert len(r.keys("imapd:revoked:*")) == 1
-    _, tagged = RawIMAP(b.host, b.port).command(f"X-STATE RESTORE {token}")
+    _, tagged = RawIMAP(b.host, b.port).command(f"X-STATE RESTORE {token}")  # from Redis
+    assert b"NO [X-STATE-EXPIRED]" in tagged, tagged
+    _, tagged = RawIMAP(a.host, a.port).command(f"X-STATE RESTORE {token}")  # the owner: from its index
     assert b"NO [X-STATE-EXPIRED]" in tagged, tagged
 
 

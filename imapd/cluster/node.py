@@ -182,7 +182,7 @@ class ClusterNode:
                     args=[self.epoch, int(self.settings.lease_ttl * 1000), self.advertise, self.started,
                           os.getpid()])
         except _DOWN as exc:
-            self._went_down(exc)
+            self._went_down(exc, sent)
             return False
         result, draining = int(got[0]), got[1] == "1"
         if draining != self.draining:
@@ -204,7 +204,14 @@ class ClusterNode:
             asyncio.get_running_loop().create_task(self._reassert_all())
         return True
 
-    def _went_down(self, exc: BaseException) -> None:
+    def _went_down(self, exc: BaseException, started: float | None = None) -> None:
+        """A call failed: outage mode. Not for a time-out that only says this process was frozen (SIGSTOP,
+        a VM pause) while the call ran: its deadline passed while nothing could run, and taking that for
+        an outage would let a resumed node write without confirming a lease it may have lost."""
+        if started is not None and self._frozen(exc, started):
+            log.warning("a cluster call took %.1f s (this process was not running); not an outage",
+                        time.monotonic() - started)
+            return
         if self.reachable or self._down_since is None:
             self._down_since = time.monotonic()
             log.error("cluster Redis %s unreachable (%s): outage mode, serving the %d user(s) owned here; "
@@ -213,6 +220,11 @@ class ClusterNode:
             self.metrics.inc("imapd_cluster_outages_total")
         self.reachable = False
         self.metrics.set("imapd_cluster_redis_up", 0)
+
+    def _frozen(self, exc: BaseException, started: float) -> bool:
+        """A time-out far past the call's deadline: the process did not run meanwhile."""
+        return (isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError))
+                and time.monotonic() - started > 2 * self.settings.timeout + 0.5)
 
     def _restart_subscriber(self) -> None:
         """(Re)start the change subscription: after an outage its connection may be half-open, blocked in
@@ -265,16 +277,17 @@ class ClusterNode:
             return  # outage mode: nobody can take the user over either
         if threading.get_ident() == self._loop_thread:
             raise NotOwner(f"the lease of user {user} on node {self.node_id} must be confirmed first")
+        started = time.monotonic()
         try:
             # Ours: confirm. Not ours (a session resumed after a reload, whose worker never claimed it):
             # take it if free, at once, as a login would without waiting.
             if self._blocking(self._assert(user, "claim")) != "ok":
                 raise NotOwner(f"user {user} is served by another cluster node")
         except _DOWN as exc:
-            self._call_on_loop(self._went_down, exc)
-            if not ours:
-                raise NotOwner(f"user {user} is not served by cluster node {self.node_id} (Redis unreachable)") \
-                    from None
+            self._call_on_loop(self._went_down, exc, started)
+            if not ours or self._frozen(exc, started):
+                raise NotOwner(f"the lease of user {user} on cluster node {self.node_id} could not be "
+                               "confirmed") from None
             self.metrics.inc("imapd_cluster_outage_writes_total")
 
     async def claim(self, user: str) -> None:

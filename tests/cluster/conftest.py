@@ -46,7 +46,8 @@ class RedisServer:
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child's for its lifetime
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--protected-mode", "yes", "--daemonize", "no"],
+             "--dir", str(self.directory), "--protected-mode", "yes", "--daemonize", "no",
+             "--enable-debug-command", "local"],  # DEBUG SLEEP: a Redis that answers late, on purpose
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -177,6 +177,46 @@ def test_failover_after_sigstop_refuses_the_old_owners_pending_write(
     new.ok("LOGOUT")
 
 
+def test_frozen_with_a_redis_call_in_flight_is_no_outage(cluster_root: ClusterRoot, redis_server: RedisServer,
+                                                         nodes: list[RunningServer]) -> None:
+    """Frozen while its heartbeat waits for Redis, the node resumes with that call's deadline long past:
+    that time-out must not count as a Redis outage (outage mode would let the stale write through)."""
+    import threading
+
+    a = start_node(cluster_root, "a", redis_server)
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server)
+    nodes.append(b)
+    old = login(a)
+    old.ok("SELECT INBOX")
+    r: Any = redis_server.client()
+    sleeper = threading.Thread(target=lambda: redis_server.client().execute_command(  # type: ignore[attr-defined]
+        "DEBUG", "SLEEP", "0.45"))
+    sleeper.start()
+    time.sleep(0.4)  # a's heartbeat (every 0.3 s) now waits for the sleeping Redis
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        sleeper.join()
+        body = b"Subject: stale\r\n\r\nlate\r\n"
+        old.sock.sendall(b"w1 APPEND INBOX {" + str(len(body)).encode() + b"+}\r\n" + body + b"\r\n")
+        wait_for("node a's liveness key to expire", lambda: not r.exists("imapd:node:a"), timeout=5)
+        new = login(b)
+        time.sleep(0.6)  # past every deadline a had running
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    answer = b""
+    try:
+        while not answer.endswith(b"\r\n") or not (b"w1 " in answer or b"* BYE" in answer):
+            answer += old.readline()
+    except (ConnectionError, OSError):
+        pass
+    assert b"UNAVAILABLE" in answer and b"w1 OK" not in answer, answer
+    assert index_subjects(cluster_root) == []
+    assert files_in_inbox(cluster_root) == 0
+    assert "outage mode" not in a.log()
+    new.ok("LOGOUT")
+
+
 def test_killed_node_users_taken_over_within_two_seconds(cluster_root: ClusterRoot, redis_server: RedisServer,
                                                          nodes: list[RunningServer]) -> None:
     a = start_node(cluster_root, "a", redis_server)

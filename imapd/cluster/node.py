@@ -72,6 +72,8 @@ class ClusterNode:
         self.epoch = os.environ.get(EPOCH_ENV) or secrets.token_hex(8)
         self.started = f"{time.time():.3f}"
         self.fresh_for = cluster.lease_ttl - cluster.heartbeat_interval
+        self.reassert_window = cluster.grace + cluster.lease_ttl + cluster.reconnect_max
+        """After Redis lost its keys, an owner may re-assert a user whose record is gone for this long."""
         # Callbacks, all called on the network loop (set by the server).
         self.on_change: Callable[[ChangeMessage], None] = lambda _m: None
         self.on_kick: Callable[[str], object] = lambda _u: None
@@ -339,7 +341,7 @@ class ClusterNode:
                 keys=[self.keys.node(self.node_id), self.keys.owner(user), self.keys.since],
                 args=[self.node_id, self.epoch, int(self.settings.lease_ttl * 1000), self.advertise,
                       self.started, os.getpid(), self.keys.node(""), int(self.settings.grace * 1000),
-                      "confirm" if was_ours else mode])
+                      "confirm" if was_ours else mode, int(self.reassert_window * 1000)])
         self._came_back()
         if status == "ok":
             with self._lock:

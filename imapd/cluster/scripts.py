@@ -35,10 +35,11 @@ return {renewed, redis.call('HGET', KEYS[1], 'draining') or ''}
 
 # Renew the node, then claim or confirm one user.
 # KEYS: my node key, the user's owner key, since key.
-# ARGV: node id, epoch, ttl ms, imap, started, pid, node-key prefix, grace ms, mode.
+# ARGV: node id, epoch, ttl ms, imap, started, pid, node-key prefix, grace ms, mode, re-assert window ms.
 # mode "claim": take the user if unowned or its owner is dead, once the re-assert grace has passed;
-# mode "confirm": the user was ours; keep it if the record says so or was lost with Redis's keys, never
-# take it from another node (even a dead one: it wrote meanwhile, our memory of the index is stale).
+# mode "confirm": the user was ours; keep it if the record says so, or if the record is missing because
+# Redis lost its keys not longer ago than the re-assert window (a restart); never take it from another
+# node, even a dead one, nor back after someone released it (others wrote meanwhile).
 # A draining node takes no user it does not hold.
 # Returns {status, other node, lapsed}: status "ok", "taken", "wait", "draining" or "conflict".
 ASSERT = _RENEW + """
@@ -49,15 +50,15 @@ if owner == ARGV[1] then return {'ok', '', lapsed} end
 if ARGV[9] == 'claim' and redis.call('HGET', KEYS[1], 'draining') == '1' then
   return {'draining', owner or '', lapsed}
 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local since = tonumber(redis.call('GET', KEYS[3]) or now)
 if ARGV[9] == 'confirm' then
-  if owner then return {'taken', owner, lapsed} end
+  if owner or now - since >= tonumber(ARGV[10]) then return {'taken', owner or '', lapsed} end
   redis.call('SET', KEYS[2], ARGV[1])
   return {'ok', '', lapsed}
 end
 if owner and redis.call('EXISTS', ARGV[7] .. owner) == 1 then return {'taken', owner, lapsed} end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local since = tonumber(redis.call('GET', KEYS[3]) or now)
 if now - since < tonumber(ARGV[8]) then return {'wait', owner or '', lapsed} end
 redis.call('SET', KEYS[2], ARGV[1])
 return {'ok', owner or '', lapsed}

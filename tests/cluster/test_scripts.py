@@ -14,9 +14,11 @@ from tests.cluster.conftest import RedisServer
 K = ClusterKeys("t:")
 
 
-def _assert(r: Any, node: str, user: str, mode: str, *, epoch: str | None = None, grace_ms: int = 0) -> list[Any]:
+def _assert(r: Any, node: str, user: str, mode: str, *, epoch: str | None = None, grace_ms: int = 0,
+            window_ms: int = 60_000) -> list[Any]:
     got = r.eval(scripts.ASSERT, 3, K.node(node), K.owner(user), K.since,
-                 node, epoch or f"epoch-{node}", 1500, f"{node}.example:143", "0", 1, K.node(""), grace_ms, mode)
+                 node, epoch or f"epoch-{node}", 1500, f"{node}.example:143", "0", 1, K.node(""), grace_ms, mode,
+                 window_ms)
     return [x if isinstance(x, str) else int(x) for x in got]
 
 
@@ -52,6 +54,9 @@ def test_after_redis_lost_its_keys_only_owners_reassert_during_the_grace(redis_s
     assert _assert(r, "b", "alice", "claim", grace_ms=60_000)[:2] == ["taken", "a"]
     r.set(K.since, 0)  # the grace is long over
     assert _assert(r, "b", "bob", "claim", grace_ms=60_000)[0] == "ok"
+    # past the re-assert window a missing record means someone released the user: not ours to take back
+    assert _assert(r, "c", "carol", "confirm")[:2] == ["taken", ""]
+    assert r.get(K.owner("carol")) is None
 
 
 def test_racing_takers_one_wins(redis_server: RedisServer) -> None:

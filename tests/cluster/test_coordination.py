@@ -281,6 +281,8 @@ def test_redis_outage_keeps_serving_and_reconnects(cluster_root: ClusterRoot, re
     metrics = free_port()
     a = start_node(cluster_root, "a", redis_server, "-o", f"metrics.listen=\"127.0.0.1:{metrics}\"")
     nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, "-o", f"lmtp.listen=\"127.0.0.1:{free_port()}\"")
+    nodes.append(b)
     client = login(a)
     client.ok("SELECT INBOX")
     assert _metric(metrics, "imapd_cluster_redis_up") == 1
@@ -294,6 +296,11 @@ def test_redis_outage_keeps_serving_and_reconnects(cluster_root: ClusterRoot, re
     other = RawIMAP(a.host, a.port)  # a user it did not own before: refused, nobody can hand it over
     _, tagged = other.command("LOGIN bob secret2")
     assert b"NO [UNAVAILABLE]" in tagged
+    # a delivery on b meanwhile: b cannot learn who owns alice, so it stores the file alone, and its
+    # notice cannot go out; a finds the message at its next command (late, never wrong)
+    with smtplib.LMTP(*_lmtp_address(b)) as lmtp:
+        lmtp.sendmail("s@example.org", ["alice"], b"Subject: delivered during the outage\r\n\r\nhi\r\n")
+    assert b"* 4 EXISTS" in client.ok("NOOP")
     redis_server.start()  # empty, as after a crash without persistence
     wait_for("the reconnect", lambda: _metric(metrics, "imapd_cluster_reconnects_total") >= 1, timeout=10)
     r: Any = redis_server.client()
@@ -301,7 +308,7 @@ def test_redis_outage_keeps_serving_and_reconnects(cluster_root: ClusterRoot, re
     assert r.exists("imapd:node:a")
     assert b"OK" in append(client, "after the outage")
     untagged = client.ok("SELECT INBOX")
-    assert b"* 4 EXISTS" in untagged
+    assert b"* 5 EXISTS" in untagged
     assert "reachable again" in a.log()
 
 

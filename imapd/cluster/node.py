@@ -278,7 +278,12 @@ class ClusterNode:
             self.metrics.inc("imapd_cluster_outage_writes_total")
             return  # outage mode: nobody can take the user over either
         if threading.get_ident() == self._loop_thread:
-            raise NotOwner(f"the lease of user {user} on node {self.node_id} must be confirmed first")
+            # The network loop cannot wait for Redis; what runs there for a user is memory only (the
+            # commands answered in place, dispatch.in_memory), never a write, so a late heartbeat under
+            # load must not refuse it. A write of a user we do not hold is refused still.
+            if ours:
+                return
+            raise NotOwner(f"user {user} is not served by cluster node {self.node_id}")
         started = time.monotonic()
         try:
             # Ours: confirm. Not ours (a session resumed after a reload, whose worker never claimed it):

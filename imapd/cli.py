@@ -1,4 +1,4 @@
-"""The ``imapd`` command line: ``serve``, ``demo``, ``user ...``, ``deliver``."""
+"""The ``imapd`` command line: ``serve``, ``demo``, ``user ...``, ``deliver``, ``kick``."""
 
 from __future__ import annotations
 
@@ -241,11 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats(sub)
     _add_reload(sub)
     _add_worker(sub)
+    from imapd.cluster.kick import register_cli as register_kick
     from imapd.delivery.command import register_cli as register_deliver
     from imapd.store.admin import register_cli
 
     register_cli(sub)
     register_deliver(sub)
+    register_kick(sub)
     return parser
 
 

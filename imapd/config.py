@@ -170,6 +170,42 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     fts: bool = True
 
 
+class ClusterSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # redis://HOST:PORT/DB of the coordinating Redis; "" = a single node: no Redis, nothing below applies.
+    redis_url: str = ""
+    # This backend's name in Redis; "" = the host name and the first server.listen port ("mx1:1143").
+    node_id: str = ""
+    # HOST:PORT at which proxies reach this backend's IMAP; "" = the first server.listen.
+    advertise: str = ""
+    # Prefix of every key and channel, so several clusters can share one Redis.
+    key_prefix: str = "imapd:"
+    # The node's liveness key lives this long after a renewal; a killed node's users are free after it.
+    lease_ttl: float = 1.5
+    # How often the liveness key is renewed (well under lease_ttl).
+    heartbeat_interval: float = 0.4
+    # A LOGIN for a user another live node owns waits this long for a hand-over before NO [UNAVAILABLE].
+    login_wait: float = 3.0
+    # After Redis lost its keys (a restart), no user is taken over for this long, so that owners
+    # reconnecting after the outage re-assert theirs first; 0 = lease_ttl + reconnect_max.
+    reassert_grace: float = 0.0
+    # Reconnect backoff after Redis went away: from 0.05 s doubling up to this.
+    reconnect_max: float = 1.0
+    # Each Redis call on a command's path gives up after this (then the node acts as in an outage).
+    timeout: float = 0.5
+    # A user without a session here for this long is released (its owner record deleted).
+    release_after: float = 300.0
+    # Change messages waiting to be published; beyond this they are dropped (and counted).
+    publish_queue: int = 10000
+
+    def __post_init__(self) -> None:
+        if self.redis_url and not 0 < self.heartbeat_interval < self.lease_ttl:
+            raise ValueError("cluster.heartbeat_interval must be > 0 and below cluster.lease_ttl")
+
+    @property
+    def grace(self) -> float:
+        return self.reassert_grace or (self.lease_ttl + self.reconnect_max)
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
@@ -185,6 +221,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     managesieve: ManageSieveSettings = msgspec.field(default_factory=ManageSieveSettings)
     lmtp: LMTPSettings = msgspec.field(default_factory=LMTPSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
     @property
     def data_path(self) -> Path:

@@ -40,6 +40,17 @@ _KINDS: dict[str, tuple[str, str]] = {
     "imapd_users": ("gauge", "users with a session or a warm mailbox in a worker"),
     "imapd_command_seconds": ("histogram", "time to execute reconnect-path commands, by command"),
     "imapd_loop_lag_seconds": ("histogram", "how late the network loop and the user lanes ran a due callback"),
+    "imapd_cluster_redis_up": ("gauge", "1 while the cluster's Redis answers, 0 in outage mode"),
+    "imapd_cluster_outages_total": ("counter", "times the cluster's Redis became unreachable"),
+    "imapd_cluster_reconnects_total": ("counter", "times the cluster's Redis answered again after an outage"),
+    "imapd_cluster_outage_writes_total": ("counter", "writes allowed in outage mode, their lease unconfirmed"),
+    "imapd_cluster_claims_total": ("counter", "users this node started to serve (a lease taken)"),
+    "imapd_cluster_claims_refused_total": ("counter", "logins refused: another live node serves the user"),
+    "imapd_cluster_leases_lost_total": ("counter", "users this node found taken over (writes refused, BYE)"),
+    "imapd_cluster_changes_published_total": ("counter", "change messages published to the cluster"),
+    "imapd_cluster_changes_dropped_total": ("counter", "change messages dropped (queue full or Redis down)"),
+    "imapd_cluster_throttles_total": ("counter", "login throttles the cluster announced (an address or user at its limit)"),
+    "imapd_cluster_changes_received_total": ("counter", "change messages of other nodes for users served here"),
 }
 
 

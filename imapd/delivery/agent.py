@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -17,6 +18,7 @@ import msgspec
 from imapd.delivery.filters import FileInto, Reject, run_user_filter
 from imapd.delivery.recipients import Recipient
 from imapd.sieve.delivery import DeliveryReport
+from imapd.store import maildir
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, StorageIOError, StoreError
 from imapd.store.mailbox import AppendItem, Mailbox
 from imapd.store.names import INBOX, normalize
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Envelope", "Failure", "Outcome", "deliver", "failure_outcome", "to_crlf", "trace_headers"]
+__all__ = ["Envelope", "Failure", "Outcome", "deliver", "deliver_file_only", "failure_outcome", "to_crlf", "trace_headers"]
 
 Failure = Literal["quota", "disk_full", "tempfail", "nouser"]
 
@@ -154,3 +156,23 @@ def deliver(store: Store, envelope: Envelope, body: bytes, *, fsync: bool = True
     if pending is not None:
         pending.stored = list(stored)
     return Outcome(kind="stored", stored=tuple(stored), report=pending)
+
+
+def deliver_file_only(store: Store, envelope: Envelope, body: bytes, *, fsync: bool = True) -> Outcome:
+    """A delivery for a user whose index another cluster node writes: the message file alone, made
+    durable in ``tmp/`` and renamed into INBOX's ``new/`` (atomic), without the index and without Sieve
+    (both belong to the owner, whose next look at ``new/`` indexes the file; the caller tells it).
+    ``stored`` names INBOX with UID 0: the UID is the owner's to give."""
+    user = envelope.recipient.user
+    try:
+        root = store.user_root(user)
+        maildir.ensure_maildir(root)
+        tmp, base = maildir.write_tmp(root, trace_headers(envelope) + body, fsync=fsync)
+        os.rename(tmp, os.path.join(root, "new", base))
+        if fsync:
+            maildir.fsync_dir(os.path.join(root, "new"))
+    except OSError as exc:
+        return failure_outcome(StorageIOError(user, INBOX, "deliver", exc))
+    except StoreError as exc:
+        return failure_outcome(exc)
+    return Outcome(kind="stored", stored=((INBOX, 0),))

@@ -164,6 +164,20 @@ class ConnectionRegistry:
             conn.write_bytes(b"* BYE " + text.encode() + b"\r\n")
             conn.close()
 
+    def bye_user(self, user: str, text: str) -> int:
+        """``* BYE`` to every session of ``user`` served here (a kick, a lease lost); how many."""
+        told = 0
+        for conn in list(self.connections):
+            session = conn.session
+            if conn.relay is not None or session is None or session.user_name != user:
+                continue
+            conn.write_bytes(b"* BYE " + text.encode() + b"\r\n")
+            conn.close()
+            told += 1
+        if told:
+            log.info("closed %d session(s) of %s: %s", told, user, text)
+        return told
+
     def relaying(self) -> int:
         return sum(1 for conn in self.connections if conn.relay is not None)
 

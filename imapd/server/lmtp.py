@@ -217,6 +217,9 @@ class LMTPService:
     async def deliver(self, envelope: Envelope, body: bytes) -> Outcome:
         """One recipient's copy, on the user's lane; it runs to its end even if the client goes away."""
         user = envelope.recipient.user
+        cluster = self.ctx.cluster
+        if cluster is not None and not await cluster.try_claim(user):
+            return await self._deliver_elsewhere(envelope, body)
         own = self.owns(user)
         store = self.ctx.store if own else self._store_for_others()
         data_dir = self.ctx.settings.data_path
@@ -250,6 +253,23 @@ class LMTPService:
             log.info("delivered to %s: %s (%d bytes)", user,
                      ", ".join(f"{n} UID {u}" for n, u in outcome.stored), len(body))
         elif outcome.kind == "failed":
+            log.warning("delivery to %s failed: %s", user, outcome.reason)
+        return outcome
+
+
+    async def _deliver_elsewhere(self, envelope: Envelope, body: bytes) -> Outcome:
+        """Another cluster node owns the user: store the file in new/ and tell that node over Redis."""
+        from imapd.delivery.agent import deliver_file_only
+
+        user = envelope.recipient.user
+        cluster = self.ctx.cluster
+        assert cluster is not None
+        outcome = await asyncio.to_thread(deliver_file_only, self.ctx.store, envelope, body,
+                                          fsync=self.ctx.settings.store.fsync)
+        if outcome.kind == "stored":
+            cluster.publish(user, INBOX, 0, 0, "delivery")
+            log.info("delivered to %s: INBOX new/ for the node that serves the user (%d bytes)", user, len(body))
+        else:
             log.warning("delivery to %s failed: %s", user, outcome.reason)
         return outcome
 

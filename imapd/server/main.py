@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import socket
@@ -66,6 +67,8 @@ class ServerHandle:
         if self.settings.lmtp.listen:
             import imapd.server.lmtp  # noqa: F401  - aiosmtpd and email: before the stall monitor runs
         await self.ctx.start()
+        if self.settings.cluster.redis_url:
+            await self._start_cluster()
         ownership = self.ctx.ownership
         if ownership is not None:  # before accepting: a peer may hand us a connection at once
             ownership.on_transfer = self._adopt
@@ -85,6 +88,10 @@ class ServerHandle:
         else:
             self._notices = self._open_notices()
         self.servers = await start_listeners(self.ctx, self.registry, tls_context, sockets=sockets)
+        cluster = self.ctx.cluster
+        if cluster is not None and not self.settings.cluster.advertise and self.addresses:
+            host, port = self.addresses[0]
+            cluster.advertise = f"{host}:{port}"  # the bound port (listen may say 0)
         if managesieve_socket is not None or (sockets is None and self.settings.managesieve.listen):
             from imapd.server.managesieve import ManageSieveServer
 
@@ -98,6 +105,27 @@ class ServerHandle:
             from imapd.server.metrics_http import start_metrics_server
 
             self._metrics_runner = await start_metrics_server(self.ctx.metrics, self.settings.metrics.listen)
+
+    async def _start_cluster(self) -> None:
+        """Join the cluster (``[cluster]``): leases guard every index write, commits are published, and
+        other nodes' changes, kicks and lost leases reach this process's sessions."""
+        from imapd.cluster.node import ClusterNode
+
+        node = ClusterNode(self.settings, self.ctx.metrics)
+        ctx = self.ctx
+        node.busy_users = lambda: set(ctx.user_sessions) | {m.user for m in ctx.store.open_mailboxes()}
+        if ctx.ownership is not None:
+            node.releases = ctx.ownership.owns
+        node.on_change = lambda message: self._changed(message.user, rescan_new=message.kind == "delivery")
+        node.on_claimed = self._changed  # what another node wrote meanwhile: read the index again
+        node.on_kick = lambda user: self.registry.bye_user(user, "Session closed by the administrator")
+        node.on_lost = lambda user: self.registry.bye_user(
+            user, "[UNAVAILABLE] This mailbox is now served by another server; please reconnect")
+        ctx.store.write_guard = node.check_writable
+        ctx.store.feed.on_commit = node.publish
+        ctx.throttle.cluster = node.count_login
+        ctx.cluster = node
+        await node.start()
 
     async def _start_lmtp(self, sock: socket.socket | None) -> None:
         """The LMTP listener: the supervisor's socket in a worker, else ``lmtp.listen`` bound here."""
@@ -215,12 +243,14 @@ class ServerHandle:
                 if not ownership.channel.send_notice(path, event):
                     log.debug("could not tell worker %d of %s", slot, event)
 
-    def _changed(self, user: str) -> None:
+    def _changed(self, user: str, *, rescan_new: bool = False) -> None:
         """Another process changed ``user``'s mail: re-read the user's open mailboxes, on its lane, then tell
-        whoever watches the user's other mailboxes (NOTIFY) to look again."""
+        whoever watches the user's other mailboxes (NOTIFY) to look again. ``rescan_new``: another host
+        put a file into new/ (its inotify events never reach us), so new/ is listed whatever its mtime."""
         for mailbox in self.ctx.store.open_mailboxes():
             if mailbox.user == user and not mailbox.deleted:
-                self.ctx.lanes.submit(user, "sync after a change notice", mailbox.sync)
+                job = functools.partial(mailbox.sync_names, set(), True) if rescan_new else mailbox.sync
+                self.ctx.lanes.submit(user, "sync after a change notice", job)
         feed = self.ctx.store.feed
         self.ctx.lanes.submit(user, "notify after a change notice", lambda: feed.publish_user_touched(user))
 
@@ -261,6 +291,8 @@ class ServerHandle:
         """Exit after a hand-over: nothing is left to say BYE to."""
         for task in self._background:
             task.cancel()
+        if self.ctx.cluster is not None:  # the new generation goes on with this node's leases
+            await self.ctx.cluster.stop(release=False)
         ownership = self.ctx.ownership
         if ownership is not None:
             ownership.channel.close()
@@ -293,6 +325,8 @@ class ServerHandle:
         for server in self.servers:
             await server.wait_closed()
         await self._stop_lmtp(max(0.5, deadline - asyncio.get_running_loop().time()))
+        if self.ctx.cluster is not None:
+            await self.ctx.cluster.stop(release=True)
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         await self.ctx.stop()

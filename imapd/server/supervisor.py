@@ -281,4 +281,10 @@ async def _supervise(settings: Settings, reload_settings: Callable[[], Settings]
 
 
 def run_supervisor(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
+    if settings.cluster.redis_url:  # every worker renews the node's liveness key as one holder
+        import secrets
+
+        from imapd.cluster.node import EPOCH_ENV
+
+        os.environ.setdefault(EPOCH_ENV, secrets.token_hex(8))
     return asyncio.run(_supervise(settings, reload_settings))

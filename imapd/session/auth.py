@@ -56,6 +56,8 @@ class AuthThrottle:
         # Set by a worker process: tells the other workers of each outcome recorded here, called as
         # ``share(address, user, failed)`` from any thread (see ``imapd/server/main.py``).
         self.share: Callable[[str, str | None, bool], None] | None = None
+        # Set by a cluster node: counts each outcome recorded here in Redis too (``imapd/cluster/node.py``).
+        self.cluster: Callable[[str, str | None, bool], None] | None = None
 
     def failures(self, address: str) -> int:
         with self._lock:
@@ -65,13 +67,14 @@ class AuthThrottle:
         with self._lock:
             return self._count(self._by_user, user, time.monotonic())
 
-    def address_throttled(self, address: str) -> bool:
-        """True when attempts from ``address`` must be refused before any work."""
-        return self.failures(address) >= self.max_failures
+    def address_throttled(self, address: str, cluster: bool = False) -> bool:
+        """True when attempts from ``address`` must be refused before any work. ``cluster``: the cluster's
+        counter of the address reached the limit (``ClusterNode.address_throttled``)."""
+        return cluster or self.failures(address) >= self.max_failures
 
-    def user_throttled(self, user: str) -> bool:
+    def user_throttled(self, user: str, cluster: bool = False) -> bool:
         """True when attempts for ``user`` must be refused before any work, from any address."""
-        return self.user_failures(user) >= self.max_user_failures
+        return cluster or self.user_failures(user) >= self.max_user_failures
 
     def record_failure(self, address: str, user: str | None = None, *, shared: bool = True) -> float:
         """Count one failure; return how long to wait before answering it. ``shared=False``: a failure a
@@ -83,6 +86,8 @@ class AuthThrottle:
                 over = self._add(self._by_user, user, address, now, self.max_user_failures) or over
         if shared and self.share is not None:
             self.share(address, user, True)
+        if shared and self.cluster is not None:
+            self.cluster(address, user, True)
         return self.penalty_delay if over else self.failure_delay
 
     def record_success(self, address: str, user: str | None = None, *, shared: bool = True) -> None:
@@ -105,6 +110,8 @@ class AuthThrottle:
                     table[key] = deque(kept, maxlen=times.maxlen)
         if forgot and shared and self.share is not None:
             self.share(address, user, False)
+        if shared and self.cluster is not None:  # (it knows whether Redis holds anything to forget)
+            self.cluster(address, user, False)
 
     def apply(self, address: str, user: str | None, failed: bool) -> None:
         """An outcome a peer worker recorded (:class:`imapd.rendezvous.AuthEvent`)."""
@@ -260,13 +267,14 @@ async def check_password(ctx: ServerContext, address: str, username: str, passwo
     in one of ``auth.max_concurrent_hashes`` slots (off the event loop).
     """
     throttle = ctx.throttle
-    if throttle.user_throttled(username):
+    cluster = ctx.cluster  # failures counted on every node: throttles it announced, in memory
+    if throttle.user_throttled(username, cluster is not None and cluster.user_throttled(username)):
         raise _refused(throttle, address, username, "throttled (user)")
     known = ctx.users.get(username)
     if known is not None and ctx.credentials.check(username, password, known.generation):
         # Same user, same password, same passwd entry within cache.ttl: skip the hash (imapd/cache.py).
         return known.name
-    if throttle.address_throttled(address):
+    if throttle.address_throttled(address, cluster is not None and cluster.address_throttled(address)):
         raise _refused(throttle, address, username, "throttled (address)")
     try:
         record = await ctx.hash_slots.run(ctx.users.verify, username, password,

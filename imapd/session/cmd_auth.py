@@ -29,6 +29,7 @@ from imapd.session.auth import (
 )
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.session import Done, Session, State
+from imapd.store.errors import NotOwner
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,22 @@ async def login_user(s: Session, username: str, password: str, mechanism: str = 
     except HashesBusy:
         audit(s, "login failed", username, mechanism, "busy: too many password checks waiting")
         raise CommandNo("Too many logins in progress; try again later", "UNAVAILABLE") from None
+    await claim_user(s, name, mechanism)
     _logged_in(s, name, mechanism, address)
+
+
+async def claim_user(s: Session, username: str, mechanism: str) -> None:
+    """In a cluster, this node must hold the user's lease before it opens the index (NO [UNAVAILABLE]
+    naming nothing of the cluster when another live node serves the user)."""
+    cluster = s.ctx.cluster
+    if cluster is None:
+        return
+    try:
+        await cluster.claim(username)
+    except NotOwner as exc:
+        audit(s, "login refused", username, mechanism, str(exc))
+        raise CommandNo("This mailbox is being served elsewhere right now; try again shortly",
+                        "UNAVAILABLE") from None
 
 
 def _logged_in(s: Session, username: str, mechanism: str, address: str) -> None:

@@ -31,7 +31,7 @@ from imapd.protocol.response_codes import CapabilityCode, Code
 from imapd.protocol.responses import CapabilityResponse, Response, UntaggedStatus, XStateResponse
 from imapd.session import contexts
 from imapd.session.auth import audit, client_address
-from imapd.session.cmd_auth import ENABLEABLE, enter_authenticated, utf8_names
+from imapd.session.cmd_auth import ENABLEABLE, claim_user, enter_authenticated, utf8_names
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.notify import restore_notify
@@ -113,7 +113,7 @@ async def save(s: Session, cmd: c.XStateSave) -> Done:
     if record is None:
         raise CommandNo("User no longer exists", "EXPIRED")
     lineage = s.xstate_lineage or new_lineage()
-    if is_revoked(s.user, lineage, now=time.time()):
+    if is_revoked(s.user, lineage, now=time.time()):  # (a logged-in session's node owns the index it reads)
         raise CommandNo("This session's state tokens were revoked; log in again", _EXPIRED)
     view_state, dropped = _saved_view(s)
     bound = bound_address(s) if ctx.settings.xstate.bind_address else b""
@@ -208,6 +208,10 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
     """The token's state and its user's store, or NO (counted like a failed login before LOGIN)."""
     try:
         state = _checked_state(s, token, authenticating)
+        if await _revoked_in_cluster(s.ctx, state):
+            raise CommandNo("State token was revoked (X-STATE REVOKE)", _EXPIRED)
+        if s.user is None:
+            await claim_user(s, state.user, "X-STATE")  # the lease before the index is opened
         user = s.user if s.user is not None else s.ctx.store.user(state.user)
         if is_revoked(user, state.lineage, now=time.time()):
             raise CommandNo("State token was revoked (X-STATE REVOKE)", _EXPIRED)
@@ -218,6 +222,17 @@ async def _verify(s: Session, token: str, authenticating: bool) -> tuple[Session
             await asyncio.sleep(delay)
         raise
     return state, user
+
+
+async def _revoked_in_cluster(ctx: ServerContext, state: SessionState) -> bool:
+    """A lineage revoked on any node (``{prefix}revoked:``), asked of Redis only when this node does not
+    hold the user's lease now: the owner's own index is authoritative (only it writes it, and REVOKE
+    runs on the owner), while another node's read of it over NFS may be stale. So the webmail's
+    RESTORE per request, on the user's owner, costs no Redis call."""
+    cluster = ctx.cluster
+    if cluster is None or cluster.owns_fresh(state.user):
+        return False
+    return await cluster.is_revoked(state.lineage)
 
 
 def _checked_state(s: Session, token: str, authenticating: bool) -> SessionState:
@@ -350,5 +365,7 @@ async def revoke(s: Session, cmd: c.XStateRevoke) -> Done:
             raise CommandNo("This token predates lineages and cannot be revoked alone; it expires on its own",
                             "CANNOT")
     revoke_lineage(user, lineage, until=_revoked_until(s, now), now=now)
+    if s.ctx.cluster is not None:
+        await s.ctx.cluster.revoke(lineage)
     log.info("X-STATE lineage revoked for %s from %s", user.user, client_address(s))
     return Done("X-STATE revoked")

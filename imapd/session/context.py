@@ -21,6 +21,7 @@ from imapd.session.recent import RecentClaims
 from imapd.store.store import Store
 
 if TYPE_CHECKING:
+    from imapd.cluster.node import ClusterNode
     from imapd.server.worker import Ownership
     from imapd.session.session import Session
     from imapd.store.mailbox import Mailbox
@@ -81,6 +82,8 @@ class ServerContext:
         self.registry: Any = None
         # This worker's place among its peers (None: a single process serves every user).
         self.ownership: Ownership | None = None
+        # The link to the cluster's Redis (``[cluster]``), None on a single node.
+        self.cluster: ClusterNode | None = None
         self.lanes = LanePool(max_lanes=settings.server.max_lanes, stall_warning=settings.server.stall_warning,
                               observe_lag=self._observe_lag)
         # Work the store starts for a user (a Maildir change seen by the watcher, in its own thread) runs

@@ -145,6 +145,9 @@ async def execute(s: Session, command: c.Command) -> None:
 async def _run(s: Session, tag: str, command: c.Command, handler: Handler) -> None:
     s.in_command = True  # NOTIFY pushes wait; the end of the command sends what is pending
     try:
+        cluster = s.ctx.cluster
+        if cluster is not None and s.user_name is not None and not isinstance(command, c.Logout):
+            cluster.check_writable(s.user_name)  # memory only while the lease is fresh
         done = await handler(s, command)
     except CommandError as exc:
         s.flush_updates_for(command)

@@ -166,7 +166,10 @@ class ManageSieveSession:
             raise _No("Malformed X-STATE response") from None
         try:
             state = check_token(self.ctx, token, address_bytes(self.peer_host))
-            if await self._off_loop(self._revoked, state.user, state.lineage):  # the user's index, on disk
+            cluster = self.ctx.cluster
+            revoked_elsewhere = (cluster is not None and not cluster.owns_fresh(state.user)
+                                 and await cluster.is_revoked(state.lineage))
+            if revoked_elsewhere or await self._off_loop(self._revoked, state.user, state.lineage):  # (index)
                 raise CommandNo("State token was revoked (X-STATE REVOKE)", "X-STATE-EXPIRED")
         except CommandNo as exc:
             self._audit("login failed", "", exc.text, "X-STATE")

@@ -65,6 +65,8 @@ MessageEvent = MessagesAdded | FlagsChanged | MessagesExpunged
 MailboxEvent = MailboxListChanged
 MessageCallback = Callable[[MessageEvent], None]
 ListCallback = Callable[[MailboxListChanged], None]
+CommitCallback = Callable[[str, str, int, int, str], None]
+"""``(user, mailbox name, UIDVALIDITY, HIGHESTMODSEQ, kind)`` of one committed change (a cluster's tap)."""
 UserMessageCallback = Callable[[MessageEvent | None], None]
 """Message events of any of the user's mailboxes; None: something of the user's may have changed that
 nobody had open (another process wrote it), so a subscriber re-reads what it watches."""
@@ -101,6 +103,9 @@ class ChangeFeed:
         self._mailbox: dict[tuple[str, int], list[MessageCallback]] = {}
         self._user: dict[str, list[ListCallback]] = {}
         self._user_messages: dict[str, list[UserMessageCallback]] = {}
+        self.on_commit: CommitCallback | None = None
+        """Told of every committed change once (set by a cluster node, which publishes it to Redis);
+        called on the writing thread, so it must only queue."""
 
     def subscribe_mailbox(self, user: str, mailbox_id: int, callback: MessageCallback) -> Subscription:
         key = (user, mailbox_id)
@@ -142,7 +147,16 @@ class ChangeFeed:
             except Exception:
                 log.exception("change-feed subscriber failed")
 
+    def committed(self, user: str, mailbox: str, uidvalidity: int, modseq: int, kind: str) -> None:
+        tap = self.on_commit
+        if tap is not None:
+            try:
+                tap(user, mailbox, uidvalidity, modseq, kind)
+            except Exception:
+                log.exception("change-feed commit tap failed")
+
     def publish_list(self, event: MailboxListChanged) -> None:
+        self.committed(event.user, event.name, 0, 0, "mailbox")
         for cb in list(self._user.get(event.user, ())):
             try:
                 cb(event)

@@ -15,6 +15,7 @@ __all__ = [
     "LimitExceeded",
     "MailboxExists",
     "MailboxHasChildren",
+    "NotOwner",
     "NoSuchMailbox",
     "NoSuchUser",
     "OverQuota",
@@ -28,6 +29,13 @@ class StoreError(Exception):
     """Base of every error the store raises on purpose."""
 
     code: str | None = None
+
+
+class NotOwner(StoreError):
+    """This node may not write the user's index now: another node holds the user's lease (a cluster, see
+    ``imapd/cluster/``), or this node could not confirm its own. Nothing was written."""
+
+    code = "UNAVAILABLE"
 
 
 class NoSuchUser(StoreError):

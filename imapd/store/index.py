@@ -104,8 +104,11 @@ _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {4: _to_4}
 class UserIndex:
     """One SQLite connection per user per process, guarded by a re-entrant lock."""
 
-    def __init__(self, path: str, *, durability: str = "full") -> None:
+    def __init__(self, path: str, *, durability: str = "full", guard: Callable[[], None] | None = None) -> None:
         self.path = path
+        self.guard = guard
+        """Called before a write transaction begins and again before it commits; raises to refuse it
+        (a cluster node that does not hold the user's lease, ``imapd/cluster/node.py``)."""
         self.lock = threading.RLock()
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -148,6 +151,9 @@ class UserIndex:
                 finally:
                     self._depth -= 1
                 return
+            guard = self.guard
+            if guard is not None:
+                guard()
             self.conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
@@ -159,6 +165,8 @@ class UserIndex:
                 raise
             self._depth = 0
             try:
+                if guard is not None:
+                    guard()  # again: the lease may have run out while the transaction ran
                 self.conn.execute("COMMIT")
             except BaseException:
                 if self.conn.in_transaction:

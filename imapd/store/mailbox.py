@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from imapd.store import dovecot, maildir
-from imapd.store.changefeed import MessageEvent, Subscription
+from imapd.store.changefeed import FlagsChanged, MessageEvent, MessagesAdded, MessagesExpunged, Subscription
 from imapd.store.content import MessageContent
 from imapd.store.errors import NoSuchMailbox, StorageIOError
 from imapd.store.flags import PASSED, info_letters, split_flags, system_flag_names
@@ -62,6 +62,10 @@ __all__ = ["AppendItem", "FlagMode", "Mailbox", "MailboxStatus", "MessageInfo", 
 FlagMode = Literal["add", "remove", "replace"]
 Progress = Callable[[int, "int | None"], None]
 """``progress(done, total)``, called by long loops (the session turns it into RFC 9585 INPROGRESS)."""
+
+
+_COMMIT_KINDS: dict[type, str] = {MessagesAdded: "append", MessagesExpunged: "expunge", FlagsChanged: "flags"}
+"""The change channel's ``kind`` of a commit, by its last event (``ChangeFeed.committed``)."""
 
 
 class AppendItem(msgspec.Struct, frozen=True):
@@ -159,8 +163,12 @@ class Mailbox(MessageContent):
             if delta.deleted:
                 self.deleted = True
             events = self._state.apply(delta)
+            feed = self._owner.feed
             for ev in events:
-                self._owner.feed.publish(ev)
+                feed.publish(ev)
+            if events and feed.on_commit is not None:
+                feed.committed(self.user, self.name, self.uidvalidity, self._state.highestmodseq,
+                               _COMMIT_KINDS.get(type(events[-1]), "flags"))
 
     def catch_up(self) -> None:
         """Apply index changes newer than the in-memory HIGHESTMODSEQ (any writer's) and publish them."""

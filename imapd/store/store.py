@@ -63,6 +63,16 @@ class Store:
         # How work the store starts on its own (a sync after a Maildir change) is run: the server runs it
         # on the user's lane, off its event loop; alone (tests, admin commands) it runs at once.
         self.run_for_user: Callable[[str, str, Callable[[], None]], None] = lambda _user, _what, fn: fn()
+        self.write_guard: Callable[[str], None] | None = None
+        """Set by a cluster node: ``write_guard(user)`` raises NotOwner before any write of an index
+        whose lease this node does not hold (``imapd/cluster/node.py``)."""
+
+    def index_guard(self, user: str) -> Callable[[], None] | None:
+        """The guard a user's index calls before each write transaction, if a cluster asks for one."""
+        if self.write_guard is None:
+            return None
+        guard = self.write_guard
+        return lambda: guard(user)
 
     def user_root(self, user: str) -> str:
         if not valid_username(user):

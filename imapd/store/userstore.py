@@ -70,7 +70,8 @@ class UserStore:
         self.root = root
         self.feed: ChangeFeed = store.feed
         self.history_limit = store.history_limit
-        self.index = UserIndex(os.path.join(root, INDEX_FILE), durability=store.durability)
+        self.index = UserIndex(os.path.join(root, INDEX_FILE), durability=store.durability,
+                               guard=store.index_guard(user))
         self.texts = TextIndexes(self)
         self._uidlist_checked: set[int] = set()
         for entry in os.scandir(root):

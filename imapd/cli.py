@@ -242,10 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reload(sub)
     _add_worker(sub)
     from imapd.delivery.command import register_cli as register_deliver
+    from imapd.proxy.cli import register_cli as register_proxy
     from imapd.store.admin import register_cli
 
     register_cli(sub)
     register_deliver(sub)
+    register_proxy(sub)
     return parser
 
 

@@ -68,6 +68,7 @@ class BackendPool:
         self.changed = asyncio.Event()
         """Set when a backend goes down or is drained (the sessions on it move)."""
         self._task: asyncio.Task[None] | None = None
+        self._checking: set[str] = set()
 
     # -- the choice --------------------------------------------------------------------------------------
     def by_hash(self, user: str, *, exclude: str | None = None) -> Backend:
@@ -122,6 +123,13 @@ class BackendPool:
     async def check_all(self) -> None:
         await asyncio.gather(*(self._check(b) for b in self.backends.values()))
         await self.refresh_drained()
+
+    def check_soon(self, backend: Backend) -> None:
+        """A connection to ``backend`` broke unexpectedly: check it now rather than at the next interval."""
+        if backend.node in self.backends and backend.node not in self._checking:
+            self._checking.add(backend.node)
+            task = asyncio.get_running_loop().create_task(self._check(backend))
+            task.add_done_callback(lambda _: self._checking.discard(backend.node))
 
     async def _health_loop(self) -> None:
         while True:

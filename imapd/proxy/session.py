@@ -26,6 +26,7 @@ from imapd.proxy.tracker import SessionTracker, TrackerError
 from imapd.session.auth import HashesBusy, LoginRefused, is_trusted_proxy
 
 if TYPE_CHECKING:
+    from imapd.proxy.hibernation import Sleeper
     from imapd.proxy.server import ProxyServer
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ class ProxySession(asyncio.Protocol):
         self.token: str | None = None
         """The session's last saved state (at login, at IDLE, at hibernation): what a new backend restores."""
         self.token_selected = False
+        self.token_fresh = False
+        """No command ran since :attr:`token` was taken: restoring it elsewhere gives the client nothing it
+        has already seen (else a backend loss can only end the session with BYE)."""
+        self._save_buf = b""
+        self.sleep_idle_tag: str | None = None
+        self.sleep_mailbox: str | None = None
         self.pending: list[bytes] = []
         self.last_activity = 0.0
         self.opaque = False
@@ -69,12 +76,13 @@ class ProxySession(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
-        self.peer, self.local = (str(peer[0]), int(peer[1])), (str(local[0]), int(local[1]))
-        self.client = self.peer
+        self.peer = (str(peer[0]), int(peer[1]))
         self.last_activity = self.server.loop.time()
         self.server.sessions.add(self)
         if self.phase == WAKE:
-            return  # a hibernated session re-attached to its socket (hibernation.py)
+            return  # a hibernated session re-attached to its socket (hibernation.py): addresses kept
+        self.local = (str(local[0]), int(local[1]))
+        self.client = self.peer
         if is_trusted_proxy(self.peer[0], self.server.settings.proxy.proxy_protocol_from):
             self.phase = HEADER
             self.server.loop.call_later(self.server.settings.limits.preauth_timeout, self._header_timeout)
@@ -103,12 +111,23 @@ class ProxySession(asyncio.Protocol):
             link = self.link
             assert link is not None
             if not self.opaque:
+                tracker = self.tracker
                 try:
-                    self.tracker.from_client(data)
+                    started = tracker.from_client(data)
                 except TrackerError:
                     self.opaque = True
-                if "COMPRESS" in self.tracker.in_flight.values():
-                    self.opaque = True
+                    started = 0
+                if started:
+                    self.token_fresh = False
+                    if "COMPRESS" in tracker.in_flight.values():
+                        self.opaque = True
+                    elif (started == 1 and tracker.idle_tag is not None and len(tracker.in_flight) == 1
+                          and self._saving_tag is None and tracker.client.between):
+                        # Entering IDLE: take a token first, so that a backend lost while the client idles
+                        # is replaced from exactly what the client has seen.
+                        self._saving_tag = link.next_tag()
+                        link.write(self._saving_tag.encode() + b" X-STATE SAVE\r\n" + data)
+                        return
             link.write(data)
             return
         if phase == HEADER:
@@ -128,6 +147,8 @@ class ProxySession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.phase == HIBERNATED and self.transport is None:
             return  # the socket lives on in the hibernation table
+        if self.phase == HIBERNATED:
+            self.server.hibernation.forget(self)
         self.phase = CLOSED
         self.server.sessions.discard(self)
         if self.conn is not None:
@@ -138,6 +159,54 @@ class ProxySession(asyncio.Protocol):
             self.link = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+    # -- hibernation (hibernation.py, moves.py) -----------------------------------------------------------
+    @classmethod
+    def resumed(cls, server: ProxyServer, sleeper: Sleeper) -> ProxySession:
+        """A session object for a hibernated socket that wakes up."""
+        session = cls(server, implicit_tls=False)
+        session.phase = WAKE
+        session.user, session.token = sleeper.user, sleeper.token
+        session.client, session.local, session.secure = sleeper.client, sleeper.local, sleeper.secure
+        return session
+
+    @property
+    def saving(self) -> bool:
+        """Our SAVE at IDLE entry is still unanswered."""
+        return self._saving_tag is not None
+
+    @property
+    def phase_relay(self) -> bool:
+        return self.phase == RELAY
+
+    @property
+    def closed(self) -> bool:
+        return self.phase == CLOSED
+
+    def enter_detach(self) -> None:
+        self.phase = DETACH
+
+    def enter_wake(self) -> None:
+        self.phase = WAKE
+
+    def detach_transport(self) -> None:
+        """The socket moves to the hibernation table: forget the transport without closing the session."""
+        self.phase = HIBERNATED
+        self.transport = None
+        self.server.sessions.discard(self)
+
+    def hibernated(self, token: str, idle_tag: str | None, mailbox: str | None) -> None:
+        """A TLS session sleeps with its transport (the TLS state lives in it)."""
+        self.phase = HIBERNATED
+        self.token, self.sleep_idle_tag, self.sleep_mailbox = token, idle_tag, mailbox
+        self.tracker = SessionTracker()
+
+    def on_change(self, change: dict[str, object]) -> None:
+        if change.get("kind") == "kick":
+            self.server.hibernation.tls_sleepers.discard(self)
+            self.bye("Session ended by the administrator")
+        elif self.sleep_idle_tag is not None and change.get("mailbox") in (None, self.sleep_mailbox):
+            self.server.hibernation.wake_soon(self)
 
     # -- the PROXY header ------------------------------------------------------------------------------------
     def _on_header(self, data: bytes) -> None:
@@ -274,6 +343,8 @@ class ProxySession(asyncio.Protocol):
         self.token_selected = b"[READ-" in done[:40]
         if request.token is None:
             self.token = token
+        # A client's token restored with a catch-up cannot be restored again without repeating it.
+        self.token_fresh = request.token is None
         log.info("login user=%r address=%s via proxy to %s mechanism=%s", user, self.client[0],
                  self.backend.node if self.backend else "?", request.mechanism)
         self.tracker = SessionTracker(selected=self.token_selected)
@@ -356,9 +427,38 @@ class ProxySession(asyncio.Protocol):
                 tracker.from_backend(tracker.backend.feed(data))
             except TrackerError:
                 self.opaque = True
+            if self._saving_tag is not None:
+                data = self._take_saved(data)
             if tracker.tag_map:
                 data = tracker.rewrite(data)
-        self._write(data)
+        if data:
+            self._write(data)
+
+    def _take_saved(self, data: bytes) -> bytes:
+        """Our SAVE at IDLE entry: keep its ``* X-STATE`` token and tagged OK from the client."""
+        buf = self._save_buf + data
+        out: list[bytes] = []
+        tag = (self._saving_tag or "").encode() + b" "
+        pos = 0
+        while self._saving_tag is not None:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                break
+            line = buf[pos:end + 2]
+            pos = end + 2
+            if line.startswith(b"* X-STATE "):
+                self.token = line[10:].strip().decode("ascii")
+            elif line.startswith(tag):
+                self._saving_tag = None
+                self.token_fresh = line[len(tag):len(tag) + 2] == b"OK" and self.token is not None
+            else:
+                out.append(line)
+        if self._saving_tag is None:
+            out.append(buf[pos:])
+            self._save_buf = b""
+        else:
+            self._save_buf = buf[pos:]
+        return b"".join(out)
 
     def _backend_lost(self, link: BackendLink) -> None:
         if link is not self.link:
@@ -366,15 +466,17 @@ class ProxySession(asyncio.Protocol):
         self.link = None
         if self.phase != RELAY:
             return  # the detach/wake task sees the closed link itself
-        backend = self.backend
-        if backend is not None:
-            self.server.pool.mark(backend, False, "connection lost")
         if self.tracker.logout or self.tracker.bye:
             self._close()
             return
+        if self.backend is not None:  # one connection is no verdict on the backend: check it now
+            self.server.pool.check_soon(self.backend)
         self.server.recovery.backend_lost(self)
 
     # -- output ----------------------------------------------------------------------------------------------
+    def write_client(self, data: bytes) -> None:
+        self._write(data)
+
     def _write(self, data: bytes) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():

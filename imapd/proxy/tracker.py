@@ -123,7 +123,9 @@ class SessionTracker:
             return True
         return self.idling and len(self.in_flight) == 1
 
-    def from_client(self, data: bytes) -> None:
+    def from_client(self, data: bytes) -> int:
+        """Follow client bytes; the number of commands they start (DONE not counted)."""
+        started = 0
         for line, first in self.client.feed(data):
             if not first:
                 continue
@@ -133,10 +135,12 @@ class SessionTracker:
             if tag is None:
                 continue  # the backend answers BAD; nothing in flight to track
             self.in_flight[tag] = name
+            started += 1
             if name == "IDLE":
                 self.idle_tag = tag
             elif name == "LOGOUT":
                 self.logout = True
+        return started
 
     def from_backend(self, lines: list[tuple[bytes, bool]]) -> None:
         for line, first in lines:
@@ -177,6 +181,12 @@ class SessionTracker:
             pass  # RESTORE after login: its OK [READ-WRITE] says selected; handled by the caller's code check
         if status in (b"NO", b"BAD") and not self.client.between and self.client_waits_literal():
             self.client.cancel_literal()
+
+    def client_idle_tag(self) -> str | None:
+        """The tag the client gave its IDLE (ours may stand in for it after a re-attach), if idling."""
+        if not self.idling or self.idle_tag is None:
+            return None
+        return self.tag_map.get(self.idle_tag, self.idle_tag)
 
     def client_waits_literal(self) -> bool:
         return self.client._literal > 0

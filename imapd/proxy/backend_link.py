@@ -139,8 +139,10 @@ class BackendLink(asyncio.Protocol):
 
 
 async def open_link(backend: Backend, *, client: tuple[str, int], local: tuple[str, int], tls: bool,
-                    forward: str, timeout: float = 10.0) -> BackendLink:
-    """Connect, read the greeting, and name the real client (PROXY v2 header, or ID x-originating-ip)."""
+                    forward: str, command: str, timeout: float = 10.0) -> tuple[BackendLink, list[bytes], bytes]:
+    """Connect, name the real client (PROXY v2 header, or ID x-originating-ip) and send ``command`` (the
+    RESTORE), all in the first write, without waiting for the greeting: one round trip, not three. The
+    backend reads its input only after greeting. Returns the link and ``command``'s responses."""
     loop = asyncio.get_running_loop()
     try:
         _, link = await asyncio.wait_for(
@@ -148,17 +150,23 @@ async def open_link(backend: Backend, *, client: tuple[str, int], local: tuple[s
     except (TimeoutError, OSError) as exc:
         raise BackendClosed(f"cannot connect to backend {backend.node} ({backend.address}): {exc}") from None
     try:
-        if forward == "proxy-protocol":
-            link.write(encode_v2(client, local, tls=tls))
+        first = encode_v2(client, local, tls=tls) if forward == "proxy-protocol" else b""
+        id_tag = None
+        if forward == "id":
+            id_tag = link.next_tag()
+            first += (f'{id_tag} ID ("x-originating-ip" "{client[0]}" "x-originating-port" "{client[1]}")\r\n'
+                      .encode())
+        tag = link.next_tag()
+        link.write(first + f"{tag} {command}\r\n".encode())
         greeting = await link.response(timeout)
         if not greeting.startswith(b"* OK"):
             raise BackendClosed(f"backend {backend.node} greeted with {greeting[:80]!r}")
-        if forward == "id":
-            _, done = await link.command(
-                f'ID ("x-originating-ip" "{client[0]}" "x-originating-port" "{client[1]}")', timeout=timeout)
+        if id_tag is not None:
+            _, done = await link.until_tagged(id_tag, timeout=timeout)
             if b" OK" not in done[:20]:
                 raise BackendClosed(f"backend {backend.node} refused ID: {done[:80]!r}")
+        untagged, done = await link.until_tagged(tag, timeout=timeout)
     except BaseException:
         link.abort()
         raise
-    return link
+    return link, untagged, done

@@ -377,19 +377,11 @@ class ProxySession(asyncio.Protocol):
         while True:
             backend = await server.pool.for_user(self.user, exclude=exclude)
             try:
-                link = await open_link(backend, client=self.client, local=self.local, tls=self.secure,
-                                       forward=settings.forward_address)
+                link, untagged, done = await open_link(
+                    backend, client=self.client, local=self.local, tls=self.secure,
+                    forward=settings.forward_address, command=f"X-STATE RESTORE {token}{restore_args}")
             except BackendClosed as exc:
                 server.pool.mark(backend, False, str(exc))
-                attempts += 1
-                if attempts > len(server.pool.backends):
-                    raise
-                continue
-            try:
-                untagged, done = await link.command(f"X-STATE RESTORE {token}{restore_args}")
-            except BackendClosed:
-                link.abort()
-                server.pool.mark(backend, False, "closed during RESTORE")
                 attempts += 1
                 if attempts > len(server.pool.backends):
                     raise

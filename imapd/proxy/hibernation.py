@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from imapd.proxy.backend_link import BackendClosed
 from imapd.proxy.backends import NoBackend
-from imapd.proxy.moves import DetachFailed, detach, may_detach, reattach
+from imapd.proxy.moves import DetachFailed, NotQuiet, detach, may_detach, reattach
 from statecodec import TokenError
 from statecodec import decode as decode_token
 
@@ -96,6 +96,10 @@ class Hibernation:
             selected = session.tracker.selected
             try:
                 token = await detach(session)
+            except NotQuiet:  # updates pending: stay attached, try again after another quiet spell
+                if not session.closed:
+                    session.start_relay()
+                return
             except DetachFailed as exc:
                 log.info("cannot hibernate the session of %s: %s", session.user, exc)
                 session.bye("Backend unavailable, please reconnect")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetachFailed", "detach", "may_detach", "move", "reattach"]
+__all__ = ["DetachFailed", "NotQuiet", "detach", "may_detach", "move", "reattach"]
 
 
 class DetachFailed(Exception):
@@ -34,36 +34,48 @@ class DetachFailed(Exception):
 
 
 def may_detach(session: ProxySession) -> bool:
-    """Quiet, followed (not COMPRESS), and restorable without renumbering under the client: in IDLE (every
-    update may be sent there), or between commands with no mailbox selected (RFC 3501 7.4.1 forbids
-    sending the EXPUNGEs a SAVE flushes when no command is in progress, so a selected session between
-    commands stays attached)."""
+    """Quiet (between commands, or in IDLE), followed (not COMPRESS), not under NOTIFY between commands
+    (its pushes would stop while it sleeps)."""
     t = session.tracker
     if session.opaque or session.saving or session.user is None or session.link is None or not t.quiet:
         return False
-    return t.idling or not t.selected
+    return t.idling or not t.notify
+
+
+class NotQuiet(Exception):
+    """``X-STATE SAVE QUIET`` found updates pending (RFC 3501 7.4.1: they may not be sent between commands):
+    the session stays attached, its backend connection untouched."""
 
 
 async def detach(session: ProxySession) -> str:
     """SAVE the session on its backend and close that connection; the token. The caller set the phase so
-    that client input waits."""
+    that client input waits. In IDLE: DONE, then SAVE (updates may go to the client); between commands:
+    SAVE QUIET, which saves only a session with nothing pending (else :class:`NotQuiet`)."""
     link = session.link
     tracker = session.tracker
     assert link is not None
     link.on_lost = None
     link.control()
     idle_tag = tracker.idle_tag if tracker.idling else None
+    keep = False
     try:
         if idle_tag is not None:
             link.write(b"DONE\r\n")
             untagged, done = await link.until_tagged(idle_tag, timeout=10)
             _pass_on(session, untagged)
-        untagged, done = await link.command("X-STATE SAVE", timeout=10)
+        untagged, done = await link.command("X-STATE SAVE" if idle_tag is not None else "X-STATE SAVE QUIET",
+                                            timeout=10)
+        if idle_tag is None and b"[X-STATE-PENDING]" in done[:40]:
+            keep = True
+            raise NotQuiet(session.user)
     except BackendClosed as exc:
         raise DetachFailed(str(exc)) from None
     finally:
-        link.close()
-        session.link = None
+        if not keep:
+            link.close()
+            session.link = None
+        else:
+            link.on_lost = session.backend_lost_cb
     token = None
     others = []
     for response in untagged:
@@ -87,7 +99,10 @@ def _pass_on(session: ProxySession, responses: list[bytes]) -> None:
 
 async def reattach(session: ProxySession, token: str, *, idle_tag: str | None, exclude: str | None = None) -> None:
     """Put the session back on a backend from ``token``; raises NoBackend / BackendClosed / DetachFailed."""
-    untagged, done = await session.attach(token, exclude=exclude)
+    # Between commands the catch-up stays pending in the backend session (X-STATE RESTORE ... PENDING),
+    # delivered by the client's next commands under the usual rules; in IDLE it is passed on now.
+    untagged, done = await session.attach(token, exclude=exclude,
+                                          restore_args=" PENDING" if idle_tag is None else "")
     link = session.link
     assert link is not None
     if b" OK" not in done[:16]:
@@ -117,11 +132,14 @@ async def reattach(session: ProxySession, token: str, *, idle_tag: str | None, e
 
 
 async def move(session: ProxySession, *, exclude: str | None) -> bool:
-    """Detach from the current backend and reattach on another (drain); False if the session was closed."""
+    """Detach from the current backend and reattach on another (drain). True when the session relays
+    again (moved, or left where it is for now because updates were pending); False if it was closed."""
     idle_tag = session.tracker.client_idle_tag()
     try:
         token = await detach(session)
         await reattach(session, token, idle_tag=idle_tag, exclude=exclude)
+    except NotQuiet:
+        return True
     except (DetachFailed, BackendClosed, NoBackend) as exc:
         log.warning("cannot move the session of %s off backend %s: %s", session.user, exclude, exc)
         session.bye("Backend unavailable, please reconnect")

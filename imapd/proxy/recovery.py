@@ -1,7 +1,7 @@
 """Backend loss and drain: sessions move to another backend from their last state.
 
 - **Loss** (the backend connection closes under a relaying session): a session that is quiet (in IDLE, or
-  between commands with nothing selected) and whose token is fresh (taken at IDLE entry, at login or at
+  between commands) and whose token is fresh (taken at IDLE entry, at login or at
   the last re-attach, with no command since) is restored on another backend and, in IDLE, put back into
   IDLE: the client notices nothing. Any other session (a command in flight, or a state the token no longer
   describes) gets one ``* BYE [UNAVAILABLE]`` and is closed: nothing worse, never a wrong answer.
@@ -49,8 +49,7 @@ class Recovery:
     def backend_lost(self, session: ProxySession) -> None:
         t = session.tracker
         dead = session.backend.node if session.backend is not None else None
-        if session.token and session.token_fresh and t.quiet and (t.idling or not t.selected) and not session.opaque \
-                and not session.saving:
+        if session.token and session.token_fresh and t.quiet and not session.opaque and not session.saving:
             session.enter_wake()
             self.server.loop.create_task(self._restore(session, session.token, t.client_idle_tag(), dead))
             return
@@ -92,8 +91,8 @@ class Recovery:
         try:
             session.enter_detach()
             if await move(session, exclude=node):
-                log.info("session of %s moved off backend %s to %s", session.user, node,
-                         session.backend.node if session.backend else "?")
+                if session.backend is not None and session.backend.node != node:
+                    log.info("session of %s moved off backend %s to %s", session.user, node, session.backend.node)
                 session.start_relay()
         finally:
             self._moving.discard(session)

@@ -171,6 +171,10 @@ class ProxySession(asyncio.Protocol):
         return session
 
     @property
+    def backend_lost_cb(self):  # type: ignore[no-untyped-def]
+        return self._backend_lost
+
+    @property
     def saving(self) -> bool:
         """Our SAVE at IDLE entry is still unanswered."""
         return self._saving_tag is not None

@@ -109,6 +109,8 @@ class SessionTracker:
     selected: bool = False
     logout: bool = False
     bye: bool = False
+    notify: bool = False
+    """NOTIFY SET was sent: the backend pushes updates between commands, so the session stays attached."""
     authenticated: bool = True
     """False after UNAUTHENTICATE: the proxy cannot save such a session."""
     tag_map: dict[str, str] = field(default_factory=dict)
@@ -140,6 +142,8 @@ class SessionTracker:
                 self.idle_tag = tag
             elif name == "LOGOUT":
                 self.logout = True
+            elif name == "NOTIFY":
+                self.notify = True
         return started
 
     def from_backend(self, lines: list[tuple[bytes, bool]]) -> None:

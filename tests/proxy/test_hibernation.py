@@ -49,9 +49,34 @@ def test_between_commands_without_redis(cluster: Cluster) -> None:
     assert untagged == []
     untagged = imap.ok("SELECT INBOX")
     assert any(b"HIGHESTMODSEQ" in line for line in untagged)  # CONDSTORE survived: restored from the token
-    # A selected session between commands stays attached (RFC 3501 7.4.1: no EXPUNGE outside a command).
-    time.sleep(1.0)
-    assert _hibernated(proxy) == 0 and _attached(proxy) == 1
+    wait_for(lambda: _hibernated(proxy) == 1, what="the selected session to hibernate")
+    imap.command("LOGOUT")
+
+
+def test_selected_between_commands_keeps_the_clients_numbers(cluster: Cluster) -> None:
+    """RFC 3501 7.4.1 across a hibernation: a FETCH by sequence number that wakes the session is answered in
+    the client's numbering, with no EXPUNGE; the next NOOP delivers it (X-STATE RESTORE ... PENDING)."""
+    proxy = cluster.proxy("-o", "proxy.hibernate_after=0.3")
+    imap = _login(proxy)
+    imap.ok("CREATE Keep")
+    for i in range(4):
+        text = f"Subject: m{i}\r\n\r\nx\r\n"
+        imap.ok(f"APPEND Keep {{{len(text)}+}}\r\n{text}")
+    imap.ok("SELECT Keep")
+    wait_for(lambda: _hibernated(proxy) == 1, what="the selected session to hibernate")
+    other = RawIMAP("127.0.0.1", proxy.port, timeout=15)
+    other.ok("LOGIN alice secret1")
+    other.ok("SELECT Keep")
+    other.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.ok("EXPUNGE")
+    other.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")  # the client's message 3
+    other.command("LOGOUT")
+    untagged = imap.ok("FETCH 3 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert not any(b"EXPUNGE" in line for line in untagged)
+    third = b"".join(line for line in untagged if line.startswith(b"* 3 FETCH"))
+    assert b"m2" in third and b"\\Flagged" in third
+    untagged = imap.ok("NOOP")
+    assert b"* 2 EXPUNGE" in untagged
     imap.command("LOGOUT")
 
 

@@ -35,6 +35,8 @@ class BackendLink(asyncio.Protocol):
         self.on_data: Callable[[bytes], None] | None = None
         self.on_lost: Callable[[BackendLink], None] | None = None
         self._tags = 0
+        self.peer: asyncio.Protocol | None = None
+        """The client session: its transport stops being read while this backend cannot keep up."""
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,6 +56,16 @@ class BackendLink(asyncio.Protocol):
         self._wake()
         if self.on_lost is not None:
             self.on_lost(self)
+
+    def pause_writing(self) -> None:
+        transport = getattr(self.peer, "transport", None)
+        if transport is not None:
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        transport = getattr(self.peer, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

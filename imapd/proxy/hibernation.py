@@ -73,9 +73,10 @@ class Hibernation:
         if self.after > 0:
             self._task = self.server.loop.create_task(self._sweep())
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _sweep(self) -> None:
         idle_ok = self.server.coordination.enabled

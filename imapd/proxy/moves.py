@@ -34,12 +34,12 @@ class DetachFailed(Exception):
 
 
 def may_detach(session: ProxySession) -> bool:
-    """Quiet (between commands, or in IDLE), followed (not COMPRESS), not under NOTIFY between commands
-    (its pushes would stop while it sleeps)."""
+    """Quiet (between commands, or in IDLE), followed (not COMPRESS), and not under NOTIFY (its pushes for
+    other mailboxes would stop while it sleeps)."""
     t = session.tracker
     if session.opaque or session.saving or session.user is None or session.link is None or not t.quiet:
         return False
-    return t.idling or not t.notify
+    return not t.notify
 
 
 class NotQuiet(Exception):

@@ -41,9 +41,10 @@ class Recovery:
     def start(self) -> None:
         self._task = self.server.loop.create_task(self._watch())
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     # -- loss ----------------------------------------------------------------------------------------------
     def backend_lost(self, session: ProxySession) -> None:

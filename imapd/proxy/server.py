@@ -82,8 +82,8 @@ class ProxyServer:
             server.close()
         await self.control.stop()
         await self.pool.stop()
-        self.hibernation.stop()
-        self.recovery.stop()
+        await self.hibernation.stop()
+        await self.recovery.stop()
         for session in list(self.sessions):
             session.bye("Proxy shutting down")
         self.hibernation.close_all()

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 __all__ = ["ProxySession"]
 
 HEADER, PREAUTH, ATTACH, RELAY, DETACH, HIBERNATED, WAKE, CLOSED = range(8)
+_MAX_PENDING = 256 * 1024
+"""Client bytes held while the backend side is being set up; beyond it the client is not read."""
 
 
 class ProxySession(asyncio.Protocol):
@@ -103,6 +105,13 @@ class ProxySession(asyncio.Protocol):
                                     client=self.client, peer=self.peer[0])
         self.phase = PREAUTH
         self._write(self.dialog.greeting())
+        self.server.loop.call_later(settings.limits.preauth_timeout, self._preauth_timeout)
+
+    def _preauth_timeout(self) -> None:
+        if self.phase == PREAUTH:
+            log.info("closing connection from %s: no login in %.0f s", self.client[0],
+                     self.server.settings.limits.preauth_timeout)
+            self.bye("Too slow to log in", "UNAVAILABLE")
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
@@ -138,11 +147,24 @@ class ProxySession(asyncio.Protocol):
             self._run_preauth()
         elif phase in (ATTACH, DETACH, WAKE, HIBERNATED):
             self.pending.append(data)
+            if self.transport is not None and sum(map(len, self.pending)) > _MAX_PENDING:
+                self.transport.pause_reading()  # start_relay resumes it
             if phase == HIBERNATED:
                 self.server.hibernation.wake_soon(self)
 
     def eof_received(self) -> bool | None:
         return None
+
+    # Flow control: a client that reads slowly stops the backend being read, and the other way round.
+    def pause_writing(self) -> None:
+        link = self.link
+        if link is not None and link.transport is not None:
+            link.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        link = self.link
+        if link is not None and link.transport is not None and not link.closed:
+            link.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.phase == HIBERNATED and self.transport is None:
@@ -397,6 +419,7 @@ class ProxySession(asyncio.Protocol):
                 continue
             self.backend, self.link = backend, link
             link.on_lost = self._backend_lost
+            link.peer = self
             return untagged, done
 
     def start_relay(self, unread: bytes = b"") -> None:

@@ -94,7 +94,6 @@ class Hibernation:
         try:
             session.enter_detach()
             idle_tag = session.tracker.client_idle_tag()
-            selected = session.tracker.selected
             try:
                 token = await detach(session)
             except NotQuiet:  # updates pending: stay attached, try again after another quiet spell
@@ -110,15 +109,15 @@ class Hibernation:
             if session.pending:
                 await self.resume(session, token, idle_tag)  # the client spoke meanwhile
                 return
-            self._put(session, token, idle_tag, selected)
+            self._put(session, token, idle_tag)
         finally:
             self._busy.discard(session)
 
-    def _put(self, session: ProxySession, token: str, idle_tag: str | None, selected: bool) -> None:
+    def _put(self, session: ProxySession, token: str, idle_tag: str | None) -> None:
         user = session.user
         assert user is not None
         transport = session.transport
-        mailbox = _mailbox_of(self.server, token) if selected else None
+        mailbox = _mailbox_of(self.server, token)  # the token knows, whatever the tracker saw
         if transport is None or transport.get_extra_info("sslcontext") is not None:
             session.hibernated(token, idle_tag, mailbox)  # TLS: the transport stays, the backend goes
             self.tls_sleepers.add(session)

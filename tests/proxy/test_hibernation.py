@@ -150,3 +150,15 @@ def test_many_hibernated_sessions_wake(cluster: Cluster) -> None:
         assert tagged.startswith(f"s{i} OK".encode()) and b"MESSAGES" in untagged[0]
     for imap in sessions:
         imap.command("LOGOUT")
+
+
+def test_client_gone_while_hibernated(cluster: Cluster) -> None:
+    """A client that closes its socket while hibernated is forgotten without waking a backend session."""
+    proxy = cluster.proxy("-o", "proxy.hibernate_after=0.3")
+    imap = _login(proxy)
+    wait_for(lambda: _hibernated(proxy) == 1, what="hibernation")
+    logins = sum(s.log().count("mechanism=X-STATE") for s in cluster.backends.values())
+    imap.close()
+    wait_for(lambda: _hibernated(proxy) == 0, what="the closed session to be forgotten")
+    time.sleep(0.3)
+    assert sum(s.log().count("mechanism=X-STATE") for s in cluster.backends.values()) == logins

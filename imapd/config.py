@@ -199,7 +199,7 @@ class ProxySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
     # How the backend learns the client's address: "proxy-protocol" (a v2 header) or "id" (ID x-originating-ip).
     forward_address: str = "proxy-protocol"
-    # A session idle this long (in IDLE or between commands) is detached from its backend; 0 = never.
+    # A session quiet this long (in IDLE, or between commands with nothing pending) leaves its backend; 0 = never.
     hibernate_after: float = 0.0
     # Seconds between health checks of each backend (connect and read the greeting).
     health_interval: float = 5.0

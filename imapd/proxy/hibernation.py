@@ -8,8 +8,9 @@ with Redis, a subscription to ``{prefix}changes:{user}``. A TLS client keeps its
 lives there) and only loses its backend connection.
 
 It wakes on the client's next bytes (any state) or, in IDLE, on a change to its mailbox (Redis): a new
-session object adopts the socket, RESTOREs the token on the user's backend now, passes the catch-up on in
-IDLE, enters IDLE again, and relays the bytes that woke it. ``kind: "kick"`` ends it with BYE. Without
+session object adopts the socket, RESTOREs the token on the user's backend now (between commands with
+``PENDING``: the catch-up stays in the backend session for the client's next commands), passes the
+catch-up on in IDLE, enters IDLE again, and relays the bytes that woke it. ``kind: "kick"`` ends it with BYE. Without
 Redis nothing would wake an IDLE session on new mail, so only sessions between commands hibernate.
 """
 

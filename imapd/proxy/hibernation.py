@@ -155,8 +155,10 @@ class Hibernation:
         finally:
             probe.detach()
         if not peek:  # the client went away while asleep: no backend for that
-            if self._take(fd) is not None:
+            sleeper = self._take(fd)
+            if sleeper is not None:
                 os.close(fd)
+                self.server.release(sleeper.client[0])
             return
         self._wake_fd(fd)
 
@@ -186,6 +188,7 @@ class Hibernation:
 
     def _kick(self, sleeper: Sleeper) -> None:
         self._take(sleeper.fd)
+        self.server.release(sleeper.client[0])
         with contextlib.suppress(OSError):
             os.write(sleeper.fd, b"* BYE [UNAVAILABLE] Session ended by the administrator\r\n")
         os.close(sleeper.fd)
@@ -206,6 +209,7 @@ class Hibernation:
         except OSError as exc:
             log.info("hibernated session of %s is gone: %s", sleeper.user, exc)
             sock.close()
+            self.server.release(sleeper.client[0])
             return
         await self.resume(session, sleeper.token, sleeper.idle_tag)
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections import Counter
 from pathlib import Path
 
 from imapd.config import Settings
@@ -43,6 +44,8 @@ class ProxyServer:
                                 health_interval=settings.proxy.health_interval,
                                 proxy_protocol=settings.proxy.forward_address == "proxy-protocol")
         self.sessions: set[ProxySession] = set()
+        self.per_address: Counter[str] = Counter()
+        """Client connections per (real) address, hibernated ones included."""
         self.hibernation = Hibernation(self)
         self.recovery = Recovery(self)
         limits = settings.limits
@@ -55,6 +58,17 @@ class ProxyServer:
             self.tls_context = make_tls_context(settings.tls.cert, settings.tls.key)
         self.control = ControlServer(self, control_path(settings))
         self._servers: list[asyncio.Server] = []
+
+    def admit(self, address: str) -> bool:
+        if self.per_address[address] >= self.settings.limits.max_connections_per_address:
+            return False
+        self.per_address[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.per_address[address] -= 1
+        if self.per_address[address] <= 0:
+            del self.per_address[address]
 
     async def start(self) -> list[str]:
         await self.coordination.start()

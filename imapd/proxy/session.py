@@ -72,6 +72,8 @@ class ProxySession(asyncio.Protocol):
         """COMPRESS is on: the relay cannot follow the stream, so this session is only piped."""
         self._saving_tag: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self.counted = False
+        """Counted in the server's per-address connections (limits.max_connections_per_address)."""
 
     # -- asyncio.Protocol (client side) ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,6 +100,13 @@ class ProxySession(asyncio.Protocol):
 
     def _start_preauth(self) -> None:
         settings = self.server.settings
+        if not self.server.admit(self.client[0]):
+            log.info("refusing connection from %s: limits.max_connections_per_address", self.client[0])
+            self._write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+            self.phase = CLOSED
+            self._close()
+            return
+        self.counted = True
         limits = settings.limits
         self.conn = ServerConnection(max_line=limits.max_line, max_literal=limits.max_literal,
                                      max_nesting=limits.max_nesting, preauth=self.server.preauth_limits)
@@ -173,6 +182,9 @@ class ProxySession(asyncio.Protocol):
             self.server.hibernation.forget(self)
         self.phase = CLOSED
         self.server.sessions.discard(self)
+        if self.counted:
+            self.counted = False
+            self.server.release(self.client[0])
         if self.conn is not None:
             self.conn.discard()
         if self.link is not None:
@@ -190,6 +202,7 @@ class ProxySession(asyncio.Protocol):
         session.phase = WAKE
         session.user, session.token = sleeper.user, sleeper.token
         session.client, session.local, session.secure = sleeper.client, sleeper.local, sleeper.secure
+        session.counted = True  # the sleeper's count passes to it
         return session
 
     @property

@@ -127,3 +127,19 @@ def test_backends_command_and_drain(cluster: Cluster) -> None:
     b2 = cluster.backends["b2"].log()
     assert "user='alice'" in b2 and "user='bob'" in b2
     assert "drained" not in proxy.backends("undrain", "b1").split("b1", 1)[1].splitlines()[0]
+
+
+def test_connections_per_address(cluster: Cluster) -> None:
+    """limits.max_connections_per_address, counted by the proxy on the real client address."""
+    proxy = cluster.proxy("-o", "limits.max_connections_per_address=2")
+    first, second = _connect(proxy), _connect(proxy)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        assert sock.recv(4096).startswith(b"* BYE [UNAVAILABLE]")
+    first.logout()
+    import time
+
+    time.sleep(0.3)
+    third = _connect(proxy)
+    assert third.login("alice", "secret1")[0] == "OK"
+    third.logout()
+    second.logout()

@@ -243,11 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker(sub)
     from imapd.cluster.kick import register_cli as register_kick
     from imapd.delivery.command import register_cli as register_deliver
+    from imapd.proxy.cli import register_cli as register_proxy
     from imapd.store.admin import register_cli
 
     register_cli(sub)
     register_deliver(sub)
     register_kick(sub)
+    register_proxy(sub)
     return parser
 
 

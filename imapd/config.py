@@ -34,6 +34,16 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     stall_warning: float = 0.1
     # RFC 9585 INPROGRESS: a long SEARCH/COPY/MOVE/EXPUNGE reports its progress this often (0: never).
     progress_interval: float = 1.0
+    # Peers (CIDR: HAProxy, `imapd proxy`) whose connections MUST start with a PROXY v1/v2 header naming the
+    # real client; from any other address a header is not expected (and is a protocol error).
+    proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for net in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"server.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
 
 
 class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -206,6 +216,44 @@ class ClusterSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return self.reassert_grace or (self.lease_ttl + self.reconnect_max)
 
 
+class ProxySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``imapd proxy``: client listeners in front of several backends (docs/cluster.md)."""
+
+    # Plain listeners (STARTTLS when tls.cert is set) and implicit-TLS listeners, "HOST:PORT" each.
+    listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:2143"])
+    tls_listen: list[str] = msgspec.field(default_factory=list)
+    # The backends, "NODE_ID=HOST:PORT" each; NODE_ID is the name Redis's registry and assignments use.
+    backends: list[str] = msgspec.field(default_factory=list)
+    # Balancers (CIDR) whose connections MUST start with a PROXY v1/v2 header naming the real client.
+    proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+    # How the backend learns the client's address: "proxy-protocol" (a v2 header) or "id" (ID x-originating-ip).
+    forward_address: str = "proxy-protocol"
+    # A session quiet this long (in IDLE, or between commands with nothing pending) leaves its backend; 0 = never.
+    hibernate_after: float = 0.0
+    # Seconds between health checks of each backend (connect and read the greeting).
+    health_interval: float = 5.0
+    # UNIX socket of `imapd proxy backends ...`; "" = <server.data_dir>/run/proxy-<first listen port>.sock.
+    control: str = ""
+    # RESTOREs refused with NO [UNAVAILABLE] (the old owner still holds the user's lease) are retried this often.
+    restore_retries: int = 10
+    restore_retry_delay: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.forward_address not in ("proxy-protocol", "id"):
+            raise ValueError("proxy.forward_address: \"proxy-protocol\" or \"id\"")
+        for net in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"proxy.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        for spec in self.backends:
+            node, sep, address = spec.partition("=")
+            if not sep or not node or ":" not in address:
+                raise ValueError(f"proxy.backends: {spec!r} is not NODE_ID=HOST:PORT")
+        if self.hibernate_after < 0 or self.health_interval <= 0:
+            raise ValueError("proxy.hibernate_after must be >= 0 and proxy.health_interval > 0")
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     tls: TLSSettings = msgspec.field(default_factory=TLSSettings)
@@ -222,6 +270,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lmtp: LMTPSettings = msgspec.field(default_factory=LMTPSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
+    proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
 
     @property
     def data_path(self) -> Path:

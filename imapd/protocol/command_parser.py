@@ -633,10 +633,21 @@ def _x_state(r: TokenReader, tag: str, uid: bool) -> c.Command:
     r.sp()
     action = r.keyword()
     if action == "SAVE":
-        return c.XStateSave(tag)
+        if r.at_end():
+            return c.XStateSave(tag)
+        r.sp()
+        if r.keyword() != "QUIET":
+            raise ParseError("Expected X-STATE SAVE [QUIET]")
+        return c.XStateSave(tag, quiet=True)
     if action == "RESTORE":
         r.sp()
-        return c.XStateRestore(tag, r._match(_STATE_TOKEN, "a state token").decode("ascii"))
+        token = r._match(_STATE_TOKEN, "a state token").decode("ascii")
+        if r.at_end():
+            return c.XStateRestore(tag, token)
+        r.sp()
+        if r.keyword() != "PENDING":
+            raise ParseError("Expected X-STATE RESTORE token [PENDING]")
+        return c.XStateRestore(tag, token, pending=True)
     if action == "REVOKE":
         if r.at_end():
             return c.XStateRevoke(tag)

@@ -367,11 +367,14 @@ class Thread(_Cmd, frozen=True):
 
 
 class XStateSave(_Cmd, frozen=True):
-    pass
+    quiet: bool = False
+    """``X-STATE SAVE QUIET``: only when no update is pending, else NO and nothing sent (docs/x-state.md 2.5)."""
 
 
 class XStateRestore(_Cmd, frozen=True):
     token: str
+    pending: bool = False
+    """``X-STATE RESTORE token PENDING``: the saved view back, the catch-up left pending (docs/x-state.md 2.5)."""
 
 
 class XStateRevoke(_Cmd, frozen=True):

@@ -35,7 +35,14 @@ from imapd.session.cmd_auth import ENABLEABLE, claim_user, enter_authenticated, 
 from imapd.session.cmd_mailbox import mailbox_flags, select_view
 from imapd.session.errors import CommandBad, CommandNo
 from imapd.session.notify import restore_notify
-from imapd.session.resync import CatchUp, NotRestorable, plan_restore, plan_restore_by_uid, send_catch_up
+from imapd.session.resync import (
+    CatchUp,
+    NotRestorable,
+    leave_pending,
+    plan_restore,
+    plan_restore_by_uid,
+    send_catch_up,
+)
 from imapd.session.session import Done, Session, State
 from imapd.session.view import SelectedView
 from imapd.store.errors import NoSuchMailbox
@@ -67,6 +74,7 @@ __all__ = ["address_bytes", "check_token", "restore", "revoke", "save"]
 _INVALID = "X-STATE-INVALID"
 _EXPIRED = "X-STATE-EXPIRED"
 NOSEARCHRES = "X-STATE-NOSEARCHRES"
+PENDING = "X-STATE-PENDING"
 """Tagged OK code of a SAVE whose SEARCHRES ``$`` was too large to keep (docs/x-state.md)."""
 _MAX_RECENT_BYTES = 64
 _NO_MAP = UidRanges(b"")
@@ -105,7 +113,12 @@ def _revoked_until(s: Session, now: float) -> float:
 
 
 # -- SAVE ---------------------------------------------------------------------------------------------------
-async def save(s: Session, cmd: c.XStateSave) -> Done:
+async def save(s: Session, cmd: c.XStateSave) -> Done | None:
+    if cmd.quiet and s.selected is not None and s.selected.has_pending:
+        # QUIET (a proxy detaching a session between commands, 2.5): nothing may be sent now, not even
+        # the pending updates a NO would flush, so answer here and leave them pending.
+        s.tagged(cmd.tag, "NO", "Updates are pending for the selected mailbox", Code(PENDING))
+        return None
     ctx = s.ctx
     user = s.user_name
     assert user is not None and s.user is not None
@@ -177,7 +190,7 @@ class _Prepared:
     """What the restored live searches tell the client after the catch-up (ADDTO/REMOVEFROM, NOUPDATE)."""
 
 
-async def restore(s: Session, cmd: c.XStateRestore) -> Done:
+async def restore(s: Session, cmd: c.XStateRestore) -> Done | None:
     authenticating = s.state is State.NOT_AUTHENTICATED
     if authenticating:
         _check_may_authenticate(s)
@@ -189,10 +202,23 @@ async def restore(s: Session, cmd: c.XStateRestore) -> Done:
         if prepared.view is not None:
             s.ctx.release_mailbox(prepared.view.mailbox)
         raise
-    done = await _send(s, prepared, authenticating=authenticating, closed=closed)
+    pending = cmd.pending and prepared.plan is not None and state.mailbox is not None \
+        and "UIDONLY" not in state.enabled
+    if pending:
+        # PENDING (2.5): the client's own view back, the catch-up left in it for the next commands, which
+        # deliver it under the usual rules (no EXPUNGE during FETCH/STORE/SEARCH); answered here, so that
+        # the end of this command does not flush it.
+        assert prepared.view is not None and prepared.plan is not None and state.mailbox is not None
+        leave_pending(prepared.view, prepared.plan, state.mailbox.uidnext)
+        done = await _send(s, prepared, authenticating=authenticating, closed=closed, pending=True)
+    else:
+        done = await _send(s, prepared, authenticating=authenticating, closed=closed)
     # RFC 5465 NOTIFY as saved (none: off); the STATUS of each watched mailbox follows (notify.py).
     s.stop_notify()
     restore_notify(s, state.notify)
+    if pending:
+        s.tagged(cmd.tag, "OK", done.text, done.code)
+        return None
     return done
 
 
@@ -326,10 +352,18 @@ def _commit(s: Session, state: SessionState, prepared: _Prepared, authenticating
     return closed
 
 
-async def _send(s: Session, prepared: _Prepared, *, authenticating: bool, closed: bool) -> Done:
+async def _send(s: Session, prepared: _Prepared, *, authenticating: bool, closed: bool,
+                pending: bool = False) -> Done:
     if closed:
         s.send(UntaggedStatus("OK", "Previous mailbox closed", Code("CLOSED")))
     caps = tuple(s.capability_list())
+    if pending:
+        if authenticating:
+            s.send(CapabilityResponse(caps))
+        for response in prepared.live:
+            s.send(response)
+        readonly = s.selected is not None and s.selected.readonly
+        return Done("X-STATE restored; updates pending", Code("READ-ONLY" if readonly else "READ-WRITE"))
     if prepared.plan is None and prepared.stale is None:
         return Done("X-STATE restored", CapabilityCode(caps) if authenticating else None)
     if authenticating:

@@ -35,6 +35,7 @@ from statecodec import MailboxView, UidFingerprint, UidRanges
 
 if TYPE_CHECKING:
     from imapd.session.session import Session
+    from imapd.session.view import SelectedView
     from imapd.store.mailbox import Mailbox
 
 __all__ = [
@@ -270,6 +271,26 @@ def _batches(items: Iterable[Update]) -> Iterator[list[Update]]:
     it = iter(items)
     while batch := list(itertools.islice(it, BATCH)):
         yield batch
+
+
+def leave_pending(view: SelectedView, plan: CatchUp, saved_uidnext: int) -> None:
+    """Put ``view`` (selected in the mailbox's current state) back to the client's saved view and leave
+    ``plan`` in it as pending updates (X-STATE RESTORE ... PENDING): the expunged UIDs stay in the map
+    until an EXPUNGE may be sent, flag changes and new messages go out with the next command's updates.
+    The old map is the UIDs below the saved UIDNEXT that still exist plus those that vanished."""
+    present = view.mailbox.uid_array
+    below = bisect.bisect_left(present, saved_uidnext)
+    gone = [u for lo, hi in plan.vanished for u in range(lo, hi + 1)]
+    view.uids = array("I", sorted(itertools.chain(present[:below], gone))) if gone else present[:below]
+    view.exists = len(view.uids)
+    if gone:
+        view.pending_expunged = set(gone)
+    top = view.max_uid
+    changed = {u for u in plan.changed_uids if u <= top}
+    if changed:
+        view.pending_flags = changed
+    if plan.flags is not None:
+        view.flags_sent = ()  # the keywords changed: the next updates say FLAGS again
 
 
 async def send_catch_up(s: Session, plan: CatchUp) -> None:

@@ -1,0 +1,142 @@
+"""What the proxy reads from and writes to Redis (``cluster.redis_url``), and nothing when it is not set.
+
+Keys (the contract shared with the backends, docs/cluster.md): ``{prefix}owner:{user}`` -> node id (the
+user's assignment, live only while ``{prefix}node:{id}`` exists; that hash's ``imap`` field is the node's
+address), ``{prefix}drained`` (a set of node ids every proxy honours), and the channel
+``{prefix}changes:{user}`` carrying JSON ``{"node","user","mailbox","uidvalidity","modseq","kind"}``
+(kind ``"kick"``: end the user's sessions). One pub/sub connection carries every hibernated session's
+subscription; a Redis outage costs only the wake-on-change (sessions still wake on client input).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChangeListener", "Coordination"]
+
+ChangeListener = Callable[[dict[str, Any]], None]
+
+
+class Coordination:
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        self.prefix = prefix
+        self.enabled = bool(redis_url)
+        self._url = redis_url
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._listeners: dict[str, set[ChangeListener]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(self._url, decode_responses=True, socket_timeout=5,
+                                        socket_connect_timeout=5)
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.ping()
+        self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    # -- reads and writes ----------------------------------------------------------------------------------
+    async def owner(self, user: str) -> tuple[str, str] | None:
+        """(node id, its IMAP address) of the user's live assignment, or None."""
+        if self._redis is None:
+            return None
+        try:
+            node = await self._redis.get(f"{self.prefix}owner:{user}")
+            if not node:
+                return None
+            address = await self._redis.hget(f"{self.prefix}node:{node}", "imap")
+        except Exception as exc:  # Redis down: hashing decides, as without Redis
+            log.warning("redis: cannot read the assignment of %s: %s", user, exc)
+            return None
+        if address is None:
+            return None  # the node's registry entry expired: the assignment is dead
+        return node, address
+
+    async def drained(self) -> set[str] | None:
+        if self._redis is None:
+            return None
+        try:
+            return set(await self._redis.smembers(f"{self.prefix}drained"))
+        except Exception as exc:
+            log.warning("redis: cannot read the drained set: %s", exc)
+            return None
+
+    async def set_drained(self, node: str, drained: bool) -> None:
+        if self._redis is None:
+            return
+        key = f"{self.prefix}drained"
+        await (self._redis.sadd(key, node) if drained else self._redis.srem(key, node))
+
+    # -- change notifications ------------------------------------------------------------------------------
+    def channel(self, user: str) -> str:
+        return f"{self.prefix}changes:{user}"
+
+    async def subscribe(self, user: str, listener: ChangeListener) -> None:
+        if self._pubsub is None:
+            return
+        listeners = self._listeners.setdefault(user, set())
+        listeners.add(listener)
+        if len(listeners) == 1:
+            try:
+                await self._pubsub.subscribe(self.channel(user))
+            except Exception as exc:
+                log.warning("redis: cannot subscribe to the changes of %s: %s", user, exc)
+
+    async def unsubscribe(self, user: str, listener: ChangeListener) -> None:
+        listeners = self._listeners.get(user)
+        if not listeners:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self._listeners[user]
+            if self._pubsub is not None:
+                try:
+                    await self._pubsub.unsubscribe(self.channel(user))
+                except Exception as exc:
+                    log.warning("redis: cannot unsubscribe from the changes of %s: %s", user, exc)
+
+    async def _listen(self) -> None:
+        prefix = f"{self.prefix}changes:"
+        while True:
+            try:
+                if not self._listeners:
+                    await asyncio.sleep(0.05)
+                    continue
+                message = await self._pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("redis: change channel failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            user = str(message["channel"])[len(prefix):]
+            try:
+                change = json.loads(message["data"])
+            except (ValueError, TypeError):
+                log.info("redis: undecodable change message for %s", user)
+                continue
+            for listener in list(self._listeners.get(user, ())):
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("change listener of %s failed", user)

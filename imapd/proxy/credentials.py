@@ -24,6 +24,7 @@ from statecodec import decode as decode_token
 from statecodec import encode as encode_token
 
 if TYPE_CHECKING:
+    from imapd.cluster.node import ClusterNode
     from imapd.session.context import ServerContext
 
 __all__ = ["ProxyCredentials", "TokenRefused"]
@@ -51,6 +52,9 @@ class ProxyCredentials:
         self.hash_slots = HashSlots(auth.max_concurrent_hashes or (os.cpu_count() or 1), auth.max_queued_hashes)
         self.credentials = CredentialCache(ttl=settings.cache.ttl, metrics=Metrics())
         self.keys = KeyRing.load(settings.xstate_key_path)
+        # check_password also consults the cluster-wide throttle of a backend's ClusterNode; the proxy owns
+        # no users and runs no node, so its throttle is this process's (docs/cluster.md).
+        self.cluster: ClusterNode | None = None
 
     def reload_keys(self) -> None:
         self.keys = KeyRing.load(self.settings.xstate_key_path)

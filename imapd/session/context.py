@@ -81,7 +81,8 @@ class ServerContext:
         self.registry: Any = None
         # This worker's place among its peers (None: a single process serves every user).
         self.ownership: Ownership | None = None
-        self.lanes = LanePool(max_lanes=settings.server.max_lanes, stall_warning=settings.server.stall_warning,
+        self.lanes = LanePool(max_lanes=settings.server.max_lanes, shared_lanes=settings.server.shared_lanes,
+                              stuck_after=settings.server.stuck_after, stall_warning=settings.server.stall_warning,
                               observe_lag=self._observe_lag)
         # Work the store starts for a user (a Maildir change seen by the watcher, in its own thread) runs
         # on the user's lane; the lane pool is driven from the network loop.

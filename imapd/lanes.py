@@ -76,13 +76,15 @@ class _Job:
     """One job posted to a lane; ``started`` is set on the lane under the pool's lock, so that a job not
     started yet can be moved to another lane instead (``lane`` says where it is to run)."""
 
-    __slots__ = ("begin", "lane", "seq", "started", "user")
+    __slots__ = ("begin", "cancelled", "lane", "seq", "started", "task", "user")
 
     def __init__(self, user: str, lane: Lane) -> None:
         self.user = user
         self.lane = lane
         self.seq = next(_SEQ)
         self.started = False
+        self.cancelled = False  # cancelled before it started: it never runs
+        self.task: asyncio.Task[Any] | None = None  # once started
         self.begin: Callable[[Lane], None] = _nothing
 
 
@@ -166,12 +168,11 @@ class LanePool:
     # task's end is handed back the same way (no concurrent.futures.Future, whose locks and chained
     # callbacks cost as much again on a small command).
     def _start(self, user: str, what: str, coro: Coroutine[Any, Any, T],
-               done: asyncio.Future[T] | None) -> list[asyncio.Task[Any] | None]:
+               done: asyncio.Future[T] | None) -> _Job:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         lane = self._pin(user)
         loop = self._loop
-        holder: list[asyncio.Task[Any] | None] = [None]
         job = _Job(user, lane)
         lane.waiting.add(job)
 
@@ -202,21 +203,24 @@ class LanePool:
             with self._lock:
                 if job.started or job.lane is not posted:
                     return _MOVED
+                if job.cancelled:
+                    coro.close()
+                    raise asyncio.CancelledError
                 job.started = True
                 entry = self._pins.get(user)
                 if entry is not None:
                     entry[2] += 1
             posted.doing = (user, what)
+            job.task = asyncio.current_task()  # (what a cancellation cancels; not a stale task elsewhere)
             return await coro
 
         def begin(posted: Lane) -> None:  # on the lane it was posted to
             task = posted.loop.create_task(guarded(posted))
-            holder[0] = task
             task.add_done_callback(lambda t: loop.call_soon_threadsafe(finished, t))
 
         job.begin = begin
         lane.loop.call_soon_threadsafe(begin, lane)
-        return holder
+        return job
 
     def _unstick(self, lane: Lane) -> None:
         """Move the users whose jobs on ``lane`` (blocked) have not started to another lane, jobs in order."""
@@ -250,13 +254,14 @@ class LanePool:
         """Run ``coro`` on ``user``'s lane and wait for it; cancelling the wait cancels the job."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
-        holder = self._start(user, what, coro, done)
+        job = self._start(user, what, coro, done)
         try:
             return await done
         except asyncio.CancelledError:
-            lane = self.lane_of(user)
-            if lane is not None:
-                lane.loop.call_soon_threadsafe(_cancel, holder)
+            with self._lock:
+                job.cancelled = True
+                lane = job.lane
+            lane.loop.call_soon_threadsafe(_cancel, job)
             raise
 
     def submit(self, user: str, what: str, fn: Callable[[], object]) -> None:
@@ -330,7 +335,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _cancel(holder: list[Any]) -> None:
-    task = holder[0]
-    if task is not None:
-        task.cancel()
+def _cancel(job: _Job) -> None:
+    if job.task is not None:
+        job.task.cancel()

@@ -55,3 +55,25 @@ async def test_a_blocked_lane_is_left_and_its_queued_jobs_move() -> None:
     assert not blocker.done()
     await blocker
     pool.stop()
+
+
+async def test_a_job_cancelled_before_it_starts_never_runs() -> None:
+    pool = LanePool(max_lanes=1, shared_lanes=1, stuck_after=60)
+    ran: list[str] = []
+
+    async def block() -> None:
+        time.sleep(0.3)
+
+    async def note(name: str) -> None:
+        ran.append(name)
+
+    blocker = asyncio.ensure_future(pool.run("a", "block", block()))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(pool.run("b", "note", note("b")))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    await blocker
+    await pool.run("b", "note", note("b2"))
+    assert ran == ["b2"]
+    assert pool.lane_of("b") is None  # unpinned after both
+    pool.stop()

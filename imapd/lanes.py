@@ -4,9 +4,9 @@ The network loop only moves bytes, parses, and answers what needs no storage (gr
 STARTTLS before login). Everything that touches a user's mail (SQLite, Maildir files, fsync, a SEARCH over
 bodies) runs on a *lane*: a thread with an event loop of its own. A user is pinned to one lane while any of
 its work is in flight, so all of that user's sessions interleave cooperatively on one thread exactly as
-they did on the single loop before (the shared mailbox objects, views and change feed need no locks);
-different users run on different lanes, so one user's slow disk, lock wait or long command never delays
-another user by more than the GIL's switch interval. When a user has nothing in flight (an IDLE session
+they did on the single loop before (the shared mailbox objects, views and change feed need no locks).
+Users share lanes (below), but a lane blocked by one user's slow disk, lock wait or long command is left
+by the others. When a user has nothing in flight (an IDLE session
 waits on nothing) it holds no lane; its next command may run on any of them.
 
 A lane is chosen idle-first among the first ``shared_lanes``; when they are all busy, users share the
@@ -15,7 +15,7 @@ costs far less CPU than a thread per job in flight (measured: a quarter of the s
 webmail request). A lane blocked in one long call (a lock wait, a big EXPUNGE) is not shared: once its
 heartbeat is ``stuck_after`` seconds late, new users go to other lanes (started up to ``max_lanes``),
 and the jobs queued on it that have not started are moved to another lane, so another user waits
-behind a blocked one for at most about a monitor interval. Each lane's callbacks are timed by that
+behind a blocked one for at most about ``stuck_after`` plus two monitor intervals, once. Each lane's callbacks are timed by that
 heartbeat; a lane that could not run for over ``stall_warning`` seconds is reported with the user and
 command it was busy with.
 """

@@ -3,7 +3,10 @@
     concurrency.py --port 1143 --label ours-w2 --clients 8 32 --seconds 10
 
 Each client loops: connect, greeting, LOGIN, SELECT INBOX, UID FETCH <the mailbox's last 50> (ENVELOPE
-FLAGS), LOGOUT, close; the same bytes to every server. Clients are asyncio coroutines spread over
+FLAGS), LOGOUT, close; the same bytes to every server. With ``--users N`` (users USER0..USER(N-1), seeded
+alike by ``seed.py --users N``) each request logs in as a user drawn at random, as on a webmail site where
+many people's requests arrive at once; without it every request is the one ``--user`` (a single user's
+sessions then nearly always find another of its commands in flight). Clients are asyncio coroutines spread over
 ``--procs`` client processes (default 2: one Python process cannot generate load for a multi-core
 server), and read responses without parsing them (a tagged line ends a command) so the client costs as
 little as possible. Prints one JSON line per client count (requests/s, p50/p99 latency, server CPU
@@ -26,11 +29,11 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def _uid_set(args: argparse.Namespace) -> str:
+def _uid_set(args: argparse.Namespace, user: str) -> str:
     from imapclient import Client, quote
 
     c = Client(args.host, args.port)
-    c.command(f"LOGIN {quote(args.user)} {quote(args.password)}")
+    c.command(f"LOGIN {quote(user)} {quote(args.password)}")
     untagged, _ = c.command(f"SELECT {quote(args.mailbox)}")
     exists = next(int(p[1]) for p in (line.split() for line in untagged)
                   if len(p) >= 3 and p[2].upper() == b"EXISTS")
@@ -58,8 +61,11 @@ async def _request(host: str, port: int, script: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-async def _client_proc(host: str, port: int, script: list[bytes], clients: int, seconds: float,
+async def _client_proc(host: str, port: int, scripts: list[list[bytes]], clients: int, seconds: float,
                        out: multiprocessing.queues.Queue[tuple[list[float], int]]) -> None:
+    import random
+
+    rng = random.Random(os.getpid())
     latencies: list[float] = []
     errors = 0
     stop_at = time.monotonic() + seconds
@@ -68,7 +74,7 @@ async def _client_proc(host: str, port: int, script: list[bytes], clients: int, 
         nonlocal errors
         while time.monotonic() < stop_at:
             try:
-                latencies.append(await _request(host, port, script))
+                latencies.append(await _request(host, port, rng.choice(scripts)))
             except (OSError, asyncio.IncompleteReadError, ConnectionError):
                 errors += 1
 
@@ -108,6 +114,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--user", default="bench")
     ap.add_argument("--password", default="bench")
+    ap.add_argument("--users", type=int, default=0,
+                    help="log in as a random one of USER0..USER(N-1) per request (0: always USER)")
     ap.add_argument("--mailbox", default="INBOX")
     ap.add_argument("--label", default="server")
     ap.add_argument("--clients", type=int, nargs="+", default=[8, 32])
@@ -115,14 +123,15 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--server-pid", type=int, default=0, help="for server CPU per request")
     args = ap.parse_args()
-    uids = _uid_set(args)
-    script = [f"a LOGIN {args.user} {args.password}\r\n".encode(), f"b SELECT {args.mailbox}\r\n".encode(),
-              f"c UID FETCH {uids} (ENVELOPE FLAGS)\r\n".encode(), b"d LOGOUT\r\n"]
+    users = [f"{args.user}{i}" for i in range(args.users)] if args.users else [args.user]
+    scripts = [[f"a LOGIN {user} {args.password}\r\n".encode(), f"b SELECT {args.mailbox}\r\n".encode(),
+                f"c UID FETCH {_uid_set(args, user)} (ENVELOPE FLAGS)\r\n".encode(), b"d LOGOUT\r\n"]
+               for user in users]
     rows = []
     for clients in args.clients:
         queue: multiprocessing.Queue[tuple[list[float], int]] = multiprocessing.Queue()
         per = [clients // args.procs + (1 if i < clients % args.procs else 0) for i in range(args.procs)]
-        procs = [multiprocessing.Process(target=_proc_main, args=(args.host, args.port, script, n,
+        procs = [multiprocessing.Process(target=_proc_main, args=(args.host, args.port, scripts, n,
                                                                   args.seconds, queue)) for n in per if n]
         cpu0 = _cpu_seconds(args.server_pid) if args.server_pid else 0.0
         t0 = time.monotonic()
@@ -136,7 +145,7 @@ def main() -> None:
         lat = sorted(x for r in results for x in r[0])
         errors = sum(r[1] for r in results)
         n = len(lat)
-        row = {"bench": "T6", "label": args.label, "clients": clients, "requests": n, "errors": errors,
+        row = {"bench": "T6", "label": args.label, "users": len(users), "clients": clients, "requests": n, "errors": errors,
                "req_per_s": round(n / args.seconds, 1), "p50_ms": round(statistics.median(lat) * 1000, 2),
                "p99_ms": round(lat[int(n * 0.99)] * 1000, 2),
                "server_cpu_ms_per_req": round(cpu / n * 1000, 3) if args.server_pid and n else None,

@@ -14,7 +14,7 @@
 # LOGIN does not measure the hash), the Maildir is DIR/bench, its log DIR.log. One process, no TLS.
 #
 # Work dir: $BENCH_DOVECOT_DIR (default /tmp/imapd-bench/dovecot): dovecot.conf, passwd, mail/%u, run/, log.
-# One user, bench / bench ({PLAIN}, the same scheme the benchmarks give our server; BENCH_SCHEME=ARGON2ID
+# One user, bench / bench, plus BENCH_DOVECOT_USERS=N users u0..u(N-1) with the same password ({PLAIN}, the same scheme the benchmarks give our server; BENCH_SCHEME=ARGON2ID
 # hashes it with `doveadm pw` instead). It runs as the current user; as root, its
 # processes (imap, auth, ...) run as the Debian package's users instead (mail and internal as `dovecot`,
 # login as `dovenull`), since Dovecot refuses root for mail access and for its login processes.
@@ -94,6 +94,12 @@ write_config() {
   fi
   # passwd-file rejects UID 0 in its lines: the UID/GID come from mail_uid/mail_gid instead
   echo "bench:$pass:::::" > "$WORK/passwd"
+  # BENCH_DOVECOT_USERS=N adds users ${BENCH_DOVECOT_USER_PREFIX:-u}0..N-1 with the same password (the
+  # many-user webmail benchmark: bench/seed.py --users N seeds the same names on both servers)
+  local i
+  for ((i = 0; i < ${BENCH_DOVECOT_USERS:-0}; i++)); do
+    echo "${BENCH_DOVECOT_USER_PREFIX:-u}$i:$pass:::::" >> "$WORK/passwd"
+  done
   chmod 600 "$WORK/passwd"
   chown "$internal_user" "$WORK/passwd"
   chown "$uid:$gid" "$WORK/mail"

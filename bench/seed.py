@@ -201,31 +201,35 @@ def seed_imap(host: str, port: int, user: str, password: str, mailbox: str, coun
     c.close()
 
 
+def _plain_passwords(passwd: str, users: set[str], password: str) -> None:
+    """Same scheme as the Dovecot peer: the benchmarks compare IMAP work, not argon2id."""
+    lines = []
+    with open(passwd) as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if fields[0] in users:
+                fields[1] = "{PLAIN}" + password
+            lines.append(":".join(fields) + "\n")
+    tmp = passwd + ".bench"
+    with open(tmp, "w") as f:
+        f.writelines(lines)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, passwd)
+
+
 def seed_store(data_dir: str, user: str, password: str, mailbox: str, count: int, seed: int,
-               scheme: str, bulk: bool = False) -> None:
+               scheme: str, bulk: bool = False, sync: bool = True) -> None:
     from imapd.store.mailbox import AppendItem
     from imapd.store.store import Store
     from imapd.store.users import PasswdFile
 
     passwd = os.path.join(data_dir, "passwd")
     os.makedirs(data_dir, exist_ok=True)
-    if user not in PasswdFile(passwd).list():
+    if scheme != "stored" and user not in PasswdFile(passwd).list():
         subprocess.run([sys.executable, "-m", "imapd", "user", "add", user, "--password-stdin",
                         "--data-dir", data_dir], input=password.encode(), check=True)
     if scheme == "plain":
-        # same scheme as the Dovecot peer: the benchmarks compare IMAP work, not argon2id
-        lines = []
-        with open(passwd) as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if fields[0] == user:
-                    fields[1] = "{PLAIN}" + password
-                lines.append(":".join(fields) + "\n")
-        tmp = passwd + ".bench"
-        with open(tmp, "w") as f:
-            f.writelines(lines)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, passwd)
+        _plain_passwords(passwd, {user}, password)
     # --bulk: the store's bulk-import path (no fsync per message, one os.sync() at the end)
     store = Store(data_dir, durability="normal") if bulk else Store(data_dir)
     us = store.create_user(user)
@@ -242,6 +246,27 @@ def seed_store(data_dir: str, user: str, password: str, mailbox: str, count: int
         mb.append_many(chunk, fsync=not bulk)
     us.release(mb)
     store.close()
+    if bulk and sync:
+        os.sync()
+
+
+def seed_store_users(data_dir: str, users: list[str], password: str, mailbox: str, count: int, seed: int,
+                     scheme: str, bulk: bool = False) -> None:
+    """Many users (the many-user T6 benchmark) in one process: the passwd lines written at once instead of
+    one ``imapd user add`` per user, then each user's messages through the store API."""
+    from imapd.store.users import PasswdFile
+
+    os.makedirs(data_dir, exist_ok=True)
+    passwd = os.path.join(data_dir, "passwd")
+    pw = PasswdFile(passwd)
+    have = set(pw.list())
+    for user in users:
+        if user not in have:
+            pw.add(user, password)
+    if scheme == "plain":
+        _plain_passwords(passwd, set(users), password)
+    for user in users:
+        seed_store(data_dir, user, password, mailbox, count, seed, "stored", bulk, sync=False)
     if bulk:
         os.sync()
 
@@ -280,6 +305,8 @@ def main() -> None:
     ap.add_argument("--port", type=int)
     ap.add_argument("--data-dir", help="seed our server's data dir through the store API instead of IMAP")
     ap.add_argument("--user", default="bench")
+    ap.add_argument("--users", type=int, default=0,
+                    help="seed N users named USER0..USER(N-1) (same password, same messages each) instead of USER")
     ap.add_argument("--password", default="bench")
     ap.add_argument("--mailbox", default="INBOX")
     ap.add_argument("--count", type=int, default=5000)
@@ -292,6 +319,20 @@ def main() -> None:
                     help="with --data-dir: the store's bulk-import path (no fsync per message; os.sync at the end)")
     args = ap.parse_args()
     t = time.perf_counter()
+    if args.users:
+        names = [f"{args.user}{i}" for i in range(args.users)]
+        if args.data_dir:
+            seed_store_users(args.data_dir, names, args.password, args.mailbox, args.count, args.seed,
+                             args.scheme, args.bulk)
+        elif args.port:
+            for name in names:
+                seed_imap(args.host, args.port, name, args.password, args.mailbox, args.count, args.seed)
+        else:
+            ap.error("--users needs --port or --data-dir")
+        dt = time.perf_counter() - t
+        print(f"seeded {args.count} messages into each of {len(names)} users ({names[0]}..{names[-1]}) "
+              f"in {dt:.1f} s", file=sys.stderr)
+        return
     if args.maildir:
         seed_maildir(args.maildir, args.user, args.count, args.seed)
         where = args.maildir

@@ -55,6 +55,20 @@ def _noops(conn: Conn, stop: threading.Event, out: list[float]) -> None:
         time.sleep(0.005)
 
 
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (utime+stime) of every thread of ``pid``, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def measure(args: argparse.Namespace, label: str, work: Callable[[], None]) -> dict[str, object]:
     other = Conn(args.host, args.port, args.other, args.password)
     other.cmd("SELECT INBOX")
@@ -63,15 +77,20 @@ def measure(args: argparse.Namespace, label: str, work: Callable[[], None]) -> d
     t = threading.Thread(target=_noops, args=(other, stop, lat))
     t.start()
     time.sleep(0.3)
+    cpu0 = _thread_cpu(args.server_pid) if args.server_pid else {}
     started = time.perf_counter()
     work()
     took = time.perf_counter() - started
+    cpu1 = _thread_cpu(args.server_pid) if args.server_pid else {}
     stop.set()
     t.join()
     lat.sort()
     row = {"bench": "T6-stall", "case": label, "noops": len(lat),
            "p50_ms": round(statistics.median(lat) * 1000, 2), "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2),
            "max_ms": round(lat[-1] * 1000, 2), "a_seconds": round(took, 2), "loadavg": os.getloadavg()[0]}
+    if cpu1:  # which of the server's threads worked meanwhile (py-spy dump names them)
+        busy = sorted(((cpu1[t] - cpu0.get(t, 0.0), t) for t in cpu1), reverse=True)[:4]
+        row["thread_cpu_s"] = {str(t): round(v, 2) for v, t in busy if v > 0}
     print(json.dumps(row), flush=True)
     return row
 
@@ -85,8 +104,12 @@ def main() -> None:
     ap.add_argument("--other", default="other")
     ap.add_argument("--password", default="bench")
     ap.add_argument("--lock-seconds", type=float, default=5.0)
+    ap.add_argument("--server-pid", type=int, default=0, help="also report the CPU time of its busiest threads")
+    ap.add_argument("--cases", default="quiet,lock,search,expunge",
+                    help="comma-separated subset of quiet,lock,search,expunge")
     args = ap.parse_args()
-    rows = [measure(args, "quiet", lambda: time.sleep(2))]
+    cases = set(args.cases.split(","))
+    rows = [measure(args, "quiet", lambda: time.sleep(2))] if "quiet" in cases else []
 
     def locked() -> None:
         a = Conn(args.host, args.port, args.user, args.password)
@@ -101,20 +124,21 @@ def main() -> None:
         th.join()
         a.cmd('DELETE "stall-probe"')
 
-    rows.append(measure(args, f"index locked {args.lock_seconds:g} s", locked))
+    if "lock" in cases:
+        rows.append(measure(args, f"index locked {args.lock_seconds:g} s", locked))
 
     a = Conn(args.host, args.port, args.user, args.password)
-    untagged = a.cmd("SELECT INBOX")
-    del untagged
-    rows.append(measure(args, "SEARCH BODY", lambda: a.cmd('UID SEARCH BODY "zebra-not-there"')))
-
-    a.cmd('CREATE "stall-copy"')
-    a.cmd('COPY 1:* "stall-copy"')
-    a.cmd('SELECT "stall-copy"')
-    a.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)")
-    rows.append(measure(args, "EXPUNGE all", lambda: a.cmd("EXPUNGE")))
-    a.cmd('SELECT INBOX')
-    a.cmd('DELETE "stall-copy"')
+    a.cmd("SELECT INBOX")
+    if "search" in cases:
+        rows.append(measure(args, "SEARCH BODY", lambda: a.cmd('UID SEARCH BODY "zebra-not-there"')))
+    if "expunge" in cases:
+        a.cmd('CREATE "stall-copy"')
+        a.cmd('COPY 1:* "stall-copy"')
+        a.cmd('SELECT "stall-copy"')
+        a.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)")
+        rows.append(measure(args, "EXPUNGE all", lambda: a.cmd("EXPUNGE")))
+        a.cmd('SELECT INBOX')
+        a.cmd('DELETE "stall-copy"')
     print(f"\n{'case':22} {'noops':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'A s':>6}")
     for r in rows:
         print(f"{r['case']!s:22} {r['noops']:>6} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['a_seconds']:>6}")

@@ -30,6 +30,15 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     workers: int = 0
     # Threads that run users' commands off the network loop (a user is on one lane at a time).
     max_lanes: int = 64
+    # Lanes that users share once all of them are busy (a busy lane thread takes the next job without a
+    # wake-up, which costs less CPU than a thread per job). Beyond them, lanes are used only while one of
+    # these is blocked for longer than stuck_after seconds (its queued jobs then move to another lane).
+    shared_lanes: int = 2
+    stuck_after: float = 0.25
+    # sys.setswitchinterval for the server's threads (seconds): how long a thread running Python keeps the
+    # GIL while another (the network loop, another user's lane) waits for it. Lower: another user's
+    # command waits less behind a long one; higher: less switching under load.
+    gil_switch_interval: float = 0.002
     # A lane or the network loop that cannot run for longer than this is logged with the user and command.
     stall_warning: float = 0.1
     # RFC 9585 INPROGRESS: a long SEARCH/COPY/MOVE/EXPUNGE reports its progress this often (0: never).

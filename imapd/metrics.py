@@ -37,6 +37,9 @@ _KINDS: dict[str, tuple[str, str]] = {
     "imapd_connections": ("gauge", "open client connections"),
     "imapd_inline_commands_total": ("counter", "commands of logged-in users answered from memory on the network "
                                     "loop, without the round trip to the user's lane"),
+    "imapd_lane_jobs_total": ("counter", "commands and session events run on a user's lane (each a round trip "
+                              "from the network loop to the lane's thread and back)"),
+    "imapd_handoffs_total": ("counter", "connections this worker moved to the worker that owns their user"),
     "imapd_users": ("gauge", "users with a session or a warm mailbox in a worker"),
     "imapd_command_seconds": ("histogram", "time to execute reconnect-path commands, by command"),
     "imapd_loop_lag_seconds": ("histogram", "how late the network loop and the user lanes ran a due callback"),

@@ -779,6 +779,7 @@ class IMAPConnection(asyncio.Protocol):
                 await ownership.channel.send(path, transfer, sock.fileno())
                 self._closing = True
                 transport.close()  # our copy only: the connection lives on in the owner
+            self.ctx.metrics.inc("imapd_handoffs_total")
         except OSError as exc:
             log.warning("serving %s here: cannot hand the connection from %s to %s: %s", user, self.peer_host,
                         path.name, exc)
@@ -847,6 +848,7 @@ class IMAPConnection(asyncio.Protocol):
                 self._in_lane_command = False
                 self._post_lane_out()
 
+        self.ctx.metrics.inc("imapd_lane_jobs_total")
         await self.ctx.lanes.run(user, what, job())
 
     async def _on_session_lane(self, what: str, fn: Any) -> None:

@@ -357,7 +357,8 @@ async def _serve(settings: Settings) -> int:
 
 def run_server(settings: Settings, reload_settings: Any = None) -> int:
     """``imapd serve``: one process for ``server.workers = 1``, else a supervisor and its workers."""
-    sys.setswitchinterval(0.002)  # lanes share the GIL with the network loop: let it back in quickly
+    # lanes share the GIL with the network loop: let it back in quickly
+    sys.setswitchinterval(settings.server.gil_switch_interval)
     if settings.server.workers != 1:
         from imapd.server.supervisor import run_supervisor
 

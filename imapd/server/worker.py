@@ -98,7 +98,7 @@ def run_worker() -> int:
     _die_with_parent()
     import sys
 
-    sys.setswitchinterval(0.002)  # see imapd.server.main.run_server
+    sys.setswitchinterval(spec.settings.server.gil_switch_interval)  # see imapd.server.main.run_server
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s %(name)s[w{spec.slot}]: %(message)s")
     if spec.settings.server.use_uvloop:

@@ -84,7 +84,8 @@ class ServerContext:
         self.ownership: Ownership | None = None
         # The link to the cluster's Redis (``[cluster]``), None on a single node.
         self.cluster: ClusterNode | None = None
-        self.lanes = LanePool(max_lanes=settings.server.max_lanes, stall_warning=settings.server.stall_warning,
+        self.lanes = LanePool(max_lanes=settings.server.max_lanes, shared_lanes=settings.server.shared_lanes,
+                              stuck_after=settings.server.stuck_after, stall_warning=settings.server.stall_warning,
                               observe_lag=self._observe_lag)
         # Work the store starts for a user (a Maildir change seen by the watcher, in its own thread) runs
         # on the user's lane; the lane pool is driven from the network loop.

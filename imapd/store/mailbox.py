@@ -51,6 +51,7 @@ from imapd.store.mailindex import (
 )
 from imapd.store.mailstate import MailboxState
 from imapd.store.metadata import parse_to_blob
+from imapd.store.pacing import GilPacer
 from imapd.store.reconcile import distrust_young_mtimes, own_write_begin, own_write_end, reconcile
 from imapd.store.sortkeys import SortKeys
 
@@ -478,11 +479,13 @@ class Mailbox(MessageContent):
         done: list[int] = []
         error: OSError | None = None
         cur = os.path.join(self.path, "cur")
+        pace = GilPacer()  # a big expunge must not starve the other threads (see imapd.store.pacing)
         with self._write("expunge") as conn:
             modseq = self._counters(conn)[1] + 1
             clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
-            rows = select_rows(conn, self.mailbox_id, uids, "fname")
+            rows = select_rows(conn, self.mailbox_id, uids, "fname", pace)
             for n, (uid, fname) in enumerate(rows):
+                pace()
                 if progress is not None:
                     progress(n, len(rows))
                 try:
@@ -495,7 +498,7 @@ class Mailbox(MessageContent):
                 done.append(uid)
             if done:
                 maildir.fsync_dir(cur)
-                record_expunges(conn, self.mailbox_id, done, modseq, self._owner.history_limit)
+                record_expunges(conn, self.mailbox_id, done, modseq, self._owner.history_limit, pace)
                 set_counters(conn, self.mailbox_id, highestmodseq=modseq)
                 own_write_end(conn, self.mailbox_id, self.path, clean, self._watched)
                 dovecot.compact_uidlist(conn, self.mailbox_id, self.path, self.exists - len(done))
@@ -538,9 +541,11 @@ class Mailbox(MessageContent):
                 dclean = own_write_begin(conn, dest_id, dest_path, self._watched)
                 rows: list[MessageRow] = []
                 sources: list[tuple[int, str]] = []
+                pace = GilPacer()
                 found = select_rows(conn, self.mailbox_id, uids,
-                                    "fname, flags, keywords, internaldate, size, emailid, meta")
+                                    "fname, flags, keywords, internaldate, size, emailid, meta", pace)
                 for n, (uid, fname, fl, kw, date, size, eid, blob) in enumerate(found):
+                    pace()
                     if progress is not None:
                         progress(n, len(found))
                     nkw = dest_kw.bits(src_kw.names_of(kw))
@@ -568,11 +573,12 @@ class Mailbox(MessageContent):
                     smodseq = max(dmodseq, src_hms) + 1 if dest_id == self.mailbox_id else src_hms + 1
                     sclean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
                     for _, fname in sources:
+                        pace()
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(os.path.join(cur, fname))
                     maildir.fsync_dir(cur)
                     record_expunges(conn, self.mailbox_id, [u for u, _ in sources], smodseq,
-                                    self._owner.history_limit)
+                                    self._owner.history_limit, pace)
                     set_counters(conn, self.mailbox_id, highestmodseq=smodseq)
                     own_write_end(conn, self.mailbox_id, self.path, sclean, self._watched)
         except StorageIOError as exc:

@@ -176,11 +176,13 @@ def mailbox_identity(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, st
     return None if row is None else (int(row[0]), str(row[1]))
 
 
-def select_rows(conn: sqlite3.Connection, mailbox_id: int, uids: Iterable[int] | None, cols: str) -> list[Any]:
-    """Rows ``(uid, *cols)`` of the given UIDs that exist (None: all), ascending UID, in one query."""
+def select_rows(conn: sqlite3.Connection, mailbox_id: int, uids: Iterable[int] | None, cols: str,
+                pace: Callable[[], None] | None = None) -> list[Any]:
+    """Rows ``(uid, *cols)`` of the given UIDs that exist (None: all), ascending UID, in one query.
+    ``pace`` (:class:`imapd.store.pacing.GilPacer`) is called between batches of rows, for big reads."""
     if uids is None:
-        return conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? ORDER BY uid",
-                            (mailbox_id,)).fetchall()
+        return _fetch(conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? ORDER BY uid",
+                                   (mailbox_id,)), pace)
     wanted = sorted(set(uids))
     if not wanted:
         return []
@@ -189,9 +191,32 @@ def select_rows(conn: sqlite3.Connection, mailbox_id: int, uids: Iterable[int] |
         return conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? AND uid IN ({marks}) ORDER BY uid",
                             (mailbox_id, *wanted)).fetchall()
     want = set(wanted)
-    return [r for r in conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? AND uid BETWEEN ? AND ? "
-                                    "ORDER BY uid", (mailbox_id, wanted[0], wanted[-1]))
-            if r[0] in want]
+    rows = _fetch(conn.execute(f"SELECT uid, {cols} FROM messages WHERE mailbox=? AND uid BETWEEN ? AND ? "
+                               "ORDER BY uid", (mailbox_id, wanted[0], wanted[-1])), pace)
+    return [r for r in rows if r[0] in want]
+
+
+_BATCH = 1024
+"""Rows per fetchmany/executemany call when a long statement is paced."""
+
+
+def _fetch(cursor: sqlite3.Cursor, pace: Callable[[], None] | None) -> list[Any]:
+    if pace is None:
+        return cursor.fetchall()
+    rows: list[Any] = []
+    while batch := cursor.fetchmany(_BATCH):
+        rows += batch
+        pace()
+    return rows
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, params: list[Any], pace: Callable[[], None] | None) -> None:
+    if pace is None:
+        conn.executemany(sql, params)
+        return
+    for i in range(0, len(params), _BATCH):
+        conn.executemany(sql, params[i:i + _BATCH])
+        pace()
 
 
 def mailbox_counters(conn: sqlite3.Connection, mailbox_id: int, name: str) -> tuple[int, int]:
@@ -241,11 +266,12 @@ def set_counters(conn: sqlite3.Connection, mailbox_id: int, *, highestmodseq: in
         conn.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?", (uidnext, highestmodseq, mailbox_id))
 
 
-def record_expunges(conn: sqlite3.Connection, mailbox_id: int, uids: list[int], modseq: int, limit: int) -> None:
+def record_expunges(conn: sqlite3.Connection, mailbox_id: int, uids: list[int], modseq: int, limit: int,
+                    pace: Callable[[], None] | None = None) -> None:
     """Delete message rows, add expunge history, trim history to ``limit`` rows (oldest modseqs first)."""
-    conn.executemany("DELETE FROM messages WHERE mailbox=? AND uid=?", [(mailbox_id, u) for u in uids])
-    conn.executemany("INSERT OR REPLACE INTO expunged(mailbox, uid, modseq) VALUES (?, ?, ?)",
-                     [(mailbox_id, u, modseq) for u in uids])
+    _executemany(conn, "DELETE FROM messages WHERE mailbox=? AND uid=?", [(mailbox_id, u) for u in uids], pace)
+    _executemany(conn, "INSERT OR REPLACE INTO expunged(mailbox, uid, modseq) VALUES (?, ?, ?)",
+                 [(mailbox_id, u, modseq) for u in uids], pace)
     row = conn.execute("SELECT modseq FROM expunged WHERE mailbox=? ORDER BY modseq DESC LIMIT 1 OFFSET ?",
                        (mailbox_id, limit)).fetchone()
     if row is not None:

@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from imapd.store.errors import StoreError
@@ -33,12 +34,6 @@ log = logging.getLogger(__name__)
 
 
 _WAL = "imapd-index.sqlite-wal"
-
-
-def _interesting(_change: Any, path: str) -> bool:
-    parent = os.path.basename(os.path.dirname(path))
-    name = os.path.basename(path)
-    return parent in ("cur", "new") or name in ("cur", "new") or name == _WAL
 
 
 class _ChangesDetectedToDebug(logging.Filter):
@@ -113,7 +108,14 @@ def _handle(store: Store, changes: set[tuple[Any, str]]) -> None:
     store.watching = True
     if not changes:
         return  # the empty batches of yield_on_timeout (every rust_timeout ms)
-    paths = {p for _, p in changes}
+    dirs = _by_dir(p for _, p in changes)
+    # One path per directory stands for its files below (every test but the names in cur/ looks only at
+    # the directory): an expunge of 100k of our own files is then a few directories of work, not 100k
+    # paths of os.path calls holding the GIL the lanes and the network loop want.
+    if not dirs:
+        return
+    paths = {os.path.join(d, name) for d, names in dirs.items()
+             for name in (names if len(names) <= 3 else _special(names))}
     for user in users_for_paths(paths):
         store.run_for_user(user, "catch-up after an index change", functools.partial(_index_changed, store, user))
     for user in users_with_new_mail(store.mail_root, paths):
@@ -122,10 +124,43 @@ def _handle(store: Store, changes: set[tuple[Any, str]]) -> None:
             store.run_for_user(user, "notify after a delivery", functools.partial(store.feed.publish_user_touched, user))
     for mb in mailboxes_for_paths(store, {p for p in paths if os.path.basename(p) != _WAL}):
         if not mb.deleted:
-            new = os.path.normpath(os.path.join(mb.path, "new"))
-            new_changed = any(os.path.normpath(p) == new or os.path.dirname(os.path.normpath(p)) == new
-                              for p in paths)
-            _queue_sync(store, mb, cur_names_for(mb, paths), new_changed)
+            folder = os.path.normpath(mb.path)
+            new_changed = os.path.join(folder, "new") in dirs or "new" in dirs.get(folder, ())
+            names = set(dirs.get(os.path.join(folder, "cur"), ()))
+            if "cur" in dirs.get(folder, ()):
+                names.add("")  # the directory itself: a name no index row has, so it forces a scan
+            _queue_sync(store, mb, names, new_changed)
+
+
+def _by_dir(paths: Iterable[str]) -> dict[str, set[str]]:
+    """``{normalized parent directory: {names}}`` of the ``paths`` that matter (files in a ``cur/`` or
+    ``new/``, those directories themselves, the index WAL), filtered per directory here rather than by
+    a watchfiles filter called per path."""
+    raw: dict[str, set[str]] = {}
+    for p in paths:
+        d, _, name = p.rpartition(os.sep)
+        names = raw.get(d)
+        if names is None:
+            names = raw[d] = set()
+        names.add(name)
+    out: dict[str, set[str]] = {}
+    for d, names in raw.items():
+        if os.path.basename(d) not in ("cur", "new"):
+            names = names & _NAMED
+            if not names:
+                continue
+        out.setdefault(os.path.normpath(d) if d else ".", set()).update(names)
+    return out
+
+
+_NAMED = frozenset({"cur", "new", _WAL})
+
+
+def _special(names: set[str]) -> list[str]:
+    """One name of a big batch of files in one directory, plus those the tests look at by name."""
+    keep = [n for n in ("cur", "new", _WAL) if n in names]
+    keep.append(next(n for n in names if n not in keep))
+    return keep
 
 
 async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: int = 50) -> None:
@@ -133,7 +168,7 @@ async def watch(store: Store, *, stop_event: object | None = None, debounce_ms: 
 
     _prepare(store)
     try:
-        async for changes in watchfiles.awatch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
+        async for changes in watchfiles.awatch(store.mail_root, watch_filter=None, stop_event=stop_event,
                                                debounce=debounce_ms, step=max(10, debounce_ms // 2),
                                                recursive=True, yield_on_timeout=True, rust_timeout=200):
             _handle(store, changes)
@@ -151,7 +186,7 @@ def watch_blocking(store: Store, *, stop_event: Any, debounce_ms: int = 50) -> N
 
     _prepare(store)
     try:
-        for changes in watchfiles.watch(store.mail_root, watch_filter=_interesting, stop_event=stop_event,
+        for changes in watchfiles.watch(store.mail_root, watch_filter=None, stop_event=stop_event,
                                         debounce=debounce_ms, step=max(10, debounce_ms // 2), recursive=True,
                                         raise_interrupt=False, rust_timeout=250,  # (notices stop_event in time)
                                         yield_on_timeout=True):

@@ -122,6 +122,34 @@ async def test_watcher_syncs_open_mailbox(store: Store, alice: UserStore) -> Non
     mb.release()
 
 
+async def test_watcher_sees_a_big_batch_in_one_directory(store: Store, alice: UserStore) -> None:
+    """Many files of one directory in one batch are looked at per directory: still every name in cur/
+    counts (the removed ones are expunged) and new/ deliveries are picked up."""
+    mb = alice.open("INBOX")
+    mb.append_many([AppendItem(msg(i), (), None) for i in range(10)])
+    events: list[MessageEvent] = []
+    mb.subscribe(events.append)
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.watch(stop_event=stop, debounce_ms=50))
+    await asyncio.sleep(0.3)
+    cur = os.path.join(mb.path, "cur")
+    gone = sorted(os.listdir(cur))[:6]
+    for name in gone:
+        os.unlink(os.path.join(cur, name))
+    for i in range(5):
+        drop_into_new(mb.path, f"1700000000.M{i}P7.mx", msg(20 + i))
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if mb.exists == 9:
+            break
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert mb.exists == 9
+    expunged = sorted(u for e in events if isinstance(e, MessagesExpunged) for u in e.uids)
+    assert len(expunged) == 6
+    mb.release()
+
+
 def _recorded_cur_mtime(us: UserStore, mailbox_id: int) -> int:
     with us.index.lock:
         return int(us.index.conn.execute("SELECT cur_mtime FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()[0])

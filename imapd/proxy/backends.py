@@ -110,6 +110,8 @@ class BackendPool:
             if backend.drained and not was:
                 log.info("backend %s drained (shared drained set)", backend.node)
                 self.changed.set()
+            if backend.drained:
+                await self.coordination.mark_draining(backend.node, True)  # again, after a restart of it
 
     # -- health ------------------------------------------------------------------------------------------
     def start(self) -> None:

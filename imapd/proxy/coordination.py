@@ -23,6 +23,15 @@ __all__ = ["ChangeListener", "Coordination"]
 ChangeListener = Callable[[dict[str, Any]], None]
 
 
+_MARK_DRAINING = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'draining', '1') else redis.call('HDEL', KEYS[1], 'draining') end
+  return 1
+end
+return 0
+"""
+
+
 class Coordination:
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.prefix = prefix
@@ -84,6 +93,20 @@ class Coordination:
             return
         key = f"{self.prefix}drained"
         await (self._redis.sadd(key, node) if drained else self._redis.srem(key, node))
+        await self.mark_draining(node, drained)
+
+    async def mark_draining(self, node: str, drained: bool) -> None:
+        """Tell the backend itself, through its registry hash's ``draining`` field (imapd/cluster/keys.py):
+        it then takes no new user and hands its idle users back at once, so the sessions this proxy moves
+        can be restored elsewhere without waiting for ``cluster.release_after``. Only a live node's hash is
+        touched (creating one without its TTL would make a dead node look alive); a drained node that
+        restarts is marked again by :meth:`imapd.proxy.backends.Backends.refresh_drained`."""
+        if self._redis is None:
+            return
+        try:
+            await self._redis.eval(_MARK_DRAINING, 1, f"{self.prefix}node:{node}", "1" if drained else "0")
+        except Exception as exc:
+            log.warning("redis: cannot mark backend %s %s: %s", node, "draining" if drained else "undrained", exc)
 
     # -- change notifications ------------------------------------------------------------------------------
     def channel(self, user: str) -> str:

@@ -113,7 +113,11 @@ class ServerHandle:
 
         node = ClusterNode(self.settings, self.ctx.metrics)
         ctx = self.ctx
-        node.busy_users = lambda: set(ctx.user_sessions) | {m.user for m in ctx.store.open_mailboxes()}
+        # A warm mailbox (no session) keeps its user here for cluster.release_after, but not while the node
+        # is drained: the proxies are moving the sessions away and the other node must get the lease now
+        # (a later claim here re-reads the index anyway: on_claimed).
+        node.busy_users = lambda: set(ctx.user_sessions) | (
+            set() if node.draining else {m.user for m in ctx.store.open_mailboxes()})
         if ctx.ownership is not None:
             node.releases = ctx.ownership.owns
         node.on_change = lambda message: self._changed(message.user, rescan_new=message.kind == "delivery")

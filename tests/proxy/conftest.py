@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from statecodec import KeyRing
+from tests.cluster.conftest import RedisServer, redis_server  # noqa: F401 - the fixture, for tests/proxy
 from tests.conftest import ROOT, RunningServer, imapd_cli, start_server, stop_server
 
 SHARED = ("mail", "passwd", "passwd.generations", "passwd.lock", "xstate.keys")
@@ -153,56 +152,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         teardown_cluster(c)
 
 
-# -- Redis ------------------------------------------------------------------------------------------------
-@dataclass
-class RunningRedis:
-    port: int
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import redis
-
-        return redis.Redis(port=self.port, decode_responses=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RunningRedis]:
-    """A real redis-server on a free loopback port, no persistence (``apt-get install redis-server``)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    pytest.importorskip("redis")
-    port = _free_port()
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    running = RunningRedis(port, proc)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if running.client().ping():
-                break
-        except Exception:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    try:
-        yield running
-    finally:
-        proc.terminate()
-        proc.wait(10)
+# -- Redis: the cluster tests' fixture (a private redis-server on a free loopback port) -----------------
+RunningRedis = RedisServer
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:

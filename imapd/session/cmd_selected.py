@@ -19,6 +19,7 @@ from imapd.protocol.responses import (
     EsearchValue,
     FetchFlagsBatch,
     FetchResponse,
+    FetchResponses,
     PartialResult,
     SearchResponse,
     SortResponse,
@@ -39,7 +40,7 @@ from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Atom, FileLiteral, Literal8, UndecodableName, Value
 from imapd.session import contexts, threads
 from imapd.session.errors import CommandBad, CommandNo
-from imapd.session.fetch import FetchPlan, render, whole_message_kind
+from imapd.session.fetch import FetchPlan, compiled_plan, render, whole_message_kind
 from imapd.session.progress import Progress
 from imapd.session.resync import vanished_since
 from imapd.session.search import search as run_search
@@ -111,7 +112,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
             items = (*items, _MODSEQ_ITEM)
     elif _MODSEQ_ITEM in items:
         s.enable_condstore()
-    plan = FetchPlan(items)
+    plan = compiled_plan(items)
     announce_keywords(s, view)
     pairs = iter_resolve(s, view, cmd.sequence, uid=cmd.uid)
     if cmd.partial is not None:
@@ -150,7 +151,7 @@ def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
     if view.contexts:  # a live SEARCH/SORT (RFC 5267) may re-test criteria that read message text
         return False
     try:
-        plan = FetchPlan(cmd.items)
+        plan = compiled_plan(cmd.items)
     except ValueError:
         return False
     if plan.needs_raw or plan.needs_info or plan.sets_seen or plan.needs_preview is not None:
@@ -193,22 +194,29 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
     if plan.wants_flags and (plan.wants_modseq or not s.condstore):
         # The client is about to learn these flags (and MODSEQ under CONDSTORE): no FETCH again later.
         view.forget_flag_updates([u for _, u in live])
-    # One metadata/info query for the chunk; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
-    batch = plan.prefetch(mailbox, [u for _, u in live], utf8=s.utf8)
+    # Flags and MODSEQs of the chunk in one call (after \Seen was set); one metadata/info query for the
+    # chunk; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
+    found, flag_lists, modseqs = mailbox.flag_rows([u for _, u in live])
+    if len(found) != len(live):
+        gone = True
+        keep = set(found)
+        live = [p for p in live if p[1] in keep]
+    batch = plan.prefetch(mailbox, found, utf8=s.utf8)
     want_uid = cmd.uid and not plan.wants_uid
     condstore = s.condstore
     recent = view.recent
-    for seq, u in live:
-        flags = mailbox.flags(u)
-        if flags is None:
-            gone = True
-            continue
+    # The responses go out in groups (one trip through the session and the connection for up to
+    # _SEND_GROUP messages or _SEND_GROUP_BYTES of literals), with back-pressure between groups.
+    group: list[FetchResponse] = []
+    group_bytes = 0
+    for (seq, u), flags, modseq in zip(live, flag_lists, modseqs, strict=True):
         if u in recent:
             flags = (*flags, "\\Recent")
-        modseq = mailbox.modseq(u)
         try:
             out = render(plan, mailbox, u, info=None, flags=flags, modseq=modseq, batch=batch)
         except UnknownEncoding as exc:
+            if group:
+                s.send(FetchResponses(group))
             raise CommandNo(f"Cannot decode message {u}: {exc}", "UNKNOWN-CTE") from None
         except (FileNotFoundError, KeyError):
             gone = True
@@ -217,9 +225,26 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
             _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
         elif want_uid:
             out.insert(0, ("UID", u))
-        s.send(FetchResponse(seq, out))
+        group.append(FetchResponse(seq, out))
+        for _, v in out:
+            t = type(v)
+            if t is bytes:
+                group_bytes += len(v)  # type: ignore[arg-type]
+            elif t is Literal8:
+                group_bytes += len(v.data)  # type: ignore[union-attr]
+        if len(group) >= _SEND_GROUP or group_bytes >= _SEND_GROUP_BYTES:
+            s.send(FetchResponses(group) if len(group) > 1 else group[0])
+            group = []
+            group_bytes = 0
+            await s.conn.drain()
+    if group:
+        s.send(FetchResponses(group) if len(group) > 1 else group[0])
         await s.conn.drain()
     return gone
+
+
+_SEND_GROUP = 64
+_SEND_GROUP_BYTES = 65536
 
 
 _FLAGS_CHUNK = 4096

@@ -63,7 +63,7 @@ from imapd.protocol.values import Atom, Literal8, Raw, Value, format_internaldat
 from imapd.store.mailbox import Mailbox, MessageInfo
 
 __all__ = ["BATCH_SIZE", "DEFAULT_CACHE_BYTES", "MAX_CACHED_VALUE", "VALUE_CACHE", "FetchBatch", "FetchPlan",
-           "ValueCache", "body_value", "envelope_value", "render", "whole_message_kind"]
+           "ValueCache", "body_value", "compiled_plan", "envelope_value", "render", "whole_message_kind"]
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 """Bound of :data:`VALUE_CACHE` (serialized bytes plus a per-entry allowance for the key)."""
@@ -268,6 +268,25 @@ class FetchPlan:
 
 
 _CACHEABLE = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE"})
+
+_PLANS: dict[tuple[FetchItem, ...], FetchPlan] = {}
+_PLANS_MAX = 256
+
+
+def compiled_plan(items: Iterable[FetchItem]) -> FetchPlan:
+    """The :class:`FetchPlan` of ``items``, compiled once per process for a list of items seen before (a
+    webmail sends the same few FETCH commands again and again; a plan is not changed after it is built).
+    Raises ValueError like the constructor."""
+    key = tuple(items)
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:  # (an item holding a list: not hashable)
+        return FetchPlan(key)
+    if plan is None:
+        plan = FetchPlan(key)
+        if len(_PLANS) < _PLANS_MAX:
+            _PLANS[key] = plan
+    return plan
 
 
 class FetchBatch:

@@ -142,9 +142,10 @@ _MEMORY_FETCH_MAX = 256
 
 def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
     """Whether ``cmd`` can be answered from memory alone: flags, UIDs and MODSEQs are in the mailbox's
-    state, and ENVELOPE/BODY/BODYSTRUCTURE of every message named are in the value cache. No body part,
-    size or date (they are read from the index or the file), no \\Seen to set, no CHANGEDSINCE/VANISHED.
-    A webmail's FETCH of its last page of envelopes, repeated on each request, is this."""
+    state, and the cacheable items (ENVELOPE, BODY, BODYSTRUCTURE, RFC822.SIZE, INTERNALDATE, header
+    fields) of every message named are in the value cache. No other body part, no EMAILID/THREADID/
+    SAVEDATE (read from the index), no \\Seen to set, no CHANGEDSINCE/VANISHED. A webmail's FETCH of its
+    last page of envelopes or of its message list's header fields, repeated on each request, is this."""
     view = s.selected
     if view is None or cmd.changedsince is not None or cmd.vanished or cmd.sequence.saved or cmd.partial:
         return False
@@ -154,7 +155,7 @@ def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
         plan = compiled_plan(cmd.items)
     except ValueError:
         return False
-    if plan.needs_raw or plan.needs_info or plan.sets_seen or plan.needs_preview is not None:
+    if plan.needs_raw or plan.uncached_info or plan.sets_seen or plan.needs_preview is not None:
         return False  # (PREVIEW reads the index's preview cache, and under non-LAZY the files)
     try:
         pairs = list(itertools.islice(iter_resolve(s, view, cmd.sequence, uid=cmd.uid), _MEMORY_FETCH_MAX + 1))
@@ -162,7 +163,7 @@ def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
         return True  # answered BAD from memory too
     if len(pairs) > _MEMORY_FETCH_MAX:
         return False
-    if not plan.needs_metadata:
+    if not plan.cacheable:
         return True
     mailbox = view.mailbox
     batch = plan.prefetch(mailbox, (), utf8=s.utf8)

@@ -196,7 +196,7 @@ class FetchPlan:
     - ``whole_messages``: those and at least one whole message (:func:`whole_message_kind`), nothing else.
     """
 
-    __slots__ = ("_renderers", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview", "needs_raw",
+    __slots__ = ("_renderers", "cacheable", "flags_only", "items", "needs_info", "uncached_info", "needs_metadata", "needs_preview", "needs_raw",
                  "sets_seen", "wants_flags", "wants_modseq", "wants_uid", "whole_messages")
 
     def __init__(self, items: Iterable[FetchItem]) -> None:
@@ -210,9 +210,25 @@ class FetchPlan:
         self.wants_uid = False
         self.wants_modseq = False
         renderers: list[tuple[str, _Renderer]] = []
+        cacheable = set()
         for item in self.items:
-            renderers.append((item.response_key(), self._compile(item)))
+            key = item.response_key()
+            if _cacheable_section(item):
+                # Like ENVELOPE, a function of the message's bytes only (which never change for a UID)
+                # and small: a webmail's message list asks the same header fields of the same page again.
+                self.sets_seen |= not cast(FetchBody, item).peek
+                cacheable.add(key)
+                renderers.append((key, _body_section(cast(FetchBody, item))))
+                continue
+            if key in _CACHEABLE:
+                cacheable.add(key)
+            renderers.append((key, self._compile(item)))
         self._renderers = tuple(renderers)
+        self.cacheable = frozenset(cacheable)
+        """Response keys whose values come from the value cache (rendered, and read, only on a miss)."""
+        self.uncached_info = any(isinstance(i, FetchAttr) and i.name in _INFO_ATTRS - _CACHEABLE
+                                 for i in self.items)
+        """Some item needs the index's message info on every FETCH (EMAILID, THREADID, SAVEDATE)."""
         # Only UID, FLAGS and MODSEQ: the in-memory index has it all (the session's FLAGS fast path).
         self.flags_only = all(isinstance(i, FetchAttr) and i.name in _FLAG_ATTRS for i in self.items)
         # UID/FLAGS/MODSEQ and whole messages only (BODY[], RFC822, BINARY[]): the session's file path.
@@ -253,8 +269,9 @@ class FetchPlan:
         if batch is None:
             return [(key, renderer(message)) for key, renderer in self._renderers]
         out: list[tuple[str, Value]] = []
+        cacheable = self.cacheable
         for key, renderer in self._renderers:
-            if key in _CACHEABLE:
+            if key in cacheable:
                 out.append((key, batch.cached(message, key, renderer)))
             else:
                 out.append((key, renderer(message)))
@@ -267,7 +284,17 @@ class FetchPlan:
         return FetchBatch(self, mailbox, uids, utf8=utf8, cache=VALUE_CACHE if cache is None else cache)
 
 
-_CACHEABLE = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE"})
+_CACHEABLE = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE"})
+"""Items that depend on nothing but the message, which never changes for a UID (RFC 3501 2.3.1.1, 2.3.3,
+2.3.4), so their serialized values can be kept."""
+_FIELD_SECTIONS = frozenset({"HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+
+
+def _cacheable_section(item: FetchItem) -> bool:
+    """``BODY[HEADER.FIELDS (...)]`` (or ``.NOT``) of the whole message, without a partial range: the
+    message list of a webmail (Roundcube's, for one)."""
+    return (isinstance(item, FetchBody) and not item.binary and item.partial is None
+            and not item.section.part and item.section.text in _FIELD_SECTIONS)
 
 _PLANS: dict[tuple[FetchItem, ...], FetchPlan] = {}
 _PLANS_MAX = 256
@@ -309,7 +336,7 @@ class FetchBatch:
         self._cache = cache
         self._pos = {u: i for i, u in enumerate(self.uids)}
         self._prefix = (mailbox.user, mailbox.mailboxid, mailbox.uidvalidity)
-        self._cached_items = tuple(k for k, _ in plan._renderers if k in _CACHEABLE)
+        self._cached_items = tuple(k for k, _ in plan._renderers if k in plan.cacheable)
         self._loaded: set[int] = set()
         self._metas: dict[int, MessageMetadata] = {}
         self._infos: dict[int, MessageInfo] = {}
@@ -324,12 +351,15 @@ class FetchBatch:
         chunk = [uid] if pos is None else self.uids[pos : pos + BATCH_SIZE]
         self._loaded = set(chunk)
         plan = self.plan
-        self._infos = {i.uid: i for i in self.mailbox.message_info(chunk)} if plan.needs_info else {}
         need = chunk
-        if plan.needs_metadata and self._cached_items and not plan.needs_raw:
-            # metadata is only needed for the cacheable items: skip messages whose values are all cached
+        if self._cached_items and (plan.needs_metadata or plan.needs_info):
+            # skip the messages whose cacheable values are all cached
             peek = self._cache._data
             need = [u for u in chunk if any(self.key(u, item) not in peek for item in self._cached_items)]
+        info_for = chunk if plan.uncached_info else need
+        self._infos = {i.uid: i for i in self.mailbox.message_info(info_for)} if plan.needs_info and info_for else {}
+        if plan.needs_raw:  # (HEADER/TEXT sections need every message's header size)
+            need = chunk
         self._metas = self.mailbox.metadata_many(need) if plan.needs_metadata and need else {}
         if plan.needs_preview is not None:  # one query (and at most one write) per chunk
             self._previews = self.mailbox.previews(chunk, preview_text if plan.needs_preview else None)
@@ -342,7 +372,7 @@ class FetchBatch:
     def all_cached(self, uids: Iterable[int]) -> bool:
         """Every cacheable value of the plan is in the cache for these UIDs (so rendering reads nothing),
         and the plan needs nothing else from the index."""
-        if self.plan.needs_raw or self.plan.needs_info:
+        if self.plan.needs_raw or self.plan.uncached_info:
             return False
         data = self._cache._data
         return all(self.key(u, item) in data for u in uids for item in self._cached_items)

@@ -196,8 +196,9 @@ class FetchPlan:
     - ``whole_messages``: those and at least one whole message (:func:`whole_message_kind`), nothing else.
     """
 
-    __slots__ = ("_renderers", "cacheable", "flags_only", "items", "needs_info", "uncached_info", "needs_metadata", "needs_preview", "needs_raw",
-                 "sets_seen", "wants_flags", "wants_modseq", "wants_uid", "whole_messages")
+    __slots__ = ("_renderers", "cacheable", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview",
+                 "needs_raw", "sets_seen", "uncached_info", "wants_flags", "wants_modseq", "wants_uid",
+                 "whole_messages")
 
     def __init__(self, items: Iterable[FetchItem]) -> None:
         self.items: tuple[FetchItem, ...] = tuple(items)

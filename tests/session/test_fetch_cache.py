@@ -155,7 +155,7 @@ def test_header_fields_are_cached_and_read_once(mailbox: Mailbox, text: str,
     warm: the same bytes, and no message file read."""
     fields = BodySection(text=text, fields=("SUBJECT", "FROM", "X-NONE"))
     plan = FetchPlan((FetchAttr("UID"), FetchBody(section=fields, peek=True), FetchAttr("FLAGS")))
-    assert not plan.needs_raw and "BODY[%s (SUBJECT FROM X-NONE)]" % text in plan.cacheable
+    assert not plan.needs_raw and f"BODY[{text} (SUBJECT FROM X-NONE)]" in plan.cacheable
     partial = FetchPlan((FetchBody(section=fields, peek=True, partial=(0, 10)),))
     assert partial.needs_raw and not partial.cacheable  # (the response key does not name the count)
     cache = ValueCache()

@@ -429,6 +429,7 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.UidFetchResponse: _uidfetch,
     r.FetchFlagsBatch: _fetch_flags_batch,
     r.FetchResponses: _fetches,
+    r.FetchData: lambda w, x: x.data,
     r.FlagsResponse: _flags,
     r.ListResponse: _list,
     r.LsubResponse: _lsub,

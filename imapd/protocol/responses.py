@@ -31,6 +31,7 @@ __all__ = [
     "FetchFlagsBatch",
     "FetchResponse",
     "FetchResponses",
+    "FetchData",
     "UidFetchResponse",
     "FlagsResponse",
     "IdResponse",
@@ -145,6 +146,12 @@ class FetchResponses(msgspec.Struct, frozen=True):
     trip through the session and connection instead of one per message (a page of 50 envelopes)."""
 
     responses: Sequence[FetchResponse | UidFetchResponse]
+
+
+class FetchData(msgspec.Struct, frozen=True):
+    """FETCH responses already serialized (``FetchPlan.wire``), written as they are."""
+
+    data: bytes
 
 
 class FlagsResponse(msgspec.Struct, frozen=True):
@@ -279,6 +286,7 @@ Response = (
     | FetchResponse
     | FetchFlagsBatch
     | FetchResponses
+    | FetchData
     | FlagsResponse
     | ListResponse
     | LsubResponse

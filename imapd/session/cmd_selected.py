@@ -17,6 +17,7 @@ from imapd.protocol.responses import (
     ContinuationResponse,
     EsearchResponse,
     EsearchValue,
+    FetchData,
     FetchFlagsBatch,
     FetchResponse,
     FetchResponses,
@@ -206,6 +207,17 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
     want_uid = cmd.uid and not plan.wants_uid
     condstore = s.condstore
     recent = view.recent
+    if plan.wire_items is not None and not seen_now and "UIDONLY" not in s.enabled:
+        # Every item from memory or the value cache: serialized straight to bytes, in groups.
+        rows = [(seq, u, (*f, "\\Recent") if u in recent else f, m)
+                for (seq, u), f, m in zip(live, flag_lists, modseqs, strict=True)]
+        for start in range(0, len(rows), _SEND_GROUP):
+            data, missing = plan.wire(batch, rows[start : start + _SEND_GROUP], want_uid=want_uid)
+            gone |= missing
+            if data:
+                s.send(FetchData(data))
+                await s.conn.drain()
+        return gone
     # The responses go out in groups (one trip through the session and the connection for up to
     # _SEND_GROUP messages or _SEND_GROUP_BYTES of literals), with back-pressure between groups.
     group: list[FetchResponse] = []

@@ -198,7 +198,7 @@ class FetchPlan:
 
     __slots__ = ("_renderers", "cacheable", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview",
                  "needs_raw", "sets_seen", "uncached_info", "wants_flags", "wants_modseq", "wants_uid",
-                 "whole_messages")
+                 "whole_messages", "wire_items")
 
     def __init__(self, items: Iterable[FetchItem]) -> None:
         self.items: tuple[FetchItem, ...] = tuple(items)
@@ -230,11 +230,72 @@ class FetchPlan:
         self.uncached_info = any(isinstance(i, FetchAttr) and i.name in _INFO_ATTRS - _CACHEABLE
                                  for i in self.items)
         """Some item needs the index's message info on every FETCH (EMAILID, THREADID, SAVEDATE)."""
+        self.wire_items = self._wire_items()
+        """For :meth:`wire`: per item (kind, key bytes first, key bytes later, key, renderer), when every
+        item is UID, FLAGS, MODSEQ or a cacheable value; None otherwise."""
         # Only UID, FLAGS and MODSEQ: the in-memory index has it all (the session's FLAGS fast path).
         self.flags_only = all(isinstance(i, FetchAttr) and i.name in _FLAG_ATTRS for i in self.items)
         # UID/FLAGS/MODSEQ and whole messages only (BODY[], RFC822, BINARY[]): the session's file path.
         kinds = [whole_message_kind(i) for i in self.items]
         self.whole_messages = (not self.flags_only and all(k is not None for k in kinds))
+
+    def _wire_items(self) -> tuple[tuple[str, bytes, bytes, str, _Renderer], ...] | None:
+        out = []
+        for item, (key, renderer) in zip(self.items, self._renderers, strict=True):
+            if key in self.cacheable:
+                kind = "cached"
+            elif isinstance(item, FetchAttr) and item.name in _FLAG_ATTRS:
+                kind = item.name
+            else:
+                return None
+            first = key.encode() + b" "
+            out.append((kind, first, b" " + first, key, renderer))
+        return tuple(out)
+
+    def wire(self, batch: FetchBatch, rows: Iterable[tuple[int, int, tuple[str, ...], int]], *,
+             want_uid: bool) -> tuple[bytes, bool]:
+        """The ``* seq FETCH (...)`` responses of ``rows`` (seq, uid, flags to show, modseq) as one
+        bytes, for a plan with :attr:`wire_items` (no \\Seen to add, no UIDFETCH): the same bytes as
+        :func:`render` and the response writer give, without a response object per message (a page of
+        50 envelopes is most of a webmail request's server time). Also whether a message was gone."""
+        items = self.wire_items
+        assert items is not None
+        atom = _WRITERS[0].atom
+        flag_bytes: dict[tuple[str, ...], bytes] = {}
+        out: list[bytes] = []
+        append = out.append
+        gone = False
+        cache_get = batch._cache.get
+        prefix = batch._prefix
+        utf8 = batch.utf8
+        for seq, uid, flags, modseq in rows:
+            piece = [b"* %d FETCH (UID %d" % (seq, uid) if want_uid else b"* %d FETCH (" % seq]
+            later = 1 if want_uid else 0
+            try:
+                for kind, first, after, key, renderer in items:
+                    piece.append(after if later else first)
+                    later = 1
+                    if kind == "cached":
+                        value: Value = cache_get((*prefix, uid, utf8, key))
+                        if value is None:
+                            value = batch.cached(_Message(batch.mailbox, uid, None, flags, modseq, batch), key,
+                                                 renderer)
+                        piece.append(cast(Raw, value).data)
+                    elif kind == "FLAGS":
+                        data = flag_bytes.get(flags)
+                        if data is None:
+                            data = flag_bytes[flags] = b"(" + b" ".join([atom(f) for f in flags]) + b")"
+                        piece.append(data)
+                    elif kind == "UID":
+                        piece.append(b"%d" % uid)
+                    else:
+                        piece.append(b"(%d)" % modseq)
+            except (FileNotFoundError, KeyError):
+                gone = True
+                continue
+            piece.append(b")\r\n")
+            append(b"".join(piece))
+        return b"".join(out), gone
 
     def _compile(self, item: FetchItem) -> _Renderer:
         if isinstance(item, FetchAttr):

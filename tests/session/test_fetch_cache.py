@@ -189,3 +189,35 @@ def test_warm_size_and_date_skip_the_index(mailbox: Mailbox, monkeypatch: pytest
     with_id = FetchPlan((FetchAttr("RFC822.SIZE"), FetchAttr("EMAILID")))
     assert with_id.uncached_info
     assert not with_id.prefetch(mailbox, (), utf8=False, cache=cache).all_cached(mailbox.uids())
+
+
+@pytest.mark.parametrize("want_uid", [False, True])
+@pytest.mark.parametrize("items", [
+    (FetchAttr("ENVELOPE"), FetchAttr("FLAGS")),
+    (FetchAttr("UID"), FetchAttr("RFC822.SIZE"), FetchAttr("FLAGS"), FetchAttr("INTERNALDATE"),
+     FetchBody(section=BodySection(text="HEADER.FIELDS", fields=("DATE", "FROM", "SUBJECT")), peek=True)),
+    (FetchAttr("FLAGS"), FetchAttr("MODSEQ"), FetchAttr("BODYSTRUCTURE"), FetchAttr("BODY"), FetchAttr("UID")),
+])
+def test_wire_is_byte_identical_to_the_writer(mailbox: Mailbox, items: tuple, want_uid: bool) -> None:
+    """FetchPlan.wire (the FETCH fast path) gives exactly the writer's bytes, cold and warm, with
+    keywords, \\Recent and an empty flag list."""
+    mailbox.store_flags([1], "add", ["\\Seen", "$Label1"])
+    mailbox.store_flags([2], "replace", [])
+    plan = FetchPlan(items)
+    assert plan.wire_items is not None
+    writer = ResponseWriter(utf8=False)
+    uids = list(mailbox.uids())
+    uids_flags = mailbox.flag_rows(uids)
+    rows = [(seq, u, (*f, "\\Recent") if seq == 3 else f, m)
+            for seq, (u, f, m) in enumerate(zip(*uids_flags, strict=True), 1)]
+    expected = b""
+    for seq, u, f, m in rows:
+        out = render(plan, mailbox, u, info=None, flags=f, modseq=m)
+        if want_uid:
+            out.insert(0, ("UID", u))
+        expected += writer.write(FetchResponse(seq, out))
+    cache = ValueCache()
+    for _ in range(2):  # cold, then warm
+        batch = plan.prefetch(mailbox, uids, utf8=False, cache=cache)
+        assert plan.wire(batch, rows, want_uid=want_uid) == (expected, False)
+    assert FetchPlan((FetchAttr("ENVELOPE"), FetchAttr("EMAILID"))).wire_items is None

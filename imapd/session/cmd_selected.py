@@ -187,22 +187,30 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
                        pairs: list[tuple[int, int]]) -> bool:
     """Send the FETCH responses of one chunk; True when some of its messages no longer exist."""
     mailbox = view.mailbox
-    live = [(seq, u) for seq, u in pairs if u in mailbox]
-    gone = len(live) != len(pairs)
+    # Flags and MODSEQs of the chunk in one call (again if \Seen was set); one metadata/info query for
+    # the chunk; the cacheable values from the serialized cache.
+    found, flag_lists, modseqs = mailbox.flag_rows([u for _, u in pairs])
+    live = pairs
+    gone = len(found) != len(pairs)
+    if gone:
+        keep = set(found)
+        live = [p for p in pairs if p[1] in keep]
     if cmd.changedsince is not None:
         since = cmd.changedsince
-        live = [(seq, u) for seq, u in live if (mailbox.modseq(u) or 0) > since]
+        picked = [i for i, m in enumerate(modseqs) if m > since]
+        live = [live[i] for i in picked]
+        found = [found[i] for i in picked]
+        flag_lists, modseqs = [flag_lists[i] for i in picked], [modseqs[i] for i in picked]
     seen_now = _set_seen(view, plan, live)
     if plan.wants_flags and (plan.wants_modseq or not s.condstore):
         # The client is about to learn these flags (and MODSEQ under CONDSTORE): no FETCH again later.
-        view.forget_flag_updates([u for _, u in live])
-    # Flags and MODSEQs of the chunk in one call (after \Seen was set); one metadata/info query for the
-    # chunk; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
-    found, flag_lists, modseqs = mailbox.flag_rows([u for _, u in live])
-    if len(found) != len(live):
-        gone = True
-        keep = set(found)
-        live = [p for p in live if p[1] in keep]
+        view.forget_flag_updates(found)
+    if seen_now:
+        found, flag_lists, modseqs = mailbox.flag_rows(found)
+        if len(found) != len(live):
+            gone = True
+            keep = set(found)
+            live = [p for p in live if p[1] in keep]
     batch = plan.prefetch(mailbox, found, utf8=s.utf8)
     want_uid = cmd.uid and not plan.wants_uid
     condstore = s.condstore

@@ -158,17 +158,21 @@ def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
         return False
     if plan.needs_raw or plan.uncached_info or plan.sets_seen or plan.needs_preview is not None:
         return False  # (PREVIEW reads the index's preview cache, and under non-LAZY the files)
+    uids: list[Sequence[int]] = []  # slices of the view's UID array, no (seq, uid) pair per message
+    total = 0
     try:
-        pairs = list(itertools.islice(iter_resolve(s, view, cmd.sequence, uid=cmd.uid), _MEMORY_FETCH_MAX + 1))
+        for _, chunk in _flag_chunks(s, view, cmd.sequence, uid=cmd.uid):
+            total += len(chunk)
+            if total > _MEMORY_FETCH_MAX:
+                return False
+            uids.append(chunk)
     except CommandBad:
         return True  # answered BAD from memory too
-    if len(pairs) > _MEMORY_FETCH_MAX:
-        return False
     if not plan.cacheable:
         return True
     mailbox = view.mailbox
     batch = plan.prefetch(mailbox, (), utf8=s.utf8)
-    return batch.all_cached(u for _, u in pairs)
+    return batch.all_cached(itertools.chain.from_iterable(uids))
 
 
 def _partial_pairs(view: SelectedView, pairs: Iterator[tuple[int, int]], partial: c.PartialRange) -> list[tuple[int, int]]:

@@ -437,7 +437,10 @@ class FetchBatch:
         if self.plan.needs_raw or self.plan.uncached_info:
             return False
         data = self._cache._data
-        return all(self.key(u, item) in data for u in uids for item in self._cached_items)
+        user, mailboxid, uidvalidity = self._prefix
+        utf8 = self.utf8
+        items = self._cached_items
+        return all((user, mailboxid, uidvalidity, u, utf8, item) in data for u in uids for item in items)
 
     def info(self, uid: int) -> MessageInfo | None:
         if uid not in self._loaded:

@@ -13,6 +13,7 @@ from imapd.mime import UnknownEncoding, literal_safe
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_items import FetchAttr
 from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode
+from imapd.protocol.response_writer import ResponseWriter
 from imapd.protocol.responses import (
     ContinuationResponse,
     EsearchResponse,
@@ -52,6 +53,7 @@ from imapd.session.view import SelectedView
 
 if TYPE_CHECKING:
     from imapd.session.sorting import SortRow
+    from imapd.store.content import MessageFile
 from imapd.store.errors import NoSuchMailbox
 from imapd.store.mailbox import FlagMode
 
@@ -368,6 +370,12 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
     condstore = s.condstore
     recent = view.recent
     sent = unconfirmed = 0
+    # Messages read here (not sent from their files) are serialized straight to bytes, the writer's
+    # bytes, and sent in groups (FetchData) unless \\Seen was set or UIDONLY asks for UIDFETCH.
+    direct = not seen_now and "UIDONLY" not in s.enabled
+    keys = [(key.encode() + b" ", b" " + key.encode() + b" ", key, kind) for key, kind in items]
+    flag_bytes: dict[tuple[str, ...], bytes] = {}
+    group: list[bytes] = []
     for file in mailbox.open_messages(uids):
         handed = False
         try:
@@ -378,32 +386,40 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
             data: bytes | None = None
             use_file = by_file and file.size >= SENDFILE_MIN and (
                 any(kind == "binary" for _, kind in items) or not file.has_nul())
-            out: list[tuple[str, Value]] = []
-            for key, kind in items:
-                value: Value
-                if kind == "flag":
-                    value = u if key == "UID" else [modseq] if key == "MODSEQ" else _flag_atoms(flags)
-                elif use_file:
-                    value = FileLiteral(file.size, kind == "binary", file)
-                else:
+            if direct and not use_file:
+                pieces = [b"* %d FETCH (UID %d" % (seq, u) if want_uid else b"* %d FETCH (" % seq]
+                later = want_uid
+                for first, after, key, kind in keys:
+                    pieces.append(after if later else first)
+                    later = True
+                    if kind == "flag":
+                        if key == "UID":
+                            pieces.append(b"%d" % u)
+                        elif key == "MODSEQ":
+                            pieces.append(b"(%d)" % modseq)
+                        else:
+                            listed = flag_bytes.get(flags)
+                            if listed is None:
+                                listed = flag_bytes[flags] = b"(" + b" ".join([_atom(f) for f in flags]) + b")"
+                            pieces.append(listed)
+                        continue
                     if data is None:
                         data = file.read()
                     if not data:
-                        value = ""
+                        pieces.append(b'""')
                     elif kind == "binary":
-                        value = Literal8(data)
+                        pieces += (b"~{%d}\r\n" % len(data), data)
                     else:
-                        value = literal_safe(data, 0, len(data))
-                out.append((key, value))
-            if u in seen_now:
-                _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
-            elif want_uid:
-                out.insert(0, ("UID", u))
-            if use_file:
-                handed = True  # the connection closes the file once it is sent
-                s.conn.send_parts(s.message_data(FetchResponse(seq, out)))
+                        text = literal_safe(data, 0, len(data))
+                        pieces += (b"{%d}\r\n" % len(text), text)
+                pieces.append(b")\r\n")
+                group += pieces
             else:
-                s.send(FetchResponse(seq, out))
+                if group:
+                    s.send(FetchData(b"".join(group)))
+                    group = []
+                handed = use_file  # (then the connection closes the file once it is sent)
+                _send_whole(s, plan, file, seq, u, flags, modseq, items, use_file, seen_now, want_uid, condstore)
         finally:
             if not handed:
                 file.close()
@@ -411,9 +427,50 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
         unconfirmed += file.size
         if unconfirmed >= _DRAIN_EVERY:
             unconfirmed = 0
+            if group:
+                s.send(FetchData(b"".join(group)))
+                group = []
             await s.conn.drain()
+    if group:
+        s.send(FetchData(b"".join(group)))
     await s.conn.drain()
     return gone or sent != len(uids)
+
+
+_atom = ResponseWriter().atom
+
+
+def _send_whole(s: Session, plan: FetchPlan, file: MessageFile, seq: int, u: int, flags: tuple[str, ...],
+                modseq: int, items: list[tuple[str, str | None]], use_file: bool, seen_now: set[int],
+                want_uid: bool, condstore: bool) -> None:
+    """One response of :func:`_fetch_whole_chunk` through the response objects: from the file (sendfile),
+    or with \\Seen just set, or under UIDONLY."""
+    data: bytes | None = None
+    out: list[tuple[str, Value]] = []
+    for key, kind in items:
+        value: Value
+        if kind == "flag":
+            value = u if key == "UID" else [modseq] if key == "MODSEQ" else _flag_atoms(flags)
+        elif use_file:
+            value = FileLiteral(file.size, kind == "binary", file)
+        else:
+            if data is None:
+                data = file.read()
+            if not data:
+                value = ""
+            elif kind == "binary":
+                value = Literal8(data)
+            else:
+                value = literal_safe(data, 0, len(data))
+        out.append((key, value))
+    if u in seen_now:
+        _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
+    elif want_uid:
+        out.insert(0, ("UID", u))
+    if use_file:  # the connection closes the file once it is sent
+        s.conn.send_parts(s.message_data(FetchResponse(seq, out)))
+    else:
+        s.send(FetchResponse(seq, out))
 
 
 _DRAIN_EVERY = 256 * 1024

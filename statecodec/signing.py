@@ -17,6 +17,7 @@ of the signature's last character) is closed by requiring its canonical form.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -162,7 +163,10 @@ def decode(
         raise TokenInvalid("bad payload encoding") from None
     state = unpack(_unframe(framed))
     if len(_VERIFIED) >= _VERIFIED_MAX:
-        _VERIFIED.pop(next(iter(_VERIFIED)))  # the oldest entry (dicts keep insertion order)
+        # the oldest entry (dicts keep insertion order); lanes and the network loop share the dict, so
+        # another thread may change it between iter() and pop(): then nothing is dropped this time
+        with contextlib.suppress(RuntimeError, StopIteration):
+            _VERIFIED.pop(next(iter(_VERIFIED)), None)
     _VERIFIED[cache_key] = (issued, state)
     return state
 

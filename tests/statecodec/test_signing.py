@@ -267,3 +267,11 @@ def test_verified_token_cache_keeps_every_check(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(TokenInvalid):
         decode(token, KEYS, max_age=60, purpose="handoff", now=T0)
     assert len(calls) == 2
+
+
+def test_verified_token_cache_is_bounded() -> None:
+    from statecodec import signing
+
+    for i in range(signing._VERIFIED_MAX + 20):
+        assert _decode(encode(SessionState(f"u{i}", 1), KEYS, now=T0)).user == f"u{i}"
+    assert len(signing._VERIFIED) <= signing._VERIFIED_MAX

@@ -5,12 +5,15 @@
     webmail_request.py --port 1143 --label ours --mode xstate     # greeting, X-STATE RESTORE, UID FETCH, LOGOUT
     webmail_request.py ... --cold-runs 20 --restart-cmd 'CMD'     # also: CMD (restarts the server and returns
                                                                   # once it listens) before each cold sample
+    webmail_request.py ... --server-pid PID                       # also: the server's CPU per warm request
 
 Each run is one fresh TCP connection. Phases are timed with perf_counter from the client side:
 connect (TCP connect + greeting), login, select (or restore), fetch, logout, and total (connect start to
 LOGOUT's tagged OK). The 50 UIDs are the mailbox's last 50, found once before timing (UID SEARCH), so the
 same UID set is asked of every server. One JSON line per (mode, phase), then a small table.
-``--quick``: 20 runs, 5 warm-up.
+``--quick``: 20 runs, 5 warm-up. ``--server-pid``: utime+stime of PID and its descendants (Dovecot's
+master, our supervisor) from /proc before and after the warm runs, divided by the runs: CPU time does not
+grow with the machine's load the way the wall clock does (one extra row, phase ``server_cpu``).
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ def main() -> None:
     ap.add_argument("--cold-runs", type=int, default=0,
                     help="also time N requests each right after --restart-cmd (a fresh server process)")
     ap.add_argument("--restart-cmd", help="shell command that restarts the server and returns once it listens")
+    ap.add_argument("--server-pid", type=int, help="also report the CPU time of PID and its descendants per warm request")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.warmup = 20, 5
@@ -168,8 +172,15 @@ def main() -> None:
         return
     for _ in range(args.warmup):
         one_request(args, uids, token)
+    cpu0 = server_cpu(args.server_pid) if args.server_pid else 0.0
     warm = [one_request(args, uids, token) for _ in range(args.runs)]
+    cpu1 = server_cpu(args.server_pid) if args.server_pid else 0.0
     rows += summarize(args.label, args.mode, "warm", warm, phases)
+    if args.server_pid:
+        per = (cpu1 - cpu0) / args.runs * 1e3
+        rows.append({"bench": "webmail_request", "label": args.label, "mode": args.mode, "cache": "warm",
+                     "phase": "server_cpu", "median_ms": round(per, 3), "p99_ms": round(per, 3),
+                     "mean_ms": round(per, 3), "runs": args.runs, "load": os.getloadavg()[0]})
     for r in rows:
         r["messages"] = exists
         print(json.dumps(r), flush=True)
@@ -177,6 +188,13 @@ def main() -> None:
     print(f"{'cache':<5} {'phase':<8} {'median ms':>10} {'p99 ms':>9} {'runs':>5}")
     for r in rows:
         print(f"{r['cache']:<5} {r['phase']:<8} {r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['runs']:>5}")
+
+
+def server_cpu(pid: int) -> float:
+    """utime+stime (with reaped children's) of ``pid`` and its live descendants, in seconds."""
+    from concurrency import _cpu_seconds
+
+    return _cpu_seconds(pid)
 
 
 _uid_cache: dict[tuple[str, int], str] = {}

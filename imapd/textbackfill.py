@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 STEP_SECONDS = 0.05
 PAUSE_SECONDS = 0.005
+FIRST_DELAY_SECONDS = 1.0
+"""A mailbox's backfill starts this long after it is asked for: the request comes with the first open
+of the mailbox in a process, and its first step (reading what the index covers, ~5-300 ms for 5,000
+messages with the machine's load) on the user's lane would otherwise delay that client's next command
+(a fresh worker's first webmail request, T1 cold)."""
 LOG_EVERY = 10.0
 
 
@@ -41,11 +46,12 @@ class _Progress:
 
 class TextBackfill:
     def __init__(self, store: Store, lanes: LanePool, *, step: float = STEP_SECONDS,
-                 pause: float = PAUSE_SECONDS) -> None:
+                 pause: float = PAUSE_SECONDS, first_delay: float = FIRST_DELAY_SECONDS) -> None:
         self.store = store
         self.lanes = lanes
         self.step = step
         self.pause = pause
+        self.first_delay = first_delay
         self._queue: collections.deque[tuple[str, int]] = collections.deque()
         self._progress: dict[tuple[str, int], _Progress] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,9 +68,18 @@ class TextBackfill:
         key = (user, mailbox_id)
         if key not in self._progress:
             self._progress[key] = _Progress()
-            self._queue.append(key)
-            if self._wake is not None:
-                self._wake.set()
+            if self.first_delay > 0 and self._loop is not None:
+                self._loop.call_later(self.first_delay, self._enqueue, key)
+            else:
+                self._enqueue(key)
+
+    def _enqueue(self, key: tuple[str, int]) -> None:
+        if self._task is None or key not in self._progress:
+            return  # stopped meanwhile
+        self._progress[key].started = self._progress[key].logged = time.monotonic()
+        self._queue.append(key)
+        if self._wake is not None:
+            self._wake.set()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

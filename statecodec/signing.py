@@ -17,6 +17,7 @@ of the signature's last character) is closed by requiring its canonical form.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -136,6 +137,12 @@ def decode(
     """
     if not (max_age >= 0 and clock_skew >= 0) or math.isnan(max_age) or math.isnan(clock_skew):
         raise ValueError("max_age and clock_skew must be >= 0")
+    cache_key = (token, keys.keys, purpose)
+    hit = _VERIFIED.get(cache_key) if type(token) is str else None
+    if hit is not None:  # (it passed every check below when it was cached)
+        issued, state = hit
+        _check_age(issued, now, max_age, clock_skew)
+        return state
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_RE.fullmatch(token):
         raise TokenInvalid("malformed token")
     sig = token[-_SIG_CHARS:]
@@ -149,13 +156,32 @@ def decode(
             raise TokenExpired("signed with a retired key", age=math.inf, max_age=max_age) from None
         raise TokenInvalid("bad signature") from None
     issued = signed_at.timestamp()
+    _check_age(issued, now, max_age, clock_skew)
+    try:
+        framed = base64_decode(payload)
+    except BadData:
+        raise TokenInvalid("bad payload encoding") from None
+    state = unpack(_unframe(framed))
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        # the oldest entry (dicts keep insertion order); lanes and the network loop share the dict, so
+        # another thread may change it between iter() and pop(): then nothing is dropped this time
+        with contextlib.suppress(RuntimeError, StopIteration):
+            _VERIFIED.pop(next(iter(_VERIFIED)), None)
+    _VERIFIED[cache_key] = (issued, state)
+    return state
+
+
+_VERIFIED: dict[tuple[str, tuple[bytes, ...], str], tuple[float, SessionState]] = {}
+"""Tokens that verified and decoded, by (token, verifying keys, purpose): a webmail restores the same
+token on every request until the mailbox changes, and the server decodes it twice per request (to route
+the connection, then in RESTORE). Verification depends on nothing else, so a hit skips the HMAC and the
+msgpack decode; the age is checked on every call (it depends on the clock). SessionState is frozen."""
+_VERIFIED_MAX: Final = 1024
+
+
+def _check_age(issued: float, now: float | None, max_age: float, clock_skew: float) -> None:
     age = (time.time() if now is None else now) - issued
     if age < -clock_skew:
         raise TokenInvalid(f"issued {-age:.0f}s in the future (tolerance {clock_skew:g}s)")
     if age > max_age:
         raise TokenExpired(f"token is {age:.0f}s old (max {max_age:g}s)", age=age, max_age=max_age)
-    try:
-        framed = base64_decode(payload)
-    except BadData:
-        raise TokenInvalid("bad payload encoding") from None
-    return unpack(_unframe(framed))

@@ -189,6 +189,11 @@ class ServerConnection:
         self._writer.utf8 = value
 
     @property
+    def holds_partial_command(self) -> bool:
+        """Unconsumed input that may be an unfinished command (see ``CommandFramer.holds_partial_command``)."""
+        return self._framer.holds_partial_command()
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes received but not consumed yet (a server can stop reading above its budget)."""
         return self._framer.pending_bytes

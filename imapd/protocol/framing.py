@@ -166,6 +166,18 @@ class CommandFramer:
     def in_command(self) -> bool:
         return bool(self._parts) or self._discarding or self._literal >= 0
 
+    def holds_partial_command(self) -> bool:
+        """Some input is unconsumed and may be part of a command not complete yet: anything but whole
+        lines without a literal outside any command. Cheap (two scans in C), and conservative: any ``{``
+        counts as a literal."""
+        pos = self._pos
+        buf = self._buf
+        if len(buf) == pos:
+            return False
+        if self._parts or self._discarding or self._literal >= 0 or self._drop or self._skipping_line:
+            return True
+        return buf[-1] != 0x0A or buf.find(b"{", pos) >= 0
+
     # -- raw lines (IDLE's DONE, SASL replies) -------------------------------------------------------
     def next_raw_line(self) -> bytes | FrameError | None:
         """One whole line outside any command; None when more data is needed (or the line is skipped)."""

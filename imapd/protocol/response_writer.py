@@ -192,17 +192,30 @@ def _vanished(w: ResponseWriter, x: r.VanishedResponse) -> bytes:
     return b"* VANISHED " + (b"(EARLIER) " if x.earlier else b"") + str(x.uids).encode() + b"\r\n"
 
 
+_FETCH_KEYS: dict[str, tuple[bytes, bytes]] = {}
+"""A FETCH item key's bytes as the first item and as a later one (``b"UID "``, ``b" UID "``), per process."""
+
+
 def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
     out: list[bytes] = [b"* %d FETCH (" % x.seq]
     append = out.append
     value = w.value
     atom = w.atom
-    sep = b""
+    keys = _FETCH_KEYS
+    later = 0
     for key, v in x.items:
-        append(sep + key.encode() + b" ")
-        sep = b" "
+        pair = keys.get(key)
+        if pair is None:
+            first = key.encode() + b" "
+            pair = (first, b" " + first)
+            if len(keys) < 4096:
+                keys[key] = pair
+        append(pair[later])
+        later = 1
         t = type(v)
-        if t is int:
+        if t is Raw:
+            append(v.data)  # type: ignore[union-attr]
+        elif t is int:
             append(b"%d" % v)  # type: ignore[str-format]
         elif (t is list or t is tuple) and all(type(a) is Atom for a in v):  # type: ignore[union-attr]
             append(b"(" + b" ".join([atom(a.text) for a in v]) + b")")  # type: ignore[union-attr]
@@ -210,6 +223,11 @@ def _fetch(w: ResponseWriter, x: r.FetchResponse) -> bytes:
             value(v, out)
     append(b")\r\n")
     return b"".join(out)
+
+
+def _fetches(w: ResponseWriter, x: r.FetchResponses) -> bytes:
+    return b"".join([_fetch(w, f) if type(f) is r.FetchResponse else _uidfetch(w, f)  # type: ignore[arg-type]
+                     for f in x.responses])
 
 
 def _uidfetch(w: ResponseWriter, x: r.UidFetchResponse) -> bytes:
@@ -410,6 +428,8 @@ _WRITERS: dict[type, Callable[[ResponseWriter, Any], bytes]] = {
     r.FetchResponse: _fetch,
     r.UidFetchResponse: _uidfetch,
     r.FetchFlagsBatch: _fetch_flags_batch,
+    r.FetchResponses: _fetches,
+    r.FetchData: lambda w, x: x.data,
     r.FlagsResponse: _flags,
     r.ListResponse: _list,
     r.LsubResponse: _lsub,

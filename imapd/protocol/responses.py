@@ -30,6 +30,8 @@ __all__ = [
     "ExpungeResponse",
     "FetchFlagsBatch",
     "FetchResponse",
+    "FetchResponses",
+    "FetchData",
     "UidFetchResponse",
     "FlagsResponse",
     "IdResponse",
@@ -137,6 +139,19 @@ class FetchFlagsBatch(msgspec.Struct, frozen=True):
     modseqs: Sequence[int]
     uidfetch: bool = False
     """``* uid UIDFETCH (...)`` lines instead (RFC 9586 UIDONLY; ``seqs`` unused then)."""
+
+
+class FetchResponses(msgspec.Struct, frozen=True):
+    """Consecutive FETCH (or UIDFETCH) responses written in one call: the same bytes as sending each, one
+    trip through the session and connection instead of one per message (a page of 50 envelopes)."""
+
+    responses: Sequence[FetchResponse | UidFetchResponse]
+
+
+class FetchData(msgspec.Struct, frozen=True):
+    """FETCH responses already serialized (``FetchPlan.wire``), written as they are."""
+
+    data: bytes
 
 
 class FlagsResponse(msgspec.Struct, frozen=True):
@@ -270,6 +285,8 @@ Response = (
     | VanishedResponse
     | FetchResponse
     | FetchFlagsBatch
+    | FetchResponses
+    | FetchData
     | FlagsResponse
     | ListResponse
     | LsubResponse

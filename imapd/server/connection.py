@@ -250,8 +250,8 @@ class IMAPConnection(asyncio.Protocol):
             self.proto.receive_data(data)
             self._check_backlog()
             self._pump()
-        if self.proto.pending_bytes and self._quickack_sock is not None:
-            self._ack_partial_input()
+        if self._quickack_sock is not None and self.proto.holds_partial_command:
+            self._ack_partial_input()  # (not for whole commands: a syscall per command otherwise)
 
     def _check_backlog(self) -> bool:
         """A command is executing and input keeps coming (a long pipeline): stop reading until the backlog

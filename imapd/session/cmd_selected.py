@@ -13,12 +13,15 @@ from imapd.mime import UnknownEncoding, literal_safe
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_items import FetchAttr
 from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode
+from imapd.protocol.response_writer import ResponseWriter
 from imapd.protocol.responses import (
     ContinuationResponse,
     EsearchResponse,
     EsearchValue,
+    FetchData,
     FetchFlagsBatch,
     FetchResponse,
+    FetchResponses,
     PartialResult,
     SearchResponse,
     SortResponse,
@@ -39,7 +42,7 @@ from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Atom, FileLiteral, Literal8, UndecodableName, Value
 from imapd.session import contexts, threads
 from imapd.session.errors import CommandBad, CommandNo
-from imapd.session.fetch import FetchPlan, render, whole_message_kind
+from imapd.session.fetch import FetchPlan, compiled_plan, render, whole_message_kind
 from imapd.session.progress import Progress
 from imapd.session.resync import vanished_since
 from imapd.session.search import search as run_search
@@ -50,6 +53,7 @@ from imapd.session.view import SelectedView
 
 if TYPE_CHECKING:
     from imapd.session.sorting import SortRow
+    from imapd.store.content import MessageFile
 from imapd.store.errors import NoSuchMailbox
 from imapd.store.mailbox import FlagMode
 
@@ -111,7 +115,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> Done:
             items = (*items, _MODSEQ_ITEM)
     elif _MODSEQ_ITEM in items:
         s.enable_condstore()
-    plan = FetchPlan(items)
+    plan = compiled_plan(items)
     announce_keywords(s, view)
     pairs = iter_resolve(s, view, cmd.sequence, uid=cmd.uid)
     if cmd.partial is not None:
@@ -141,31 +145,36 @@ _MEMORY_FETCH_MAX = 256
 
 def fetch_in_memory(s: Session, cmd: c.Fetch) -> bool:
     """Whether ``cmd`` can be answered from memory alone: flags, UIDs and MODSEQs are in the mailbox's
-    state, and ENVELOPE/BODY/BODYSTRUCTURE of every message named are in the value cache. No body part,
-    size or date (they are read from the index or the file), no \\Seen to set, no CHANGEDSINCE/VANISHED.
-    A webmail's FETCH of its last page of envelopes, repeated on each request, is this."""
+    state, and the cacheable items (ENVELOPE, BODY, BODYSTRUCTURE, RFC822.SIZE, INTERNALDATE, header
+    fields) of every message named are in the value cache. No other body part, no EMAILID/THREADID/
+    SAVEDATE (read from the index), no \\Seen to set, no CHANGEDSINCE/VANISHED. A webmail's FETCH of its
+    last page of envelopes or of its message list's header fields, repeated on each request, is this."""
     view = s.selected
     if view is None or cmd.changedsince is not None or cmd.vanished or cmd.sequence.saved or cmd.partial:
         return False
     if view.contexts:  # a live SEARCH/SORT (RFC 5267) may re-test criteria that read message text
         return False
     try:
-        plan = FetchPlan(cmd.items)
+        plan = compiled_plan(cmd.items)
     except ValueError:
         return False
-    if plan.needs_raw or plan.needs_info or plan.sets_seen or plan.needs_preview is not None:
+    if plan.needs_raw or plan.uncached_info or plan.sets_seen or plan.needs_preview is not None:
         return False  # (PREVIEW reads the index's preview cache, and under non-LAZY the files)
+    uids: list[Sequence[int]] = []  # slices of the view's UID array, no (seq, uid) pair per message
+    total = 0
     try:
-        pairs = list(itertools.islice(iter_resolve(s, view, cmd.sequence, uid=cmd.uid), _MEMORY_FETCH_MAX + 1))
+        for _, chunk in _flag_chunks(s, view, cmd.sequence, uid=cmd.uid):
+            total += len(chunk)
+            if total > _MEMORY_FETCH_MAX:
+                return False
+            uids.append(chunk)
     except CommandBad:
         return True  # answered BAD from memory too
-    if len(pairs) > _MEMORY_FETCH_MAX:
-        return False
-    if not plan.needs_metadata:
+    if not plan.cacheable:
         return True
     mailbox = view.mailbox
     batch = plan.prefetch(mailbox, (), utf8=s.utf8)
-    return batch.all_cached(u for _, u in pairs)
+    return batch.all_cached(itertools.chain.from_iterable(uids))
 
 
 def _partial_pairs(view: SelectedView, pairs: Iterator[tuple[int, int]], partial: c.PartialRange) -> list[tuple[int, int]]:
@@ -184,31 +193,57 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
                        pairs: list[tuple[int, int]]) -> bool:
     """Send the FETCH responses of one chunk; True when some of its messages no longer exist."""
     mailbox = view.mailbox
-    live = [(seq, u) for seq, u in pairs if u in mailbox]
-    gone = len(live) != len(pairs)
+    # Flags and MODSEQs of the chunk in one call (again if \Seen was set); one metadata/info query for
+    # the chunk; the cacheable values from the serialized cache.
+    found, flag_lists, modseqs = mailbox.flag_rows([u for _, u in pairs])
+    live = pairs
+    gone = len(found) != len(pairs)
+    if gone:
+        keep = set(found)
+        live = [p for p in pairs if p[1] in keep]
     if cmd.changedsince is not None:
         since = cmd.changedsince
-        live = [(seq, u) for seq, u in live if (mailbox.modseq(u) or 0) > since]
+        picked = [i for i, m in enumerate(modseqs) if m > since]
+        live = [live[i] for i in picked]
+        found = [found[i] for i in picked]
+        flag_lists, modseqs = [flag_lists[i] for i in picked], [modseqs[i] for i in picked]
     seen_now = _set_seen(view, plan, live)
     if plan.wants_flags and (plan.wants_modseq or not s.condstore):
         # The client is about to learn these flags (and MODSEQ under CONDSTORE): no FETCH again later.
-        view.forget_flag_updates([u for _, u in live])
-    # One metadata/info query for the chunk; ENVELOPE/BODY/BODYSTRUCTURE from the serialized cache.
-    batch = plan.prefetch(mailbox, [u for _, u in live], utf8=s.utf8)
+        view.forget_flag_updates(found)
+    if seen_now:
+        found, flag_lists, modseqs = mailbox.flag_rows(found)
+        if len(found) != len(live):
+            gone = True
+            keep = set(found)
+            live = [p for p in live if p[1] in keep]
+    batch = plan.prefetch(mailbox, found, utf8=s.utf8)
     want_uid = cmd.uid and not plan.wants_uid
     condstore = s.condstore
     recent = view.recent
-    for seq, u in live:
-        flags = mailbox.flags(u)
-        if flags is None:
-            gone = True
-            continue
+    if plan.wire_items is not None and not seen_now and "UIDONLY" not in s.enabled:
+        # Every item from memory or the value cache: serialized straight to bytes, in groups.
+        rows = [(seq, u, (*f, "\\Recent") if u in recent else f, m)
+                for (seq, u), f, m in zip(live, flag_lists, modseqs, strict=True)]
+        for start in range(0, len(rows), _SEND_GROUP):
+            data, missing = plan.wire(batch, rows[start : start + _SEND_GROUP], want_uid=want_uid)
+            gone |= missing
+            if data:
+                s.send(FetchData(data))
+                await s.conn.drain()
+        return gone
+    # The responses go out in groups (one trip through the session and the connection for up to
+    # _SEND_GROUP messages or _SEND_GROUP_BYTES of literals), with back-pressure between groups.
+    group: list[FetchResponse] = []
+    group_bytes = 0
+    for (seq, u), flags, modseq in zip(live, flag_lists, modseqs, strict=True):
         if u in recent:
             flags = (*flags, "\\Recent")
-        modseq = mailbox.modseq(u)
         try:
             out = render(plan, mailbox, u, info=None, flags=flags, modseq=modseq, batch=batch)
         except UnknownEncoding as exc:
+            if group:
+                s.send(FetchResponses(group))
             raise CommandNo(f"Cannot decode message {u}: {exc}", "UNKNOWN-CTE") from None
         except (FileNotFoundError, KeyError):
             gone = True
@@ -217,9 +252,26 @@ async def _fetch_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan: Fetch
             _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
         elif want_uid:
             out.insert(0, ("UID", u))
-        s.send(FetchResponse(seq, out))
+        group.append(FetchResponse(seq, out))
+        for _, v in out:
+            t = type(v)
+            if t is bytes:
+                group_bytes += len(v)  # type: ignore[arg-type]
+            elif t is Literal8:
+                group_bytes += len(v.data)  # type: ignore[union-attr]
+        if len(group) >= _SEND_GROUP or group_bytes >= _SEND_GROUP_BYTES:
+            s.send(FetchResponses(group) if len(group) > 1 else group[0])
+            group = []
+            group_bytes = 0
+            await s.conn.drain()
+    if group:
+        s.send(FetchResponses(group) if len(group) > 1 else group[0])
         await s.conn.drain()
     return gone
+
+
+_SEND_GROUP = 64
+_SEND_GROUP_BYTES = 65536
 
 
 _FLAGS_CHUNK = 4096
@@ -318,6 +370,12 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
     condstore = s.condstore
     recent = view.recent
     sent = unconfirmed = 0
+    # Messages read here (not sent from their files) are serialized straight to bytes, the writer's
+    # bytes, and sent in groups (FetchData) unless \\Seen was set or UIDONLY asks for UIDFETCH.
+    direct = not seen_now and "UIDONLY" not in s.enabled
+    keys = [(key.encode() + b" ", b" " + key.encode() + b" ", key, kind) for key, kind in items]
+    flag_bytes: dict[tuple[str, ...], bytes] = {}
+    group: list[bytes] = []
     for file in mailbox.open_messages(uids):
         handed = False
         try:
@@ -328,32 +386,40 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
             data: bytes | None = None
             use_file = by_file and file.size >= SENDFILE_MIN and (
                 any(kind == "binary" for _, kind in items) or not file.has_nul())
-            out: list[tuple[str, Value]] = []
-            for key, kind in items:
-                value: Value
-                if kind == "flag":
-                    value = u if key == "UID" else [modseq] if key == "MODSEQ" else _flag_atoms(flags)
-                elif use_file:
-                    value = FileLiteral(file.size, kind == "binary", file)
-                else:
+            if direct and not use_file:
+                pieces = [b"* %d FETCH (UID %d" % (seq, u) if want_uid else b"* %d FETCH (" % seq]
+                later = want_uid
+                for first, after, key, kind in keys:
+                    pieces.append(after if later else first)
+                    later = True
+                    if kind == "flag":
+                        if key == "UID":
+                            pieces.append(b"%d" % u)
+                        elif key == "MODSEQ":
+                            pieces.append(b"(%d)" % modseq)
+                        else:
+                            listed = flag_bytes.get(flags)
+                            if listed is None:
+                                listed = flag_bytes[flags] = b"(" + b" ".join([_atom(f) for f in flags]) + b")"
+                            pieces.append(listed)
+                        continue
                     if data is None:
                         data = file.read()
                     if not data:
-                        value = ""
+                        pieces.append(b'""')
                     elif kind == "binary":
-                        value = Literal8(data)
+                        pieces += (b"~{%d}\r\n" % len(data), data)
                     else:
-                        value = literal_safe(data, 0, len(data))
-                out.append((key, value))
-            if u in seen_now:
-                _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
-            elif want_uid:
-                out.insert(0, ("UID", u))
-            if use_file:
-                handed = True  # the connection closes the file once it is sent
-                s.conn.send_parts(s.message_data(FetchResponse(seq, out)))
+                        text = literal_safe(data, 0, len(data))
+                        pieces += (b"{%d}\r\n" % len(text), text)
+                pieces.append(b")\r\n")
+                group += pieces
             else:
-                s.send(FetchResponse(seq, out))
+                if group:
+                    s.send(FetchData(b"".join(group)))
+                    group = []
+                handed = use_file  # (then the connection closes the file once it is sent)
+                _send_whole(s, plan, file, seq, u, flags, modseq, items, use_file, seen_now, want_uid, condstore)
         finally:
             if not handed:
                 file.close()
@@ -361,9 +427,50 @@ async def _fetch_whole_chunk(s: Session, view: SelectedView, cmd: c.Fetch, plan:
         unconfirmed += file.size
         if unconfirmed >= _DRAIN_EVERY:
             unconfirmed = 0
+            if group:
+                s.send(FetchData(b"".join(group)))
+                group = []
             await s.conn.drain()
+    if group:
+        s.send(FetchData(b"".join(group)))
     await s.conn.drain()
     return gone or sent != len(uids)
+
+
+_atom = ResponseWriter().atom
+
+
+def _send_whole(s: Session, plan: FetchPlan, file: MessageFile, seq: int, u: int, flags: tuple[str, ...],
+                modseq: int, items: list[tuple[str, str | None]], use_file: bool, seen_now: set[int],
+                want_uid: bool, condstore: bool) -> None:
+    """One response of :func:`_fetch_whole_chunk` through the response objects: from the file (sendfile),
+    or with \\Seen just set, or under UIDONLY."""
+    data: bytes | None = None
+    out: list[tuple[str, Value]] = []
+    for key, kind in items:
+        value: Value
+        if kind == "flag":
+            value = u if key == "UID" else [modseq] if key == "MODSEQ" else _flag_atoms(flags)
+        elif use_file:
+            value = FileLiteral(file.size, kind == "binary", file)
+        else:
+            if data is None:
+                data = file.read()
+            if not data:
+                value = ""
+            elif kind == "binary":
+                value = Literal8(data)
+            else:
+                value = literal_safe(data, 0, len(data))
+        out.append((key, value))
+    if u in seen_now:
+        _add_seen_items(out, plan, u, flags, modseq, condstore=condstore, uid_added=want_uid)
+    elif want_uid:
+        out.insert(0, ("UID", u))
+    if use_file:  # the connection closes the file once it is sent
+        s.conn.send_parts(s.message_data(FetchResponse(seq, out)))
+    else:
+        s.send(FetchResponse(seq, out))
 
 
 _DRAIN_EVERY = 256 * 1024

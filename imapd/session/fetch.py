@@ -63,7 +63,7 @@ from imapd.protocol.values import Atom, Literal8, Raw, Value, format_internaldat
 from imapd.store.mailbox import Mailbox, MessageInfo
 
 __all__ = ["BATCH_SIZE", "DEFAULT_CACHE_BYTES", "MAX_CACHED_VALUE", "VALUE_CACHE", "FetchBatch", "FetchPlan",
-           "ValueCache", "body_value", "envelope_value", "render", "whole_message_kind"]
+           "ValueCache", "body_value", "compiled_plan", "envelope_value", "render", "whole_message_kind"]
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 """Bound of :data:`VALUE_CACHE` (serialized bytes plus a per-entry allowance for the key)."""
@@ -196,8 +196,9 @@ class FetchPlan:
     - ``whole_messages``: those and at least one whole message (:func:`whole_message_kind`), nothing else.
     """
 
-    __slots__ = ("_renderers", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview", "needs_raw",
-                 "sets_seen", "wants_flags", "wants_modseq", "wants_uid", "whole_messages")
+    __slots__ = ("_renderers", "cacheable", "flags_only", "items", "needs_info", "needs_metadata", "needs_preview",
+                 "needs_raw", "sets_seen", "uncached_info", "wants_flags", "wants_modseq", "wants_uid",
+                 "whole_messages", "wire_items")
 
     def __init__(self, items: Iterable[FetchItem]) -> None:
         self.items: tuple[FetchItem, ...] = tuple(items)
@@ -210,14 +211,91 @@ class FetchPlan:
         self.wants_uid = False
         self.wants_modseq = False
         renderers: list[tuple[str, _Renderer]] = []
+        cacheable = set()
         for item in self.items:
-            renderers.append((item.response_key(), self._compile(item)))
+            key = item.response_key()
+            if _cacheable_section(item):
+                # Like ENVELOPE, a function of the message's bytes only (which never change for a UID)
+                # and small: a webmail's message list asks the same header fields of the same page again.
+                self.sets_seen |= not cast(FetchBody, item).peek
+                cacheable.add(key)
+                renderers.append((key, _body_section(cast(FetchBody, item))))
+                continue
+            if key in _CACHEABLE:
+                cacheable.add(key)
+            renderers.append((key, self._compile(item)))
         self._renderers = tuple(renderers)
+        self.cacheable = frozenset(cacheable)
+        """Response keys whose values come from the value cache (rendered, and read, only on a miss)."""
+        self.uncached_info = any(isinstance(i, FetchAttr) and i.name in _INFO_ATTRS - _CACHEABLE
+                                 for i in self.items)
+        """Some item needs the index's message info on every FETCH (EMAILID, THREADID, SAVEDATE)."""
+        self.wire_items = self._wire_items()
+        """For :meth:`wire`: per item (kind, key bytes first, key bytes later, key, renderer), when every
+        item is UID, FLAGS, MODSEQ or a cacheable value; None otherwise."""
         # Only UID, FLAGS and MODSEQ: the in-memory index has it all (the session's FLAGS fast path).
         self.flags_only = all(isinstance(i, FetchAttr) and i.name in _FLAG_ATTRS for i in self.items)
         # UID/FLAGS/MODSEQ and whole messages only (BODY[], RFC822, BINARY[]): the session's file path.
         kinds = [whole_message_kind(i) for i in self.items]
         self.whole_messages = (not self.flags_only and all(k is not None for k in kinds))
+
+    def _wire_items(self) -> tuple[tuple[str, bytes, bytes, str, _Renderer], ...] | None:
+        out = []
+        for item, (key, renderer) in zip(self.items, self._renderers, strict=True):
+            if key in self.cacheable:
+                kind = "cached"
+            elif isinstance(item, FetchAttr) and item.name in _FLAG_ATTRS:
+                kind = item.name
+            else:
+                return None
+            first = key.encode() + b" "
+            out.append((kind, first, b" " + first, key, renderer))
+        return tuple(out)
+
+    def wire(self, batch: FetchBatch, rows: Iterable[tuple[int, int, tuple[str, ...], int]], *,
+             want_uid: bool) -> tuple[bytes, bool]:
+        """The ``* seq FETCH (...)`` responses of ``rows`` (seq, uid, flags to show, modseq) as one
+        bytes, for a plan with :attr:`wire_items` (no \\Seen to add, no UIDFETCH): the same bytes as
+        :func:`render` and the response writer give, without a response object per message (a page of
+        50 envelopes is most of a webmail request's server time). Also whether a message was gone."""
+        items = self.wire_items
+        assert items is not None
+        atom = _WRITERS[0].atom
+        flag_bytes: dict[tuple[str, ...], bytes] = {}
+        out: list[bytes] = []
+        append = out.append
+        gone = False
+        cache_get = batch._cache.get
+        prefix = batch._prefix
+        utf8 = batch.utf8
+        for seq, uid, flags, modseq in rows:
+            piece = [b"* %d FETCH (UID %d" % (seq, uid) if want_uid else b"* %d FETCH (" % seq]
+            later = 1 if want_uid else 0
+            try:
+                for kind, first, after, key, renderer in items:
+                    piece.append(after if later else first)
+                    later = 1
+                    if kind == "cached":
+                        value: Value = cache_get((*prefix, uid, utf8, key))
+                        if value is None:
+                            value = batch.cached(_Message(batch.mailbox, uid, None, flags, modseq, batch), key,
+                                                 renderer)
+                        piece.append(cast(Raw, value).data)
+                    elif kind == "FLAGS":
+                        data = flag_bytes.get(flags)
+                        if data is None:
+                            data = flag_bytes[flags] = b"(" + b" ".join([atom(f) for f in flags]) + b")"
+                        piece.append(data)
+                    elif kind == "UID":
+                        piece.append(b"%d" % uid)
+                    else:
+                        piece.append(b"(%d)" % modseq)
+            except (FileNotFoundError, KeyError):
+                gone = True
+                continue
+            piece.append(b")\r\n")
+            append(b"".join(piece))
+        return b"".join(out), gone
 
     def _compile(self, item: FetchItem) -> _Renderer:
         if isinstance(item, FetchAttr):
@@ -253,8 +331,9 @@ class FetchPlan:
         if batch is None:
             return [(key, renderer(message)) for key, renderer in self._renderers]
         out: list[tuple[str, Value]] = []
+        cacheable = self.cacheable
         for key, renderer in self._renderers:
-            if key in _CACHEABLE:
+            if key in cacheable:
                 out.append((key, batch.cached(message, key, renderer)))
             else:
                 out.append((key, renderer(message)))
@@ -267,7 +346,36 @@ class FetchPlan:
         return FetchBatch(self, mailbox, uids, utf8=utf8, cache=VALUE_CACHE if cache is None else cache)
 
 
-_CACHEABLE = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE"})
+_CACHEABLE = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE"})
+"""Items that depend on nothing but the message, which never changes for a UID (RFC 3501 2.3.1.1, 2.3.3,
+2.3.4), so their serialized values can be kept."""
+_FIELD_SECTIONS = frozenset({"HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+
+
+def _cacheable_section(item: FetchItem) -> bool:
+    """``BODY[HEADER.FIELDS (...)]`` (or ``.NOT``) of the whole message, without a partial range: the
+    message list of a webmail (Roundcube's, for one)."""
+    return (isinstance(item, FetchBody) and not item.binary and item.partial is None
+            and not item.section.part and item.section.text in _FIELD_SECTIONS)
+
+_PLANS: dict[tuple[FetchItem, ...], FetchPlan] = {}
+_PLANS_MAX = 256
+
+
+def compiled_plan(items: Iterable[FetchItem]) -> FetchPlan:
+    """The :class:`FetchPlan` of ``items``, compiled once per process for a list of items seen before (a
+    webmail sends the same few FETCH commands again and again; a plan is not changed after it is built).
+    Raises ValueError like the constructor."""
+    key = tuple(items)
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:  # (an item holding a list: not hashable)
+        return FetchPlan(key)
+    if plan is None:
+        plan = FetchPlan(key)
+        if len(_PLANS) < _PLANS_MAX:
+            _PLANS[key] = plan
+    return plan
 
 
 class FetchBatch:
@@ -290,7 +398,7 @@ class FetchBatch:
         self._cache = cache
         self._pos = {u: i for i, u in enumerate(self.uids)}
         self._prefix = (mailbox.user, mailbox.mailboxid, mailbox.uidvalidity)
-        self._cached_items = tuple(k for k, _ in plan._renderers if k in _CACHEABLE)
+        self._cached_items = tuple(k for k, _ in plan._renderers if k in plan.cacheable)
         self._loaded: set[int] = set()
         self._metas: dict[int, MessageMetadata] = {}
         self._infos: dict[int, MessageInfo] = {}
@@ -305,12 +413,15 @@ class FetchBatch:
         chunk = [uid] if pos is None else self.uids[pos : pos + BATCH_SIZE]
         self._loaded = set(chunk)
         plan = self.plan
-        self._infos = {i.uid: i for i in self.mailbox.message_info(chunk)} if plan.needs_info else {}
         need = chunk
-        if plan.needs_metadata and self._cached_items and not plan.needs_raw:
-            # metadata is only needed for the cacheable items: skip messages whose values are all cached
+        if self._cached_items and (plan.needs_metadata or plan.needs_info):
+            # skip the messages whose cacheable values are all cached
             peek = self._cache._data
             need = [u for u in chunk if any(self.key(u, item) not in peek for item in self._cached_items)]
+        info_for = chunk if plan.uncached_info else need
+        self._infos = {i.uid: i for i in self.mailbox.message_info(info_for)} if plan.needs_info and info_for else {}
+        if plan.needs_raw:  # (HEADER/TEXT sections need every message's header size)
+            need = chunk
         self._metas = self.mailbox.metadata_many(need) if plan.needs_metadata and need else {}
         if plan.needs_preview is not None:  # one query (and at most one write) per chunk
             self._previews = self.mailbox.previews(chunk, preview_text if plan.needs_preview else None)
@@ -323,10 +434,13 @@ class FetchBatch:
     def all_cached(self, uids: Iterable[int]) -> bool:
         """Every cacheable value of the plan is in the cache for these UIDs (so rendering reads nothing),
         and the plan needs nothing else from the index."""
-        if self.plan.needs_raw or self.plan.needs_info:
+        if self.plan.needs_raw or self.plan.uncached_info:
             return False
         data = self._cache._data
-        return all(self.key(u, item) in data for u in uids for item in self._cached_items)
+        user, mailboxid, uidvalidity = self._prefix
+        utf8 = self.utf8
+        items = self._cached_items
+        return all((user, mailboxid, uidvalidity, u, utf8, item) in data for u in uids for item in items)
 
     def info(self, uid: int) -> MessageInfo | None:
         if uid not in self._loaded:

@@ -20,6 +20,7 @@ from imapd.protocol.response_codes import CapabilityCode, Code, NumberCode, Resp
 from imapd.protocol.responses import (
     FetchFlagsBatch,
     FetchResponse,
+    FetchResponses,
     Response,
     TaggedResponse,
     UidFetchResponse,
@@ -179,6 +180,10 @@ class Session:
                 response = as_uidfetch(self.selected, response)
             elif type(response) is FetchFlagsBatch:
                 response = uidfetch_batch(response)
+            elif type(response) is FetchResponses:
+                view = self.selected
+                response = FetchResponses([as_uidfetch(view, f) if type(f) is FetchResponse else f
+                                           for f in response.responses])
         self.conn.send(response)
 
     def message_data(self, response: FetchResponse) -> FetchResponse | UidFetchResponse:

@@ -309,3 +309,30 @@ def test_whole_messages_through_worker_hand_off(tmp_path: Path) -> None:
                 imap.ok("LOGOUT")
     finally:
         stop(ts)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+def test_read_messages_are_byte_exact(ts: TLSServer, tls: bool) -> None:
+    """The messages read on the lane (under SENDFILE_MIN, or all under TLS) are serialized straight to
+    bytes: exactly ``* seq FETCH (UID u FLAGS (...) BODY[] {n}`` + the file + ``MODSEQ (m))``."""
+    imap = connect(ts, tls)
+    imap.ok("EXAMINE Big")
+    untagged, tagged = imap.command("UID FETCH 1:* (FLAGS BODY.PEEK[] MODSEQ)")
+    assert tagged.split()[1] == b"OK", tagged
+    untagged = [line for line in untagged if _FETCH.match(line)]  # (not CONDSTORE's HIGHESTMODSEQ)
+    files = disk_files(ts)
+    small = [n for n, size in enumerate(SIZES) if size < 64 * 1024 or tls]
+    assert small
+    for n in small:
+        line = untagged[n]
+        m = re.match(rb"\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\) BODY\[\] \{(\d+)\}\r\n", line)
+        assert m is not None, line[:120]
+        assert int(m.group(1)) == n + 1
+        flags = m.group(3)
+        body = files[f"m{n}".encode()]
+        head = m.group(0)
+        rest = line[len(head):]
+        assert rest[: len(body)] == body and int(m.group(4)) == len(body)
+        assert re.fullmatch(rb" MODSEQ \(\d+\)\)", rest[len(body):]), rest[len(body):]  # (CRLF stripped)
+        assert flags.replace(b" \\Recent", b"").replace(b"\\Recent", b"") in (b"\\Seen", b"$Label1")
+    imap.ok("LOGOUT")

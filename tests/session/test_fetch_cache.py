@@ -53,9 +53,9 @@ def test_batch_serializes_like_plain_render(mailbox: Mailbox, utf8: bool) -> Non
     cache = ValueCache()
     expected = _wire(mailbox, plan, utf8)
     assert _wire(mailbox, plan, utf8, cache) == expected  # cold: rendered, serialized, stored
-    assert cache.hits == 0 and len(cache) == 3 * 5
+    assert cache.hits == 0 and len(cache) == 4 * 5  # RFC822.SIZE, ENVELOPE, BODYSTRUCTURE, BODY
     assert _wire(mailbox, plan, utf8, cache) == expected  # warm: every value from the cache
-    assert cache.hits == 3 * 5
+    assert cache.hits == 4 * 5
 
 
 def test_utf8_mode_is_part_of_the_key(mailbox: Mailbox) -> None:
@@ -146,3 +146,78 @@ def test_cache_is_bounded_by_bytes() -> None:
     assert cache.get(("u", "m", 1, 0, False, "ENVELOPE")) is None
     cache.put(("u", "m", 1, 1000, False, "BODY"), Raw(b"y" * 5000))  # larger than the whole cache
     assert cache.get(("u", "m", 1, 1000, False, "BODY")) is None
+
+
+@pytest.mark.parametrize("text", ["HEADER.FIELDS", "HEADER.FIELDS.NOT"])
+def test_header_fields_are_cached_and_read_once(mailbox: Mailbox, text: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webmail's message list (BODY.PEEK[HEADER.FIELDS (...)]) is served from the value cache when
+    warm: the same bytes, and no message file read."""
+    fields = BodySection(text=text, fields=("SUBJECT", "FROM", "X-NONE"))
+    plan = FetchPlan((FetchAttr("UID"), FetchBody(section=fields, peek=True), FetchAttr("FLAGS")))
+    assert not plan.needs_raw and f"BODY[{text} (SUBJECT FROM X-NONE)]" in plan.cacheable
+    partial = FetchPlan((FetchBody(section=fields, peek=True, partial=(0, 10)),))
+    assert partial.needs_raw and not partial.cacheable  # (the response key does not name the count)
+    cache = ValueCache()
+    expected = _wire(mailbox, plan, False)
+    assert _wire(mailbox, plan, False, cache) == expected
+    reads = []
+    real = Mailbox.read_message
+    monkeypatch.setattr(Mailbox, "read_message", lambda self, uid: reads.append(uid) or real(self, uid))
+    assert _wire(mailbox, plan, False, cache) == expected
+    assert reads == [] and cache.hits == 5
+    seen = FetchPlan((FetchBody(section=fields, peek=False),))
+    assert seen.cacheable and seen.sets_seen  # BODY[...] without PEEK still sets \Seen
+
+
+def test_warm_size_and_date_skip_the_index(mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC822.SIZE and INTERNALDATE never change for a UID: warm, they need no message_info query (so
+    Roundcube's message-list FETCH is answered from memory); EMAILID still does."""
+    plan = FetchPlan((FetchAttr("UID"), FetchAttr("RFC822.SIZE"), FetchAttr("INTERNALDATE"), FetchAttr("FLAGS")))
+    assert plan.needs_info and not plan.uncached_info
+    cache = ValueCache()
+    calls: list[list[int]] = []
+    real = Mailbox.message_info
+    monkeypatch.setattr(Mailbox, "message_info", lambda self, uids: calls.append(list(uids)) or real(self, uids))
+    first = _wire(mailbox, plan, False, cache)
+    assert first == _wire(mailbox, plan, False) and calls[0] == list(mailbox.uids())
+    assert b'INTERNALDATE "14-Nov-2023 22:13:20 +0000"' in first[0]
+    calls.clear()
+    assert _wire(mailbox, plan, False, cache) == first
+    assert calls == []
+    assert plan.prefetch(mailbox, (), utf8=False, cache=cache).all_cached(mailbox.uids())
+    with_id = FetchPlan((FetchAttr("RFC822.SIZE"), FetchAttr("EMAILID")))
+    assert with_id.uncached_info
+    assert not with_id.prefetch(mailbox, (), utf8=False, cache=cache).all_cached(mailbox.uids())
+
+
+@pytest.mark.parametrize("want_uid", [False, True])
+@pytest.mark.parametrize("items", [
+    (FetchAttr("ENVELOPE"), FetchAttr("FLAGS")),
+    (FetchAttr("UID"), FetchAttr("RFC822.SIZE"), FetchAttr("FLAGS"), FetchAttr("INTERNALDATE"),
+     FetchBody(section=BodySection(text="HEADER.FIELDS", fields=("DATE", "FROM", "SUBJECT")), peek=True)),
+    (FetchAttr("FLAGS"), FetchAttr("MODSEQ"), FetchAttr("BODYSTRUCTURE"), FetchAttr("BODY"), FetchAttr("UID")),
+])
+def test_wire_is_byte_identical_to_the_writer(mailbox: Mailbox, items: tuple, want_uid: bool) -> None:
+    """FetchPlan.wire (the FETCH fast path) gives exactly the writer's bytes, cold and warm, with
+    keywords, \\Recent and an empty flag list."""
+    mailbox.store_flags([1], "add", ["\\Seen", "$Label1"])
+    mailbox.store_flags([2], "replace", [])
+    plan = FetchPlan(items)
+    assert plan.wire_items is not None
+    writer = ResponseWriter(utf8=False)
+    uids = list(mailbox.uids())
+    uids_flags = mailbox.flag_rows(uids)
+    rows = [(seq, u, (*f, "\\Recent") if seq == 3 else f, m)
+            for seq, (u, f, m) in enumerate(zip(*uids_flags, strict=True), 1)]
+    expected = b""
+    for seq, u, f, m in rows:
+        out = render(plan, mailbox, u, info=None, flags=f, modseq=m)
+        if want_uid:
+            out.insert(0, ("UID", u))
+        expected += writer.write(FetchResponse(seq, out))
+    cache = ValueCache()
+    for _ in range(2):  # cold, then warm
+        batch = plan.prefetch(mailbox, uids, utf8=False, cache=cache)
+        assert plan.wire(batch, rows, want_uid=want_uid) == (expected, False)
+    assert FetchPlan((FetchAttr("ENVELOPE"), FetchAttr("EMAILID"))).wire_items is None

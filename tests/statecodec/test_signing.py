@@ -244,3 +244,34 @@ def test_not_a_string_or_too_long() -> None:
         _decode("A" * 20_000 + ".AAAA." + "A" * 43)
     with pytest.raises(ValueError):
         encode(SessionState("u", 1), KEYS, purpose="bad purpose")
+
+
+def test_verified_token_cache_keeps_every_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token decoded once is not verified again (the server decodes each token twice per request), but
+    its age is, and another key ring or purpose verifies it afresh."""
+    from statecodec import signing
+
+    token = encode(SessionState("cached", 1), KEYS, now=T0)
+    assert _decode(token) == SessionState("cached", 1)
+    calls = []
+    real = signing._Signer.unsign
+    monkeypatch.setattr(signing._Signer, "unsign", lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw))
+    assert _decode(token, now=T0 + 5) == SessionState("cached", 1)
+    assert calls == []  # a hit
+    with pytest.raises(TokenExpired):
+        _decode(token, now=T0 + 3601)
+    with pytest.raises(TokenInvalid):
+        _decode(token, now=T0 - 31)
+    with pytest.raises(TokenInvalid):
+        decode(token, KeyRing.generate(), max_age=60, now=T0)
+    with pytest.raises(TokenInvalid):
+        decode(token, KEYS, max_age=60, purpose="handoff", now=T0)
+    assert len(calls) == 2
+
+
+def test_verified_token_cache_is_bounded() -> None:
+    from statecodec import signing
+
+    for i in range(signing._VERIFIED_MAX + 20):
+        assert _decode(encode(SessionState(f"u{i}", 1), KEYS, now=T0)).user == f"u{i}"
+    assert len(signing._VERIFIED) <= signing._VERIFIED_MAX

@@ -1,7 +1,8 @@
 """LMTP delivery: deliveries/s over one connection and with 8 concurrent clients, and the latency from the
 end of the message (the final dot sent) to the LMTP 250 and to an IDLE client's ``* n EXISTS``.
 
-    python bench/lmtp.py [--messages 1000] [--workers 0] [--dovecot] [--json FILE]
+    python bench/lmtp.py [--messages 1000] [--workers 0] [--dovecot] [--only dovecot] [--json FILE]
+                         [--ports BASE] [--work DIR] [--root CHECKOUT] [--rounds N]
 
 Ours: ``imapd serve`` (``--workers``, 0 = one per CPU) with ``lmtp.listen`` on loopback, users
 bench0..bench7 in its passwd file. Dovecot (``--dovecot``, Debian's dovecot-imapd + dovecot-lmtpd, installed
@@ -9,6 +10,10 @@ if missing when run as root): a loopback test instance of its own with the same 
 default ``mail_fsync = optimized`` (fsync before the 250, like ours), IMAP for the IDLE client. Each
 transaction is MAIL, RCPT (one recipient), DATA of a ~3 KB message; the 8 clients deliver to 8
 different users, each on its own connection, from threads of this process (which shares the 2 cores).
+
+``--ports BASE`` takes the servers' ports from BASE on (else free ones), ``--work`` the data directory
+(else a temporary one), ``--root`` runs another checkout's ``imapd`` (an A/B against a baseline), and
+``--rounds N`` repeats ours and Dovecot in turn N times (interleaved, since the machine is shared).
 """
 
 from __future__ import annotations
@@ -38,7 +43,13 @@ MESSAGE = (b"From: Sender <sender@example.org>\r\nTo: bench@example.org\r\nSubje
                       for i in range(40)))
 
 
+_next_port: list[int] = []
+
+
 def free_port() -> int:
+    if _next_port:
+        _next_port[0] += 1
+        return _next_port[0] - 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -59,8 +70,9 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 class Ours:
     name = "imapd"
 
-    def __init__(self, work: Path, workers: int) -> None:
+    def __init__(self, work: Path, workers: int, root: Path = ROOT) -> None:
         self.data = work / "ours"
+        shutil.rmtree(self.data, ignore_errors=True)
         self.data.mkdir(parents=True)
         (self.data / "passwd").write_text("".join(f"{u}:{{PLAIN}}bench:::::\n" for u in USERS))
         self.imap_port, self.lmtp_port = free_port(), free_port()
@@ -69,7 +81,7 @@ class Ours:
             [sys.executable, "-m", "imapd", "serve", "--data-dir", str(self.data),
              "--listen", f"127.0.0.1:{self.imap_port}", "-o", f"server.workers={workers}",
              "-o", f"lmtp.listen=127.0.0.1:{self.lmtp_port}"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=root, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.imap_port)
         wait_port(self.lmtp_port)
 
@@ -87,6 +99,7 @@ class Dovecot:
             subprocess.run(["apt-get", "install", "-y", "-qq", "dovecot-imapd", "dovecot-lmtpd"], check=True,
                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         self.work = work / "dovecot"
+        shutil.rmtree(self.work, ignore_errors=True)
         (self.work / "run").mkdir(parents=True)
         (self.work / "mail").mkdir()
         self.imap_port, self.lmtp_port = free_port(), free_port()
@@ -281,25 +294,42 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--workers", type=int, default=0, help="our server.workers (0 = one per CPU)")
     ap.add_argument("--dovecot", action="store_true", help="also measure Dovecot's LMTP")
+    ap.add_argument("--only", choices=["ours", "dovecot"], help="measure only this server")
+    ap.add_argument("--ports", type=int, metavar="BASE", help="servers' ports from BASE on (else free ones)")
+    ap.add_argument("--work", type=Path, metavar="DIR", help="data directory (else a temporary one, removed)")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose imapd is run (A/B runs)")
+    ap.add_argument("--rounds", type=int, default=1, help="measure each server this many times, in turn")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="imapd-bench-lmtp-"))
+    if args.ports:
+        _next_port.append(args.ports)
+    work = args.work or Path(tempfile.mkdtemp(prefix="imapd-bench-lmtp-"))
+    work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)
     results: dict[str, dict[str, float]] = {}
+    rows: list[tuple[str, dict[str, float]]] = []
+    kinds = {"ours": ["ours"], "dovecot": ["dovecot"]}.get(args.only or "", ["ours", *(["dovecot"] if args.dovecot else [])])
     try:
-        servers: list[type[Ours] | type[Dovecot]] = [Ours, *([Dovecot] if args.dovecot else [])]
-        for kind in servers:
-            server = Ours(work, args.workers) if kind is Ours else Dovecot(work)
-            try:
-                results[server.name] = measure(server, args.messages, args.samples)
-            finally:
-                server.stop()
+        for n in range(args.rounds):
+            for kind in kinds:
+                if args.ports:
+                    _next_port[0] = args.ports
+                server = Ours(work, args.workers, args.root.resolve()) if kind == "ours" else Dovecot(work)
+                try:
+                    r = measure(server, args.messages, args.samples)
+                finally:
+                    server.stop()
+                results[f"{server.name} #{n + 1}" if args.rounds > 1 else server.name] = r
+                rows.append((server.name, r))
+                print(f"{server.name}: {r['one_connection_per_s']:.0f} / {r['eight_clients_per_s']:.0f} per s "
+                      f"(load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     print("| server | 1 connection, deliveries/s | 8 clients, deliveries/s | dot -> 250 ms (median / p90) "
           "| dot -> IDLE EXISTS ms (median / p90) |")
     print("|---|---|---|---|---|")
-    for name, r in results.items():
+    for name, r in rows:
         print(f"| {name} | {r['one_connection_per_s']:.0f} | {r['eight_clients_per_s']:.0f} | "
               f"{r['dot_to_250_median_ms']:.2f} / {r['dot_to_250_p90_ms']:.2f} | "
               f"{r['dot_to_exists_median_ms']:.2f} / {r['dot_to_exists_p90_ms']:.2f} |")

@@ -209,6 +209,8 @@ class LMTPService:
             store = Store(settings.data_path, history_limit=settings.store.expunge_history,
                           durability="full" if settings.store.fsync else "normal")
             store.quota_limits = self.ctx.store.quota_limits  # the same users file and [quota] defaults
+            store.fts = self.ctx.store.fts
+            store.on_text_queued = self.ctx.text_backfill.queued
             cache = WarmCache(store, ttl=min(settings.cache.ttl, 60.0), max_bytes=32 * 1024 * 1024,
                               metrics=Metrics())
             self._foreign = (store, cache)
@@ -225,7 +227,8 @@ class LMTPService:
 
         async def job() -> Outcome:
             # message file and cur/ fsynced, like every append; the user's Sieve script decides where
-            outcome = deliver(store, envelope, body, sieve=sieve)
+            # the full-text index is written after the 250, in batches (imapd/textbackfill.py)
+            outcome = deliver(store, envelope, body, sieve=sieve, text_later=True)
             if not own and outcome.kind == "stored":
                 notify_owner(data_dir, user)
             return outcome

@@ -35,7 +35,7 @@ from aiosmtpd.smtp import Session as SMTPSession
 
 from imapd.delivery.agent import Envelope, Outcome, deliver, to_crlf, trace_headers
 from imapd.delivery.recipients import Recipient, RecipientResolver
-from imapd.rendezvous import notify_owner
+from imapd.rendezvous import ChangeNotice, notify_owner
 from imapd.server.listener import bind_tcp
 from imapd.sieve.delivery import keep_unsent, send_outgoing
 from imapd.store.names import INBOX
@@ -222,25 +222,35 @@ class LMTPService:
             self._foreign = (store, cache)
         return self._foreign[0]
 
+    def _stored_for_owner(self, user: str, work: asyncio.Future[Outcome]) -> None:
+        """The owner's IDLE sessions hear of a copy this worker stored, before the 250: over the worker's
+        standing connection to the owner (no socket set up per delivery on either side), else as
+        ``imapd deliver`` does, on the user's lane."""
+        if work.cancelled() or work.exception() is not None or work.result().kind != "stored":
+            return
+        ownership = self.ctx.ownership
+        if ownership is not None and ownership.channel.send_notice(ownership.owner_path(user), ChangeNotice(user)):
+            return
+        self.ctx.lanes.submit(user, "LMTP delivery: tell the owner",
+                              functools.partial(notify_owner, self.ctx.settings.data_path, user))
+
     async def deliver(self, envelope: Envelope, body: bytes) -> Outcome:
         """One recipient's copy, on the user's lane; it runs to its end even if the client goes away."""
         user = envelope.recipient.user
         own = self.owns(user)
         store = self.ctx.store if own else self._store_for_others()
-        data_dir = self.ctx.settings.data_path
-
         sieve = self.ctx.settings.sieve
 
         async def job() -> Outcome:
-            # message file and cur/ fsynced, like every append; the user's Sieve script decides where
+            # message file and cur/ fsynced, like every append; the user's Sieve script decides where;
             # the full-text index is written after the 250, in batches (imapd/textbackfill.py)
-            outcome = deliver(store, envelope, body, sieve=sieve, text_later=True)
-            if not own and outcome.kind == "stored":
-                notify_owner(data_dir, user)
-            return outcome
+            return deliver(store, envelope, body, sieve=sieve, text_later=True)
 
+        work = asyncio.ensure_future(self.ctx.lanes.run(user, "LMTP delivery", job()))
+        if not own:  # (a callback, so that the owner hears of it even if this client went away meanwhile)
+            work.add_done_callback(functools.partial(self._stored_for_owner, user))
         try:
-            outcome = await asyncio.shield(self.ctx.lanes.run(user, "LMTP delivery", job()))
+            outcome = await asyncio.shield(work)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an index SQLite cannot open: this recipient is retried later

@@ -11,7 +11,9 @@ index file, so a restart resumes where it stopped. Progress is logged.
 
 It also writes what LMTP deliveries queued for the index (:meth:`TextBackfill.queued`): a user's queue
 is flushed on the user's lane :data:`FLUSH_DELAY` seconds after its first message, or at once when it
-holds :data:`FLUSH_AT`, so that back-to-back deliveries share one FTS5 transaction.
+holds :data:`FLUSH_AT` messages or :data:`FLUSH_BYTES`, so that back-to-back deliveries share one FTS5
+transaction (a message costs ~1.7 ms of CPU alone, ~0.4 ms in a batch of 16) and the queue's memory stays
+small.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ log = logging.getLogger(__name__)
 STEP_SECONDS = 0.05
 PAUSE_SECONDS = 0.005
 LOG_EVERY = 10.0
-FLUSH_DELAY = 0.2
+FLUSH_DELAY = 1.0
 FLUSH_AT = 64
+FLUSH_BYTES = 4 * 1024 * 1024
 
 
 class _Progress:
@@ -63,17 +66,17 @@ class TextBackfill:
         self._task: asyncio.Task[None] | None = None
         self._flushes: dict[TextIndexes, asyncio.TimerHandle | None] = {}
 
-    def queued(self, texts: TextIndexes, count: int) -> None:
-        """A delivery queued messages in ``texts`` (``count`` now waiting); any thread, as
-        ``Store.on_text_queued``. Before :meth:`start` (or after :meth:`stop`) the queue is written at once."""
+    def queued(self, texts: TextIndexes, count: int, size: int) -> None:
+        """A delivery queued messages in ``texts`` (``count`` messages of ``size`` bytes now waiting); any
+        thread, as ``Store.on_text_queued``. Before :meth:`start` (or after :meth:`stop`): written at once."""
         loop = self._loop
         if loop is None or loop.is_closed():
             texts.flush()
             return
-        loop.call_soon_threadsafe(self._schedule_flush, texts, count)
+        loop.call_soon_threadsafe(self._schedule_flush, texts, count >= FLUSH_AT or size >= FLUSH_BYTES)
 
-    def _schedule_flush(self, texts: TextIndexes, count: int) -> None:
-        if count >= FLUSH_AT:
+    def _schedule_flush(self, texts: TextIndexes, now: bool) -> None:
+        if now:
             self._flush(texts)
         elif texts not in self._flushes and self._loop is not None:
             self._flushes[texts] = self._loop.call_later(FLUSH_DELAY, self._flush, texts)

@@ -53,9 +53,10 @@ class Store:
         """Keep a full-text index per mailbox (``search.fts``); off, SEARCH scans as before."""
         self.on_text_stale: Callable[[str, int], None] | None = None
         # Called (on the thread of the append) when a delivery queued messages for the full-text index
-        # (``TextIndexes.add(later=True)``), with the user's TextIndexes and how many it holds: the server
-        # then has ``flush()`` run on the user's lane. None (tools, tests): deliveries index at once.
-        self.on_text_queued: Callable[[TextIndexes, int], None] | None = None
+        # (``TextIndexes.add(later=True)``), with the user's TextIndexes and how many messages and bytes
+        # it holds: the server then has ``flush()`` run on the user's lane. None (tools, tests): deliveries
+        # index at once.
+        self.on_text_queued: Callable[[TextIndexes, int, int], None] | None = None
         """Called (from any thread) when a mailbox may hold messages its full-text index lacks; the
         server schedules a background backfill (``imapd/textbackfill.py``)."""
         self.watching = False

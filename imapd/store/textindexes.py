@@ -46,6 +46,7 @@ class TextIndexes:
         self._open: dict[int, TextIndex] = {}
         self._lock = threading.Lock()
         self._queued: dict[int, list[tuple[int, bytes, bytes | None]]] = {}
+        self._queued_bytes = 0
 
     @property
     def enabled(self) -> bool:
@@ -88,7 +89,9 @@ class TextIndexes:
                 queue = self._queued.setdefault(mailbox_id, [])
                 queue.extend(items)
                 count = sum(len(q) for q in self._queued.values())
-            hook(self, count)
+                self._queued_bytes += sum(len(raw) for _, raw, _ in items)
+                size = self._queued_bytes
+            hook(self, count, size)
             return
         ti = self.get(mailbox_id)
         if ti is None or not items:
@@ -110,7 +113,7 @@ class TextIndexes:
     def flush(self) -> None:
         """Index what :meth:`add` queued, one transaction per mailbox (on the user's lane)."""
         with self._lock:
-            queued, self._queued = self._queued, {}
+            queued, self._queued, self._queued_bytes = self._queued, {}, 0
         for mailbox_id, items in queued.items():
             self.add(mailbox_id, items)
 
@@ -133,7 +136,8 @@ class TextIndexes:
         """The mailbox is gone (DELETE, vanished folder, index rebuild): close and delete its file."""
         with self._lock:
             ti = self._open.pop(mailbox_id, None)
-            self._queued.pop(mailbox_id, None)
+            dropped = self._queued.pop(mailbox_id, [])
+            self._queued_bytes -= sum(len(raw) for _, raw, _ in dropped)
         if ti is not None:
             with contextlib.suppress(sqlite3.Error):
                 ti.close()

@@ -18,13 +18,14 @@ def _indexed(alice: UserStore, mailbox_id: int) -> int:
 
 
 def test_queued_until_flush(store: Store, alice: UserStore) -> None:
-    calls: list[tuple[TextIndexes, int]] = []
-    store.on_text_queued = lambda texts, count: calls.append((texts, count))
+    calls: list[tuple[TextIndexes, int, int]] = []
+    store.on_text_queued = lambda texts, count, size: calls.append((texts, count, size))
     mb = alice.open("INBOX")
     try:
         for n in range(3):
             mb.append_many([AppendItem(msg(n, "zebracorn"), (), None)], text_later=True)
-        assert [c for _, c in calls] == [1, 2, 3] and all(t is alice.texts for t, _ in calls)
+        assert [c for _, c, _ in calls] == [1, 2, 3] and all(t is alice.texts for t, _, _ in calls)
+        assert [s for _, _, s in calls] == [sum(len(msg(n, "zebracorn")) for n in range(k)) for k in (1, 2, 3)]
         assert alice.texts.queued == 3
         assert _indexed(alice, mb.mailbox_id) == 0
         alice.texts.flush()
@@ -37,7 +38,7 @@ def test_queued_until_flush(store: Store, alice: UserStore) -> None:
 
 
 def test_close_writes_the_queue(tmp_path: object, store: Store, alice: UserStore) -> None:
-    store.on_text_queued = lambda texts, count: None  # never flushed by anyone
+    store.on_text_queued = lambda texts, count, size: None  # never flushed by anyone
     mb = alice.open("INBOX")
     mailbox_id = mb.mailbox_id
     mb.append_many([AppendItem(msg(1), (), None)], text_later=True)

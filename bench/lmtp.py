@@ -1,7 +1,8 @@
 """LMTP delivery: deliveries/s over one connection and with 8 concurrent clients, and the latency from the
 end of the message (the final dot sent) to the LMTP 250 and to an IDLE client's ``* n EXISTS``.
 
-    python bench/lmtp.py [--messages 1000] [--workers 0] [--dovecot] [--json FILE]
+    python bench/lmtp.py [--messages 1000] [--workers 0] [--dovecot] [--only dovecot] [--json FILE]
+                         [--ports BASE] [--work DIR] [--root CHECKOUT] [--rounds N]
 
 Ours: ``imapd serve`` (``--workers``, 0 = one per CPU) with ``lmtp.listen`` on loopback, users
 bench0..bench7 in its passwd file. Dovecot (``--dovecot``, Debian's dovecot-imapd + dovecot-lmtpd, installed
@@ -9,6 +10,12 @@ if missing when run as root): a loopback test instance of its own with the same 
 default ``mail_fsync = optimized`` (fsync before the 250, like ours), IMAP for the IDLE client. Each
 transaction is MAIL, RCPT (one recipient), DATA of a ~3 KB message; the 8 clients deliver to 8
 different users, each on its own connection, from threads of this process (which shares the 2 cores).
+Besides the rates it reports each server's CPU time (user + system, all its processes, from /proc) per
+delivery: on a shared machine a steadier figure than the rate.
+
+``--ports BASE`` takes the servers' ports from BASE on (else free ones), ``--work`` the data directory
+(else a temporary one), ``--root`` runs another checkout's ``imapd`` (an A/B against a baseline), and
+``--rounds N`` repeats ours and Dovecot in turn N times (interleaved, since the machine is shared).
 """
 
 from __future__ import annotations
@@ -38,7 +45,13 @@ MESSAGE = (b"From: Sender <sender@example.org>\r\nTo: bench@example.org\r\nSubje
                       for i in range(40)))
 
 
+_next_port: list[int] = []
+
+
 def free_port() -> int:
+    if _next_port:
+        _next_port[0] += 1
+        return _next_port[0] - 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -59,8 +72,9 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 class Ours:
     name = "imapd"
 
-    def __init__(self, work: Path, workers: int) -> None:
+    def __init__(self, work: Path, workers: int, root: Path = ROOT) -> None:
         self.data = work / "ours"
+        shutil.rmtree(self.data, ignore_errors=True)
         self.data.mkdir(parents=True)
         (self.data / "passwd").write_text("".join(f"{u}:{{PLAIN}}bench:::::\n" for u in USERS))
         self.imap_port, self.lmtp_port = free_port(), free_port()
@@ -69,9 +83,12 @@ class Ours:
             [sys.executable, "-m", "imapd", "serve", "--data-dir", str(self.data),
              "--listen", f"127.0.0.1:{self.imap_port}", "-o", f"server.workers={workers}",
              "-o", f"lmtp.listen=127.0.0.1:{self.lmtp_port}"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=root, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.imap_port)
         wait_port(self.lmtp_port)
+
+    def pid(self) -> int:
+        return self.proc.pid
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -87,6 +104,7 @@ class Dovecot:
             subprocess.run(["apt-get", "install", "-y", "-qq", "dovecot-imapd", "dovecot-lmtpd"], check=True,
                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         self.work = work / "dovecot"
+        shutil.rmtree(self.work, ignore_errors=True)
         (self.work / "run").mkdir(parents=True)
         (self.work / "mail").mkdir()
         self.imap_port, self.lmtp_port = free_port(), free_port()
@@ -157,8 +175,37 @@ service lmtp {{
         wait_port(self.imap_port)
         wait_port(self.lmtp_port)
 
+    def pid(self) -> int:
+        return int((self.work / "run" / "master.pid").read_text())
+
     def stop(self) -> None:
         subprocess.run(["doveadm", "-c", str(self.conf), "stop"], check=False, capture_output=True)
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of process ``root``, its live descendants, and the children it reaped
+    (Linux /proc): a server's whole cost, whatever its process layout (Dovecot's lmtp, auth, log, ...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            stats[int(entry)] = text.rpartition(")")[2].split()
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        own = stats.get(pid)
+        if own is None:
+            continue
+        total += sum(int(x) for x in own[11:15]) / tick  # utime stime cutime cstime
+        todo.extend(children.get(pid, []))
+    return total
 
 
 def transaction(client: smtplib.LMTP, user: str) -> None:
@@ -267,10 +314,15 @@ def pct(values: list[float], p: float) -> float:
 def measure(server: Ours | Dovecot, n: int, samples: int) -> dict[str, float]:
     rate_one(server.lmtp_port, 50)  # warm-up: Maildirs created, processes started
     rate_concurrent(server.lmtp_port, 80)
+    pid = server.pid()
+    cpu = tree_cpu(pid)
     one = rate_one(server.lmtp_port, n)
+    cpu_one, cpu = (tree_cpu(pid) - cpu) / n * 1000, tree_cpu(pid)
     eight = rate_concurrent(server.lmtp_port, n)
+    cpu_eight = (tree_cpu(pid) - cpu) / (n // 8 * 8) * 1000
     to_250, to_exists = latency(server.imap_port, server.lmtp_port, samples)
     return {"one_connection_per_s": one, "eight_clients_per_s": eight,
+            "one_connection_cpu_ms": cpu_one, "eight_clients_cpu_ms": cpu_eight,
             "dot_to_250_median_ms": statistics.median(to_250), "dot_to_250_p90_ms": pct(to_250, 90),
             "dot_to_exists_median_ms": statistics.median(to_exists), "dot_to_exists_p90_ms": pct(to_exists, 90)}
 
@@ -281,26 +333,45 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--workers", type=int, default=0, help="our server.workers (0 = one per CPU)")
     ap.add_argument("--dovecot", action="store_true", help="also measure Dovecot's LMTP")
+    ap.add_argument("--only", choices=["ours", "dovecot"], help="measure only this server")
+    ap.add_argument("--ports", type=int, metavar="BASE", help="servers' ports from BASE on (else free ones)")
+    ap.add_argument("--work", type=Path, metavar="DIR", help="data directory (else a temporary one, removed)")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose imapd is run (A/B runs)")
+    ap.add_argument("--rounds", type=int, default=1, help="measure each server this many times, in turn")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="imapd-bench-lmtp-"))
+    if args.ports:
+        _next_port.append(args.ports)
+    work = args.work or Path(tempfile.mkdtemp(prefix="imapd-bench-lmtp-"))
+    work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)
     results: dict[str, dict[str, float]] = {}
+    rows: list[tuple[str, dict[str, float]]] = []
+    kinds = {"ours": ["ours"], "dovecot": ["dovecot"]}.get(args.only or "", ["ours", *(["dovecot"] if args.dovecot else [])])
     try:
-        servers: list[type[Ours] | type[Dovecot]] = [Ours, *([Dovecot] if args.dovecot else [])]
-        for kind in servers:
-            server = Ours(work, args.workers) if kind is Ours else Dovecot(work)
-            try:
-                results[server.name] = measure(server, args.messages, args.samples)
-            finally:
-                server.stop()
+        for n in range(args.rounds):
+            for kind in kinds:
+                if args.ports:
+                    _next_port[0] = args.ports
+                server = Ours(work, args.workers, args.root.resolve()) if kind == "ours" else Dovecot(work)
+                try:
+                    r = measure(server, args.messages, args.samples)
+                finally:
+                    server.stop()
+                results[f"{server.name} #{n + 1}" if args.rounds > 1 else server.name] = r
+                rows.append((server.name, r))
+                print(f"{server.name}: {r['one_connection_per_s']:.0f} / {r['eight_clients_per_s']:.0f} per s, "
+                      f"{r['one_connection_cpu_ms']:.2f} / {r['eight_clients_cpu_ms']:.2f} CPU ms "
+                      f"(load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print("| server | 1 connection, deliveries/s | 8 clients, deliveries/s | dot -> 250 ms (median / p90) "
-          "| dot -> IDLE EXISTS ms (median / p90) |")
-    print("|---|---|---|---|---|")
-    for name, r in results.items():
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print("| server | 1 connection, deliveries/s | 8 clients, deliveries/s | server CPU ms a delivery (1 / 8) "
+          "| dot -> 250 ms (median / p90) | dot -> IDLE EXISTS ms (median / p90) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows:
         print(f"| {name} | {r['one_connection_per_s']:.0f} | {r['eight_clients_per_s']:.0f} | "
+              f"{r['one_connection_cpu_ms']:.2f} / {r['eight_clients_cpu_ms']:.2f} | "
               f"{r['dot_to_250_median_ms']:.2f} / {r['dot_to_250_p90_ms']:.2f} | "
               f"{r['dot_to_exists_median_ms']:.2f} / {r['dot_to_exists_p90_ms']:.2f} |")
     if args.json:

@@ -8,6 +8,12 @@ robin, one bounded step (:data:`STEP_SECONDS`) at a time on the user's lane, so 
 the user's own commands and never runs on the network loop; other users run on other lanes, and
 between steps it sleeps, so a user's next command waits at most one step. The work done is in the
 index file, so a restart resumes where it stopped. Progress is logged.
+
+It also writes what LMTP deliveries queued for the index (:meth:`TextBackfill.queued`): a user's queue
+is flushed on the user's lane :data:`FLUSH_DELAY` seconds after its first message, or at once when it
+holds :data:`FLUSH_AT` messages or :data:`FLUSH_BYTES`, so that back-to-back deliveries share one FTS5
+transaction (a message costs ~1.7 ms of CPU alone, ~0.4 ms in a batch of 16) and the queue's memory stays
+small.
 """
 
 from __future__ import annotations
@@ -17,10 +23,14 @@ import collections
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from imapd.lanes import LanePool
 from imapd.store.errors import NoSuchUser, StorageIOError
 from imapd.store.store import Store
+
+if TYPE_CHECKING:
+    from imapd.store.textindexes import TextIndexes
 
 __all__ = ["TextBackfill"]
 
@@ -34,6 +44,9 @@ of the mailbox in a process, and its first step (reading what the index covers, 
 messages with the machine's load) on the user's lane would otherwise delay that client's next command
 (a fresh worker's first webmail request, T1 cold)."""
 LOG_EVERY = 10.0
+FLUSH_DELAY = 1.0
+FLUSH_AT = 64
+FLUSH_BYTES = 4 * 1024 * 1024
 
 
 class _Progress:
@@ -57,6 +70,28 @@ class TextBackfill:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._flushes: dict[TextIndexes, asyncio.TimerHandle | None] = {}
+
+    def queued(self, texts: TextIndexes, count: int, size: int) -> None:
+        """A delivery queued messages in ``texts`` (``count`` messages of ``size`` bytes now waiting); any
+        thread, as ``Store.on_text_queued``. Before :meth:`start` (or after :meth:`stop`): written at once."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            texts.flush()
+            return
+        loop.call_soon_threadsafe(self._schedule_flush, texts, count >= FLUSH_AT or size >= FLUSH_BYTES)
+
+    def _schedule_flush(self, texts: TextIndexes, now: bool) -> None:
+        if now:
+            self._flush(texts)
+        elif texts not in self._flushes and self._loop is not None:
+            self._flushes[texts] = self._loop.call_later(FLUSH_DELAY, self._flush, texts)
+
+    def _flush(self, texts: TextIndexes) -> None:
+        handle = self._flushes.pop(texts, None)
+        if handle is not None:
+            handle.cancel()
+        self.lanes.submit(texts.owner.user, "full-text index of deliveries", texts.flush)
 
     def request(self, user: str, mailbox_id: int) -> None:
         """Queue a mailbox (any thread; dropped before :meth:`start`, the next open asks again)."""
@@ -87,6 +122,11 @@ class TextBackfill:
         self._task = self._loop.create_task(self._run())
 
     async def stop(self) -> None:
+        """Stop the backfill; queued deliveries are written by their user's ``close()``, or now."""
+        for texts, handle in list(self._flushes.items()):
+            if handle is not None:
+                handle.cancel()
+            self._flush(texts)
         task, self._task, self._loop = self._task, None, None
         if task is not None:
             task.cancel()

@@ -117,9 +117,10 @@ def _open(store: Store, us: UserStore, name: str) -> Mailbox:
 
 
 def deliver(store: Store, envelope: Envelope, body: bytes, *, fsync: bool = True,
-            sieve: SieveSettings | None = None) -> Outcome:
+            sieve: SieveSettings | None = None, text_later: bool = False) -> Outcome:
     """Deliver ``body`` (CRLF) to ``envelope.recipient``: durable (fsync) before it returns ``stored``.
-    With ``sieve`` settings, the user's active script decides (``imapd/delivery/filters.py``)."""
+    With ``sieve`` settings, the user's active script decides (``imapd/delivery/filters.py``);
+    ``text_later`` queues the copies for the full-text index (the LMTP server's lanes flush it)."""
     user = envelope.recipient.user
     message = trace_headers(envelope) + body
     stored: list[tuple[str, int]] = []
@@ -142,7 +143,8 @@ def deliver(store: Store, envelope: Envelope, body: bytes, *, fsync: bool = True
         for target in targets.values():
             mailbox = _open(store, us, target.mailbox)
             try:
-                uid = mailbox.append_many([AppendItem(message, target.flags, None)], fsync=fsync)[0]
+                uid = mailbox.append_many([AppendItem(message, target.flags, None)], fsync=fsync,
+                                          text_later=text_later)[0]
                 stored.append((mailbox.name, uid))
             finally:
                 mailbox.release()

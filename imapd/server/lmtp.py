@@ -35,7 +35,7 @@ from aiosmtpd.smtp import Session as SMTPSession
 
 from imapd.delivery.agent import Envelope, Outcome, deliver, to_crlf, trace_headers
 from imapd.delivery.recipients import Recipient, RecipientResolver
-from imapd.rendezvous import notify_owner
+from imapd.rendezvous import ChangeNotice, notify_owner
 from imapd.server.listener import bind_tcp
 from imapd.sieve.delivery import keep_unsent, send_outgoing
 from imapd.store.names import INBOX
@@ -59,6 +59,10 @@ _ENHANCED = {
     "530": "5.7.0", "550": "5.0.0", "552": "5.3.4", "553": "5.1.3", "554": "5.3.0", "555": "5.5.4",
 }
 _HAS_ENHANCED = re.compile(r"\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(\s|$)")
+# ``<local@domain>`` of dot-atoms, what MTAs send: taken without the RFC 5322 parser aiosmtpd runs on
+# every MAIL and RCPT (a tenth of the network loop's time per transaction); anything else goes to it.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 _CHUNK = 1 << 20
 _START, _MID, _CR, _DOT = range(4)  # where DATA reading stands (see LMTPConnection._read_dot_data)
 
@@ -192,7 +196,9 @@ class LMTPService:
 
     # -- recipients and copies -------------------------------------------------------------------------
     async def resolve(self, address: str) -> Recipient | None:
-        return await asyncio.to_thread(self.resolver.resolve, address)
+        """A user known from a recent look at the users file needs no thread (see RecipientResolver)."""
+        known = self.resolver.resolve_recent(address)
+        return known if known is not None else await asyncio.to_thread(self.resolver.resolve, address)
 
     def owns(self, user: str) -> bool:
         ownership = self.ctx.ownership
@@ -209,10 +215,24 @@ class LMTPService:
             store = Store(settings.data_path, history_limit=settings.store.expunge_history,
                           durability="full" if settings.store.fsync else "normal")
             store.quota_limits = self.ctx.store.quota_limits  # the same users file and [quota] defaults
+            store.fts = self.ctx.store.fts
+            store.on_text_queued = self.ctx.text_backfill.queued
             cache = WarmCache(store, ttl=min(settings.cache.ttl, 60.0), max_bytes=32 * 1024 * 1024,
                               metrics=Metrics())
             self._foreign = (store, cache)
         return self._foreign[0]
+
+    def _stored_for_owner(self, user: str, work: asyncio.Future[Outcome]) -> None:
+        """The owner's IDLE sessions hear of a copy this worker stored, before the 250: over the worker's
+        standing connection to the owner (no socket set up per delivery on either side), else as
+        ``imapd deliver`` does, on the user's lane."""
+        if work.cancelled() or work.exception() is not None or work.result().kind != "stored":
+            return
+        ownership = self.ctx.ownership
+        if ownership is not None and ownership.channel.send_notice(ownership.owner_path(user), ChangeNotice(user)):
+            return
+        self.ctx.lanes.submit(user, "LMTP delivery: tell the owner",
+                              functools.partial(notify_owner, self.ctx.settings.data_path, user))
 
     async def deliver(self, envelope: Envelope, body: bytes) -> Outcome:
         """One recipient's copy, on the user's lane; it runs to its end even if the client goes away."""
@@ -222,19 +242,18 @@ class LMTPService:
             return await self._deliver_elsewhere(envelope, body)
         own = self.owns(user)
         store = self.ctx.store if own else self._store_for_others()
-        data_dir = self.ctx.settings.data_path
-
         sieve = self.ctx.settings.sieve
 
         async def job() -> Outcome:
-            # message file and cur/ fsynced, like every append; the user's Sieve script decides where
-            outcome = deliver(store, envelope, body, sieve=sieve)
-            if not own and outcome.kind == "stored":
-                notify_owner(data_dir, user)
-            return outcome
+            # message file and cur/ fsynced, like every append; the user's Sieve script decides where;
+            # the full-text index is written after the 250, in batches (imapd/textbackfill.py)
+            return deliver(store, envelope, body, sieve=sieve, text_later=True)
 
+        work = asyncio.ensure_future(self.ctx.lanes.run(user, "LMTP delivery", job()))
+        if not own:  # (a callback, so that the owner hears of it even if this client went away meanwhile)
+            work.add_done_callback(functools.partial(self._stored_for_owner, user))
         try:
-            outcome = await asyncio.shield(self.ctx.lanes.run(user, "LMTP delivery", job()))
+            outcome = await asyncio.shield(work)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an index SQLite cannot open: this recipient is retried later
@@ -339,6 +358,15 @@ class LMTPConnection(LMTP):
 
     def _create_envelope(self) -> _Envelope:
         return _Envelope()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_ADDRESS.match(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        address = plain.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, arg[plain.end():]
 
     def _env(self) -> _Envelope:  # not a property: aiosmtpd reads every member before there is one
         assert isinstance(self.envelope, _Envelope)

@@ -95,6 +95,7 @@ class ServerContext:
 
         self.text_backfill = TextBackfill(self.store, self.lanes)
         self.store.on_text_stale = self.text_backfill.request
+        self.store.on_text_queued = self.text_backfill.queued
         self.user_sessions: Counter[str] = Counter()
         # \Recent (RFC 3501 2.3.2): who was told first about a message, kept in each user's index.
         self.recent = RecentClaims()

@@ -194,14 +194,38 @@ def record_uids(conn: sqlite3.Connection, mailbox_id: int, folder: str, entries:
     path = os.path.join(folder, UIDLIST)
     try:
         ident = mailindex.mailbox_identity(conn, mailbox_id)
-        head = uidlist_head(folder)
-        if ident is None or head is None or head[0] != ident[0]:
-            _rewrite_from_index(conn, mailbox_id, folder)
-            return
-        with open(path, "a", encoding="utf-8", errors="surrogateescape") as f:
-            f.writelines(f"{uid} :{base}\n" for uid, base in entries)
+        try:
+            # One open for the check and the append (this runs in every delivery's index transaction).
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = -1
+        if fd >= 0:
+            try:
+                first = os.pread(fd, 512, 0).partition(b"\n")
+                if first[1] and ident is not None and _header_uidvalidity(first[0]) == ident[0]:
+                    os.write(fd, "".join(f"{uid} :{base}\n" for uid, base in entries)
+                             .encode("utf-8", "surrogateescape"))
+                    return
+            finally:
+                os.close(fd)
+        _rewrite_from_index(conn, mailbox_id, folder)
     except OSError as exc:
         log.warning("cannot update %s: %s", path, exc)
+
+
+def _header_uidvalidity(line: bytes) -> int | None:
+    """UIDVALIDITY of a version-3 uidlist header line (None: not one)."""
+    words = line.decode("utf-8", "replace").split()
+    if not words or words[0] != "3":
+        return None
+    for word in words[1:]:
+        if word.startswith("V"):
+            try:
+                value = int(word[1:])
+            except ValueError:
+                return None
+            return value if value > 0 else None
+    return None
 
 
 def ensure_uidlist(conn: sqlite3.Connection, mailbox_id: int, folder: str, *, check_guid: bool = False) -> None:

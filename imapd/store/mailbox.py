@@ -363,8 +363,12 @@ class Mailbox(MessageContent):
         """Deliver one message into ``cur/`` with its flags; return its UID once it is durable."""
         return self.append_many([AppendItem(data, tuple(flags), internaldate)])[0]
 
-    def append_many(self, items: Sequence[AppendItem], *, fsync: bool = True) -> list[int]:
+    def append_many(self, items: Sequence[AppendItem], *, fsync: bool = True,
+                    text_later: bool = False) -> list[int]:
         """Deliver several messages in one index transaction (MULTIAPPEND); all or nothing.
+
+        ``text_later``: queue the messages for the full-text index rather than index them before returning
+        (LMTP: see :mod:`imapd.store.textindexes`).
 
         ``fsync=False`` is the bulk-import path (benchmarks, migrations): the message files and ``cur/``
         are not fsynced one by one, so a power loss can lose messages the index already lists (the next
@@ -416,7 +420,8 @@ class Mailbox(MessageContent):
             for path, _ in tmp:
                 maildir.unlink_quiet(path)
         self._owner.texts.add(self.mailbox_id, [(uid, it.data, blob) for uid, it, blob in zip(uids, items, blobs,
-                                                                                              strict=True)])
+                                                                                              strict=True)],
+                              later=text_later)
         return uids
 
     def store_flags(self, uids: Iterable[int], mode: FlagMode, flags: Iterable[str],

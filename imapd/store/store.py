@@ -11,7 +11,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Container
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imapd.store import maildir
 from imapd.store.changefeed import ChangeFeed
@@ -20,6 +20,9 @@ from imapd.store.mailbox import Mailbox
 from imapd.store.mailindex import IndexDelta
 from imapd.store.quota import UNLIMITED, QuotaLimits
 from imapd.store.userstore import INDEX_FILE, UserStore
+
+if TYPE_CHECKING:
+    from imapd.store.textindexes import TextIndexes
 
 __all__ = ["Store", "valid_username"]
 
@@ -49,6 +52,11 @@ class Store:
         self.fts = fts
         """Keep a full-text index per mailbox (``search.fts``); off, SEARCH scans as before."""
         self.on_text_stale: Callable[[str, int], None] | None = None
+        # Called (on the thread of the append) when a delivery queued messages for the full-text index
+        # (``TextIndexes.add(later=True)``), with the user's TextIndexes and how many messages and bytes
+        # it holds: the server then has ``flush()`` run on the user's lane. None (tools, tests): deliveries
+        # index at once.
+        self.on_text_queued: Callable[[TextIndexes, int, int], None] | None = None
         """Called (from any thread) when a mailbox may hold messages its full-text index lacks; the
         server schedules a background backfill (``imapd/textbackfill.py``)."""
         self.watching = False

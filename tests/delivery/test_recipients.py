@@ -52,3 +52,21 @@ def test_users_file_changes_are_seen(tmp_path: Path) -> None:
     assert resolver.resolve("erin@example.org") is None
     PasswdFile(users.path).add("erin", "pw")  # another process (imapd user add)
     assert resolver.resolve("erin@example.org") == Recipient("erin@example.org", "erin")
+
+
+def test_resolve_recent_answers_known_users_only_while_fresh(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from imapd.delivery import recipients
+
+    pf = PasswdFile(tmp_path / "passwd")
+    pf.add("alice", "pw")
+    resolver = RecipientResolver(pf, [], "+")
+    assert resolver.resolve_recent("alice@example.org") is None  # nothing read yet: go to the file
+    assert resolver.resolve("alice@example.org") == Recipient("alice@example.org", "alice")
+    assert resolver.resolve_recent("alice+x@example.org") == Recipient("alice+x@example.org", "alice", "x")
+    pf.add("bob", "pw")
+    assert resolver.resolve_recent("bob@example.org") is None  # unknown to the last read: never a 550 from it
+    assert resolver.resolve("bob@example.org") == Recipient("bob@example.org", "bob")
+    now = recipients.time.monotonic()
+    monkeypatch.setattr(recipients.time, "monotonic", lambda: now + recipients.RECENT_SECONDS + 0.1)
+    assert resolver.resolve_recent("alice@example.org") is None  # stale: read the file again

@@ -48,3 +48,22 @@ def test_other_outcomes() -> None:
 ])
 def test_enhanced_codes(plain: str, enhanced: str) -> None:
     assert with_enhanced_code(plain) == enhanced
+
+
+@pytest.mark.parametrize("arg", [
+    "<alice@example.org>", " <alice@example.org> SIZE=100 BODY=8BITMIME", "<a.b+c@sub.example.org>",
+    "<o'hara@example.org> NOTIFY=NEVER", "<>", "<> SIZE=1", '<"quoted local"@example.org>', "alice@example.org",
+    "<alice@[127.0.0.1]>", "<alice@example.org", "<@relay.test:alice@example.org>", "<al ice@example.org>",
+    "<alice@exa_mple.org>", "<Ünïcode@example.org> SMTPUTF8", "<a..b@example.org>", "",
+])
+def test_address_fast_path_agrees_with_aiosmtpd(arg: str) -> None:
+    """MAIL/RCPT addresses: the plain-address shortcut gives what aiosmtpd's RFC 5322 parser gives."""
+    from aiosmtpd.smtp import SMTP
+
+    from imapd.server.lmtp import LMTPConnection
+
+    conn = object.__new__(LMTPConnection)
+    conn.local_part_limit = 0
+    ours, theirs = conn._getaddr(arg), SMTP._getaddr(conn, arg)
+    assert ours[0] == theirs[0]
+    assert (ours[1] or "").split() == (theirs[1] or "").split()

@@ -330,6 +330,56 @@ def test_idle_hears_of_an_lmtp_delivery_at_once(lmtp_server: RunningServer) -> N
         assert latency < 1.0, f"{user}: EXISTS {latency:.3f} s after the 250"  # no watcher poll involved
 
 
+def _fts_docs(srv: RunningServer, user: str) -> set[int]:
+    """UIDs the user's INBOX full-text index has a document for (read-only, beside the server)."""
+    import sqlite3
+
+    path = srv.data_dir / "mail" / user / "imapd-fts" / "1.sqlite"
+    if not path.exists():
+        return set()
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {uid for (uid,) in conn.execute("SELECT uid FROM docs WHERE ok=1")}
+    except sqlite3.OperationalError:  # not created yet
+        return set()
+    finally:
+        conn.close()
+
+
+def _deliver_word(srv: RunningServer, user: str, word: str) -> int:
+    client = connect(srv)
+    try:
+        client.mail("s@remote.test")
+        client.rcpt(f"{user}@example.org")
+        reply = send_data(client, f"Subject: fts\r\n\r\nbody with {word}\r\n".encode(), 1)[0]
+    finally:
+        client.close()
+    assert reply[0] == 250, reply
+    return int(reply[1].split(b"UID ")[1].rstrip(b")"))
+
+
+def test_delivery_is_indexed_after_the_250_and_searchable_at_once(lmtp_server: RunningServer) -> None:
+    """The 250 does not wait for the full-text index: the queued copy reaches the index shortly after
+    (textbackfill.FLUSH_DELAY, with no SEARCH asking for it), and a SEARCH right after the 250 finds the
+    message all the same (scanning what the index lacks)."""
+    srv = lmtp_server
+    for user in ("alice", "carol"):  # owned by different workers on a two-worker server
+        uid = _deliver_word(srv, user, f"wombatword{user}")
+        deadline = time.monotonic() + 10
+        while uid not in _fts_docs(srv, user):
+            assert time.monotonic() < deadline, f"{user}: UID {uid} never reached the full-text index"
+            time.sleep(0.05)
+        word = f"quokkaword{user}"
+        uid = _deliver_word(srv, user, word)
+        conn = imap(srv, user)
+        try:
+            conn.select("INBOX", readonly=True)
+            typ, data = conn.uid("SEARCH", "BODY", word)
+            assert typ == "OK" and data[0].split() == [str(uid).encode()]
+        finally:
+            conn.logout()
+
+
 def test_imapd_deliver_goes_over_lmtp(lmtp_server: RunningServer) -> None:
     srv = lmtp_server
     message = b"Subject: from imapd deliver\n\nbare LF\n"

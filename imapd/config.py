@@ -34,6 +34,20 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     stall_warning: float = 0.1
     # RFC 9585 INPROGRESS: a long SEARCH/COPY/MOVE/EXPUNGE reports its progress this often (0: never).
     progress_interval: float = 1.0
+    # Peers (CIDR) that MUST begin every connection with a PROXY v1/v2 header (HAProxy's send-proxy-v2,
+    # imapd proxy): the address it names is the client's everywhere. Other peers' headers are not honoured.
+    proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+    # Seconds a trusted peer has to send its whole PROXY header before it is closed (the greeting waits).
+    proxy_header_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for net in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"server.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        if self.proxy_header_timeout <= 0:
+            raise ValueError("server.proxy_header_timeout must be > 0")
 
 
 class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

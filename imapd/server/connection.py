@@ -43,6 +43,7 @@ from imapd.session.session import Session
 from imapd.store.content import MessageFile
 
 if TYPE_CHECKING:
+    from imapd.protocol.proxyproto import ProxyHeader
     from imapd.server.handoff import Transfer
     from imapd.server.listener import ConnectionRegistry
     from imapd.session.context import ServerContext
@@ -79,6 +80,7 @@ class IMAPConnection(asyncio.Protocol):
         "_thread",
         "_zpaused",
         "_zstream",
+        "balancer_tls",
         "ctx",
         "is_tls",
         "last_activity",
@@ -91,7 +93,9 @@ class IMAPConnection(asyncio.Protocol):
     )
 
     def __init__(self, ctx: ServerContext, registry: ConnectionRegistry, *, implicit_tls: bool,
-                 adopted: Transfer | None = None) -> None:
+                 adopted: Transfer | None = None, proxied: ProxyHeader | None = None) -> None:
+        """``proxied``: the PROXY header a trusted balancer sent first (``imapd/server/proxy_gate.py``); its
+        source is the client's address from the start (limits, throttle, logs, X-STATE binding)."""
         self.ctx = ctx
         self._adopted = adopted
         # Set once this connection only carries a TLS stream for a session served by another process.
@@ -117,6 +121,11 @@ class IMAPConnection(asyncio.Protocol):
         self._out_size = 0
         self.peer_host = ""
         self.peer_port = 0
+        if proxied is not None and proxied.source is not None:
+            self.peer_host, self.peer_port = proxied.source
+        # The balancer terminated TLS for this client (PROXY v2 SSL TLV): plaintext LOGIN is allowed and
+        # STARTTLS is not offered, as on a TLS connection, only because a trusted peer says so.
+        self.balancer_tls = proxied is not None and proxied.tls
         self.last_activity = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
@@ -149,7 +158,8 @@ class IMAPConnection(asyncio.Protocol):
         adopted = self._adopted
         if adopted is not None:
             self.peer_host, self.peer_port = adopted.peer_host, adopted.peer_port
-        else:
+            self.balancer_tls = adopted.balancer_tls
+        elif not self.peer_host:
             peer = self.transport.get_extra_info("peername")
             self.peer_host = str(peer[0]) if peer else "unknown"
             self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
@@ -705,7 +715,8 @@ class IMAPConnection(asyncio.Protocol):
         unread = first + self.proto.take_unread()
         origin = self.session.client_origin if self.session is not None else None
         transfer = Transfer(peer_host=self.peer_host, peer_port=self.peer_port, is_tls=self.is_tls,
-                            unread=unread, session=snapshot, origin=origin, compress=window)
+                            unread=unread, session=snapshot, origin=origin, compress=window,
+                            balancer_tls=self.balancer_tls)
         path = ownership.owner_path(user)
         tls_here = transport.get_extra_info("sslcontext") is not None
         try:

@@ -138,10 +138,20 @@ class LMTPSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: float = 300.0
     # Over quota: 552 5.2.2 (the MTA bounces), or with this 452 4.2.2 (it retries); Dovecot's quota_full_tempfail.
     quota_full_tempfail: bool = False
+    # Peers (CIDR) whose LMTP connections MUST begin with a PROXY header (HAProxy in front; Postfix sends none).
+    proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+    proxy_header_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if len(self.recipient_delimiter) > 1:
             raise ValueError("lmtp.recipient_delimiter: one character, or empty for none")
+        for net in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"lmtp.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        if self.proxy_header_timeout <= 0:
+            raise ValueError("lmtp.proxy_header_timeout must be > 0")
 
 
 class QuotaSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

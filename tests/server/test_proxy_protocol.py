@@ -287,3 +287,47 @@ def test_named_address_survives_the_hand_off_between_workers(tmp_path: Path) -> 
             ps.wait_log(rf"login user='alice' address=198\.51\.100\.{60 + n} ")
     finally:
         stop_server(ps.srv)
+
+
+# -- LMTP behind a balancer (lmtp.proxy_protocol_from) ---------------------------------------------------------
+def test_lmtp_listener_takes_the_mta_address_from_the_header(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    imapd_cli("user", "add", "alice", "--password-stdin", "--data-dir", str(data), stdin="secret1")
+    srv = start_server(data, "-o", "lmtp.listen=127.0.0.1:0", "-o", f'lmtp.proxy_protocol_from=["{TRUSTED}"]',
+                       "-o", "lmtp.proxy_header_timeout=0.5")
+    try:
+        port = int((data / "run" / "lmtp").read_text().strip().rpartition(":")[2])
+        mta = connect(port)
+        mta.sendall(v1("192.0.2.77", 25025))
+        assert read_line(mta).startswith(b"220 ")
+
+        def say(line: bytes) -> bytes:
+            mta.sendall(line + b"\r\n")
+            reply = b""
+            while True:  # multi-line replies: "250-..." until "250 ..."
+                got = read_line(mta)
+                assert got, reply
+                reply += got
+                if got[3:4] == b" ":
+                    return reply
+
+        assert say(b"LHLO relay.example").startswith(b"250")
+        assert say(b"MAIL FROM:<s@remote.test>").startswith(b"250")
+        assert say(b"RCPT TO:<alice>").startswith(b"250")
+        assert say(b"DATA").startswith(b"354")
+        assert say(b"Subject: via haproxy\r\n\r\nHi.\r\n.").startswith(b"250")
+        say(b"QUIT")
+        mta.close()
+        stored = next((data / "mail" / "alice").glob("**/new/*"), None) or next((data / "mail" / "alice").glob("**/cur/*"))
+        head = stored.read_bytes().split(b"\r\n\r\n", 1)[0]
+        assert b"[192.0.2.77]" in head, head
+        # A trusted peer without a header: closed before the 220, with the reason logged.
+        bare = connect(port)
+        bare.sendall(b"LHLO relay.example\r\n")
+        assert closed_without_greeting(bare)
+        deadline = time.monotonic() + 10
+        while "did not start with a PROXY protocol header" not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "did not start with a PROXY protocol header" in srv.log()
+    finally:
+        stop_server(srv)

@@ -157,6 +157,8 @@ class HeaderReader:
             peeked = sock.recv(V2_MAX - len(self._buffer), socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return
+        except ConnectionResetError:
+            peeked = b""  # (a reset says what an EOF says here)
         except OSError as exc:
             self._refuse(f"reading its PROXY header failed: {exc}")
             return

@@ -71,8 +71,8 @@ def login_through(ha: HAProxy) -> str:
         greeting = imap.welcome.decode()
         typ, _ = imap.login("alice", "secret1")
         assert typ == "OK"
-        typ, _ = imap.select("INBOX")
-        assert typ == "OK"
+        selected, _ = imap.select("INBOX")
+        assert selected == "OK"
     finally:
         imap.logout()
     m = re.search(r"imapd (b\d) ready", greeting)

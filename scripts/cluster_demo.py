@@ -240,6 +240,9 @@ class Cluster:
     directory: Path
     layout: Layout = field(default_factory=Layout)
     workers: int = 1
+    # More settings for the rendered configs (a bench: proxy.hibernate_after, ...): section -> key -> value.
+    backend_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proxy_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -288,14 +291,17 @@ class Cluster:
         left_out: set[str] = set()
         for n in (1, 2, 3):
             port = self.layout.backend(n)
-            text, missing = imapd_config(DEPLOY / f"imapd-backend-{n}.toml", {
+            changes: dict[str, dict[str, Any]] = {
                 "server": {"data_dir": str(self.shared), "listen": [f"{HOST}:{port}"], "workers": self.workers,
                            "proxy_protocol_from": [f"{HOST}/32"]},
                 "tls": {"trust_loopback": True},
                 "cluster": {"redis_url": redis_url, "advertise": f"{HOST}:{port}"},
                 "lmtp": {"listen": f"{HOST}:{self.layout.lmtp(n)}"},
                 "metrics": {"listen": f"{HOST}:{self.layout.metrics(n)}"},
-            }, known)
+            }
+            for section, values in self.backend_changes.items():
+                changes.setdefault(section, {}).update(values)
+            text, missing = imapd_config(DEPLOY / f"imapd-backend-{n}.toml", changes, known)
             (etc / f"backend-{n}.toml").write_text(text)
             left_out.update(missing)
         cert, key = self.cert
@@ -304,7 +310,7 @@ class Cluster:
             tls: dict[str, Any] = {"trust_loopback": True}
             if cert.exists():
                 tls.update(cert=str(cert), key=str(key))
-            text, missing = imapd_config(DEPLOY / f"imapd-proxy-{n}.toml", {
+            changes = {
                 "server": {"data_dir": str(self.shared)},
                 "proxy": {"listen": [f"{HOST}:{self.layout.proxy(n)}"],
                           "tls_listen": [f"{HOST}:{self.layout.proxy_tls(n)}"] if cert.exists() else [],
@@ -312,7 +318,11 @@ class Cluster:
                           "control": str(self.directory / "run" / f"proxy-{n}.sock")},
                 "tls": tls,
                 "cluster": {"redis_url": redis_url},
-            }, known, drop=[] if cert.exists() else ["tls.cert", "tls.key"])
+            }
+            for section, values in self.proxy_changes.items():
+                changes.setdefault(section, {}).update(values)
+            text, missing = imapd_config(DEPLOY / f"imapd-proxy-{n}.toml", changes, known,
+                                         drop=[] if cert.exists() else ["tls.cert", "tls.key"])
             (etc / f"proxy-{n}.toml").write_text(text)
             left_out.update(missing)
         if left_out:

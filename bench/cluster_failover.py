@@ -78,8 +78,9 @@ class Conn:
         self.n = 0
 
     @classmethod
-    async def open(cls, port: int) -> Conn:
-        reader, writer = await asyncio.open_connection(cluster_demo.HOST, port, limit=1 << 20)
+    async def open(cls, port: int, source: str | None = None) -> Conn:
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection(cluster_demo.HOST, port, limit=1 << 20, local_addr=local)
         conn = cls(reader, writer)
         greeting = await conn.line()
         if not greeting.startswith(b"* OK"):
@@ -134,9 +135,17 @@ def _uidvalidity(untagged: list[bytes]) -> int:
 
 
 # -- the state of each IDLE session ---------------------------------------------------------------------------
+def client_address(n: int) -> str:
+    """Client ``n``'s own source address: 127.1.x.y, 8 clients each, so that the cluster, which sees each client's
+    address through the PROXY headers, does not count 2,000 clients as one (limits.max_connections_per_address)."""
+    k = n // 8
+    return f"127.1.{k // 250}.{k % 250 + 1}"
+
+
 @dataclass
 class IdleSession:
     user: str
+    source: str
     exists: int = 0
     told_at: float | None = None  # first EXISTS above the baseline after the kill
     bye: bytes | None = None
@@ -158,7 +167,7 @@ class Run:
 async def idle_session(run: Run, s: IdleSession, sem: asyncio.Semaphore) -> None:
     try:
         async with sem:
-            conn = await Conn.open(run.port)
+            conn = await Conn.open(run.port, s.source)
             await conn.ok(f"LOGIN {s.user} {PASSWORD}")
             s.exists = _number(await conn.ok("SELECT INBOX"), b"EXISTS")
             conn.n += 1
@@ -185,13 +194,13 @@ async def idle_session(run: Run, s: IdleSession, sem: asyncio.Semaphore) -> None
             s.bye = f"setup failed: {exc}".encode()
 
 
-async def webmail_client(run: Run, user: str) -> None:
+async def webmail_client(run: Run, user: str, source: str) -> None:
     """The webmail's request in a loop on one connection; reconnects after a failure (and counts it)."""
     conn: Conn | None = None
     while not run.stop.is_set():
         try:
             if conn is None:
-                conn = await Conn.open(run.port)
+                conn = await Conn.open(run.port, source)
                 await conn.ok(f"LOGIN {user} {PASSWORD}")
             await conn.ok("SELECT INBOX")
             await conn.ok("UID FETCH 1:* (UID FLAGS ENVELOPE)")
@@ -265,7 +274,7 @@ async def measure(args: argparse.Namespace, cluster: cluster_demo.Cluster, users
     port = cluster.layout.imap_port
     before = {u: await mailbox_state(port, u) for u in users}
     run = Run(port)
-    run.sessions = [IdleSession(users[i % len(users)]) for i in range(args.idle)]
+    run.sessions = [IdleSession(users[i % len(users)], client_address(i)) for i in range(args.idle)]
     sem = asyncio.Semaphore(args.concurrency)
     started = time.monotonic()
     tasks = [asyncio.create_task(idle_session(run, s, sem)) for s in run.sessions]
@@ -277,7 +286,8 @@ async def measure(args: argparse.Namespace, cluster: cluster_demo.Cluster, users
     setup_s = time.monotonic() - started
     print(f"{ready}/{args.idle} IDLE sessions up in {setup_s:.1f} s", file=sys.stderr, flush=True)
     await asyncio.sleep(args.hibernate_after + 2)
-    web = [asyncio.create_task(webmail_client(run, users[i % len(users)])) for i in range(args.webmail)]
+    web = [asyncio.create_task(webmail_client(run, users[i % len(users)], f"127.2.0.{i + 1}"))
+           for i in range(args.webmail)]
     await asyncio.sleep(3)
     served_before = len(run.webmail_ok)
     victim = cluster.children[args.kill]

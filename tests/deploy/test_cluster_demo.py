@@ -5,6 +5,8 @@ starts what exists and stops with a message naming the missing command."""
 from __future__ import annotations
 
 import imaplib
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +19,15 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import cluster_demo
+
+
+class IMAP4From(imaplib.IMAP4):
+    def __init__(self, source: str, port: int) -> None:
+        self._source = source
+        super().__init__("127.0.0.1", port, timeout=30)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self._source, 0))
 
 
 def free_base() -> int:
@@ -106,13 +117,25 @@ def test_cluster_demo_starts_what_exists(tmp_path: Path) -> None:
             assert cluster_demo.greets(cluster.layout.backend(2), header=cluster_demo.LOCAL_V2)
         else:
             cluster.start()
-            imap = imaplib.IMAP4("127.0.0.1", cluster.layout.imap_port, timeout=30)
+            # Plain IMAP from a client address of its own: the backend that serves the session logs that
+            # address (HAProxy's PROXY header to the proxy, the proxy's to the backend).
+            imap = IMAP4From("127.0.0.9", cluster.layout.imap_port)
             try:
                 assert imap.login("demo", "demo")[0] == "OK"
                 typ, data = imap.select("INBOX")
                 assert typ == "OK" and int(data[0] or b"0") > 0
             finally:
                 imap.logout()
+            logs = "".join((cluster.directory / "logs" / f"backend-{n}.log").read_text() for n in (1, 2, 3))
+            assert "user='demo' address=127.0.0.9 " in logs, logs[-3000:]
+            # IMAPS: HAProxy passes TLS through with the PROXY header in front of the ClientHello.
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            imaps = imaplib.IMAP4_SSL("127.0.0.1", cluster.layout.imaps_port, ssl_context=context, timeout=30)
+            try:
+                assert imaps.login("alice", "alice")[0] == "OK"
+            finally:
+                imaps.logout()
     finally:
         cluster.stop()
     assert not any(child.alive for child in cluster.children.values())

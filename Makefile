@@ -14,8 +14,14 @@ IMAPS_PORT ?= 1993
 WEB_PORT ?= 8080
 MANAGESIEVE_PORT ?= 4190
 METRICS_PORT ?=
+# `make cluster-demo`: HAProxy's ports (what clients use) and the base of the others (backends BASE+1..3,
+# proxies BASE+21..22, Redis BASE+40; scripts/cluster_demo.py).
+CLUSTER_DIR ?= cluster-demo-data
+CLUSTER_IMAP_PORT ?= 10143
+CLUSTER_IMAPS_PORT ?= 10993
+CLUSTER_BASE_PORT ?= 10200
 
-.PHONY: demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz soak
+.PHONY: demo cluster-demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz soak
 
 define make_venv
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -43,6 +49,11 @@ sysdeps:
 demo: $(RUNTIME_STAMP)
 	$(BIN)/python -m imapd demo --data-dir $(DEMO_DIR) --imap-port $(IMAP_PORT) --imaps-port $(IMAPS_PORT) \
 		--web-port $(WEB_PORT) --managesieve-port $(MANAGESIEVE_PORT)$(if $(METRICS_PORT), --metrics-port $(METRICS_PORT))
+
+# The deploy/ example on loopback: Redis, 3 backends, 2 proxies, HAProxy (docs/cluster.md#deploying).
+cluster-demo: $(RUNTIME_STAMP)
+	PYTHON=$(BIN)/python scripts/cluster-demo.sh --dir $(CLUSTER_DIR) --imap-port $(CLUSTER_IMAP_PORT) \
+		--imaps-port $(CLUSTER_IMAPS_PORT) --base-port $(CLUSTER_BASE_PORT)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -43,9 +43,11 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     stall_warning: float = 0.1
     # RFC 9585 INPROGRESS: a long SEARCH/COPY/MOVE/EXPUNGE reports its progress this often (0: never).
     progress_interval: float = 1.0
-    # Peers (CIDR: HAProxy, `imapd proxy`) whose connections MUST start with a PROXY v1/v2 header naming the
-    # real client; from any other address a header is not expected (and is a protocol error).
+    # Peers (CIDR) that MUST begin every connection with a PROXY v1/v2 header (HAProxy's send-proxy-v2,
+    # imapd proxy): the address it names is the client's everywhere. Other peers' headers are not honoured.
     proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+    # Seconds a trusted peer has to send its whole PROXY header before it is closed (the greeting waits).
+    proxy_header_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for net in self.proxy_protocol_from:
@@ -53,6 +55,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"server.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        if self.proxy_header_timeout <= 0:
+            raise ValueError("server.proxy_header_timeout must be > 0")
 
 
 class TLSSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -143,10 +147,20 @@ class LMTPSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: float = 300.0
     # Over quota: 552 5.2.2 (the MTA bounces), or with this 452 4.2.2 (it retries); Dovecot's quota_full_tempfail.
     quota_full_tempfail: bool = False
+    # Peers (CIDR) whose LMTP connections MUST begin with a PROXY header (HAProxy in front; Postfix sends none).
+    proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+    proxy_header_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if len(self.recipient_delimiter) > 1:
             raise ValueError("lmtp.recipient_delimiter: one character, or empty for none")
+        for net in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"lmtp.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        if self.proxy_header_timeout <= 0:
+            raise ValueError("lmtp.proxy_header_timeout must be > 0")
 
 
 class QuotaSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

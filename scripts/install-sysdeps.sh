@@ -8,8 +8,8 @@ command -v mbsync >/dev/null 2>&1 || want+=(isync)
 # system instance is not used (and not started where policy-rc.d forbids it).
 [ -x /usr/sbin/postfix ] || want+=(postfix)
 [ -x /usr/bin/chromium ] || want+=(chromium)  # the webmail's browser tests (Playwright drives Debian's build)
-# Cluster tests (tests/cluster/) start their own redis-server on a loopback port; the package's system
-# instance is not used.
+# The cluster (tests/cluster, tests/deploy, make cluster-demo): HAProxy in TCP mode in front, Redis behind.
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || want+=(haproxy)
 command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
 # A font with CJK glyphs, so the demo mail's Japanese subject renders in the browser screenshots, not as boxes.
 has_cjk_font() {

@@ -38,11 +38,12 @@ from imapd.protocol.compress import DeflateError, DeflateStream
 from imapd.protocol.responses import FetchResponse, Response, UidFetchResponse
 from imapd.protocol.values import FileLiteral
 from imapd.session import dispatch
-from imapd.session.auth import is_trusted_loopback, is_trusted_proxy
+from imapd.session.auth import is_trusted_loopback
 from imapd.session.session import Session
 from imapd.store.content import MessageFile
 
 if TYPE_CHECKING:
+    from imapd.protocol.proxyproto import ProxyHeader
     from imapd.server.handoff import Transfer
     from imapd.server.listener import ConnectionRegistry
     from imapd.session.context import ServerContext
@@ -72,8 +73,6 @@ class IMAPConnection(asyncio.Protocol):
         "_out_size",
         "_paused_reading",
         "_paused_writing",
-        "_proxy_header",
-        "_proxy_secure",
         "_quickack_sock",
         "_registry",
         "_resume",
@@ -81,6 +80,7 @@ class IMAPConnection(asyncio.Protocol):
         "_thread",
         "_zpaused",
         "_zstream",
+        "balancer_tls",
         "ctx",
         "is_tls",
         "last_activity",
@@ -93,7 +93,9 @@ class IMAPConnection(asyncio.Protocol):
     )
 
     def __init__(self, ctx: ServerContext, registry: ConnectionRegistry, *, implicit_tls: bool,
-                 adopted: Transfer | None = None) -> None:
+                 adopted: Transfer | None = None, proxied: ProxyHeader | None = None) -> None:
+        """``proxied``: the PROXY header a trusted balancer sent first (``imapd/server/proxy_gate.py``); its
+        source is the client's address from the start (limits, throttle, logs, X-STATE binding)."""
         self.ctx = ctx
         self._adopted = adopted
         # Set once this connection only carries a TLS stream for a session served by another process.
@@ -119,6 +121,11 @@ class IMAPConnection(asyncio.Protocol):
         self._out_size = 0
         self.peer_host = ""
         self.peer_port = 0
+        if proxied is not None and proxied.source is not None:
+            self.peer_host, self.peer_port = proxied.source
+        # The balancer terminated TLS for this client (PROXY v2 SSL TLV): plaintext LOGIN is allowed and
+        # STARTTLS is not offered, as on a TLS connection, only because a trusted peer says so.
+        self.balancer_tls = proxied is not None and proxied.tls
         self.last_activity = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
@@ -141,10 +148,6 @@ class IMAPConnection(asyncio.Protocol):
         self._direct_bytes = 0
         self._direct_task: asyncio.Task[None] | None = None
         self._close_after_files = False
-        # A trusted balancer's PROXY header still to come (bytes so far), and whether it said the client's
-        # hop was secure (v2 SSL TLV): see _on_proxy_header.
-        self._proxy_header: bytes | None = None
-        self._proxy_secure = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,56 +158,14 @@ class IMAPConnection(asyncio.Protocol):
         adopted = self._adopted
         if adopted is not None:
             self.peer_host, self.peer_port = adopted.peer_host, adopted.peer_port
-            self._proxy_secure = adopted.proxy_secure
-        else:
+            self.balancer_tls = adopted.balancer_tls
+        elif not self.peer_host:
             peer = self.transport.get_extra_info("peername")
             self.peer_host = str(peer[0]) if peer else "unknown"
             self.peer_port = int(peer[1]) if peer and len(peer) > 1 else 0
         self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         if hasattr(socket, "TCP_QUICKACK"):
             self._quickack_sock = self.transport.get_extra_info("socket")
-        if adopted is None and is_trusted_proxy(self.peer_host, self.ctx.settings.server.proxy_protocol_from):
-            self._proxy_header = b""  # admitted and greeted once the header names the client
-            self._loop.call_later(self.ctx.settings.limits.preauth_timeout, self._proxy_header_timeout)
-            return
-        self._admit_and_greet(adopted)
-
-    def _on_proxy_header(self, data: bytes) -> None:
-        """A connection from ``server.proxy_protocol_from`` MUST start with a PROXY v1/v2 header (HAProxy,
-        ``imapd proxy``): its source becomes the peer for limits, throttles and logs; its SSL TLV marks the
-        client's hop as secure (plaintext LOGIN and X-STATE RESTORE allowed, as on TLS)."""
-        from imapd.protocol.proxyproto import ProxyHeaderError, parse
-
-        assert self._proxy_header is not None and self.transport is not None
-        buffered = self._proxy_header + data
-        try:
-            header = parse(buffered)
-        except ProxyHeaderError as exc:
-            log.info("closing connection from %s: %s", self.peer_host, exc)
-            self._proxy_header = None
-            self._closing = True
-            self.transport.abort()
-            return
-        if header is None:
-            self._proxy_header = buffered
-            return
-        self._proxy_header = None
-        if header.source is not None:
-            self.peer_host, self.peer_port = header.source
-        self._proxy_secure = header.tls
-        self._admit_and_greet(None)
-        rest = buffered[header.length:]
-        if rest and not self._closing:
-            self.data_received(rest)
-
-    def _proxy_header_timeout(self) -> None:
-        if self._proxy_header is not None and self.transport is not None:
-            log.info("closing connection from %s: no PROXY header in time", self.peer_host)
-            self._closing = True
-            self.transport.abort()
-
-    def _admit_and_greet(self, adopted: Transfer | None) -> None:
-        assert self.transport is not None
         if not self._registry.admit(self, enforce=adopted is None,
                                     count=adopted is None or not adopted.is_tls):
             self.write_bytes(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
@@ -233,9 +194,6 @@ class IMAPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.relay is not None:
             self.relay.forward(data)
-            return
-        if self._proxy_header is not None:
-            self._on_proxy_header(data)
             return
         if self._closing:
             return
@@ -350,9 +308,6 @@ class IMAPConnection(asyncio.Protocol):
         if self.relay is not None:
             self.relay.client_eof()
             return None
-        if self._proxy_header is not None:  # gone before its PROXY header (a balancer's health check)
-            self._proxy_header = None
-            return None  # asyncio closes the transport
         self.proto.receive_data(b"")
         self._pump()
         return None
@@ -393,9 +348,7 @@ class IMAPConnection(asyncio.Protocol):
     # -- the ResponseSink used by the session -----------------------------------------------------
     @property
     def is_loopback(self) -> bool:
-        """A secure channel without TLS here: loopback (``tls.trust_loopback``), or a trusted balancer's
-        PROXY header saying the client's own hop was secure."""
-        return self._proxy_secure or is_trusted_loopback(self.peer_host, self.ctx.settings.tls.trust_loopback)
+        return is_trusted_loopback(self.peer_host, self.ctx.settings.tls.trust_loopback)
 
     @property
     def closing(self) -> bool:
@@ -762,8 +715,8 @@ class IMAPConnection(asyncio.Protocol):
         unread = first + self.proto.take_unread()
         origin = self.session.client_origin if self.session is not None else None
         transfer = Transfer(peer_host=self.peer_host, peer_port=self.peer_port, is_tls=self.is_tls,
-                            proxy_secure=self._proxy_secure,
-                            unread=unread, session=snapshot, origin=origin, compress=window)
+                            unread=unread, session=snapshot, origin=origin, compress=window,
+                            balancer_tls=self.balancer_tls)
         path = ownership.owner_path(user)
         tls_here = transport.get_extra_info("sslcontext") is not None
         try:

@@ -48,8 +48,8 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True):
     """Before login: the real client a trusted proxy named with ID (``Session.client_origin``)."""
     compress: bytes | None = None
     """COMPRESS=DEFLATE is active: the client stream's window (``imapd.protocol.compress``), else None."""
-    proxy_secure: bool = False
-    """A trusted balancer's PROXY header said the client's hop was secure (``server.proxy_protocol_from``)."""
+    balancer_tls: bool = False
+    """A trusted balancer's PROXY header said the client's hop to it is TLS (``IMAPConnection.balancer_tls``)."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()

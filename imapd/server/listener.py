@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imapd.server.connection import IMAPConnection
+from imapd.server.proxy_gate import GatedListener, TrustedPeers
 
 if TYPE_CHECKING:
+    from imapd.protocol.proxyproto import ProxyHeader
     from imapd.session.context import ServerContext
 
 log = logging.getLogger(__name__)
@@ -188,13 +190,27 @@ class ConnectionRegistry:
         return sum(moved)
 
 
+Listening = asyncio.Server | GatedListener
+"""A listener of ours: asyncio's, or one that reads PROXY headers first (``server.proxy_protocol_from``)."""
+
+
 async def start_listeners(
     ctx: ServerContext, registry: ConnectionRegistry, tls_context: ssl.SSLContext | None,
     sockets: list[tuple[socket.socket, bool]] | None = None,
-) -> list[asyncio.Server]:
+) -> list[Listening]:
     """Bind the configured listeners, or serve ``sockets`` ((socket, implicit TLS)) bound by a supervisor."""
     loop = asyncio.get_running_loop()
-    servers: list[asyncio.Server] = []
+    servers: list[Listening] = []
+    trusted = TrustedPeers(ctx.settings.server.proxy_protocol_from)
+    if trusted:
+        if sockets is None:
+            sockets = [(_bind_here(addr, "server.listen"), False) for addr in ctx.settings.server.listen]
+            sockets += [(_bind_here(addr, "server.tls_listen"), True) for addr in ctx.settings.server.tls_listen]
+        for sock, tls in sockets:
+            if tls and tls_context is None:
+                raise ValueError("an implicit-TLS listener needs tls.cert and tls.key")
+            servers.append(_gated(ctx, registry, sock, trusted, tls_context if tls else None))
+        return servers
     if sockets is not None:
         for sock, tls in sockets:
             if tls and tls_context is None:
@@ -222,6 +238,22 @@ async def start_listeners(
             )
         )
     return servers
+
+
+def _bind_here(address: str, what: str) -> socket.socket:
+    sock = bind_tcp(address, what=what)
+    sock.set_inheritable(False)  # (bind_tcp's sockets are for workers; this one stays in this process)
+    return sock
+
+
+def _gated(ctx: ServerContext, registry: ConnectionRegistry, sock: socket.socket, trusted: TrustedPeers,
+           tls_context: ssl.SSLContext | None) -> GatedListener:
+    implicit_tls = tls_context is not None
+
+    def attach(header: ProxyHeader | None) -> asyncio.Protocol:
+        return IMAPConnection(ctx, registry, implicit_tls=implicit_tls, proxied=header)
+
+    return GatedListener(sock, trusted, attach, tls=tls_context, timeout=ctx.settings.server.proxy_header_timeout)
 
 
 def make_tls_context(cert: str, key: str) -> ssl.SSLContext:

@@ -37,11 +37,13 @@ from imapd.delivery.agent import Envelope, Outcome, deliver, to_crlf, trace_head
 from imapd.delivery.recipients import Recipient, RecipientResolver
 from imapd.rendezvous import ChangeNotice, notify_owner
 from imapd.server.listener import bind_tcp
+from imapd.server.proxy_gate import GatedListener, TrustedPeers
 from imapd.sieve.delivery import keep_unsent, send_outgoing
 from imapd.store.names import INBOX
 
 if TYPE_CHECKING:
     from imapd.cache import WarmCache
+    from imapd.protocol.proxyproto import ProxyHeader
     from imapd.session.context import ServerContext
     from imapd.store.store import Store
 
@@ -149,14 +151,19 @@ class LMTPService:
         self.settings = ctx.settings.lmtp
         self.hostname = self.settings.hostname or socket.gethostname()  # no DNS lookup, unlike getfqdn()
         self.resolver = RecipientResolver(ctx.users, self.settings.domains, self.settings.recipient_delimiter)
-        self.server: asyncio.Server | None = None
+        self.server: asyncio.Server | GatedListener | None = None
         self.connections: set[LMTPConnection] = set()
         self._foreign: tuple[Store, WarmCache] | None = None
 
     async def start(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         factory: Callable[[], LMTPConnection] = lambda: LMTPConnection(self, loop)  # noqa: E731
-        if sock.family == socket.AF_UNIX:
+        trusted = TrustedPeers(self.settings.proxy_protocol_from)
+        if trusted and sock.family != socket.AF_UNIX:
+            # Behind HAProxy (Postfix itself sends no header): the header's source goes into Received:.
+            self.server = GatedListener(sock, trusted, lambda header: LMTPConnection(self, loop, proxied=header),
+                                        timeout=self.settings.proxy_header_timeout)
+        elif sock.family == socket.AF_UNIX:
             self.server = await loop.create_unix_server(factory, sock=sock)
         else:
             self.server = await loop.create_server(factory, sock=sock)
@@ -339,8 +346,10 @@ class LMTPConnection(LMTP):
 
     line_length_limit = 64 * 1024  # the stream's buffer limit; DATA lines may be longer (read in parts)
 
-    def __init__(self, service: LMTPService, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, service: LMTPService, loop: asyncio.AbstractEventLoop, *,
+                 proxied: ProxyHeader | None = None) -> None:
         self.service = service
+        self._proxied = proxied
         self._raw_replies = False
         self.session_id = secrets.token_urlsafe(16)
         settings = service.settings
@@ -351,6 +360,10 @@ class LMTPConnection(LMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.service.connections.add(self)
         super().connection_made(transport)
+        proxied = self._proxied
+        if proxied is not None and proxied.source is not None and self.session is not None:
+            # aiosmtpd took the socket's peer (a tuple, whatever its annotation says); the balancer named the MTA.
+            self.session.peer = proxied.source  # type: ignore[assignment]
 
     def connection_lost(self, error: Exception | None) -> None:
         self.service.connections.discard(self)

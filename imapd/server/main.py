@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from imapd.config import Settings
 from imapd.rendezvous import AuthEvent, ConnectionCount, Generation, run_dir, socket_path, write_generation
 from imapd.server.handoff import HandoffChannel
-from imapd.server.listener import ConnectionRegistry, make_tls_context, start_listeners
+from imapd.server.listener import ConnectionRegistry, Listening, make_tls_context, start_listeners
 
 if TYPE_CHECKING:
     from imapd.server.handoff import Transfer
@@ -37,7 +37,7 @@ class ServerHandle:
         self.ctx.ownership = ownership
         self.registry = ConnectionRegistry(self.ctx)
         self.ctx.registry = self.registry
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[Listening] = []
         self._background: list[asyncio.Task[None]] = []
         self._metrics_runner: Any = None
         self._notices: HandoffChannel | None = None

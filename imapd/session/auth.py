@@ -315,8 +315,9 @@ def client_address(s: Session) -> str:
     """The address limits, throttles and logs use for this session's client.
 
     The one place that decides it: the peer of the connection, unless a trusted proxy named the real client
-    (``ID ("x-originating-ip" ...)``, see ``cmd_auth.id_``). A PROXY protocol header belongs here too: the
-    listener would set the connection's peer to the header's source when the sender is trusted.
+    (``ID ("x-originating-ip" ...)``, see ``cmd_auth.id_``). A PROXY protocol header from a
+    ``server.proxy_protocol_from`` peer has already made its source the connection's peer
+    (``imapd/server/proxy_gate.py``), so it needs nothing here.
     """
     origin = s.client_origin
     return origin[0] if origin is not None else s.conn.peer_host

@@ -109,7 +109,7 @@ async def starttls(s: Session, cmd: c.StartTLS) -> None:
     context = s.ctx.tls_context
     if context is None:
         raise CommandNo("STARTTLS is not configured on this server", "CANNOT")
-    if s.conn.is_tls:
+    if s.conn.is_tls or s.conn.balancer_tls:
         raise CommandBad("TLS is already active")
     s.send(TaggedResponse(cmd.tag, "OK", "Begin TLS negotiation now"))
     try:

@@ -56,6 +56,7 @@ class ResponseSink(Protocol):
 
     peer_host: str
     is_tls: bool
+    balancer_tls: bool  # a trusted balancer's PROXY header said the client reached it over TLS
 
     @property
     def is_loopback(self) -> bool: ...
@@ -158,12 +159,14 @@ class Session:
 
     @property
     def plaintext_auth_allowed(self) -> bool:
-        return self.conn.is_tls or self.conn.is_loopback or self.ctx.settings.tls.allow_plaintext_auth
+        conn = self.conn
+        return (conn.is_tls or conn.balancer_tls or conn.is_loopback
+                or self.ctx.settings.tls.allow_plaintext_auth)
 
     def capability_list(self) -> list[str]:
         return capabilities(
             authenticated=self.authenticated,
-            tls_active=self.conn.is_tls,
+            tls_active=self.conn.is_tls or self.conn.balancer_tls,
             starttls_available=self.ctx.tls_context is not None,
             plaintext_auth_allowed=self.plaintext_auth_allowed,
             append_limit=self.ctx.settings.limits.max_literal,

@@ -4,6 +4,7 @@ socket, hibernation; runs in the foreground until SIGTERM/SIGINT (SIGHUP re-read
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import ssl
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from imapd.config import Settings
 from imapd.protocol.connection import InputBudget, InputLimits, PreauthLimits
+from imapd.protocol.proxyproto import ProxyHeader
 from imapd.proxy.backends import BackendPool
 from imapd.proxy.control import ControlServer
 from imapd.proxy.coordination import Coordination
@@ -20,6 +22,7 @@ from imapd.proxy.hibernation import Hibernation
 from imapd.proxy.recovery import Recovery
 from imapd.proxy.session import ProxySession
 from imapd.server.listener import bind_tcp, make_tls_context, parse_hostport
+from imapd.server.proxy_gate import GatedListener, TrustedPeers
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class ProxyServer:
         if settings.tls.cert and settings.tls.key:
             self.tls_context = make_tls_context(settings.tls.cert, settings.tls.key)
         self.control = ControlServer(self, control_path(settings))
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server | GatedListener] = []
 
     def admit(self, address: str) -> bool:
         if self.per_address[address] >= self.settings.limits.max_connections_per_address:
@@ -78,18 +81,27 @@ class ProxyServer:
         self.recovery.start()
         await self.control.start()
         bound: list[str] = []
+        trusted = TrustedPeers(self.settings.proxy.proxy_protocol_from)
         for address, tls in [(a, False) for a in self.settings.proxy.listen] + \
                             [(a, True) for a in self.settings.proxy.tls_listen]:
             if tls and self.tls_context is None:
                 raise ValueError("proxy.tls_listen needs tls.cert and tls.key")
             sock = bind_tcp(address, what="proxy")
-            server = await self.loop.create_server(
-                lambda tls=tls: ProxySession(self, implicit_tls=tls), sock=sock,
-                ssl=self.tls_context if tls else None)
+            context = self.tls_context if tls else None
+            server: asyncio.Server | GatedListener
+            if trusted:  # a balancer's PROXY header is read first, before any TLS handshake
+                server = GatedListener(sock, trusted, functools.partial(self._proxied_session, tls), tls=context,
+                                       timeout=self.settings.server.proxy_header_timeout)
+            else:
+                server = await self.loop.create_server(lambda tls=tls: ProxySession(self, implicit_tls=tls),
+                                                       sock=sock, ssl=context)
             self._servers.append(server)
             host, port = sock.getsockname()[:2]
             bound.append(f"{'imaps' if tls else 'imap'} {host}:{port}")
         return bound
+
+    def _proxied_session(self, tls: bool, header: ProxyHeader | None) -> ProxySession:
+        return ProxySession(self, implicit_tls=tls, proxied=header)
 
     async def stop(self) -> None:
         for server in self._servers:

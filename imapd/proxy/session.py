@@ -1,6 +1,7 @@
-"""One client of the proxy: PROXY header, pre-authentication, attaching to a backend, then the relay.
+"""One client of the proxy: pre-authentication, attaching to a backend, then the relay.
 
-Phases: ``HEADER`` (a trusted balancer's PROXY header), ``PREAUTH`` (:mod:`imapd.proxy.preauth`),
+A trusted balancer's PROXY header is read by the listener before this object exists (``proxied``).
+Phases: ``PREAUTH`` (:mod:`imapd.proxy.preauth`),
 ``ATTACH`` (a task logs in on the backend; client input waits), ``RELAY`` (bytes pass both ways, the
 :class:`~imapd.proxy.tracker.SessionTracker` follows the state), ``DETACH``/``WAKE`` (the hibernation
 steps of :mod:`imapd.proxy.hibernation`; client input waits). The relay path is two ``write`` calls and
@@ -15,7 +16,7 @@ import ssl
 from typing import TYPE_CHECKING, cast
 
 from imapd.protocol.connection import NEED_DATA, ServerConnection
-from imapd.protocol.proxyproto import ProxyHeaderError, parse
+from imapd.protocol.proxyproto import ProxyHeader
 from imapd.protocol.response_codes import Code
 from imapd.protocol.responses import TaggedResponse, UntaggedStatus
 from imapd.proxy.backend_link import BackendClosed, BackendLink, open_link
@@ -23,7 +24,7 @@ from imapd.proxy.backends import Backend, NoBackend
 from imapd.proxy.credentials import TokenRefused
 from imapd.proxy.preauth import LoginRequest, PreauthDialog, StartTLSRequest
 from imapd.proxy.tracker import SessionTracker, TrackerError
-from imapd.session.auth import HashesBusy, LoginRefused, is_trusted_proxy
+from imapd.session.auth import HashesBusy, LoginRefused
 
 if TYPE_CHECKING:
     from imapd.proxy.hibernation import Sleeper
@@ -33,21 +34,24 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ProxySession"]
 
-HEADER, PREAUTH, ATTACH, RELAY, DETACH, HIBERNATED, WAKE, CLOSED = range(8)
+PREAUTH, ATTACH, RELAY, DETACH, HIBERNATED, WAKE, CLOSED = range(7)
 _MAX_PENDING = 256 * 1024
 """Client bytes held while the backend side is being set up; beyond it the client is not read."""
 
 
 class ProxySession(asyncio.Protocol):
-    def __init__(self, server: ProxyServer, *, implicit_tls: bool) -> None:
+    def __init__(self, server: ProxyServer, *, implicit_tls: bool, proxied: ProxyHeader | None = None) -> None:
+        """``proxied``: the PROXY header a trusted balancer sent before anything else, already read by the
+        listener (:class:`imapd.server.proxy_gate.GatedListener`, shared with the backends), so the TLS
+        handshake of an implicit-TLS listener starts after it."""
         self.server = server
+        self.proxied = proxied
         self.transport: asyncio.Transport | None = None
         self.tls = implicit_tls
         self.phase = PREAUTH
         self.peer: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         self.client: tuple[str, int] = ("", 0)
-        self._header = b""
         self.conn: ServerConnection | None = None
         self.dialog: PreauthDialog | None = None
         self.user: str | None = None
@@ -87,16 +91,14 @@ class ProxySession(asyncio.Protocol):
             return  # a hibernated session re-attached to its socket (hibernation.py): addresses kept
         self.local = (str(local[0]), int(local[1]))
         self.client = self.peer
-        if is_trusted_proxy(self.peer[0], self.server.settings.proxy.proxy_protocol_from):
-            self.phase = HEADER
-            self.server.loop.call_later(self.server.settings.limits.preauth_timeout, self._header_timeout)
-            return
+        header = self.proxied
+        if header is not None:
+            if header.source is not None:
+                self.client = header.source
+            if header.dest is not None:
+                self.local = header.dest
+            self.tls = self.tls or header.tls
         self._start_preauth()
-
-    def _header_timeout(self) -> None:
-        if self.phase == HEADER:
-            log.info("closing connection from %s: no PROXY header in time", self.peer[0])
-            self._close()
 
     def _start_preauth(self) -> None:
         settings = self.server.settings
@@ -148,9 +150,7 @@ class ProxySession(asyncio.Protocol):
                         return
             link.write(data)
             return
-        if phase == HEADER:
-            self._on_header(data)
-        elif phase == PREAUTH:
+        if phase == PREAUTH:
             assert self.conn is not None
             self.conn.receive_data(data)
             self._run_preauth()
@@ -246,28 +246,6 @@ class ProxySession(asyncio.Protocol):
             self.bye("Session ended by the administrator")
         elif self.sleep_idle_tag is not None and change.get("mailbox") in (None, self.sleep_mailbox):
             self.server.hibernation.wake_soon(self)
-
-    # -- the PROXY header ------------------------------------------------------------------------------------
-    def _on_header(self, data: bytes) -> None:
-        self._header += data
-        try:
-            header = parse(self._header)
-        except ProxyHeaderError as exc:
-            log.info("closing connection from %s: %s", self.peer[0], exc)
-            self._close()
-            return
-        if header is None:
-            return
-        rest = self._header[header.length:]
-        self._header = b""
-        if header.source is not None:
-            self.client = header.source
-        if header.dest is not None:
-            self.local = header.dest
-        self.tls = self.tls or header.tls
-        self._start_preauth()
-        if rest:
-            self.data_received(rest)
 
     # -- pre-authentication ----------------------------------------------------------------------------------
     def _run_preauth(self) -> None:

@@ -117,9 +117,13 @@ class ClusterNode:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         timeout = self.settings.timeout
-        self._client = aioredis.from_url(self.settings.redis_url, socket_timeout=timeout,
-                                         socket_connect_timeout=timeout, retry_on_timeout=False,
-                                         decode_responses=True)
+        # A blocking pool: a burst of logins (a failover restores thousands of sessions at once) waits its
+        # turn for one of a bounded set of connections; redis-py's default pool refuses the 101st at once,
+        # which would read as an outage.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.settings.redis_url, max_connections=64, timeout=timeout, socket_timeout=timeout,
+            socket_connect_timeout=timeout, retry_on_timeout=False, decode_responses=True)
+        self._client = aioredis.Redis(connection_pool=pool)
         self._heartbeat_script = self._client.register_script(scripts.HEARTBEAT)
         self._assert_script = self._client.register_script(scripts.ASSERT)
         self._release_script = self._client.register_script(scripts.RELEASE)
@@ -145,7 +149,7 @@ class ClusterNode:
         if client is None:
             return
         if not release:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
             return
         with self._lock:
             users = list(self.owned)
@@ -159,7 +163,7 @@ class ClusterNode:
                 await pipe.execute()
         except _DOWN as exc:
             log.warning("could not hand back %d user(s) to the cluster at shutdown: %s", len(users), exc)
-        await client.aclose()
+        await client.aclose(close_connection_pool=True)
 
     # -- liveness ---------------------------------------------------------------------------------------------
     async def _heartbeat(self) -> None:

@@ -27,6 +27,10 @@ class NoBackend(Exception):
     """No healthy, non-drained backend: the client gets ``NO [UNAVAILABLE]``."""
 
 
+SLOW_CHECKS = 3
+"""Health checks in a row without a greeting in time before a backend that still accepts is marked down."""
+
+
 @dataclass(slots=True)
 class Backend:
     node: str
@@ -36,6 +40,8 @@ class Backend:
     drained: bool = False
     checked: float = 0.0
     error: str = ""
+    slow: int = 0
+    """Health checks in a row that timed out (a busy backend, e.g. restoring a failed peer's sessions)."""
 
     @property
     def address(self) -> str:
@@ -142,18 +148,32 @@ class BackendPool:
                 log.exception("backend health check failed")
 
     async def _check(self, backend: Backend) -> None:
+        """Connect and read the greeting. A refused connection or a wrong greeting is down at once; a slow
+        answer only after SLOW_CHECKS in a row, since a backend taking over a lost peer's sessions (thousands
+        of RESTOREs at once) greets late without being gone, and marking it down then would leave those
+        sessions nowhere to go."""
+        timeout = max(2.0, min(self.health_interval, 5.0))
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(backend.host, backend.port),
-                                                    timeout=min(self.health_interval, 5.0))
+                                                    timeout=timeout)
             try:
                 if self._hello:
                     writer.write(self._hello)
-                line = await asyncio.wait_for(reader.readline(), timeout=min(self.health_interval, 5.0))
+                line = await asyncio.wait_for(reader.readline(), timeout=timeout)
             finally:
                 writer.close()
             ok = line.startswith(b"* OK")
             error = "" if ok else f"greeting {line[:60]!r}"
-        except (TimeoutError, OSError) as exc:
+            backend.slow = 0
+        except TimeoutError:
+            backend.slow += 1
+            if backend.slow < SLOW_CHECKS:
+                log.info("backend %s (%s) slow to greet (%d of %d checks)", backend.node, backend.address,
+                         backend.slow, SLOW_CHECKS)
+                return
+            ok, error = False, f"no greeting within {timeout:.0f} s, {backend.slow} checks in a row"
+        except OSError as exc:
+            backend.slow = 0
             ok, error = False, f"{type(exc).__name__}: {exc}"
         self.mark(backend, ok, error)
 

@@ -47,8 +47,12 @@ class Coordination:
             return
         import redis.asyncio as aioredis
 
-        self._redis = aioredis.from_url(self._url, decode_responses=True, socket_timeout=5,
-                                        socket_connect_timeout=5)
+        # Bounded and blocking: thousands of sessions waking at once (a backend lost) queue for a connection
+        # instead of failing with "Too many connections" (redis-py's default pool).
+        pool = aioredis.BlockingConnectionPool.from_url(self._url, max_connections=64, timeout=5,
+                                                        decode_responses=True, socket_timeout=5,
+                                                        socket_connect_timeout=5)
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.ping()
         self._task = asyncio.get_running_loop().create_task(self._listen())
@@ -60,7 +64,7 @@ class Coordination:
         if self._pubsub is not None:
             await self._pubsub.aclose()
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
 
     # -- reads and writes ----------------------------------------------------------------------------------
     async def owner(self, user: str) -> tuple[str, str] | None:

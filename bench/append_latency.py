@@ -21,6 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from imapclient import add_server_arguments
+
 
 def message(size: int, i: int) -> bytes:
     head = (f"From: Bench <bench@example.org>\r\nTo: bench@example.org\r\nSubject: append {i}\r\n"
@@ -31,11 +33,7 @@ def message(size: int, i: int) -> bytes:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--user", default="bench")
-    ap.add_argument("--password", default="bench")
-    ap.add_argument("--mailbox", default="appendbench")
+    add_server_arguments(ap, mailbox="appendbench")
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--size", type=int, default=3000)

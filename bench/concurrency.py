@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from imapclient import add_server_arguments
+
 
 def _uid_set(args: argparse.Namespace, user: str) -> str:
     from imapclient import Client, quote
@@ -110,10 +112,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--user", default="bench")
-    ap.add_argument("--password", default="bench")
+    add_server_arguments(ap)
     ap.add_argument("--users", type=int, default=0,
                     help="log in as a random one of USER0..USER(N-1) per request (0: always USER)")
     ap.add_argument("--mailbox", default="INBOX")

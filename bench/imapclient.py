@@ -7,6 +7,7 @@ servers are measured through the same code path.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import re
 import socket
@@ -86,3 +87,14 @@ class Client:
 
 def quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def add_server_arguments(ap: argparse.ArgumentParser, *, mailbox: str | None = None) -> None:
+    """The server and account every bench talks to (``--host --port --user --password [--mailbox]``), the
+    same names and defaults in each, so one command line can be pointed at ours and at Dovecot alike."""
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--user", default="bench")
+    ap.add_argument("--password", default="bench")
+    if mailbox is not None:
+        ap.add_argument("--mailbox", default=mailbox)

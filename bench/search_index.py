@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from imapclient import Client, quote  # noqa: E402
+from imapclient import Client, add_server_arguments, quote  # noqa: E402
 
 # Needles from bench/seed.py's vocabulary: common and rare hits, non-ASCII (RFC 2047 / UTF-8 decoded),
 # a short one (under three characters: no trigram), a needle that matches nothing.
@@ -80,11 +80,7 @@ def timed(c: Client, command: bytes) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--user", default="bench")
-    ap.add_argument("--password", default="bench")
-    ap.add_argument("--mailbox", default="INBOX")
+    add_server_arguments(ap, mailbox="INBOX")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--label", default="server")
     ap.add_argument("--only", action="append", default=[], help="only keys whose label contains this")

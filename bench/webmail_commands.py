@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imapclient import Client, quote
+from imapclient import Client, add_server_arguments, quote
 from webmail_request import uid_set
 
 HEADER_FIELDS = ("DATE FROM TO SUBJECT CONTENT-TYPE CC REPLY-TO LIST-POST DISPOSITION-NOTIFICATION-TO "
@@ -58,11 +58,7 @@ def server_cpu(pid: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--user", default="bench")
-    ap.add_argument("--password", default="bench")
-    ap.add_argument("--mailbox", default="INBOX")
+    add_server_arguments(ap, mailbox="INBOX")
     ap.add_argument("--count", type=int, default=50, help="messages of the page (the last N UIDs)")
     ap.add_argument("--runs", type=int, default=500, help="commands of each kind per round")
     ap.add_argument("--rounds", type=int, default=3)

@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imapclient import Client, IMAPError, quote
+from imapclient import Client, IMAPError, add_server_arguments, quote
 
 PHASES_LOGIN = ["connect", "login", "select", "fetch", "logout", "total"]
 PHASES_XSTATE = ["connect", "restore", "fetch", "logout", "total"]
@@ -124,11 +124,7 @@ def summarize(label: str, mode: str, cache: str, samples: list[dict[str, float]]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--user", default="bench")
-    ap.add_argument("--password", default="bench")
-    ap.add_argument("--mailbox", default="INBOX")
+    add_server_arguments(ap, mailbox="INBOX")
     ap.add_argument("--count", type=int, default=50, help="messages fetched (the last N UIDs)")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)

@@ -19,6 +19,15 @@ class ConfigError(Exception):
     """A config file or override that cannot be used; the message names the key."""
 
 
+def _check_networks(key: str, specs: list[str]) -> None:
+    """Every entry of a list of trusted peers is an address or a CIDR network; the error names the key."""
+    for net in specs:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"{key}: {net!r} is not an address or CIDR network") from None
+
+
 class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "./imapd-data"
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:1143"])
@@ -50,11 +59,7 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     proxy_header_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        for net in self.proxy_protocol_from:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"server.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        _check_networks("server.proxy_protocol_from", self.proxy_protocol_from)
         if self.proxy_header_timeout <= 0:
             raise ValueError("server.proxy_header_timeout must be > 0")
 
@@ -100,11 +105,7 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     trusted_networks: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for net in self.trusted_networks:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"auth.trusted_networks: {net!r} is not an address or CIDR network") from None
+        _check_networks("auth.trusted_networks", self.trusted_networks)
 
 
 class CacheSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -154,11 +155,7 @@ class LMTPSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def __post_init__(self) -> None:
         if len(self.recipient_delimiter) > 1:
             raise ValueError("lmtp.recipient_delimiter: one character, or empty for none")
-        for net in self.proxy_protocol_from:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"lmtp.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        _check_networks("lmtp.proxy_protocol_from", self.proxy_protocol_from)
         if self.proxy_header_timeout <= 0:
             raise ValueError("lmtp.proxy_header_timeout must be > 0")
 
@@ -264,11 +261,7 @@ class ProxySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.forward_address not in ("proxy-protocol", "id"):
             raise ValueError("proxy.forward_address: \"proxy-protocol\" or \"id\"")
-        for net in self.proxy_protocol_from:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"proxy.proxy_protocol_from: {net!r} is not an address or CIDR network") from None
+        _check_networks("proxy.proxy_protocol_from", self.proxy_protocol_from)
         for spec in self.backends:
             node, sep, address = spec.partition("=")
             if not sep or not node or ":" not in address:

@@ -35,6 +35,7 @@ from tests.rawimap import RawIMAP
 
 PAGE = "UID FETCH 1:20 (UID FLAGS RFC822.SIZE ENVELOPE)"
 SEED = 30  # messages per load user
+NOOP_MARK = b"-- IDLE ended (DONE), NOOP --"
 
 
 def metric(port: int, name: str) -> float | None:
@@ -98,6 +99,7 @@ def idler(node: Node, clock: Clock, stop: threading.Event, seen: list[tuple[floa
     c.sock.sendall(b"DONE\r\n")
     while not c.readline().startswith(b"i "):
         pass
+    other.append((clock.now(), NOOP_MARK))
     for line in c.ok("NOOP"):  # what a client learns at its next command
         if line.endswith(b"EXISTS"):
             seen.append((clock.now(), int(line.split()[1])))
@@ -185,11 +187,14 @@ def report(root: Path, a: Node, b: Node, clock: Clock, t_down: float, t_up: floa
         print(f"  {name} imapd_cluster_redis_up: "
               + ", ".join(f"{v if v is None else int(v)} at {t:.2f}" for t, v in changes))
     uids = index_uids(root, "alice")
+    noop_at = next((t for t, line in other if line == NOOP_MARK), None)
     for t, what, reply in events:
         uid = uids.get(subject_of(what))
         told = next((st for st, n in seen if uid is not None and n >= uid), None)
         late = (f"told at {told:.2f} s: {told - t:.2f} s after, {told - t_up:+.2f} s from Redis back"
-                if told is not None else "not told in IDLE")
+                if told is not None else "never told")
+        if told is not None and noop_at is not None and told >= noop_at:
+            late += " (NOT in IDLE: only at the client's next command, the NOOP at the end)"
         print(f"  {what} at {t:.2f} s: {reply}; UID {uid}; {late}")
     print("  IDLE EXISTS seen: " + ", ".join(f"{n} at {t:.2f}" for t, n in seen))
     for t, line in other:

@@ -177,7 +177,7 @@ def report(root: Path, a: Node, b: Node, clock: Clock, t_down: float, t_up: floa
         walls = sorted(r[1] for r in ok) or [0.0]
         print(f"  webmail requests {label:6}: {len(ok) / (hi - lo):6.1f}/s served, "
               f"{(len(part) - len(ok)) / (hi - lo):5.1f}/s failed, median {walls[len(walls) // 2] * 1000:.1f} ms, "
-              f"max {walls[-1] * 1000:.0f} ms")
+              f"max {walls[-1] * 1000:.0f} ms, {sum(w > 0.25 for w in walls)} over 250 ms")
     slow = [r for r in flat if r[1] > 1.0]
     for start, wall, result in slow[:5]:
         print(f"    slow request: started {start:.2f} s, took {wall:.2f} s, {result}")

@@ -39,7 +39,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Node:
-    def __init__(self, root: Path, name: str, port: int, lmtp: int, redis_url: str | None) -> None:
+    def __init__(self, root: Path, name: str, port: int, lmtp: int, redis_url: str | None,
+                 extra: tuple[str, ...] = ()) -> None:
         self.port, self.lmtp, self.name = port, lmtp, name
         self.data = root / f"node-{name}"
         self.data.mkdir(exist_ok=True)
@@ -52,6 +53,7 @@ class Node:
         if redis_url:
             args += ["-o", f"cluster.redis_url={redis_url}", "-o", f"cluster.node_id={name}",
                      "-o", "cluster.reassert_grace=0.2", "-o", "cluster.login_wait=5"]
+        args += extra
         self.log = open(root / f"{name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + 30

@@ -106,6 +106,10 @@ class ClusterNode:
         self._queue: asyncio.Queue[ChangeMessage] = asyncio.Queue(cluster.publish_queue)
         self._down_since: float | None = None
         self._failed_pairs: set[tuple[str, str]] = set()
+        # (user, mailbox) of deliveries stored here while Redis was unreachable, whose notices could not go
+        # out: announced again once it is back, or the owner's IDLE clients hear of them only at their
+        # next command (the owner lists new/ when it reconnects itself, which may be before we do).
+        self._held_deliveries: set[tuple[str, str]] = set()
         # Throttles announced on the cluster's throttle channel: key -> time.monotonic() it ends.
         self._throttled_addresses: dict[str, float] = {}
         self._throttled_users: dict[str, float] = {}
@@ -205,8 +209,8 @@ class ClusterNode:
             with self._lock:
                 self.continuity += 1
         self.last_renewal = sent
-        was_down = self._came_back()
-        if (lapsed or was_down) and self.owned:
+        was_down = self._came_back()  # which re-asserts every user after an outage
+        if lapsed and not was_down and self.owned:
             asyncio.get_running_loop().create_task(self._reassert_all())
         return True
 
@@ -241,7 +245,10 @@ class ClusterNode:
         self._subscription = asyncio.get_running_loop().create_task(self._subscriber())
 
     def _came_back(self) -> bool:
-        """Mark Redis reachable; True if it was not."""
+        """Mark Redis reachable; True if it was not. Whichever call reaches Redis first after an outage
+        (often a login's claim, whose script also renews the node key, so that the heartbeat after it
+        sees no lapse) re-asserts every user owned here: one with only an idle session would otherwise
+        keep no owner record and be given up at its next write."""
         was_down = not self.reachable
         self.reachable = True
         self.metrics.set("imapd_cluster_redis_up", 1)
@@ -250,13 +257,25 @@ class ClusterNode:
                         time.monotonic() - self._down_since, len(self.owned))
             self.metrics.inc("imapd_cluster_reconnects_total")
             self._call_on_loop(self._restart_subscriber)
+            self._call_on_loop(self._after_outage)
         self._down_since = None
         return was_down
 
-    async def _reassert_all(self) -> None:
+    def _after_outage(self) -> None:
+        """Redis is back: re-assert the users owned here and re-read their open mailboxes (deliveries other
+        nodes stored meanwhile went unannounced); announce the deliveries stored here meanwhile."""
+        held, self._held_deliveries = self._held_deliveries, set()
+        for user, mailbox in held:
+            self._enqueue(ChangeMessage(node=self.node_id, user=user, mailbox=mailbox, uidvalidity=0, modseq=0,
+                                        kind="delivery"))
+        if self.owned:
+            asyncio.get_running_loop().create_task(self._reassert_all(resync=True))
+
+    async def _reassert_all(self, *, resync: bool = False) -> None:
         for user in list(self.owned):
             try:
-                await self._assert(user, "confirm")
+                if await self._assert(user, "confirm") == "ok" and resync:
+                    self.on_claimed(user)
             except NotOwner:
                 pass
             except _DOWN as exc:
@@ -424,12 +443,17 @@ class ClusterNode:
 
     def _enqueue(self, message: ChangeMessage) -> None:
         if not self.reachable:
+            self._hold(message)
             self.metrics.inc("imapd_cluster_changes_dropped_total")
             return
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
             self.metrics.inc("imapd_cluster_changes_dropped_total")
+
+    def _hold(self, message: ChangeMessage) -> None:
+        if message.kind == "delivery" and len(self._held_deliveries) < self.settings.publish_queue:
+            self._held_deliveries.add((message.user, message.mailbox))
 
     async def _publisher(self) -> None:
         assert self._client is not None
@@ -445,6 +469,8 @@ class ClusterNode:
                     await pipe.execute()
                 self.metrics.inc("imapd_cluster_changes_published_total", len(batch))
             except _DOWN as exc:
+                for message in batch:
+                    self._hold(message)
                 self.metrics.inc("imapd_cluster_changes_dropped_total", len(batch))
                 log.debug("dropped %d change message(s): %s", len(batch), exc)
 

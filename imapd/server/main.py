@@ -122,7 +122,8 @@ class ServerHandle:
             node.releases = ctx.ownership.owns
         node.on_change = lambda message: self._changed(message.user, rescan_new=message.kind == "delivery")
         # What another node wrote meanwhile (the index), and files other nodes left alone in new/ while the
-        # user was not ours: a claim is rare, so list new/ too.
+        # user was not ours (or while Redis was down, unannounced: also called after a reconnect): a claim
+        # is rare, so list new/ too.
         node.on_claimed = lambda user: self._changed(user, rescan_new=True)
         node.on_kick = lambda user: self.registry.bye_user(user, "Session closed by the administrator")
         node.on_lost = lambda user: self.registry.bye_user(

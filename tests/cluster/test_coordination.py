@@ -312,6 +312,53 @@ def test_redis_outage_keeps_serving_and_reconnects(cluster_root: ClusterRoot, re
     assert "reachable again" in a.log()
 
 
+def test_after_an_outage_an_idle_owned_user_is_reasserted_whatever_call_comes_first(
+        cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
+    """A login's claim may be the first call to reach Redis again (the heartbeat sits in its backoff).
+    It re-creates the node key, so the heartbeat that follows sees neither an outage nor a lapse; the
+    reconnect itself must re-assert every user, or a user with only an IDLE session here keeps no owner
+    record and, at its next write after the re-assert window, is given up: BYE to its IDLE client."""
+    a = start_node(cluster_root, "a", redis_server, "-o", "cluster.reconnect_max=5")
+    nodes.append(a)
+    idle = login(a)  # alice: a session that writes nothing
+    idle.ok("SELECT INBOX")
+    login(a, "bob").ok("LOGOUT")
+    redis_server.stop()
+    wait_for("outage mode", lambda: "outage mode" in a.log(), timeout=5)
+    time.sleep(2.0)  # the heartbeat's backoff is past 1.6 s now
+    redis_server.start()
+    login(a, "bob").ok("LOGOUT")  # the first call to reach the new Redis
+    r: Any = redis_server.client()
+    wait_for("alice re-asserted", lambda: r.get("imapd:owner:alice") == "a", timeout=2)
+    assert b"OK" in append(idle, "after the outage")
+
+
+def test_deliveries_during_an_outage_reach_the_idle_client_once_redis_is_back(
+        cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
+    """B stores a delivery for A's user as a file alone while neither reaches Redis, so its notice cannot
+    go out; once Redis is back the IDLE client on A is told, without waiting for its next command."""
+    a = start_node(cluster_root, "a", redis_server)
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, "-o", f"lmtp.listen=\"127.0.0.1:{free_port()}\"")
+    nodes.append(b)
+    idle = login(a)
+    idle.ok("SELECT INBOX")
+    idle.sock.sendall(b"i IDLE\r\n")
+    assert idle.readline().startswith(b"+")
+    redis_server.stop()
+    wait_for("outage mode", lambda: "outage mode" in a.log() and "outage mode" in b.log(), timeout=5)
+    with smtplib.LMTP(*_lmtp_address(b)) as lmtp:
+        lmtp.sendmail("s@example.org", ["alice"], b"Subject: delivered during the outage\r\n\r\nhi\r\n")
+    redis_server.start()
+    idle.sock.settimeout(8)
+    line = idle.readline()
+    assert line == b"* 1 EXISTS\r\n", line
+    idle.sock.sendall(b"DONE\r\n")
+    while not idle.readline().startswith(b"i "):
+        pass
+    assert len(index_subjects(cluster_root)) == 1  # in the index, once
+
+
 # -- logins, X-STATE, kick -------------------------------------------------------------------------------------------
 def test_failed_logins_count_across_nodes(cluster_root: ClusterRoot, redis_server: RedisServer,
                                           nodes: list[RunningServer]) -> None:

@@ -72,14 +72,19 @@ def start_server(data_dir: Path, *extra: str, tls_listen: str | None = None) -> 
     return RunningServer("127.0.0.1", port, data_dir, proc, log_path)
 
 
-def stop_server(server: RunningServer) -> None:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s: a server or proxy a test started."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            server.proc.wait(timeout=15)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
+            proc.kill()
+            proc.wait()
+
+
+def stop_server(server: RunningServer) -> None:
+    stop_process(server.proc)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from statecodec import KeyRing
 from tests.cluster.conftest import RedisServer, redis_server  # noqa: F401 - the fixture, for tests/proxy
-from tests.conftest import ROOT, RunningServer, imapd_cli, start_server, stop_server
+from tests.conftest import ROOT, RunningServer, imapd_cli, start_server, stop_process, stop_server
 
 SHARED = ("mail", "passwd", "passwd.generations", "passwd.lock", "xstate.keys")
 
@@ -110,13 +110,7 @@ def start_proxy(root: Path, backends: list[str], tmp: Path, *extra: str, forward
 
 
 def stop_proxy(proxy: RunningProxy) -> None:
-    if proxy.proc.poll() is None:
-        proxy.proc.send_signal(signal.SIGTERM)
-        try:
-            proxy.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proxy.proc.kill()
-            proxy.proc.wait()
+    stop_process(proxy.proc)
 
 
 def _toml(text: str) -> str:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from imapd.protocol.proxyproto import V2_SIGNATURE, encode_v2
-from tests.proxy.conftest import Cluster, RunningProxy, wait_for
+from tests.proxy.conftest import Cluster, RunningProxy, make_cluster, teardown_cluster, wait_for
 
 
 def _talk(port: int, first: bytes, *, source: str = "127.0.0.1", commands: bytes = b"") -> bytes:
@@ -37,7 +38,17 @@ def _talk(port: int, first: bytes, *, source: str = "127.0.0.1", commands: bytes
         return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the module: these tests only read the backends' logs, each for an address of its own."""
+    c = make_cluster(tmp_path_factory.mktemp("headers"), ("b1", "b2"))
+    try:
+        yield c
+    finally:
+        teardown_cluster(c)
+
+
+@pytest.fixture(scope="module")
 def balanced(cluster: Cluster) -> RunningProxy:
     """A proxy that takes PROXY headers from 127.0.0.1 only (connections from 127.0.0.2 are plain clients)."""
     return cluster.proxy("-o", 'proxy.proxy_protocol_from=["127.0.0.1/32"]', "-o", "tls.trust_loopback=false",
@@ -69,7 +80,7 @@ def test_v2_local_is_a_health_check(balanced: RunningProxy) -> None:
 
 @pytest.mark.parametrize("hostile", [
     pytest.param(b"a LOGIN alice secret1\r\n", id="no-header"),
-    pytest.param(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234\r\n", id="v1-missing-port"),
+    pytest.param(b"PROXY TCP4 198.51.100.7 192.0.2.1 51234\r\n", id="v1-missing-port"),
     pytest.param(b"PROXY TCP4 " + b"9" * 200 + b"\r\n", id="v1-oversized"),
     pytest.param(V2_SIGNATURE + b"\x21\x11\xff\xff" + b"\0" * 64, id="v2-oversized"),
     pytest.param(V2_SIGNATURE + b"\x21\x11\x00\x0c\x7f\x00", id="v2-truncated"),
@@ -91,7 +102,7 @@ def test_header_from_an_untrusted_address_is_not_honoured(cluster: Cluster, bala
 
 def test_backend_refuses_hostile_header(cluster: Cluster) -> None:
     backend = cluster.backends["b1"]
-    assert not _talk(backend.port, b"PROXY TCP4 203.0.113.7 192.0.2.1 1 2 3 4\r\n").startswith(b"* OK")
+    assert not _talk(backend.port, b"PROXY TCP4 198.51.100.70 192.0.2.1 1 2 3 4\r\n").startswith(b"* OK")
     assert not _talk(backend.port, b"a LOGIN alice secret1\r\n").startswith(b"* OK")
     good = _talk(backend.port, encode_v2(("203.0.113.9", 1), ("192.0.2.1", 143), tls=True),
                  commands=b"a LOGIN alice secret1\r\nz LOGOUT\r\n")

@@ -62,8 +62,13 @@ class MimeNode:
         return lines
 
 
-def split_multipart(buf: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
-    """``(start, end)`` of each body part of the multipart body ``buf[start:end]``."""
+def split_multipart(buf: bytes, start: int, end: int, boundary: bytes,
+                    limit: int | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` of each body part of the multipart body ``buf[start:end]``.
+
+    With ``limit``, the ``limit``-th part runs to the close delimiter (or the end): the surplus parts stay in
+    it, found with one search instead of a line-by-line walk (a hostile body of 200,000 empty parts).
+    """
     dash = b"--" + boundary
     needle = b"\n" + dash
     dash_len = len(dash)
@@ -97,6 +102,15 @@ def split_multipart(buf: bytes, start: int, end: int, boundary: bytes) -> list[t
             return parts
         part_start = line_end
         search = line_end - 1 if nl >= 0 else end
+        if limit is not None and len(parts) >= limit - 1:
+            j = find(needle + b"--", search, end)
+            if j < 0:
+                break
+            part_end = j
+            if part_end > part_start and buf[part_end - 1] == 0x0D:
+                part_end -= 1
+            parts.append((part_start, max(part_start, part_end)))
+            return parts
     if part_start >= 0:
         parts.append((part_start, end))
     return parts
@@ -132,10 +146,9 @@ def build(buf: bytes, start: int = 0, end: int | None = None, *, digest: bool = 
         elif not boundary:
             node.type, node.subtype, node.params = _DEFAULT_TEXT[0], _DEFAULT_TEXT[1], list(_DEFAULT_TEXT[2])
         else:
-            spans = split_multipart(buf, node.body_start, end, boundary.encode("utf-8", "replace"))
+            # too many parts: the surplus stays in the last one
+            spans = split_multipart(buf, node.body_start, end, boundary.encode("utf-8", "replace"), budget[0])
             is_digest = subtype == "DIGEST"
-            if len(spans) > budget[0]:  # too many parts: the surplus stays in the last one
-                spans[budget[0] - 1 :] = [(spans[budget[0] - 1][0], spans[-1][1])]
             if spans:
                 node.children = [build(buf, s, e, digest=is_digest, depth=depth + 1, budget=budget)
                                  for s, e in spans]

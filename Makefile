@@ -21,7 +21,7 @@ CLUSTER_IMAP_PORT ?= 10143
 CLUSTER_IMAPS_PORT ?= 10993
 CLUSTER_BASE_PORT ?= 10200
 
-.PHONY: demo cluster-demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz soak
+.PHONY: demo cluster-demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz fuzz-properties soak
 
 define make_venv
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -81,6 +81,10 @@ soak: $(TEST_STAMP)
 fuzz: $(TEST_STAMP)
 	$(BIN)/pip install --quiet atheris
 	$(BIN)/python fuzz/fuzz_parser.py -max_total_time=$${FUZZ_SECONDS:-60}
+
+# The property tests with fresh random examples (2,000 each) instead of `make test`'s repeatable ones.
+fuzz-properties: $(TEST_STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -o timeout=1800 $$(grep -rl "from hypothesis" tests --include='test_*.py')
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

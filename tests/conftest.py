@@ -13,8 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests: in `make test` (profile "ci", the default) each draws the same examples on every run, with
+# no deadline and no "explain" phase, so a loaded machine cannot fail them by timing and a run is repeatable;
+# `HYPOTHESIS_PROFILE=explore` (see `make fuzz-properties`) draws new random examples, many more of them.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, max_examples=2000, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass

@@ -54,27 +54,70 @@ def _relate(relation: str, left: str, right: str, comparator: str) -> bool:
     return a != b
 
 
+class _Glob:
+    """A ``:matches`` key compiled to its ``*``-separated segments, matched without backtracking.
+
+    Each segment has a fixed length (literals and ``?``), so placing every middle segment at its earliest
+    position is both correct and what RFC 5229 3.2 asks of the captures (earlier wildcards match as little
+    as possible): a value of n characters costs O(n x key) at worst, where a backtracking regex of
+    ``*a*a*a*b`` over a 2,000-character header took 52 s.
+    """
+
+    __slots__ = ("_last_len", "_segments")
+
+    def __init__(self, segments: list[re.Pattern[str]], last_len: int) -> None:
+        self._segments = segments
+        self._last_len = last_len
+
+    def match(self, value: str) -> list[str] | None:
+        """The wildcards' values in key order, or None."""
+        segs = self._segments
+        if len(segs) == 1:
+            m = segs[0].fullmatch(value)
+            return None if m is None else list(m.groups())
+        m = segs[0].match(value)
+        if m is None:
+            return None
+        groups = list(m.groups())
+        pos = m.end()
+        for seg in segs[1:-1]:
+            m = seg.search(value, pos)
+            if m is None:
+                return None
+            groups.append(value[pos:m.start()])
+            groups.extend(m.groups())
+            pos = m.end()
+        start = len(value) - self._last_len
+        if start < pos:
+            return None
+        m = segs[-1].fullmatch(value, start)
+        if m is None:
+            return None
+        groups.append(value[pos:start])
+        groups.extend(m.groups())
+        return groups
+
+
 @lru_cache(maxsize=256)
-def _glob(pattern: str, casemap: bool) -> re.Pattern[str]:
-    """``*`` and ``?`` with ``\\`` escapes; each wildcard is a group, the earlier ones matching as little
-    as possible (RFC 5229 3.2)."""
-    out: list[str] = []
+def _glob(pattern: str, casemap: bool) -> _Glob:
+    """``*`` and ``?`` with ``\\`` escapes; each wildcard is a match variable (RFC 5229 3.2)."""
+    flags = re.DOTALL | (re.IGNORECASE | re.ASCII if casemap else 0)
+    segments: list[list[str]] = [[]]
     i = 0
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
+            segments[-1].append(re.escape(pattern[i + 1]))
             i += 2
             continue
         if ch == "*":
-            out.append("(.*?)")
+            segments.append([])
         elif ch == "?":
-            out.append("(.)")
+            segments[-1].append("(.)")
         else:
-            out.append(re.escape(ch))
+            segments[-1].append(re.escape(ch))
         i += 1
-    flags = re.DOTALL | (re.IGNORECASE | re.ASCII if casemap else 0)
-    return re.compile("".join(out), flags)
+    return _Glob([re.compile("".join(seg), flags) for seg in segments], len(segments[-1]))
 
 
 def match_one(value: str, key: str, match_type: str, comparator: str,
@@ -91,10 +134,10 @@ def match_one(value: str, key: str, match_type: str, comparator: str,
     if match_type == ":matches":
         if comparator == "i;ascii-numeric":
             raise MatchError(":matches cannot be used with i;ascii-numeric")
-        m = _glob(key, comparator == "i;ascii-casemap").fullmatch(value)
-        if m is None:
+        found = _glob(key, comparator == "i;ascii-casemap").match(value)
+        if found is None:
             return None
-        return [value, *m.groups()]
+        return [value, *found]
     if match_type == ":value":
         assert relation is not None
         return [] if _relate(relation, value, key, comparator) else None

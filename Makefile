@@ -61,8 +61,16 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
+# Two test processes (pytest-xdist; a file's tests stay together in one), then the few timed tests alone.
+# PYTEST_WORKERS=0 runs everything in this process, in one pass.
+PYTEST_WORKERS ?= 2
 pytest: $(TEST_STAMP) sysdeps
+ifeq ($(PYTEST_WORKERS),0)
 	$(BIN)/python -m pytest -q
+else
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
+endif
 
 test: lint typecheck pytest
 

@@ -110,6 +110,7 @@ def test_login_on_a_second_node_waits_then_unavailable(cluster_root: ClusterRoot
     login(b).ok("LOGOUT")
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_drain_hands_back_idle_users_and_takes_no_new_one(cluster_root: ClusterRoot, redis_server: RedisServer,
                                                           nodes: list[RunningServer]) -> None:
     a = start_node(cluster_root, "a", redis_server)
@@ -217,6 +218,7 @@ def test_frozen_with_a_redis_call_in_flight_is_no_outage(cluster_root: ClusterRo
     new.ok("LOGOUT")
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_killed_node_users_taken_over_within_two_seconds(cluster_root: ClusterRoot, redis_server: RedisServer,
                                                          nodes: list[RunningServer]) -> None:
     a = start_node(cluster_root, "a", redis_server)
@@ -242,6 +244,7 @@ def _lmtp_address(node: RunningServer) -> tuple[str, int]:
     return host, int(port)
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_delivery_on_another_node_reaches_the_owners_idle_session(
         cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
     a = start_node(cluster_root, "a", redis_server)

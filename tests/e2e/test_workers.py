@@ -268,6 +268,7 @@ def test_a_killed_worker_drops_only_its_sessions_and_is_restarted(cluster: tuple
         c.close()
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_a_locked_index_of_one_user_does_not_stall_another(tmp_path: Path) -> None:
     data = tmp_path / "data"
     for user in ("alice", "bob"):

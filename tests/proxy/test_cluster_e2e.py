@@ -57,6 +57,7 @@ def _append(proxy: RunningProxy) -> None:
     writer.command("LOGOUT")
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_backend_notice_wakes_a_hibernated_idle_session(coordinated: Cluster, redis_server: RunningRedis) -> None:
     proxy = coordinated.proxy("-o", "proxy.hibernate_after=0.3", "-o", f"cluster.redis_url={redis_server.url}")
     imap = _idle(proxy, "i1")

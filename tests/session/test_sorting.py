@@ -130,6 +130,7 @@ def _synthetic(n: int) -> list[SortRow]:
     return rows
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_speed_100k_reverse_date() -> None:
     rows = _synthetic(100_000)
     best = float("inf")

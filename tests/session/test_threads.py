@@ -291,6 +291,7 @@ def _synthetic(n: int) -> list[SortRow]:
     return rows
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_speed_references_20k() -> None:
     rows = _synthetic(20_000)
     timings = {}

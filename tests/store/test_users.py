@@ -188,6 +188,7 @@ def test_hashes_from_the_installed_doveadm(scheme: str) -> None:
     assert not verify_password(stored, "from doveadm ")
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test (Makefile)
 def test_unknown_user_costs_like_wrong_password(pf: PasswdFile) -> None:
     pf.add("alice", "pw")
     pf.verify("nobody", "x")  # warm the dummy hash

@@ -1,0 +1,67 @@
+"""The differential check's sequences against our server alone (no peer needed): every command gets an
+answer (no hang, no dropped connection), every NO/BAD carries a human-readable text (RFC 3501 7.1), and the
+divergences from Dovecot that were our bugs stay fixed. ``imapdiff.py`` does the comparison with a peer."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conformance.cases import CASES, Case
+from tests.conformance.imapdiff import Server, run_case, seed
+from tests.conftest import RunningServer
+from tests.rawimap import RawIMAP
+
+_TAGGED_FAIL = re.compile(rb"^TAG (NO|BAD)(?: \[[^\]]*\])?(.*)$", re.S)
+
+
+@pytest.fixture(scope="module")
+def ours(server: RunningServer) -> Server:
+    srv = Server(server.host, server.port, "alice", server.users["alice"])
+    seed(srv, timeout=10.0)
+    return srv
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_is_answered(server: RunningServer, ours: Server, case: Case) -> None:
+    transcript = run_case(ours, case, timeout=10.0)
+    labels = [step for step, _ in transcript]
+    assert "<timeout>" not in labels and "<connection>" not in labels, transcript[-1]
+    for step, resps in transcript:
+        tagged = resps[-1] if resps else b""
+        if step == "LOGOUT" or tagged.startswith(b"+"):
+            continue
+        assert tagged.startswith(b"TAG "), (step, resps)
+        m = _TAGGED_FAIL.match(tagged.rstrip(b"\r\n"))
+        if m:
+            assert m.group(2).strip(), f"{step!r}: {m.group(1).decode()} without text: {tagged!r}"
+    assert server.proc.poll() is None
+
+
+def _session(server: RunningServer) -> RawIMAP:
+    c = RawIMAP(server.host, server.port)
+    c.ok(f"LOGIN alice {server.users['alice']}")
+    c.ok("EXAMINE conf-src")
+    return c
+
+
+def test_empty_section_part_is_bad(server: RunningServer, ours: Server) -> None:
+    """RFC 3501 9: section-part = nz-number *("." nz-number); "1." used to be read as BODY[1]."""
+    c = _session(server)
+    for section in ("1.", "1..2", "0", "2..MIME"):
+        untagged, tagged = c.command(f"FETCH 1 BODY.PEEK[{section}]")
+        assert tagged.split()[1] == b"BAD" and not untagged, (section, untagged, tagged)
+    untagged, tagged = c.command("FETCH 1 BODY.PEEK[1]")
+    assert b" OK" in tagged and untagged
+    c.close()
+
+
+def test_bodystructure_carries_content_md5(server: RunningServer, ours: Server) -> None:
+    """RFC 3501 7.4.2 body-fld-md5: the Content-MD5 value (corpus message 9 has one), NIL without."""
+    c = _session(server)
+    untagged, _ = c.command("FETCH 9 BODYSTRUCTURE")
+    assert b' 21 3 "Q2hlY2sgSW50ZWdyaXR5IQ==" NIL NIL NIL)' in untagged[0], untagged
+    untagged, _ = c.command("FETCH 1 BODYSTRUCTURE")
+    assert b" 35 2 NIL NIL NIL NIL)" in untagged[0], untagged
+    c.close()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from imapd.mime import UnknownEncoding, literal_safe
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_items import FetchAttr
-from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode
+from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode, NumberCode
 from imapd.protocol.response_writer import ResponseWriter
 from imapd.protocol.responses import (
     ContinuationResponse,
@@ -809,8 +809,13 @@ async def expunge(s: Session, cmd: c.Expunge) -> Done:
             raise CommandBad("UID EXPUNGE needs a UID set")
         restrict = {u for _, u in resolve(s, view, cmd.sequence, uid=True)}
     uids = _deleted_uids(view, restrict)
-    if uids:
-        view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
+    if not uids:
+        return Done("EXPUNGE completed")
+    view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
+    if "QRESYNC" in s.enabled:
+        # RFC 7162 3.2.10: with QRESYNC enabled and at least one message expunged, the tagged OK carries
+        # the new per-mailbox mod-sequence (the client stores it instead of asking again)
+        return Done("EXPUNGE completed", NumberCode("HIGHESTMODSEQ", view.mailbox.highestmodseq))
     return Done("EXPUNGE completed")
 
 

@@ -141,6 +141,47 @@ CASES: list[Case] = [
         "ENABLE QRESYNC", S, "STORE 2 +FLAGS.SILENT (\\Deleted)", "EXPUNGE", "UNSELECT",
         "SELECT work (QRESYNC (1 1))", "UNSELECT", "SELECT work (QRESYNC (1 1 1:20))", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
         "CLOSE"], needs=("QRESYNC",)),
+    Case("qresync-vanished", "SELECT (QRESYNC (uidvalidity modseq known-uids)) reports VANISHED (EARLIER)", [
+        "ENABLE QRESYNC", S, "UID STORE 2,4,6 +FLAGS.SILENT (\\Deleted)", "EXPUNGE", "UNSELECT",
+        "SELECT work (QRESYNC (<uidvalidity> 1))", "UNSELECT",
+        "SELECT work (QRESYNC (<uidvalidity> 1 1:11))", "UNSELECT",
+        "SELECT work (QRESYNC (<uidvalidity> 1 1:11 (1:3 1:3)))", "UNSELECT",
+        "EXAMINE work (QRESYNC (<uidvalidity> 99999999 1:11))", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+        "UID FETCH 1:5 (FLAGS) (CHANGEDSINCE 1 VANISHED)", "FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)"],
+        needs=("QRESYNC",)),
+    Case("condstore-implicit", "CHANGEDSINCE and MODSEQ enable CONDSTORE implicitly (RFC 7162 3.1)", [
+        S, "FETCH 1:2 (FLAGS) (CHANGEDSINCE 1)", "STORE 1 +FLAGS (\\Flagged)", "SEARCH MODSEQ 1",
+        "UID SEARCH RETURN (ALL MAX) MODSEQ 1"], needs=("CONDSTORE",)),
+    Case("select-failure", "a failed SELECT leaves no mailbox selected (RFC 3501 6.3.1)", [
+        S, 'SELECT "nosuch"', "FETCH 1 FLAGS", "NOOP", E, "CLOSE", S, "FETCH 6 FLAGS", "UNSELECT",
+        "UNSELECT"]),
+    Case("selected-mailbox-ops", "RENAME/DELETE/STATUS of the selected mailbox", [
+        'CREATE "sel1"', 'COPY 1 sel1', 'SELECT "sel1"', 'STATUS "sel1" (MESSAGES)', 'RENAME "sel1" "sel2"',
+        "NOOP", "FETCH 1 FLAGS", 'DELETE "sel2"', "NOOP"], cleanup=("sel1", "sel2")),
+    Case("state-errors", "commands in the wrong state (RFC 3501 6.2)", [
+        "LOGIN bench bench", "AUTHENTICATE PLAIN", "STARTTLS", "CAPABILITY", "CHECK", S, "CHECK",
+        "UID EXPUNGE", "EXPUNGE 1", "COPY 1 work", "MOVE 1 work", 'SUBSCRIBE "nosuch"', 'LSUB "" "nosuch"',
+        'UNSUBSCRIBE "nosuch"']),
+    Case("fetch-edges", "FETCH edge cases: HEADER of a non-message part, huge partials, UID * forms", [
+        E, "FETCH 3 BODY.PEEK[1.HEADER]", "FETCH 3 BODY.PEEK[2.HEADER]", "FETCH 3 BODY.PEEK[1.TEXT]",
+        "FETCH 10 BODY.PEEK[HEADER.FIELDS (From)]", "FETCH 10 BODY.PEEK[1.HEADER.FIELDS (From)]",
+        "FETCH 1 BODY.PEEK[]<0.4294967295>", "FETCH 1 BODY.PEEK[]<4294967296.1>", "UID FETCH *:* (UID)",
+        "UID FETCH 4294967295 (UID)", "UID FETCH 4294967296 (UID)", "FETCH 11 (BODY.PEEK[TEXT] BODY.PEEK[1])",
+        "FETCH 11 BINARY.SIZE[1]", "FETCH 1:2 (RFC822.SIZE) (FOO)", "FETCH 1 (BODY.PEEK[]<0.3> BODY.PEEK[]<3.3>)",
+        "FETCH 7 ENVELOPE", "FETCH 10 BODY.PEEK[1]"]),
+    Case("search-edges", "SEARCH edge cases: repeated keys, UID with NOT, * in an empty set", [
+        E, "SEARCH SEEN SEEN", "SEARCH ALL ALL", "UID SEARCH NOT UID 1:5", "SEARCH UID *", "SEARCH *",
+        "SEARCH 11:*", "SEARCH 12:*", "UID SEARCH UID 12:*", "SEARCH HEADER subject QUARTERLY",
+        "SEARCH HEADER FROM \"Alice Martin\"", "SEARCH TEXT ipsum", "SEARCH BODY attached",
+        "SEARCH HEADER Content-Type multipart", "SEARCH NOT HEADER Content-Type \"\"", "SEARCH BODY R\u00e9union".encode(),
+        "SEARCH CHARSET UTF-8 BODY R\u00e9union".encode(), "SEARCH CHARSET UTF-8 BODY \u00e0".encode(),
+        "SEARCH OR OR OR SEEN DRAFT FLAGGED DELETED", "SEARCH NOT OR SEEN DRAFT", "SEARCH OR (NOT SEEN) (NOT DRAFT)"]),
+    Case("append-binary", "APPEND with literal8 (RFC 3516) and a NUL outside one", [
+        b"APPEND work ~{8}\r\nA: b\r\n\r\n\x00", b"APPEND work {8}\r\nA: b\r\n\r\n\x00", E,
+        "FETCH 12:* (RFC822.SIZE BINARY.SIZE[1])"], needs=("BINARY",)),
+    Case("list-more", "LIST references and patterns", [
+        'LIST "INBOX" "*"', 'LIST "" "%/%"', 'LIST "" "*" RETURN (CHILDREN SPECIAL-USE)', 'LIST "" "Tr*sh"',
+        'LIST "" "%" RETURN (STATUS (MESSAGES UIDNEXT))', 'LIST "" work', 'LIST "" WORK', 'LIST "" "*rk"']),
     Case("qresync-not-enabled", "QRESYNC parameter before ENABLE must be BAD (RFC 7162 3.2.5)", [
         "SELECT work (QRESYNC (1 1))", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)"], needs=("QRESYNC",)),
     # ---------------------------------------------------------------- EXPUNGE / COPY / MOVE

@@ -161,13 +161,17 @@ def run_case(srv: Server, case: Case, timeout: float) -> list[tuple[str, list[by
     c.run('EXAMINE "conf-src"')
     c.run('COPY 1:* "work"')
     c.run("UNSELECT")
+    _, status = c.run('STATUS "work" (UIDVALIDITY)')
+    m = re.search(rb"UIDVALIDITY (\d+)", b"".join(status))
+    uidvalidity = m.group(1).decode() if m else "1"
     out: list[tuple[str, list[bytes]]] = []
     try:
         for step in case.steps:
             if isinstance(step, str) and step.startswith("@sleep"):
                 time.sleep(float(step.split()[1]))
                 continue
-            tag, resps = c.run(step)
+            sent = step.replace("<uidvalidity>", uidvalidity) if isinstance(step, str) else step
+            tag, resps = c.run(sent)
             out.append((_label(step), [r.replace(tag.encode(), b"TAG", 1) if r.startswith(tag.encode()) else r
                                        for r in resps]))
     except Timeout as e:
@@ -203,7 +207,8 @@ def canonical(transcript: list[tuple[str, list[bytes]]]) -> list[str]:
         if not step.upper().startswith(("SELECT", "EXAMINE")):
             # RECENT after EXPUNGE/new mail is optional (RFC 3501 7.3.2 says "if the size changes")
             body = [x for x in body if x != "* <n> RECENT"]
-        if not any(" EXPUNGE" in x or x.startswith("* VANISHED") for x in body):
+        selecting = step.upper().startswith(("SELECT", "EXAMINE"))
+        if selecting or not any(" EXPUNGE" in x or x.startswith("* VANISHED") for x in body):
             untagged = sorted((x for x in body if x.startswith("* ")), key=_order)
             body = untagged + [x for x in body if not x.startswith("* ")]
         lines += ["   " + x for x in body]

@@ -65,3 +65,32 @@ def test_bodystructure_carries_content_md5(server: RunningServer, ours: Server) 
     untagged, _ = c.command("FETCH 1 BODYSTRUCTURE")
     assert b" 35 2 NIL NIL NIL NIL)" in untagged[0], untagged
     c.close()
+
+
+def test_expunge_with_qresync_reports_highestmodseq(server: RunningServer, ours: Server) -> None:
+    """RFC 7162 3.2.10: with QRESYNC enabled, an EXPUNGE that removed something ends in
+    ``OK [HIGHESTMODSEQ n]`` (n the mailbox's new HIGHESTMODSEQ); nothing removed, or no QRESYNC: no code."""
+    c = RawIMAP(server.host, server.port)
+    c.ok(f"LOGIN alice {server.users['alice']}")
+    c.command('DELETE "qx"')
+    c.ok('CREATE "qx"')
+    c.ok('EXAMINE "conf-src"')
+    c.ok('COPY 1:4 "qx"')
+    c.ok('SELECT "qx"')
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    untagged, tagged = c.command("EXPUNGE")
+    assert untagged == [b"* 1 EXPUNGE"] and b"[HIGHESTMODSEQ" not in tagged, tagged
+    c.ok("UNSELECT")
+    c.ok("ENABLE QRESYNC")
+    c.ok('SELECT "qx"')
+    c.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+    untagged, tagged = c.command("UID EXPUNGE 2:4")
+    m = re.match(rb"\w+ OK \[HIGHESTMODSEQ (\d+)\]", tagged)
+    assert untagged == [b"* VANISHED 3"] and m, (untagged, tagged)
+    status = c.ok('STATUS "qx" (HIGHESTMODSEQ)')
+    assert status == [b'* STATUS "qx" (HIGHESTMODSEQ ' + m.group(1) + b")"], status
+    _, tagged = c.command("EXPUNGE")
+    assert b"[HIGHESTMODSEQ" not in tagged, tagged
+    c.ok("CLOSE")
+    c.ok('DELETE "qx"')
+    c.close()

@@ -780,7 +780,7 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
     if move:
         # RFC 6851: COPYUID goes in an untagged OK before the expunges.
         s.send(UntaggedStatus("OK", "Moved UIDs", code))
-        return Done("MOVE completed")
+        return Done("MOVE completed", _expunged_modseq(s, view))
     return Done("COPY completed", code)
 
 
@@ -812,11 +812,16 @@ async def expunge(s: Session, cmd: c.Expunge) -> Done:
     if not uids:
         return Done("EXPUNGE completed")
     view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
-    if "QRESYNC" in s.enabled:
-        # RFC 7162 3.2.10: with QRESYNC enabled and at least one message expunged, the tagged OK carries
-        # the new per-mailbox mod-sequence (the client stores it instead of asking again)
-        return Done("EXPUNGE completed", NumberCode("HIGHESTMODSEQ", view.mailbox.highestmodseq))
-    return Done("EXPUNGE completed")
+    return Done("EXPUNGE completed", _expunged_modseq(s, view))
+
+
+def _expunged_modseq(s: Session, view: SelectedView) -> NumberCode | None:
+    """RFC 7162 3.2.10: with QRESYNC enabled, a command that expunged messages ends in
+    ``OK [HIGHESTMODSEQ n]`` with the new per-mailbox mod-sequence (the client stores it instead of asking).
+    MOVE's expunge step gets the same (RFC 6851 leaves it to QRESYNC; Dovecot does so too)."""
+    if "QRESYNC" not in s.enabled:
+        return None
+    return NumberCode("HIGHESTMODSEQ", view.mailbox.highestmodseq)
 
 
 async def close(s: Session, cmd: c.Close) -> Done:

@@ -91,6 +91,10 @@ def test_expunge_with_qresync_reports_highestmodseq(server: RunningServer, ours:
     assert status == [b'* STATUS "qx" (HIGHESTMODSEQ ' + m.group(1) + b")"], status
     _, tagged = c.command("EXPUNGE")
     assert b"[HIGHESTMODSEQ" not in tagged, tagged
+    untagged, tagged = c.command('UID MOVE 4 "qx"')  # into itself: a new UID, the old one vanishes
+    m = re.match(rb"\w+ OK \[HIGHESTMODSEQ (\d+)\]", tagged)
+    assert b"* VANISHED 4" in untagged and m, (untagged, tagged)
+    assert c.ok('STATUS "qx" (HIGHESTMODSEQ)') == [b'* STATUS "qx" (HIGHESTMODSEQ ' + m.group(1) + b")"]
     c.ok("CLOSE")
     c.ok('DELETE "qx"')
     c.close()

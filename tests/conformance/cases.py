@@ -262,6 +262,22 @@ CASES: list[Case] = [
         'GETMETADATA work (/private/vendor/kolab/folder-type /shared/vendor/kolab/folder-type)',
         "UID STORE 3 +FLAGS.SILENT (\\Seen)", "UID STORE 1 +FLAGS.SILENT (\\Deleted)", "UID EXPUNGE 1",
         "UID SEARCH ALL", "CLOSE"], needs=("QRESYNC",)),
+    Case("roundcube-search", "Roundcube's quick search: OR HEADER ... with literals, CHARSET UTF-8", [
+        E, b"UID SEARCH CHARSET UTF-8 OR OR HEADER SUBJECT {7+}\r\nr\xc3\xa9union HEADER FROM {7+}\r\nr\xc3\xa9union "
+           b"BODY {7+}\r\nr\xc3\xa9union UNDELETED",
+        "UID SEARCH CHARSET UTF-8 OR HEADER SUBJECT planning HEADER FROM planning NOT DELETED",
+        "UID SEARCH CHARSET UTF-8 OR OR OR HEADER FROM bob HEADER TO bob HEADER CC bob HEADER BCC bob",
+        "UID SEARCH RETURN (COUNT) UNDELETED UNSEEN", "UID SEARCH UNDELETED SINCE 1-Mar-2024 BEFORE 1-Jul-2024",
+        "UID SEARCH RETURN (MIN MAX COUNT ALL) UNDELETED FLAGGED",
+        "UID SEARCH HEADER MESSAGE-ID <m2@example.net>", "UID SEARCH LARGER 500 SMALLER 1000"]),
+    Case("thunderbird", "Thunderbird's lower-case sequence on opening a folder", [
+        'select "work" (CONDSTORE)', "UID fetch 1:* (FLAGS)",
+        "UID fetch 1:3 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID "
+        "Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)])",
+        "UID fetch 3 (UID RFC822.SIZE BODY.PEEK[])", "UID fetch 4 (UID RFC822.SIZE BODYSTRUCTURE)",
+        "UID fetch 4 (BODY.PEEK[2.1.MIME] BODY.PEEK[2.2])", "UID store 3 +Flags (\\Seen)",
+        "UID fetch 3 (FLAGS)", 'lsub "" "*"', 'list (SUBSCRIBED) "" "*" RETURN (SPECIAL-USE)', "noop",
+        'UID copy 1 "Trash"', 'UID store 1 +Flags (\\Deleted)', "UID expunge 1", "close"]),
     Case("rev2", "ENABLE IMAP4rev2 then SELECT/FETCH (RFC 9051)", [
         "ENABLE IMAP4rev2", S, "SEARCH ALL", "FETCH 1 (FLAGS)", "LIST \"\" \"*\""], needs=("IMAP4REV2",)),
 ]

@@ -816,7 +816,7 @@ async def expunge(s: Session, cmd: c.Expunge) -> Done:
 
 
 def _expunged_modseq(s: Session, view: SelectedView) -> NumberCode | None:
-    """RFC 7162 3.2.10: with QRESYNC enabled, a command that expunged messages ends in
+    """RFC 7162 3.2.7 (EXPUNGE), 3.2.9 (UID EXPUNGE): with QRESYNC enabled, a command that expunged ends in
     ``OK [HIGHESTMODSEQ n]`` with the new per-mailbox mod-sequence (the client stores it instead of asking).
     MOVE's expunge step gets the same (RFC 6851 leaves it to QRESYNC; Dovecot does so too)."""
     if "QRESYNC" not in s.enabled:

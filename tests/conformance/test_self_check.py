@@ -68,7 +68,7 @@ def test_bodystructure_carries_content_md5(server: RunningServer, ours: Server) 
 
 
 def test_expunge_with_qresync_reports_highestmodseq(server: RunningServer, ours: Server) -> None:
-    """RFC 7162 3.2.10: with QRESYNC enabled, an EXPUNGE that removed something ends in
+    """RFC 7162 3.2.7, 3.2.9: with QRESYNC enabled, an EXPUNGE that removed something ends in
     ``OK [HIGHESTMODSEQ n]`` (n the mailbox's new HIGHESTMODSEQ); nothing removed, or no QRESYNC: no code."""
     c = RawIMAP(server.host, server.port)
     c.ok(f"LOGIN alice {server.users['alice']}")

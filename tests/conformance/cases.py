@@ -1,7 +1,8 @@
 """The command sequences: what real clients (Roundcube, Thunderbird, mbsync, imaplib users) and test suites
 send, plus the edge cases of RFC 3501/9051 and the extensions. Each runs on a fresh "work" copy of the corpus.
 
-A step is one command without its tag; "!..." is sent raw (DONE, an answer to "+"); "@sleep S" waits.
+A step is one command without its tag; "!..." is sent raw (DONE, an answer to "+"); "@sleep S" waits;
+"2>..." goes to a second session of the same user (another client changing the mailbox).
 """
 
 from __future__ import annotations
@@ -278,6 +279,20 @@ CASES: list[Case] = [
         "UID fetch 4 (BODY.PEEK[2.1.MIME] BODY.PEEK[2.2])", "UID store 3 +Flags (\\Seen)",
         "UID fetch 3 (FLAGS)", 'lsub "" "*"', 'list (SUBSCRIBED) "" "*" RETURN (SPECIAL-USE)', "noop",
         'UID copy 1 "Trash"', 'UID store 1 +Flags (\\Deleted)', "UID expunge 1", "close"]),
+    Case("two-sessions", "another session's STORE/EXPUNGE/APPEND as seen by NOOP, FETCH and UID FETCH (RFC 3501 "
+         "7.4.1: no EXPUNGE during FETCH/STORE/SEARCH)", [
+        S, '2>SELECT work', '2>STORE 1 +FLAGS.SILENT (\\Flagged)', "NOOP", '2>STORE 2 +FLAGS.SILENT (\\Deleted)',
+        "2>EXPUNGE", "FETCH 1:3 (FLAGS)", "STORE 1 -FLAGS.SILENT (\\Flagged)", "SEARCH ALL", "NOOP",
+        b"2>APPEND work {20}\r\nSubject: x\r\n\r\nbody\r\n", "UID FETCH 1:* (FLAGS)", "NOOP",
+        "2>STORE 3 +FLAGS.SILENT (\\Deleted)", "2>EXPUNGE", "UID SEARCH ALL", "UID FETCH 3:5 (UID)", "NOOP"]),
+    Case("two-sessions-condstore", "another session's changes with CONDSTORE/QRESYNC enabled", [
+        "ENABLE QRESYNC", S, "2>SELECT work", "2>STORE 1 +FLAGS.SILENT (\\Flagged)", "NOOP",
+        "2>UID STORE 4 +FLAGS.SILENT (\\Deleted)", "2>UID EXPUNGE 4", "NOOP",
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)"], needs=("QRESYNC",)),
+    Case("idle-push", "IDLE reports another session's changes, DONE ends it (RFC 2177)", [
+        S, "2>SELECT work", "IDLE", "2>STORE 1 +FLAGS.SILENT (\\Flagged)",
+        b"2>APPEND work {20}\r\nSubject: x\r\n\r\nbody\r\n", "2>STORE 3 +FLAGS.SILENT (\\Deleted)", "2>EXPUNGE",
+        "@sleep 1.5", "!DONE", "NOOP"], needs=("IDLE",)),
     Case("rev2", "ENABLE IMAP4rev2 then SELECT/FETCH (RFC 9051)", [
         "ENABLE IMAP4rev2", S, "SEARCH ALL", "FETCH 1 (FLAGS)", "LIST \"\" \"*\""], needs=("IMAP4REV2",)),
 ]

@@ -165,13 +165,19 @@ def run_case(srv: Server, case: Case, timeout: float) -> list[tuple[str, list[by
     m = re.search(rb"UIDVALIDITY (\d+)", b"".join(status))
     uidvalidity = m.group(1).decode() if m else "1"
     out: list[tuple[str, list[bytes]]] = []
+    other: Client | None = None
     try:
         for step in case.steps:
             if isinstance(step, str) and step.startswith("@sleep"):
                 time.sleep(float(step.split()[1]))
                 continue
             sent = step.replace("<uidvalidity>", uidvalidity) if isinstance(step, str) else step
-            tag, resps = c.run(sent)
+            conn = c
+            if sent[:2] in ("2>", b"2>"):  # a second session of the same user (another client's changes)
+                if other is None:
+                    other = login(srv, timeout)
+                conn, sent = other, sent[2:]
+            tag, resps = conn.run(sent)
             out.append((_label(step), [r.replace(tag.encode(), b"TAG", 1) if r.startswith(tag.encode()) else r
                                        for r in resps]))
     except Timeout as e:
@@ -179,6 +185,8 @@ def run_case(srv: Server, case: Case, timeout: float) -> list[tuple[str, list[by
     except (ConnectionError, OSError) as e:
         out.append(("<connection>", [str(e).encode()]))
     c.close()
+    if other is not None:
+        other.close()
     try:
         c2 = login(srv, timeout)
         for name in ("work", *case.cleanup):

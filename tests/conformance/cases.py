@@ -19,6 +19,7 @@ class Case:
     steps: list[str | bytes]
     needs: tuple[str, ...] = ()
     cleanup: tuple[str, ...] = field(default=())
+    login: bool = True  # False: the steps start at the greeting (<user>, <password>, <plain> are filled in)
 
 
 S = "SELECT work"
@@ -293,6 +294,16 @@ CASES: list[Case] = [
         S, "2>SELECT work", "IDLE", "2>STORE 1 +FLAGS.SILENT (\\Flagged)",
         b"2>APPEND work {20}\r\nSubject: x\r\n\r\nbody\r\n", "2>STORE 3 +FLAGS.SILENT (\\Deleted)", "2>EXPUNGE",
         "@sleep 1.5", "!DONE", "NOOP"], needs=("IDLE",)),
+    Case("not-authenticated", "commands before login, LOGIN forms (RFC 3501 6.1, 6.2)", [
+        "CAPABILITY", "NOOP", 'ID ("name" "conform")', "SELECT work", "LIST \"\" \"*\"", "ENABLE CONDSTORE",
+        "LOGIN <user> wrong-password", "LOGIN", "LOGIN <user>", '"LOGIN" <user> <password>',
+        "LOGIN <user> <password>", "LOGIN <user> <password>", "SELECT work", "LOGOUT"], login=False),
+    Case("login-literal", "LOGIN with a literal password and quoted user", [
+        b'LOGIN "<user>" {5}\r\nbench', "NOOP"], login=False),
+    Case("authenticate", "AUTHENTICATE PLAIN with SASL-IR, with a continuation, cancelled, malformed (RFC 4959, "
+         "RFC 3501 6.2.2)", [
+        "AUTHENTICATE PLAIN", "!*", "AUTHENTICATE PLAIN", "!!!!notbase64", "AUTHENTICATE PLAIN =",
+        "AUTHENTICATE FOO", "AUTHENTICATE PLAIN", "!<plain>", "AUTHENTICATE PLAIN <plain>", "NOOP"], login=False),
     Case("rev2", "ENABLE IMAP4rev2 then SELECT/FETCH (RFC 9051)", [
         "ENABLE IMAP4rev2", S, "SEARCH ALL", "FETCH 1 (FLAGS)", "LIST \"\" \"*\""], needs=("IMAP4REV2",)),
 ]

@@ -13,6 +13,7 @@ oracle, not the spec): read it against the RFC. Exit status 1 if any case differ
 from __future__ import annotations
 
 import argparse
+import base64
 import difflib
 import os
 import re
@@ -164,6 +165,9 @@ def run_case(srv: Server, case: Case, timeout: float) -> list[tuple[str, list[by
     _, status = c.run('STATUS "work" (UIDVALIDITY)')
     m = re.search(rb"UIDVALIDITY (\d+)", b"".join(status))
     uidvalidity = m.group(1).decode() if m else "1"
+    if not case.login:  # the case starts in the not-authenticated state
+        c.close()
+        c = Client(srv.host, srv.port, timeout)
     out: list[tuple[str, list[bytes]]] = []
     other: Client | None = None
     try:
@@ -172,6 +176,9 @@ def run_case(srv: Server, case: Case, timeout: float) -> list[tuple[str, list[by
                 time.sleep(float(step.split()[1]))
                 continue
             sent = step.replace("<uidvalidity>", uidvalidity) if isinstance(step, str) else step
+            if isinstance(sent, str):
+                sent = sent.replace("<user>", srv.user).replace("<password>", srv.password)
+                sent = sent.replace("<plain>", base64.b64encode(f"\0{srv.user}\0{srv.password}".encode()).decode())
             conn = c
             if sent[:2] in ("2>", b"2>"):  # a second session of the same user (another client's changes)
                 if other is None:

@@ -5,6 +5,7 @@ divergences from Dovecot that were our bugs stay fixed. ``imapdiff.py`` does the
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -97,4 +98,24 @@ def test_expunge_with_qresync_reports_highestmodseq(server: RunningServer, ours:
     assert c.ok('STATUS "qx" (HIGHESTMODSEQ)') == [b'* STATUS "qx" (HIGHESTMODSEQ ' + m.group(1) + b")"]
     c.ok("CLOSE")
     c.ok('DELETE "qx"')
+    c.close()
+
+
+def test_hostile_list_pattern_is_answered_at_once(server: RunningServer, ours: Server) -> None:
+    """``LIST "" "*a*a...*b"`` against a long name held the worker for minutes (a backtracking regex); now it
+    is answered in well under a second and the other sessions of the worker go on."""
+    c = RawIMAP(server.host, server.port, timeout=10)
+    c.ok(f"LOGIN alice {server.users['alice']}")
+    long_name = "a" * 200
+    c.command(f'CREATE "{long_name}"')
+    start = time.monotonic()
+    for pattern in ("*" * 30 + "b", "*a" * 40 + "b", "%a" * 40 + "b"):
+        untagged, tagged = c.command(f'LIST "" "{pattern}"')
+        assert b" OK" in tagged and not untagged, (pattern, tagged)
+    other = RawIMAP(server.host, server.port, timeout=10)
+    other.ok(f"LOGIN alice {server.users['alice']}")
+    assert time.monotonic() - start < 5.0
+    assert c.ok(f'LIST "" "{"*a" * 40}"') == [f'* LIST (\\HasNoChildren) "/" "{long_name}"'.encode()]
+    c.ok(f'DELETE "{long_name}"')
+    other.close()
     c.close()

@@ -304,6 +304,13 @@ CASES: list[Case] = [
          "RFC 3501 6.2.2)", [
         "AUTHENTICATE PLAIN", "!*", "AUTHENTICATE PLAIN", "!!!!notbase64", "AUTHENTICATE PLAIN =",
         "AUTHENTICATE FOO", "AUTHENTICATE PLAIN", "!<plain>", "AUTHENTICATE PLAIN <plain>", "NOOP"], login=False),
+    Case("hostile", "hostile input: answered at once (BAD/NO with a code), never a hang", [
+        'CREATE "' + "a" * 200 + '"', 'LIST "" "' + "*a" * 40 + 'b"', 'LIST "" "' + "%" * 300 + 'b"',
+        'LIST "" "' + "*" * 300 + '"', "APPEND work {99999999999}", "SEARCH SUBJECT {4294967296}",
+        E, "SEARCH " + "(" * 200 + "ALL" + ")" * 200, "SEARCH " + "NOT " * 300 + "ALL",
+        "SEARCH " + ",".join(str(i) for i in range(1, 3000, 2)),
+        "FETCH 1 BODY.PEEK[HEADER.FIELDS (" + " ".join(f"X-H{i}" for i in range(1000)) + ")]",
+        b'SELECT "a\x00b"', "NOOP " + "a" * 70000], cleanup=("a" * 200,)),
     Case("rev2", "ENABLE IMAP4rev2 then SELECT/FETCH (RFC 9051)", [
         "ENABLE IMAP4rev2", S, "SEARCH ALL", "FETCH 1 (FLAGS)", "LIST \"\" \"*\""], needs=("IMAP4REV2",)),
 ]

@@ -21,7 +21,7 @@ CLUSTER_IMAP_PORT ?= 10143
 CLUSTER_IMAPS_PORT ?= 10993
 CLUSTER_BASE_PORT ?= 10200
 
-.PHONY: demo cluster-demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz fuzz-properties soak
+.PHONY: demo cluster-demo test lint typecheck pytest venv sysdeps clean bench bench-quick fuzz fuzz-properties soak conformance
 
 define make_venv
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -73,6 +73,12 @@ else
 endif
 
 test: lint typecheck pytest
+
+# The differential check: the same IMAP sequences to our server and to Dovecot, answers normalised and
+# diffed (tests/conformance/imapdiff.py; docs/clients.md "Differential check against Dovecot"). Not in `test`:
+# it needs Dovecot, and a difference is for a person to judge against the RFC. ARGS="-k fetch -v" narrows it.
+conformance: $(TEST_STAMP)
+	tests/conformance/run.sh $(ARGS)
 
 # Side-by-side figures against Dovecot (installed via apt when run as root); writes to /tmp/imapd-bench.
 bench: $(TEST_STAMP)

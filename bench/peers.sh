@@ -27,6 +27,8 @@
 # BENCH_DOVECOT_FTS=xapian loads the fts + fts_xapian plugins (package dovecot-fts-xapian, installed if
 # missing) with substring matching from 3 characters (partial=3), indexed on delivery/APPEND and before
 # a SEARCH (fts_autoindex, fts_enforced): `doveadm index -u bench MAILBOX` builds it for seeded mail.
+# BENCH_DOVECOT_EXTRA_CONF=FILE appends FILE to the config (tests/conformance/dovecot-extra.conf gives Dovecot
+# our namespace: separator "/", the special-use mailboxes, METADATA).
 set -euo pipefail
 
 PEER=dovecot
@@ -191,6 +193,9 @@ service stats {
   client_limit = 8000
 }
 EOF
+  if [ -n "${BENCH_DOVECOT_EXTRA_CONF:-}" ]; then
+    cat "$BENCH_DOVECOT_EXTRA_CONF" >> "$CONF"
+  fi
 }
 
 # the greeting carries CAPABILITY once the auth process answers ("Waiting for authentication" before)

@@ -64,7 +64,9 @@ class BodyPart(msgspec.Struct, array_like=True, gc=False, frozen=True):
       are not sent for multiparts but are kept when present;
     - ``MESSAGE/RFC822``: ``envelope`` and ``body`` describe the encapsulated message.
 
-    ``md5`` (Content-MD5) is always NIL and therefore not stored.
+    ``md5`` is the Content-MD5 header (RFC 3501 body-fld-md5, RFC 1864), ``None`` when absent. It is the
+    last field so that metadata cached before it existed still decodes (as ``None``), and new rows decode
+    in older code (msgspec ignores trailing array items).
     """
 
     type: str
@@ -81,10 +83,7 @@ class BodyPart(msgspec.Struct, array_like=True, gc=False, frozen=True):
     parts: list[BodyPart] = []
     envelope: Envelope | None = None
     body: BodyPart | None = None
-
-    @property
-    def md5(self) -> None:
-        return None
+    md5: str | None = None
 
     @property
     def is_multipart(self) -> bool:

@@ -17,7 +17,8 @@ _ENVELOPE_FIELDS = frozenset(
     ("date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id")
 )
 _PART_FIELDS = frozenset(
-    ("content-id", "content-description", "content-disposition", "content-language", "content-location")
+    ("content-id", "content-description", "content-disposition", "content-language", "content-location",
+     "content-md5")
 )
 _MSG_ID = re.compile(r"<[^<>]*>")
 _WSP = re.compile(r"[ \t\r\n]+")
@@ -93,6 +94,7 @@ def _body_part(node: MimeNode) -> BodyPart:
         parts=parts,
         envelope=envelope,
         body=body,
+        md5=_WSP.sub("", _text(values, "content-md5") or "") or None,
     )
 
 

@@ -102,6 +102,8 @@ def _fetch_att(r: TokenReader) -> FetchItem:
     binary = name.startswith("BINARY")
     raw = r._match(_SECTION, "a section").decode().upper()
     pieces = raw.split(".") if raw else []
+    if "" in pieces:  # "1." or "1..2": section-part is nz-number *("." nz-number) (RFC 3501 9)
+        raise ParseError(f"Invalid section {raw}")
     n = 0
     while n < len(pieces) and pieces[n].isdigit():
         n += 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from imapd.protocol import commands as c
 from imapd.protocol.response_codes import AppendUidCode, Code, NumberCode
 from imapd.protocol.responses import (
@@ -21,6 +19,7 @@ from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import UndecodableName
 from imapd.session.catenate import append_items
 from imapd.session.errors import CommandBad, CommandNo
+from imapd.session.list_pattern import MailboxPattern
 from imapd.session.resync import plan_qresync_select, send_catch_up
 from imapd.session.session import Done, Session, State
 from imapd.session.updates import flag_list_responses
@@ -203,22 +202,9 @@ async def namespace(s: Session, cmd: c.Namespace) -> Done:
 
 
 # -- LIST / LSUB ---------------------------------------------------------------------------------------------
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
-    """RFC 3501 6.3.8: ``*`` matches anything, ``%`` anything but the hierarchy separator."""
-    full = reference + pattern
-    out = []
-    for ch in full:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(SEPARATOR)}]*")
-        else:
-            out.append(re.escape(ch))
-    regex = "".join(out)
-    # INBOX is case-insensitive wherever it appears as the first component.
-    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in SEPARATOR + "*%"):
-        regex = "(?i:INBOX)" + "".join(out[5:])
-    return re.compile(regex, re.DOTALL)
+def pattern_regex(reference: str, pattern: str) -> MailboxPattern:
+    """RFC 3501 6.3.8: ``*`` matches anything, ``%`` anything but the hierarchy separator (linear time)."""
+    return MailboxPattern(reference, pattern, SEPARATOR)
 
 
 def _attributes(info: MailboxInfo, *, subscribed: bool) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from imapd.mime import UnknownEncoding, literal_safe
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_items import FetchAttr
-from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode
+from imapd.protocol.response_codes import Code, CopyUidCode, ModifiedCode, NumberCode
 from imapd.protocol.response_writer import ResponseWriter
 from imapd.protocol.responses import (
     ContinuationResponse,
@@ -780,7 +780,7 @@ async def copy(s: Session, cmd: c.Copy | c.Move) -> Done:
     if move:
         # RFC 6851: COPYUID goes in an untagged OK before the expunges.
         s.send(UntaggedStatus("OK", "Moved UIDs", code))
-        return Done("MOVE completed")
+        return Done("MOVE completed", _expunged_modseq(s, view))
     return Done("COPY completed", code)
 
 
@@ -809,9 +809,19 @@ async def expunge(s: Session, cmd: c.Expunge) -> Done:
             raise CommandBad("UID EXPUNGE needs a UID set")
         restrict = {u for _, u in resolve(s, view, cmd.sequence, uid=True)}
     uids = _deleted_uids(view, restrict)
-    if uids:
-        view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
-    return Done("EXPUNGE completed")
+    if not uids:
+        return Done("EXPUNGE completed")
+    view.mailbox.expunge(uids, progress=Progress(s, cmd.tag, "Expunging"))
+    return Done("EXPUNGE completed", _expunged_modseq(s, view))
+
+
+def _expunged_modseq(s: Session, view: SelectedView) -> NumberCode | None:
+    """RFC 7162 3.2.7 (EXPUNGE), 3.2.9 (UID EXPUNGE): with QRESYNC enabled, a command that expunged ends in
+    ``OK [HIGHESTMODSEQ n]`` with the new per-mailbox mod-sequence (the client stores it instead of asking).
+    MOVE's expunge step gets the same (RFC 6851 leaves it to QRESYNC; Dovecot does so too)."""
+    if "QRESYNC" not in s.enabled:
+        return None
+    return NumberCode("HIGHESTMODSEQ", view.mailbox.highestmodseq)
 
 
 async def close(s: Session, cmd: c.Close) -> Done:

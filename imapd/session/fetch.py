@@ -546,7 +546,7 @@ def body_value(part: BodyPart, extended: bool) -> list[Value]:
     elif part.type == "TEXT":
         out.append(part.lines or 0)
     if extended:
-        out += [None, _disposition(part.disposition), _language(part.language), part.location]
+        out += [part.md5, _disposition(part.disposition), _language(part.language), part.location]
     return out
 
 

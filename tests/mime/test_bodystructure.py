@@ -178,3 +178,14 @@ def test_deep_message_nesting_is_bounded() -> None:
     raw = b"Content-Type: message/rfc822\r\n\r\n" * (MAX_DEPTH + 20) + b"\r\nleaf"
     meta = parse_message(raw)
     assert decode_metadata(encode_metadata(meta)) == meta
+
+
+def test_content_md5_is_body_fld_md5() -> None:
+    """RFC 3501 7.4.2: body-fld-md5 is the part's Content-MD5 value (it was always NIL; the differential
+    check against Dovecot found it). Multiparts have no MD5 field; a cached row without it decodes as NIL."""
+    raw = lines("Content-Type: multipart/mixed; boundary=b", "", "--b", "Content-Type: text/plain",
+                "Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==", "", "hello", "--b--")
+    meta = parse_message(raw)
+    assert meta.body.parts[0].md5 == "Q2hlY2sgSW50ZWdyaXR5IQ=="
+    assert meta.body.md5 is None
+    assert decode_metadata(encode_metadata(meta)) == meta

@@ -79,7 +79,12 @@ class TextBackfill:
         if loop is None or loop.is_closed():
             texts.flush()
             return
-        loop.call_soon_threadsafe(self._schedule_flush, texts, count >= FLUSH_AT or size >= FLUSH_BYTES)
+        now = count >= FLUSH_AT or size >= FLUSH_BYTES
+        if not now and texts in self._flushes:
+            # A flush is due already (no wake-up of the network loop per message): it runs on the user's
+            # lane after the job that queued this, and takes the whole queue, these messages too.
+            return
+        loop.call_soon_threadsafe(self._schedule_flush, texts, now)
 
     def _schedule_flush(self, texts: TextIndexes, now: bool) -> None:
         if now:

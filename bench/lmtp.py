@@ -72,7 +72,7 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 class Ours:
     name = "imapd"
 
-    def __init__(self, work: Path, workers: int, root: Path = ROOT) -> None:
+    def __init__(self, work: Path, workers: int, root: Path = ROOT, options: tuple[str, ...] = ()) -> None:
         self.data = work / "ours"
         shutil.rmtree(self.data, ignore_errors=True)
         self.data.mkdir(parents=True)
@@ -82,7 +82,7 @@ class Ours:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "imapd", "serve", "--data-dir", str(self.data),
              "--listen", f"127.0.0.1:{self.imap_port}", "-o", f"server.workers={workers}",
-             "-o", f"lmtp.listen=127.0.0.1:{self.lmtp_port}"],
+             "-o", f"lmtp.listen=127.0.0.1:{self.lmtp_port}", *(x for o in options for x in ("-o", o))],
             cwd=root, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.imap_port)
         wait_port(self.lmtp_port)
@@ -337,6 +337,8 @@ def main() -> int:
     ap.add_argument("--ports", type=int, metavar="BASE", help="servers' ports from BASE on (else free ones)")
     ap.add_argument("--work", type=Path, metavar="DIR", help="data directory (else a temporary one, removed)")
     ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose imapd is run (A/B runs)")
+    ap.add_argument("-o", "--server-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="another setting for our server (repeatable), e.g. server.shared_lanes=4")
     ap.add_argument("--rounds", type=int, default=1, help="measure each server this many times, in turn")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
@@ -353,7 +355,7 @@ def main() -> int:
             for kind in kinds:
                 if args.ports:
                     _next_port[0] = args.ports
-                server = Ours(work, args.workers, args.root.resolve()) if kind == "ours" else Dovecot(work)
+                server = Ours(work, args.workers, args.root.resolve(), tuple(args.server_option)) if kind == "ours" else Dovecot(work)
                 try:
                     r = measure(server, args.messages, args.samples)
                 finally:

@@ -1,7 +1,7 @@
 """The background full-text backfill: index the messages a mailbox's full-text index lacks.
 
 Mail that existed before the index, copies, and deliveries by other programs reach the index here
-(APPEND indexes its own messages at once, see :mod:`imapd.store.textindexes`). The store asks for a
+(APPEND and LMTP queue their own messages, see :mod:`imapd.store.textindexes` and below). The store asks for a
 mailbox (``Store.on_text_stale``: on the first open, after a reconcile found changes, after COPY, when
 a SEARCH met unindexed messages); this task, on the network loop, works through the requests round
 robin, one bounded step (:data:`STEP_SECONDS`) at a time on the user's lane, so the step is ordered with
@@ -9,7 +9,7 @@ the user's own commands and never runs on the network loop; other users run on o
 between steps it sleeps, so a user's next command waits at most one step. The work done is in the
 index file, so a restart resumes where it stopped. Progress is logged.
 
-It also writes what LMTP deliveries queued for the index (:meth:`TextBackfill.queued`): a user's queue
+It also writes what APPENDs and LMTP deliveries queued for the index (:meth:`TextBackfill.queued`): a user's queue
 is flushed on the user's lane :data:`FLUSH_DELAY` seconds after its first message, or at once when it
 holds :data:`FLUSH_AT` messages or :data:`FLUSH_BYTES`, so that back-to-back deliveries share one FTS5
 transaction (a message costs ~1.7 ms of CPU alone, ~0.4 ms in a batch of 16) and the queue's memory stays
@@ -79,7 +79,12 @@ class TextBackfill:
         if loop is None or loop.is_closed():
             texts.flush()
             return
-        loop.call_soon_threadsafe(self._schedule_flush, texts, count >= FLUSH_AT or size >= FLUSH_BYTES)
+        now = count >= FLUSH_AT or size >= FLUSH_BYTES
+        if not now and texts in self._flushes:
+            # A flush is due already (no wake-up of the network loop per message): it runs on the user's
+            # lane after the job that queued this, and takes the whole queue, these messages too.
+            return
+        loop.call_soon_threadsafe(self._schedule_flush, texts, now)
 
     def _schedule_flush(self, texts: TextIndexes, now: bool) -> None:
         if now:

@@ -528,12 +528,13 @@ class LMTPConnection(LMTP):
             helo = (self.session.host_name if self.session is not None else None) or ""
             sender = env.mail_from if env.mail_from not in (None, "<>") else ""
             settings = self.service.settings
-            outcomes = await asyncio.gather(*(
-                self.service.deliver(Envelope(
-                    mail_from=sender or "", recipient=rcpt, helo=helo, peer_ip=peer_ip,
-                    session_id=self.session_id, hostname=self.hostname,
-                    detail_mailbox=rcpt.detail if settings.save_to_detail_mailbox else ""), body)
-                for rcpt in recipients))
+            copies = [self.service.deliver(Envelope(
+                mail_from=sender or "", recipient=rcpt, helo=helo, peer_ip=peer_ip,
+                session_id=self.session_id, hostname=self.hostname,
+                detail_mailbox=rcpt.detail if settings.save_to_detail_mailbox else ""), body)
+                for rcpt in recipients]
+            # (one recipient, the usual case: awaited directly, without the task gather() wraps it in)
+            outcomes = [await copies[0]] if len(copies) == 1 else await asyncio.gather(*copies)
             replies = [reply_for(outcome, rcpt.address, quota_tempfail=settings.quota_full_tempfail)
                        for outcome, rcpt in zip(outcomes, recipients, strict=True)]
         self._set_post_data_state()  # type: ignore[no-untyped-call]

@@ -365,7 +365,9 @@ async def append(s: Session, cmd: c.Append) -> Done:
     except NoSuchMailbox:
         raise CommandNo(f"Mailbox does not exist: {cmd.mailbox}", "TRYCREATE") from None
     try:
-        uids = mailbox.append_many(items)
+        # The full-text index is written after the tagged OK (queued, flushed on the user's lane with other
+        # writes; a SEARCH meanwhile scans what the index lacks): it was ~1.5 ms of CPU an APPEND (issue 18).
+        uids = mailbox.append_many(items, text_later=True)
         uidvalidity = mailbox.uidvalidity
     finally:
         s.ctx.release_mailbox(mailbox)

@@ -65,6 +65,9 @@ Progress = Callable[[int, "int | None"], None]
 """``progress(done, total)``, called by long loops (the session turns it into RFC 9585 INPROGRESS)."""
 
 
+_UNNAMED_MAX = 16
+"""An APPEND of at most this many messages writes them as unnamed files (``maildir.write_unnamed``)."""
+
 _COMMIT_KINDS: dict[type, str] = {MessagesAdded: "append", MessagesExpunged: "expunge", FlagsChanged: "flags"}
 """The change channel's ``kind`` of a commit, by its last event (``ChangeFeed.committed``)."""
 
@@ -377,14 +380,20 @@ class Mailbox(MessageContent):
         self._check()
         parsed = [split_flags(it.flags) for it in items]
         blobs = [parse_to_blob(it.data) for it in items]
-        tmp: list[tuple[str, str]] = []
-        placed: list[str] = []
+        tmp: list[tuple[str, str]] = []  # (path in tmp/, base), or ("", base) for a file of ``unnamed``
+        unnamed: dict[int, int] = {}  # item -> descriptor of its O_TMPFILE file (few at a time: a MULTIAPPEND
+        placed: list[str] = []        # of many uses tmp/ names, which hold no descriptor open)
         try:
-            for it in items:
-                tmp.append(maildir.write_tmp(self.path, it.data, it.internaldate, fsync=fsync))
+            for n, it in enumerate(items):
+                got = (maildir.write_unnamed(self.path, it.data, it.internaldate, fsync=fsync)
+                       if len(items) <= _UNNAMED_MAX else None)
+                if got is not None:
+                    unnamed[n] = got[0]
+                    tmp.append(("", got[1]))
+                else:
+                    tmp.append(maildir.write_tmp(self.path, it.data, it.internaldate, fsync=fsync))
         except OSError as exc:
-            for path, _ in tmp:
-                maildir.unlink_quiet(path)
+            self._drop_tmp(tmp, unnamed)
             raise self._io_error("append", exc) from exc
         uids: list[int] = []
         try:
@@ -395,11 +404,15 @@ class Mailbox(MessageContent):
                 kwtable = self._keyword_table(conn)
                 clean = own_write_begin(conn, self.mailbox_id, self.path, self._watched)
                 rows: list[MessageRow] = []
-                for it, (bits, kwnames), blob, (tpath, base) in zip(items, parsed, blobs, tmp, strict=True):
+                for n, (it, (bits, kwnames), blob, (tpath, base)) in enumerate(zip(items, parsed, blobs, tmp,
+                                                                                     strict=True)):
                     kw = kwtable.bits(kwnames)
                     fname = base + info_letters(bits, kw)
                     dest = os.path.join(self.path, "cur", fname)
-                    os.link(tpath, dest)
+                    if tpath:
+                        os.link(tpath, dest)
+                    else:
+                        maildir.link_unnamed(unnamed[n], dest)
                     placed.append(dest)
                     date = int(it.internaldate if it.internaldate is not None else time.time())
                     rows.append((self.mailbox_id, uidnext, fname, base, bits, kw, modseq, date, len(it.data),
@@ -417,12 +430,20 @@ class Mailbox(MessageContent):
                 maildir.unlink_quiet(p)
             raise
         finally:
-            for path, _ in tmp:
-                maildir.unlink_quiet(path)
+            self._drop_tmp(tmp, unnamed)
         self._owner.texts.add(self.mailbox_id, [(uid, it.data, blob) for uid, it, blob in zip(uids, items, blobs,
                                                                                               strict=True)],
                               later=text_later)
         return uids
+
+    @staticmethod
+    def _drop_tmp(tmp: list[tuple[str, str]], unnamed: dict[int, int]) -> None:
+        """Remove the tmp/ names and close the unnamed files of an APPEND (linked into cur/ or not)."""
+        for path, _ in tmp:
+            if path:
+                maildir.unlink_quiet(path)
+        for fd in unnamed.values():
+            os.close(fd)
 
     def store_flags(self, uids: Iterable[int], mode: FlagMode, flags: Iterable[str],
                     unchanged_since: int | None = None) -> StoreResult:

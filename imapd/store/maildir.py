@@ -19,10 +19,12 @@ __all__ = [
     "fsync_dir",
     "info_from_name",
     "link_or_copy",
+    "link_unnamed",
     "new_base_name",
     "scan_names",
     "sweep_tmp",
     "write_tmp",
+    "write_unnamed",
 ]
 
 TMP_MAX_AGE = 36 * 3600
@@ -105,6 +107,73 @@ def write_tmp(folder: str, data: bytes, mtime: float | None = None, *, fsync: bo
         with contextlib.suppress(OSError):
             os.utime(path, (mtime, mtime))
     return path, base
+
+
+_unnamed_works: bool | None = None
+"""Whether this process can link an ``O_TMPFILE`` file into a directory (None: not tried yet)."""
+
+
+def write_unnamed(folder: str, data: bytes, mtime: float | None = None, *,
+                  fsync: bool = True) -> tuple[int, str] | None:
+    """Like :func:`write_tmp`, but the file gets no name in ``tmp/`` (``O_TMPFILE``): (descriptor, base
+    name), to be given its one name by :func:`link_unnamed` and then closed. None where the kernel, the
+    filesystem or /proc does not allow it (the caller falls back to :func:`write_tmp`).
+
+    Why: a named ``tmp/`` file costs a directory entry created and removed again (and its journal
+    updates) on every delivery; an unnamed one is freed by the kernel if we die before linking it."""
+    global _unnamed_works
+    if _unnamed_works is None:
+        _unnamed_works = _can_link_unnamed(os.path.join(folder, "tmp"))
+    if not _unnamed_works:  # (None: tmp/ was missing; write_tmp recreates it and the next call decides)
+        return None
+    try:
+        fd = os.open(os.path.join(folder, "tmp"), os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None  # (a lost tmp/, say: write_tmp recreates it)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+        if mtime is not None:
+            with contextlib.suppress(OSError):
+                os.utime(fd, (mtime, mtime))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, new_base_name(len(data))
+
+
+def _can_link_unnamed(tmp: str) -> bool | None:
+    """Once a process: can an ``O_TMPFILE`` file be linked here (kernel, filesystem, /proc)? A file
+    linked once cannot be linked again, so the test uses a file of its own. None: undecided (no tmp/)."""
+    if not hasattr(os, "O_TMPFILE"):
+        return False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    probe = os.path.join(tmp, new_base_name() + ".probe")
+    try:
+        link_unnamed(fd, probe)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    _unlink_quiet(probe)
+    return True
+
+
+def link_unnamed(fd: int, dest: str) -> None:
+    """Give the file of :func:`write_unnamed`'s ``fd`` the name ``dest`` (never replacing a file there).
+
+    ``linkat`` of ``/proc/self/fd/N`` with ``AT_SYMLINK_FOLLOW``, the way open(2) documents for
+    ``O_TMPFILE`` (``os.link`` calls plain link(2) unless a directory descriptor is given, hence the
+    dummy ``src_dir_fd``, which an absolute path ignores)."""
+    os.link(f"/proc/self/fd/{fd}", dest, src_dir_fd=fd, follow_symlinks=True)
 
 
 def link_or_copy(src: str, dst: str) -> None:

@@ -1,10 +1,10 @@
 """The full-text indexes of one user's mailboxes (:mod:`imapd.store.fts`): open, feed, backfill, remove.
 
 Who writes what, always on the thread of the store call that caused it (a session's lane, never the network
-loop): APPEND indexes its messages right after its index transaction (it has their bytes and parsed metadata
-at hand); an LMTP delivery queues them instead (``add(..., later=True)``), so that its 250 does not wait for
-the index and the queue is written in one transaction (an FTS5 commit costs about 1.7 ms of CPU for one 3 KB
-message, 0.4 ms a message for 16), when ``Store.on_text_queued`` has :meth:`TextIndexes.flush` run on the
+loop): an APPEND or an LMTP delivery queues its messages, with the bytes and parsed metadata it has at hand
+(``add(..., later=True)``), so that its tagged OK or 250 does not wait for the index and the queue is
+written in one transaction (an FTS5 commit costs about 1.5-1.7 ms of CPU for one 3 KB message, 0.4 ms a
+message for 16), when ``Store.on_text_queued`` has :meth:`TextIndexes.flush` run on the
 user's lane (a SEARCH meanwhile scans the queued messages, as any the index lacks; what a process dies with
 is left to the backfill, like mail of other writers); EXPUNGE and MOVE remove theirs; messages that arrive
 any other way (COPY, a foreign Maildir writer found by the reconcile, mail from before the index existed)

@@ -1,7 +1,7 @@
 """End-to-end: SEARCH answered by the full-text index, with imaplib against real server processes.
 
 Mail that was in the Maildir before the server started is indexed by the background backfill; APPEND
-is indexed at once; a foreign delivery, EXPUNGE, RENAME, DELETE and ``imapd index rebuild-fts`` keep
+is queued for the index after its tagged OK and found by a SEARCH before and after the index has it; a foreign delivery, EXPUNGE, RENAME, DELETE and ``imapd index rebuild-fts`` keep
 the answers right. The same searches against a server with ``search.fts=false`` give the same answers.
 """
 
@@ -132,6 +132,31 @@ def test_append_foreign_delivery_and_expunge(indexed: tuple[RunningServer, Path]
     imap.expunge()
     assert search_literal(imap, "BODY", "quokka") == [COUNT + 2]
     assert search_literal(imap, "TEXT", "wombat") == [COUNT + 2]
+    imap.logout()
+
+
+def indexed_uids(root: Path, mailbox_id: int = 1) -> set[int]:
+    path = root / "imapd-fts" / f"{mailbox_id}.sqlite"
+    with sqlite3.connect(path) as conn:
+        return {int(uid) for (uid,) in conn.execute("SELECT uid FROM docs")}
+
+
+def test_appended_mail_is_found_while_queued_and_then_indexed(indexed: tuple[RunningServer, Path]) -> None:
+    """APPEND answers before the full-text index holds its message (the queue is written later, off the
+    tagged OK): a SEARCH at once scans it; within the flush delay the index holds it and answers the same."""
+    srv, root = indexed
+    imap = connect(srv)
+    imap.select("INBOX")
+    typ, data = imap.append("INBOX", "", None, b"Subject: queued\r\n\r\nnarwhal capybara\r\n")
+    assert typ == "OK"
+    uid = int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))  # type: ignore[union-attr]
+    assert search_literal(imap, "BODY", "CAPYBARA") == [uid]
+    deadline = time.monotonic() + 30
+    while uid not in indexed_uids(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uid in indexed_uids(root)
+    assert search_literal(imap, "BODY", "capybara") == [uid]
+    assert search_literal(imap, "TEXT", "narwhal") == [uid]
     imap.logout()
 
 

@@ -391,13 +391,19 @@ class ProxySession(asyncio.Protocol):
         server = self.server
         settings = server.settings.proxy
         attempts = 0
+        use_pool = True
         while True:
             backend = await server.pool.for_user(self.user, exclude=exclude)
+            pooled = server.links.take(backend) if use_pool else None
             try:
                 link, untagged, done = await open_link(
                     backend, client=self.client, local=self.local, tls=self.secure,
-                    forward=settings.forward_address, command=f"X-STATE RESTORE {token}{restore_args}")
+                    forward=settings.forward_address, command=f"X-STATE RESTORE {token}{restore_args}",
+                    pooled=pooled)
             except BackendClosed as exc:
+                if pooled is not None:  # a pooled connection that died idle says little: try a new one
+                    use_pool = False
+                    continue
                 server.pool.mark(backend, False, str(exc))
                 attempts += 1
                 if attempts > len(server.pool.backends):

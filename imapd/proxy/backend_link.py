@@ -111,12 +111,15 @@ class BackendLink(asyncio.Protocol):
                 return out
             if self.closed:
                 raise BackendClosed(f"backend {self.backend.node} closed the connection")
-            self._waiter = loop.create_future()
+            # A timer on the waiter, not asyncio.wait_for (a task and two callbacks per response).
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_at(deadline, _expire, waiter)
             try:
-                await asyncio.wait_for(self._waiter, max(0.0, deadline - loop.time()))
+                await waiter
             except TimeoutError:
                 raise BackendClosed(f"backend {self.backend.node} did not answer in {timeout:.0f} s") from None
             finally:
+                timer.cancel()
                 self._waiter = None
 
     def _frame(self) -> int:
@@ -148,6 +151,11 @@ class BackendLink(asyncio.Protocol):
             if resp.startswith(prefix):
                 return untagged, resp
             untagged.append(resp)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 async def connect(backend: Backend, *, timeout: float = 10.0) -> BackendLink:

@@ -194,6 +194,7 @@ def _latency_rounds(args: argparse.Namespace, stacks: dict[str, Stack], auth: st
     direct_all: dict[str, list[float]] = {m: [] for m in stacks}
     proxied_all: dict[str, list[float]] = {m: [] for m in stacks}
     cpu: dict[str, float] = dict.fromkeys(stacks, 0.0)
+    round_medians: dict[str, list[float]] = {m: [] for m in stacks}
     for stack in stacks.values():
         token = stack.token if auth == "xstate" else None
         for _ in range(10):  # warm both paths (credential caches, warm mailbox)
@@ -209,9 +210,13 @@ def _latency_rounds(args: argparse.Namespace, stacks: dict[str, Stack], auth: st
             direct_all[mode] += d
             proxied_all[mode] += p
             diffs[mode].append(statistics.median(p) - statistics.median(d))
+            round_medians[mode].append(statistics.median(p))
     load1 = _loadavg()
+    first = next(iter(stacks))
     for mode, stack in stacks.items():
         ds = sorted(diffs[mode])
+        # Paired with the first mode, round by round: the proxied medians' difference (A/B of two proxies).
+        vs = sorted(a - b for a, b in zip(round_medians[mode], round_medians[first], strict=True))
         pool = {k: v for k, v in _control(stack)["backends"][0].items() if k.startswith("pool")}
         print(json.dumps({"bench": "proxy_latency", "mode": f"T1 {auth}", "forward": mode, "rounds": args.rounds,
                           "runs": args.runs,
@@ -220,6 +225,9 @@ def _latency_rounds(args: argparse.Namespace, stacks: dict[str, Stack], auth: st
                           "added_median_ms": round(statistics.median(ds) * 1e3, 3),
                           "added_p25_p75_ms": [round(ds[len(ds) // 4] * 1e3, 3), round(ds[(3 * len(ds)) // 4] * 1e3, 3)],
                           "proxy_cpu_ms_per_request": round(cpu[mode] / (args.rounds * args.runs) * 1e3, 3),
+                          f"proxied_vs_{first}_median_ms": round(statistics.median(vs) * 1e3, 3),
+                          f"proxied_vs_{first}_p25_p75_ms": [round(vs[len(vs) // 4] * 1e3, 3),
+                                                             round(vs[(3 * len(vs)) // 4] * 1e3, 3)],
                           **pool, "loadavg": [load0, load1]}), flush=True)
 
 

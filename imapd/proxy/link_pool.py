@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LinkPool"]
 
+REFILL_DELAY = 0.02
+"""Seconds from a take to its replacement's connect: opening it at once would put the connect and the
+backend's accept and greeting on the path of the login that took the connection (the backend answers the
+RESTORE after greeting the new one). An empty pool is refilled at once."""
+
 
 class LinkPool:
     """Idle, greeted connections per configured backend."""
@@ -68,7 +73,9 @@ class LinkPool:
         if link is not None:
             link.on_lost = None
             self.taken[backend.node] += 1
-        self._schedule_refill()
+            self._schedule_refill(REFILL_DELAY)
+        else:
+            self._schedule_refill()
         return link
 
     def drop(self, backend: Backend) -> None:
@@ -91,10 +98,10 @@ class LinkPool:
         for backend in self.backends.backends.values():
             self.drop(backend)
 
-    def _schedule_refill(self) -> None:
+    def _schedule_refill(self, delay: float = 0.0) -> None:
         if not self._refill_soon and self.enabled:
             self._refill_soon = True
-            asyncio.get_running_loop().call_soon(self.refill)
+            asyncio.get_running_loop().call_later(delay, self.refill)
 
     async def _maintain(self) -> None:
         """Expire old connections and follow health and drain marks (the takes refill at once)."""

@@ -1,7 +1,8 @@
 """`imapd proxy` figures: latency it adds to T1, memory per hibernated session, wake-up latency.
 
     proxy.py latency [--rounds 30 --runs 20]   # T1 (X-STATE RESTORE, UID FETCH 50 ENVELOPE FLAGS, LOGOUT) and
-                                               # T1 LOGIN+SELECT, direct vs through the proxy, interleaved
+        [--modes proxy-protocol id id+pool]    # T1 LOGIN+SELECT, direct vs through the proxy, interleaved; one
+                                               # backend+proxy per mode (PROXY v2 header / ID / ID + pool of 4)
     proxy.py memory --sessions 10000 15000     # RSS/PSS of one proxy process per hibernated IDLE session
     proxy.py wake [--runs 30]                  # a hibernated IDLE session: PUBLISH of a change -> `* n EXISTS`
 
@@ -59,7 +60,11 @@ def _wait_log(path: Path, pattern: str, proc: subprocess.Popen[bytes]) -> int:
 class Stack:
     """A backend, a proxy and optionally Redis, in a temp dir; stopped by close()."""
 
-    def __init__(self, *, redis: bool, hibernate_after: float = 0.0, messages: int = 200) -> None:
+    def __init__(self, *, redis: bool, hibernate_after: float = 0.0, messages: int = 200,
+                 forward: str = "proxy-protocol", pool: int = 0, tree: Path = ROOT) -> None:
+        """``tree``: the source tree whose ``imapd`` the backend and the proxy run (an A/B against a
+        checkout of an older commit: ``latency --baseline DIR``)."""
+        self.tree = tree
         self.tmp = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         data = self.tmp / "data"
@@ -72,8 +77,10 @@ class Stack:
                                   "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp)])
             time.sleep(0.3)
             extra = ["-o", f'cluster.redis_url="redis://127.0.0.1:{port}/0"']
+        trust = ('server.proxy_protocol_from=["127.0.0.1/32"]' if forward == "proxy-protocol"
+                 else 'auth.trusted_networks=["127.0.0.1/32"]')
         log = self._spawn("backend", [PY, "-m", "imapd", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0",
-                                      "-o", "server.workers=1", "-o", 'server.proxy_protocol_from=["127.0.0.1/32"]',
+                                      "-o", "server.workers=1", "-o", trust,
                                       "-o", "limits.max_connections_per_user=100000",
                                       "-o", "limits.max_connections_per_address=100000",
                                       "-o", "tls.allow_plaintext_auth=true"])
@@ -83,6 +90,8 @@ class Stack:
                                     "-o", 'proxy.listen=["127.0.0.1:0"]',
                                     "-o", f'proxy.backends=["b1=127.0.0.1:{self.backend_port}"]',
                                     "-o", f"proxy.hibernate_after={hibernate_after}",
+                                    "-o", f'proxy.forward_address="{forward}"',
+                                    *(["-o", f"proxy.pool_size={pool}"] if pool else []),
                                     "-o", f'proxy.control="{self.tmp}/proxy.sock"', *extra])
         self.proxy_port = _wait_log(log, r"ready on imap 127\.0\.0\.1:(\d+)", self.procs[-1])
         self.proxy_pid = self.procs[-1].pid
@@ -99,7 +108,7 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> Path:
         log = self.tmp / f"{name}.log"
-        self.procs.append(subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,  # noqa: SIM115
+        self.procs.append(subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=self.tree,  # noqa: SIM115
                                            env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         return log
 
@@ -151,49 +160,103 @@ def _t1(connect, token: str | None) -> float:  # type: ignore[no-untyped-def]
     return t
 
 
+MODES = {"proxy-protocol": ("proxy-protocol", 0), "id": ("id", 0), "id+pool": ("id", 4)}
+"""How the proxy names the client to the backend, and its proxy.pool_size."""
+
+
+def _loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def latency(args: argparse.Namespace) -> None:
-    stack = Stack(redis=False)
+    """Each mode gets its own backend and proxy; every round measures every mode (direct, then proxied),
+    so a change of machine load falls on all of them alike."""
+    stacks = {}
     try:
-        for mode, token in (("xstate", stack.token), ("login", None)):
-            for _ in range(10):  # warm both paths (credential caches, warm mailbox)
-                _t1(stack.direct, token)
-                _t1(stack.proxied, token)
-            diffs, direct_all, proxied_all = [], [], []
-            cpu0 = _cpu(stack.proxy_pid)
-            for _ in range(args.rounds):
-                d = [_t1(stack.direct, token) for _ in range(args.runs)]
-                p = [_t1(stack.proxied, token) for _ in range(args.runs)]
-                direct_all += d
-                proxied_all += p
-                diffs.append(statistics.median(p) - statistics.median(d))
-            cpu = (_cpu(stack.proxy_pid) - cpu0) / (args.rounds * args.runs)
-            print(json.dumps({"bench": "proxy_latency", "mode": f"T1 {mode}", "rounds": args.rounds, "runs": args.runs,
-                              "direct_median_ms": round(statistics.median(direct_all) * 1e3, 3),
-                              "proxied_median_ms": round(statistics.median(proxied_all) * 1e3, 3),
-                              "added_median_ms": round(statistics.median(diffs) * 1e3, 3),
-                              "proxy_cpu_ms_per_request": round(cpu * 1e3, 3)}))
-        # The relay alone: one kept connection each way, the request's FETCH repeated.
-        kept = {"direct": stack.direct(), "proxied": stack.proxied()}
-        for c in kept.values():
-            c.command(f"X-STATE RESTORE {stack.token}")
-        diffs = []
-        cpu0 = _cpu(stack.proxy_pid)
-        for _ in range(args.rounds):
-            med = {}
-            for name, c in kept.items():
-                xs = []
-                for _ in range(args.runs):
-                    t0 = time.perf_counter()
-                    c.command("UID FETCH 151:200 (ENVELOPE FLAGS)")
-                    xs.append(time.perf_counter() - t0)
-                med[name] = statistics.median(xs)
-            diffs.append(med["proxied"] - med["direct"])
-        cpu = (_cpu(stack.proxy_pid) - cpu0) / (args.rounds * args.runs)
-        print(json.dumps({"bench": "proxy_latency", "mode": "kept connection, UID FETCH 50 ENVELOPE FLAGS",
-                          "added_median_ms": round(statistics.median(diffs) * 1e3, 3),
-                          "proxy_cpu_ms_per_command": round(cpu * 1e3, 3)}))
+        for mode in args.modes:
+            forward, pool = MODES[mode]
+            stacks[mode] = Stack(redis=False, forward=forward, pool=pool)
+        for mode in args.baseline_modes if args.baseline else []:
+            forward, pool = MODES[mode]
+            stacks[f"{mode}@baseline"] = Stack(redis=False, forward=forward, pool=pool, tree=Path(args.baseline))
+        for auth in ("xstate", "login"):
+            _latency_rounds(args, stacks, auth)
+        for mode, stack in stacks.items():
+            _kept_connection(args, mode, stack)
     finally:
-        stack.close()
+        for stack in stacks.values():
+            stack.close()
+
+
+def _latency_rounds(args: argparse.Namespace, stacks: dict[str, Stack], auth: str) -> None:
+    load0 = _loadavg()
+    diffs: dict[str, list[float]] = {m: [] for m in stacks}
+    direct_all: dict[str, list[float]] = {m: [] for m in stacks}
+    proxied_all: dict[str, list[float]] = {m: [] for m in stacks}
+    cpu: dict[str, float] = dict.fromkeys(stacks, 0.0)
+    round_medians: dict[str, list[float]] = {m: [] for m in stacks}
+    for stack in stacks.values():
+        token = stack.token if auth == "xstate" else None
+        for _ in range(10):  # warm both paths (credential caches, warm mailbox)
+            _t1(stack.direct, token)
+            _t1(stack.proxied, token)
+    for _ in range(args.rounds):
+        for mode, stack in stacks.items():
+            token = stack.token if auth == "xstate" else None
+            d = [_t1(stack.direct, token) for _ in range(args.runs)]
+            cpu0 = _cpu(stack.proxy_pid)
+            p = [_t1(stack.proxied, token) for _ in range(args.runs)]
+            cpu[mode] += _cpu(stack.proxy_pid) - cpu0
+            direct_all[mode] += d
+            proxied_all[mode] += p
+            diffs[mode].append(statistics.median(p) - statistics.median(d))
+            round_medians[mode].append(statistics.median(p))
+    load1 = _loadavg()
+    first = next(iter(stacks))
+    for mode, stack in stacks.items():
+        ds = sorted(diffs[mode])
+        # Paired with the first mode, round by round: the proxied medians' difference (A/B of two proxies).
+        vs = sorted(a - b for a, b in zip(round_medians[mode], round_medians[first], strict=True))
+        pool = {k: v for k, v in _control(stack)["backends"][0].items() if k.startswith("pool")}
+        print(json.dumps({"bench": "proxy_latency", "mode": f"T1 {auth}", "forward": mode, "rounds": args.rounds,
+                          "runs": args.runs,
+                          "direct_median_ms": round(statistics.median(direct_all[mode]) * 1e3, 3),
+                          "proxied_median_ms": round(statistics.median(proxied_all[mode]) * 1e3, 3),
+                          "added_median_ms": round(statistics.median(ds) * 1e3, 3),
+                          "added_p25_p75_ms": [round(ds[len(ds) // 4] * 1e3, 3), round(ds[(3 * len(ds)) // 4] * 1e3, 3)],
+                          "proxy_cpu_ms_per_request": round(cpu[mode] / (args.rounds * args.runs) * 1e3, 3),
+                          f"proxied_vs_{first}_median_ms": round(statistics.median(vs) * 1e3, 3),
+                          f"proxied_vs_{first}_p25_p75_ms": [round(vs[len(vs) // 4] * 1e3, 3),
+                                                             round(vs[(3 * len(vs)) // 4] * 1e3, 3)],
+                          **pool, "loadavg": [load0, load1]}), flush=True)
+
+
+def _kept_connection(args: argparse.Namespace, mode: str, stack: Stack) -> None:
+    """The relay alone: one kept connection each way, the request's FETCH repeated."""
+    kept = {"direct": stack.direct(), "proxied": stack.proxied()}
+    for c in kept.values():
+        c.command(f"X-STATE RESTORE {stack.token}")
+    diffs = []
+    cpu = 0.0
+    for _ in range(args.rounds):
+        med = {}
+        for name, c in kept.items():
+            cpu0 = _cpu(stack.proxy_pid)
+            xs = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                c.command("UID FETCH 151:200 (ENVELOPE FLAGS)")
+                xs.append(time.perf_counter() - t0)
+            if name == "proxied":
+                cpu += _cpu(stack.proxy_pid) - cpu0
+            med[name] = statistics.median(xs)
+        diffs.append(med["proxied"] - med["direct"])
+    print(json.dumps({"bench": "proxy_latency", "mode": "kept connection, UID FETCH 50 ENVELOPE FLAGS",
+                      "forward": mode, "added_median_ms": round(statistics.median(diffs) * 1e3, 3),
+                      "proxy_cpu_ms_per_command": round(cpu / (args.rounds * args.runs) * 1e3, 3),
+                      "loadavg": _loadavg()}), flush=True)
+    for c in kept.values():
+        c.close()
 
 
 def _cpu(pid: int) -> float:
@@ -326,6 +389,9 @@ def main() -> None:
     p = sub.add_parser("latency")
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    p.add_argument("--baseline", metavar="DIR", help="also measure a checkout of another commit (git archive | tar -x)")
+    p.add_argument("--baseline-modes", nargs="+", choices=list(MODES), default=["proxy-protocol"])
     p.set_defaults(func=latency)
     p = sub.add_parser("memory")
     p.add_argument("--sessions", type=int, nargs="+", default=[10000, 15000])

@@ -257,10 +257,20 @@ class ProxySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # RESTOREs refused with NO [UNAVAILABLE] (the old owner still holds the user's lease) are retried this often.
     restore_retries: int = 10
     restore_retry_delay: float = 0.3
+    # Connected, greeted backend connections kept ready per backend, so a login skips the connect and the
+    # greeting (0 = off). Only with forward_address = "id": a PROXY header must be a connection's first bytes.
+    pool_size: int = 0
+    # A pooled connection unused this long is replaced (below the backends' limits.preauth_timeout).
+    pool_max_age: float = 30.0
 
     def __post_init__(self) -> None:
         if self.forward_address not in ("proxy-protocol", "id"):
             raise ValueError("proxy.forward_address: \"proxy-protocol\" or \"id\"")
+        if self.pool_size < 0 or self.pool_max_age <= 0:
+            raise ValueError("proxy.pool_size must be >= 0 and proxy.pool_max_age > 0")
+        if self.pool_size and self.forward_address != "id":
+            raise ValueError("proxy.pool_size needs proxy.forward_address = \"id\" (a PROXY header must be the "
+                             "first bytes of a backend connection, so such connections cannot be opened ahead)")
         _check_networks("proxy.proxy_protocol_from", self.proxy_protocol_from)
         for spec in self.backends:
             node, sep, address = spec.partition("=")

@@ -15,7 +15,7 @@ from imapd.protocol.framing import literal_marker
 from imapd.protocol.proxyproto import encode_v2
 from imapd.proxy.backends import Backend
 
-__all__ = ["BackendClosed", "BackendLink", "open_link"]
+__all__ = ["BackendClosed", "BackendLink", "connect", "open_link", "read_greeting"]
 
 _MAX_RESPONSE = 16 << 20
 
@@ -111,12 +111,15 @@ class BackendLink(asyncio.Protocol):
                 return out
             if self.closed:
                 raise BackendClosed(f"backend {self.backend.node} closed the connection")
-            self._waiter = loop.create_future()
+            # A timer on the waiter, not asyncio.wait_for (a task and two callbacks per response).
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_at(deadline, _expire, waiter)
             try:
-                await asyncio.wait_for(self._waiter, max(0.0, deadline - loop.time()))
+                await waiter
             except TimeoutError:
                 raise BackendClosed(f"backend {self.backend.node} did not answer in {timeout:.0f} s") from None
             finally:
+                timer.cancel()
                 self._waiter = None
 
     def _frame(self) -> int:
@@ -150,17 +153,37 @@ class BackendLink(asyncio.Protocol):
             untagged.append(resp)
 
 
-async def open_link(backend: Backend, *, client: tuple[str, int], local: tuple[str, int], tls: bool,
-                    forward: str, command: str, timeout: float = 10.0) -> tuple[BackendLink, list[bytes], bytes]:
-    """Connect, name the real client (PROXY v2 header, or ID x-originating-ip) and send ``command`` (the
-    RESTORE), all in the first write, without waiting for the greeting: one round trip, not three. The
-    backend reads its input only after greeting. Returns the link and ``command``'s responses."""
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+async def connect(backend: Backend, *, timeout: float = 10.0) -> BackendLink:
+    """A new TCP connection to ``backend`` (nothing sent, nothing read yet)."""
     loop = asyncio.get_running_loop()
     try:
         _, link = await asyncio.wait_for(
             loop.create_connection(lambda: BackendLink(backend), backend.host, backend.port), timeout)
     except (TimeoutError, OSError) as exc:
         raise BackendClosed(f"cannot connect to backend {backend.node} ({backend.address}): {exc}") from None
+    return link
+
+
+async def read_greeting(link: BackendLink, *, timeout: float = 10.0) -> None:
+    greeting = await link.response(timeout)
+    if not greeting.startswith(b"* OK"):
+        raise BackendClosed(f"backend {link.backend.node} greeted with {greeting[:80]!r}")
+
+
+async def open_link(backend: Backend, *, client: tuple[str, int], local: tuple[str, int], tls: bool,
+                    forward: str, command: str, timeout: float = 10.0,
+                    pooled: BackendLink | None = None) -> tuple[BackendLink, list[bytes], bytes]:
+    """Connect, name the real client (PROXY v2 header, or ID x-originating-ip) and send ``command`` (the
+    RESTORE), all in the first write, without waiting for the greeting: one round trip, not three. The
+    backend reads its input only after greeting. ``pooled``: a connection already open and greeted
+    (:mod:`imapd.proxy.link_pool`, "id" mode only), which saves the connect and the greeting. Returns the
+    link and ``command``'s responses."""
+    link = pooled if pooled is not None else await connect(backend, timeout=timeout)
     try:
         first = encode_v2(client, local, tls=tls) if forward == "proxy-protocol" else b""
         id_tag = None
@@ -170,9 +193,8 @@ async def open_link(backend: Backend, *, client: tuple[str, int], local: tuple[s
                       .encode())
         tag = link.next_tag()
         link.write(first + f"{tag} {command}\r\n".encode())
-        greeting = await link.response(timeout)
-        if not greeting.startswith(b"* OK"):
-            raise BackendClosed(f"backend {backend.node} greeted with {greeting[:80]!r}")
+        if pooled is None:
+            await read_greeting(link, timeout=timeout)
         if id_tag is not None:
             _, done = await link.until_tagged(id_tag, timeout=timeout)
             if b" OK" not in done[:20]:

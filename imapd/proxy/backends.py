@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from imapd.protocol.proxyproto import V2_SIGNATURE
@@ -75,6 +76,13 @@ class BackendPool:
         """Set when a backend goes down or is drained (the sessions on it move)."""
         self._task: asyncio.Task[None] | None = None
         self._checking: set[str] = set()
+        self.on_unusable: list[Callable[[Backend], None]] = []
+        """Called when a backend is marked down or drained (the link pool empties its connections)."""
+
+    def _unusable(self, backend: Backend) -> None:
+        self.changed.set()
+        for hook in self.on_unusable:
+            hook(backend)
 
     # -- the choice --------------------------------------------------------------------------------------
     def by_hash(self, user: str, *, exclude: str | None = None) -> Backend:
@@ -102,9 +110,9 @@ class BackendPool:
         if backend is None:
             raise KeyError(node)
         backend.drained = drained
-        await self.coordination.set_drained(node, drained)
         if drained:
-            self.changed.set()
+            self._unusable(backend)
+        await self.coordination.set_drained(node, drained)
 
     async def refresh_drained(self) -> None:
         shared = await self.coordination.drained()
@@ -115,7 +123,7 @@ class BackendPool:
             backend.drained = backend.node in shared
             if backend.drained and not was:
                 log.info("backend %s drained (shared drained set)", backend.node)
-                self.changed.set()
+                self._unusable(backend)
             if backend.drained:
                 await self.coordination.mark_draining(backend.node, True)  # again, after a restart of it
 
@@ -181,8 +189,10 @@ class BackendPool:
         backend.checked = time.time()
         if backend.healthy and not ok:
             log.warning("backend %s (%s) is down: %s", backend.node, backend.address, error)
-            self.changed.set()
-        elif ok and not backend.healthy:
+            backend.healthy, backend.error = ok, error
+            self._unusable(backend)
+            return
+        if ok and not backend.healthy:
             log.info("backend %s (%s) is up again", backend.node, backend.address)
         backend.healthy, backend.error = ok, error
 

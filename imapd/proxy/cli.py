@@ -71,6 +71,8 @@ def _backends(args: argparse.Namespace, settings: object) -> int:
         for row in answer["backends"]:
             state = "up" if row["healthy"] else f"DOWN ({row['error']})"
             drained = " drained" if row["drained"] else ""
-            print(f"{row['node']:<12} {row['address']:<22} {state}{drained}  sessions={row['sessions']}")
+            print(f"{row['node']:<12} {row['address']:<22} {state}{drained}  sessions={row['sessions']}"
+                  + (f"  pooled={row['pooled']} pool_opened={row['pool_opened']} pool_taken={row['pool_taken']}"
+                     if row.get("pool_opened") else ""))
         print(f"hibernated sessions: {answer['hibernated']}")
     return 0 if answer.get("ok") else 1

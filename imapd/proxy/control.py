@@ -75,6 +75,9 @@ class ControlServer:
         backends = pool.listing()
         for row in backends:
             row["sessions"] = counts.get(str(row["node"]), 0)
+            row["pooled"] = self.server.links.idle(str(row["node"]))
+            row["pool_taken"] = self.server.links.taken.get(str(row["node"]), 0)
+            row["pool_opened"] = self.server.links.opened.get(str(row["node"]), 0)
         return {"ok": True, "backends": backends, "hibernated": len(self.server.hibernation)}
 
 

@@ -43,6 +43,11 @@ class StartTLSRequest:
     tag: str
 
 
+_GREETINGS: dict[tuple[int, bool, bool, bool], tuple[Settings, bytes]] = {}
+"""Rendered greetings by (settings, tls, starttls, plaintext auth allowed); the settings are kept so that
+their id is not reused by another object while the entry lives."""
+
+
 class PreauthDialog:
     """What the proxy answers before login; the transport and the backends are the caller's."""
 
@@ -69,7 +74,17 @@ class PreauthDialog:
                                   xstate=self.settings.xstate.enabled))
 
     def greeting(self) -> bytes:
-        return self.conn.send(UntaggedStatus("OK", self.settings.server.greeting, CapabilityCode(self.capabilities())))
+        """The greeting with its CAPABILITY code; rendered once per kind of connection (it depends on the
+        settings and on three flags only), since rendering ~50 atoms cost more than the rest of a greeting."""
+        key = (id(self.settings), self.tls, self.starttls, self.plaintext_auth_allowed)
+        cached = _GREETINGS.get(key)
+        if cached is None or cached[0] is not self.settings:
+            text = self.conn.send(UntaggedStatus("OK", self.settings.server.greeting,
+                                                 CapabilityCode(self.capabilities())))
+            if len(_GREETINGS) > 64:
+                _GREETINGS.clear()
+            cached = _GREETINGS[key] = (self.settings, text)
+        return cached[1]
 
     def handle(self, event: object) -> tuple[list[Response], LoginRequest | StartTLSRequest | None]:
         """Responses to send for one event, and a login or STARTTLS for the caller to carry out."""

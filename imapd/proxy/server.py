@@ -19,6 +19,7 @@ from imapd.proxy.control import ControlServer
 from imapd.proxy.coordination import Coordination
 from imapd.proxy.credentials import ProxyCredentials
 from imapd.proxy.hibernation import Hibernation
+from imapd.proxy.link_pool import LinkPool
 from imapd.proxy.recovery import Recovery
 from imapd.proxy.session import ProxySession
 from imapd.server.listener import bind_tcp, make_tls_context, parse_hostport
@@ -46,6 +47,8 @@ class ProxyServer:
         self.pool = BackendPool(settings.proxy.backends, self.coordination,
                                 health_interval=settings.proxy.health_interval,
                                 proxy_protocol=settings.proxy.forward_address == "proxy-protocol")
+        self.links = LinkPool(self.pool, size=settings.proxy.pool_size, max_age=settings.proxy.pool_max_age)
+        self.pool.on_unusable.append(self.links.drop)
         self.sessions: set[ProxySession] = set()
         self.per_address: Counter[str] = Counter()
         """Client connections per (real) address, hibernated ones included."""
@@ -77,6 +80,7 @@ class ProxyServer:
         await self.coordination.start()
         await self.pool.check_all()
         self.pool.start()
+        self.links.start()
         self.hibernation.start()
         self.recovery.start()
         await self.control.start()
@@ -108,6 +112,7 @@ class ProxyServer:
             server.close()
         await self.control.stop()
         await self.pool.stop()
+        await self.links.stop()
         await self.hibernation.stop()
         await self.recovery.stop()
         for session in list(self.sessions):

@@ -139,6 +139,8 @@ class ProxySession(asyncio.Protocol):
                     started = 0
                 if started:
                     self.token_fresh = False
+                    if tracker.logout and self._logout_here(data):
+                        return
                     if "COMPRESS" in tracker.in_flight.values():
                         self.opaque = True
                     elif (started == 1 and tracker.idle_tag is not None and len(tracker.in_flight) == 1
@@ -391,13 +393,19 @@ class ProxySession(asyncio.Protocol):
         server = self.server
         settings = server.settings.proxy
         attempts = 0
+        use_pool = True
         while True:
             backend = await server.pool.for_user(self.user, exclude=exclude)
+            pooled = server.links.take(backend) if use_pool else None
             try:
                 link, untagged, done = await open_link(
                     backend, client=self.client, local=self.local, tls=self.secure,
-                    forward=settings.forward_address, command=f"X-STATE RESTORE {token}{restore_args}")
+                    forward=settings.forward_address, command=f"X-STATE RESTORE {token}{restore_args}",
+                    pooled=pooled)
             except BackendClosed as exc:
+                if pooled is not None:  # a pooled connection that died idle says little: try a new one
+                    use_pool = False
+                    continue
                 server.pool.mark(backend, False, str(exc))
                 attempts += 1
                 if attempts > len(server.pool.backends):
@@ -434,7 +442,7 @@ class ProxySession(asyncio.Protocol):
         tracker = self.tracker
         if not self.opaque:
             try:
-                tracker.from_backend(tracker.backend.feed(data))
+                tracker.from_backend(tracker.backend.heads(data))
             except TrackerError:
                 self.opaque = True
             if self._saving_tag is not None:
@@ -443,6 +451,28 @@ class ProxySession(asyncio.Protocol):
                 data = tracker.rewrite(data)
         if data:
             self._write(data)
+
+    def _logout_here(self, data: bytes) -> bool:
+        """A LOGOUT with nothing else in flight is answered here, without waiting for the backend: one
+        relayed round trip less for every webmail request. The backend still gets the LOGOUT (a clean end
+        in its log) on a connection the proxy lets go; what it answers is dropped. Not with a command still
+        in flight (its answer must come first), a SAVE of ours pending, or a half-received line."""
+        tracker, link = self.tracker, self.link
+        if (len(tracker.in_flight) != 1 or self._saving_tag is not None or tracker.tag_map or link is None
+                or not (tracker.client.between and tracker.backend.between)):
+            return False
+        tag = next(iter(tracker.in_flight))
+        self.link = None
+        link.peer = None
+        link.relay(_discard)
+        link.write(data)
+        timer = self.server.loop.call_later(10.0, link.close)  # the backend closes first; this bounds it
+        link.on_lost = lambda _: timer.cancel()
+        self._write(b"* BYE Logging out\r\n" + tag.encode() + b" OK LOGOUT completed\r\n")
+        self.phase = CLOSED
+        if self.transport is not None:
+            self.transport.close()
+        return True
 
     def _take_saved(self, data: bytes) -> bytes:
         """Our SAVE at IDLE entry: keep its ``* X-STATE`` token and tagged OK from the client."""
@@ -506,6 +536,10 @@ class ProxySession(asyncio.Protocol):
 
     def untagged_bye(self, text: str) -> bytes:
         return ServerConnection().send(UntaggedStatus("BYE", text, Code("UNAVAILABLE")))
+
+
+def _discard(data: bytes) -> None:
+    """The backend's answer to a LOGOUT the proxy has answered itself."""
 
 
 def _code_of(line: bytes) -> bytes:

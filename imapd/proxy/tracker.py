@@ -31,12 +31,13 @@ class LineScanner:
     """Splits a stream into lines (CRLF stripped), skipping literal octets; says which line starts a
     command/response (the others continue one after a literal)."""
 
-    __slots__ = ("_continued", "_literal", "_partial")
+    __slots__ = ("_continued", "_continued_first", "_literal", "_partial")
 
     def __init__(self) -> None:
         self._partial = b""
         self._literal = 0
         self._continued = False
+        self._continued_first = False
 
     @property
     def between(self) -> bool:
@@ -50,6 +51,46 @@ class LineScanner:
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
         """The lines completed by ``data``, each with True when it starts a new command/response."""
+        lines = self._split(data)
+        if lines is None:
+            return self._feed_slow(data)
+        out = [(line[:-1] if line.endswith(b"\r") else line, True) for line in lines]
+        if out and self._continued_first:
+            out[0] = (out[0][0], False)
+        return out
+
+    def heads(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """Like :meth:`feed`, but only the first lines of responses, and of the untagged ones only those
+        that may be ``BYE`` or ``OK [...]``: what the relay looks at. The many ``* n FETCH`` lines of a big
+        answer are split off in C (one ``split``) and never looked at one by one in Python."""
+        lines = self._split(data)
+        if lines is None:
+            return [(line, first) for line, first in self._feed_slow(data) if first and _head(line)]
+        if lines and self._continued_first:
+            del lines[0]
+        return [(line[:-1] if line.endswith(b"\r") else line, True) for line in lines
+                if line[:2] != b"* " or line[2:3] in b"BbOo"]
+
+    def _split(self, data: bytes) -> list[bytes] | None:
+        """Whole lines of ``data`` (CR kept) when no literal can be involved, else None (the slow path).
+
+        No literal octets pending, no partial line (which might end in ``{n}``), and no line of ``data``
+        announcing one: then every line is whole, each starts a command/response except perhaps the first
+        (a continuation after a literal that ended the last chunk), and what follows the last LF is the new
+        partial line. Sets :attr:`_continued_first` for the caller."""
+        if self._literal or self._partial or b"}\n" in data or b"}\r\n" in data:
+            return None
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if len(tail) > _MAX_PARTIAL:
+            raise TrackerError("line too long to follow")
+        self._partial = tail
+        self._continued_first = self._continued and bool(lines)
+        if lines:
+            self._continued = False
+        return lines
+
+    def _feed_slow(self, data: bytes) -> list[tuple[bytes, bool]]:
         out: list[tuple[bytes, bool]] = []
         pos, n = 0, len(data)
         while pos < n:
@@ -81,6 +122,11 @@ class LineScanner:
                 self._continued = False
             out.append((line, first))
         return out
+
+
+def _head(line: bytes) -> bool:
+    """A response's first line the relay must look at (tagged, continuation, ``* BYE``, ``* OK``)."""
+    return line[:2] != b"* " or line[2:3] in b"BbOo"
 
 
 def command_name(line: bytes) -> tuple[str | None, str]:

@@ -75,8 +75,10 @@ async def id_(s: Session, cmd: c.Id) -> Done:
 
 def _note_originating_client(s: Session, params: tuple[tuple[str, str | None], ...]) -> None:
     """A trusted proxy (``auth.trusted_networks``) names the real client with ``x-originating-ip`` and
-    ``x-originating-port`` (as Dovecot's login_trusted_networks allows): limits, throttles and logs use it."""
-    if not is_trusted_proxy(s.conn.peer_host, s.ctx.settings.auth.trusted_networks):
+    ``x-originating-port`` (as Dovecot's login_trusted_networks allows): limits, throttles and logs use it.
+    Only the first one of a connection counts: the proxy sends it before anything of the client's, so a
+    client relayed after UNAUTHENTICATE cannot rename itself with an ID of its own."""
+    if s.client_origin is not None or not is_trusted_proxy(s.conn.peer_host, s.ctx.settings.auth.trusted_networks):
         return
     fields = {k.lower(): v for k, v in params if v is not None}
     ip_text = fields.get("x-originating-ip")

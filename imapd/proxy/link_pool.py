@@ -45,6 +45,7 @@ class LinkPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._refill_soon = False
+        self._stopped = False
         self.opened: dict[str, int] = dict.fromkeys(backends.backends, 0)
         self.taken: dict[str, int] = dict.fromkeys(backends.backends, 0)
         """Pooled connections handed to sessions, per backend (the control socket's ``pool_taken``)."""
@@ -82,7 +83,9 @@ class LinkPool:
         """Close the idle connections of ``backend`` (down, drained, or the proxy stopping)."""
         queue = self._idle.get(backend.node)
         while queue:
-            queue.popleft()[1].close()
+            link = queue.popleft()[1]
+            link.on_lost = None  # a deliberate close asks for no refill
+            link.close()
 
     # -- refill ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -90,6 +93,7 @@ class LinkPool:
             self._loop_task = asyncio.get_running_loop().create_task(self._maintain())
 
     async def stop(self) -> None:
+        self._stopped = True  # before the closes below: no refill may start after this
         if self._loop_task is not None:
             self._loop_task.cancel()
         for task in list(self._tasks):
@@ -99,7 +103,7 @@ class LinkPool:
             self.drop(backend)
 
     def _schedule_refill(self, delay: float = 0.0) -> None:
-        if not self._refill_soon and self.enabled:
+        if not self._refill_soon and self.enabled and not self._stopped:
             self._refill_soon = True
             asyncio.get_running_loop().call_later(delay, self.refill)
 
@@ -112,6 +116,8 @@ class LinkPool:
 
     def refill(self) -> None:
         self._refill_soon = False
+        if self._stopped:
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         for node, backend in self.backends.backends.items():
@@ -148,7 +154,7 @@ class LinkPool:
             return
         finally:
             self._opening[backend.node] -= 1
-        if not backend.usable or self.backends.backends.get(backend.node) is not backend:
+        if self._stopped or not backend.usable or self.backends.backends.get(backend.node) is not backend:
             link.close()
             return
         self.opened[backend.node] += 1

@@ -461,7 +461,11 @@ class ProxySession(asyncio.Protocol):
         if (len(tracker.in_flight) != 1 or self._saving_tag is not None or tracker.tag_map or link is None
                 or not (tracker.client.between and tracker.backend.between)):
             return False
-        tag = next(iter(tracker.in_flight))
+        tag, name = next(iter(tracker.in_flight.items()))
+        # Only a whole, bare "<tag> LOGOUT" line in this very chunk: anything else (arguments, which make it
+        # BAD; a command whose line ended in this chunk after an earlier LOGOUT) is the backend's to answer.
+        if name.upper() != "LOGOUT" or data.rstrip(b"\r\n").upper() != tag.encode().upper() + b" LOGOUT":
+            return False
         self.link = None
         link.peer = None
         link.relay(_discard)

@@ -50,3 +50,22 @@ def test_pipelined_logout_waits_for_the_commands_before_it(cluster: Cluster) -> 
     out = read_until_closed(sock)
     assert out.index(b"b OK") < out.index(b"c OK") < out.index(b"z OK")
     assert out.count(b"* BYE") == 1
+
+
+def test_logout_with_arguments_and_a_later_command_go_to_the_backend(cluster: Cluster) -> None:
+    """Only a bare ``tag LOGOUT`` line is answered here: ``LOGOUT junk`` is the backend's BAD (RFC 3501 9,
+    LOGOUT takes no arguments), and a command after a LOGOUT is never answered as a LOGOUT."""
+    proxy = cluster.proxy()
+    sock = _logged_in(proxy.port)
+    sock.sendall(b"c LOGOUT junk\r\n")
+    out = b""
+    while b"c " not in out:
+        out += sock.recv(65536)
+    assert out.startswith(b"c BAD"), out
+    sock.sendall(b"d NOOP\r\n")
+    out = b""
+    while b"d " not in out:
+        out += sock.recv(65536)
+    assert b"d OK" in out and b"LOGOUT" not in out, out
+    sock.sendall(b"z LOGOUT\r\n")
+    assert read_until_closed(sock, timeout=5).endswith(b"z OK LOGOUT completed\r\n")

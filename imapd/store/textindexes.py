@@ -120,9 +120,23 @@ class TextIndexes:
     def remove(self, mailbox_id: int, uids: Sequence[int]) -> None:
         """Forget expunged messages; many are left to the backfill's purge (an FTS5 delete costs about
         what the insert did, and a big EXPUNGE should not wait for it). Searches never depend on it:
-        UIDs are not reused, and the searcher drops UIDs that left the mailbox."""
+        UIDs are not reused, and the searcher drops UIDs that left the mailbox. Messages still queued are
+        taken off the queue (a draft saved and replaced within the flush delay is never indexed)."""
+        if not uids:
+            return
+        with self._lock:
+            queue = self._queued.get(mailbox_id)
+            if queue:
+                gone = set(uids)
+                kept = [item for item in queue if item[0] not in gone]
+                if len(kept) != len(queue):
+                    self._queued_bytes -= sum(len(item[1]) for item in queue if item[0] in gone)
+                    if kept:
+                        self._queued[mailbox_id] = kept
+                    else:
+                        del self._queued[mailbox_id]
         ti = self.get(mailbox_id)
-        if ti is None or not uids:
+        if ti is None:
             return
         if len(uids) > _INLINE_REMOVE:
             self.stale(mailbox_id)

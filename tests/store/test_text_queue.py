@@ -56,3 +56,20 @@ def test_without_hook_indexed_at_once(store: Store, alice: UserStore) -> None:
         assert _indexed(alice, mb.mailbox_id) == 1
     finally:
         mb.release()
+
+
+def test_expunged_before_the_flush_is_never_indexed(store: Store, alice: UserStore) -> None:
+    """A draft saved and replaced within the flush delay: the expunged copy leaves the queue too."""
+    store.on_text_queued = lambda texts, count, size: None
+    mb = alice.open("INBOX")
+    try:
+        first = mb.append_many([AppendItem(msg(1, "zebracorn"), (), None)], text_later=True)
+        second = mb.append_many([AppendItem(msg(2, "zebracorn"), (), None)], text_later=True)
+        mb.expunge(first)
+        assert alice.texts.queued == 1
+        alice.texts.flush()
+        assert _indexed(alice, mb.mailbox_id) == 1
+        ti = alice.texts.get(mb.mailbox_id)
+        assert ti is not None and ti.search("body", "zebracorn") == set(second)
+    finally:
+        mb.release()

@@ -325,7 +325,7 @@ def client_address(s: Session) -> str:
 
 def _shown_address(s: Session) -> str:
     origin = s.client_origin
-    if origin is None:
+    if origin is None or origin == (s.conn.peer_host, None):
         return s.conn.peer_host
     ip, port = origin
     shown = f"{ip}:{port}" if port is not None else ip

@@ -82,6 +82,8 @@ def _note_originating_client(s: Session, params: tuple[tuple[str, str | None], .
         return
     fields = {k.lower(): v for k, v in params if v is not None}
     ip_text = fields.get("x-originating-ip")
+    # The first ID settles it even without a usable address: the peer stays the origin, for good.
+    s.client_origin = (s.conn.peer_host, None)
     if ip_text is None:
         return
     try:

@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from imapd.cluster import scripts
+from imapd.cluster.death import all_gone, host_identity
 from imapd.cluster.keys import ChangeKind, ChangeMessage, ClusterKeys, decode_change, encode_change
 from imapd.store.errors import NotOwner
 
@@ -71,6 +72,11 @@ class ClusterNode:
         self.advertise = cluster.advertise or (settings.server.listen[0] if settings.server.listen else "")
         self.epoch = os.environ.get(EPOCH_ENV) or secrets.token_hex(8)
         self.started = f"{time.time():.3f}"
+        self.host = host_identity()
+        """Recorded in the node key with our pid, so that a peer on this host can prove us dead (death.py)."""
+        self._claims: dict[str, asyncio.Future[str]] = {}
+        """user -> the claim in flight here: concurrent claims of one user (its 20 sessions restored at once
+        after a failover) share one script call instead of each polling Redis."""
         self.fresh_for = cluster.lease_ttl - cluster.heartbeat_interval
         self.reassert_window = cluster.grace + cluster.lease_ttl + cluster.reconnect_max
         """After Redis lost its keys, an owner may re-assert a user whose record is gone for this long."""
@@ -133,6 +139,7 @@ class ClusterNode:
         self._release_script = self._client.register_script(scripts.RELEASE)
         self._failure_script = self._client.register_script(scripts.FAILURE)
         self._success_script = self._client.register_script(scripts.SUCCESS)
+        self._fence_script = self._client.register_script(scripts.FENCE)
         await self._renew_once()
         for coro in (self._heartbeat(), self._publisher()):
             self._tasks.append(asyncio.create_task(coro))
@@ -190,7 +197,7 @@ class ClusterNode:
                 got = await self._heartbeat_script(
                     keys=[self.keys.node(self.node_id), self.keys.since],
                     args=[self.epoch, int(self.settings.lease_ttl * 1000), self.advertise, self.started,
-                          os.getpid()])
+                          os.getpid(), self.host])
         except _DOWN as exc:
             self._went_down(exc, sent)
             return False
@@ -359,18 +366,48 @@ class ClusterNode:
 
     async def _assert(self, user: str, mode: str, *, lose: bool = True) -> str:
         """Run the ASSERT script on the network loop; update :attr:`owned`. Raises NotOwner when a user
-        that was ours is lost (and ``lose``), _DOWN errors when Redis cannot answer."""
+        that was ours is lost (and ``lose``), _DOWN errors when Redis cannot answer. Claims of one user
+        that overlap share one call (the first one's answer)."""
+        if mode != "claim" or lose or user in self.owned:
+            return await self._assert_once(user, mode, lose=lose)
+        while (pending := self._claims.get(user)) is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the first claimer went away (its client closed): ask again ourselves
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._claims[user] = future
+        try:
+            status = await self._assert_once(user, mode, lose=lose)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no warning when nobody else waited
+            raise
+        finally:
+            self._claims.pop(user, None)
+        future.set_result(status)
+        return status
+
+    async def _assert_once(self, user: str, mode: str, *, lose: bool = True, fenced: bool = False) -> str:
         assert self._client is not None
         with self._lock:
             was_ours = user in self.owned
         sent = time.monotonic()
         async with asyncio.timeout(self.settings.timeout):
-            status, other, lapsed = await self._assert_script(
+            status, other, lapsed, *evidence = await self._assert_script(
                 keys=[self.keys.node(self.node_id), self.keys.owner(user), self.keys.since],
                 args=[self.node_id, self.epoch, int(self.settings.lease_ttl * 1000), self.advertise,
                       self.started, os.getpid(), self.keys.node(""), int(self.settings.grace * 1000),
-                      "confirm" if was_ours else mode, int(self.reassert_window * 1000)])
+                      "confirm" if was_ours else mode, int(self.reassert_window * 1000), self.host])
         self._came_back()
+        if status == "taken" and len(evidence) == 3 and not fenced and await self._fence(other, *evidence):
+            return await self._assert_once(user, mode, lose=lose, fenced=True)
         if status == "ok":
             with self._lock:
                 if int(lapsed) == 0:
@@ -390,6 +427,19 @@ class ClusterNode:
         if was_ours and lose:
             raise NotOwner(f"user {user} is now served by cluster node {other or '(another)'}")
         return str(status)
+
+    async def _fence(self, node: str, host: str, epoch: str, pids: str) -> bool:
+        """End ``node``'s liveness key now if it is provably dead (every process of it gone from this host,
+        imapd/cluster/death.py); True if it was ended (its users are then free)."""
+        if not all_gone(str(host), str(pids)):  # a few /proc look-ups: microseconds
+            return False
+        async with asyncio.timeout(self.settings.timeout):
+            ended = await self._fence_script(keys=[self.keys.node(str(node))], args=[str(epoch), str(pids)])
+        if int(ended):
+            log.warning("cluster: node %s is dead (its process(es) %s are gone from this host): ended its lease "
+                        "now instead of after cluster.lease_ttl", node, pids)
+            self.metrics.inc("imapd_cluster_nodes_fenced_total")
+        return bool(int(ended))
 
     def _lose(self, user: str, other: str) -> None:
         with self._lock:

@@ -234,6 +234,55 @@ def test_killed_node_users_taken_over_within_two_seconds(cluster_root: ClusterRo
     client.ok("LOGOUT")
 
 
+def test_a_killed_node_on_this_host_is_proven_dead_before_its_lease_runs_out(
+        cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
+    """With a 6 s lease, a kill -9 of the owner frees its users at once for a peer on the same host (its
+    pid is gone: imapd/cluster/death.py); the peer writes right away, the user's index is intact."""
+    slow = ("-o", "cluster.lease_ttl=6", "-o", "cluster.heartbeat_interval=1", "-o", "cluster.login_wait=3.0")
+    a = start_node(cluster_root, "a", redis_server, *slow)
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, *slow)
+    nodes.append(b)
+    old = login(a)
+    old.ok("SELECT INBOX")
+    assert b"OK" in append(old, "before the kill")
+    r: Any = redis_server.client()
+    assert r.hget("imapd:node:a", f"pid:{a.proc.pid}") == "1" and r.hget("imapd:node:a", "host")
+    a.proc.kill()
+    a.proc.wait()
+    killed = time.monotonic()
+    new = login(b)
+    took = time.monotonic() - killed
+    assert took < 1.0, took  # not the 6 s of the lease
+    assert r.get("imapd:owner:alice") == "b" and not r.exists("imapd:node:a")
+    assert b"OK" in append(new, "after the kill")
+    assert sorted(index_subjects(cluster_root)) == ["Subject: after the kill", "Subject: before the kill"]
+    assert "node a is dead" in b.log()
+    new.ok("LOGOUT")
+
+
+def test_a_stopped_node_is_not_taken_for_dead(cluster_root: ClusterRoot, redis_server: RedisServer,
+                                              nodes: list[RunningServer]) -> None:
+    """SIGSTOP: the process exists, so no peer may end its lease early; a login elsewhere waits and is
+    refused while the key lives."""
+    slow = ("-o", "cluster.lease_ttl=6", "-o", "cluster.heartbeat_interval=1")
+    a = start_node(cluster_root, "a", redis_server, *slow)
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, *slow)
+    nodes.append(b)
+    login(a).ok("SELECT INBOX")
+    r: Any = redis_server.client()
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        other = RawIMAP(b.host, b.port)
+        _, tagged = other.command("LOGIN alice secret1")
+        assert tagged.split()[1:3] == [b"NO", b"[UNAVAILABLE]"], tagged
+        assert r.exists("imapd:node:a") and r.get("imapd:owner:alice") == "a"
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    assert "is dead" not in b.log()
+
+
 # -- changes from other nodes --------------------------------------------------------------------------------------
 def _lmtp_address(node: RunningServer) -> tuple[str, int]:
     text = wait_for("the LMTP address", lambda: (node.data_dir / "run" / "lmtp").exists()

@@ -53,6 +53,18 @@ T = TypeVar("T")
 _DOWN = (RedisError, OSError, asyncio.TimeoutError, TimeoutError, concurrent.futures.TimeoutError)
 
 
+def _lmtp_address(settings: Settings) -> str:
+    """``lmtp.listen`` as others can reach it: a wildcard host is replaced by the advertised IMAP host."""
+    listen = settings.lmtp.listen
+    if not listen or "/" in listen:
+        return listen
+    host, _, port = listen.rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        advertised = settings.cluster.advertise or (settings.server.listen[0] if settings.server.listen else "")
+        host = advertised.rpartition(":")[0] or "127.0.0.1"
+    return f"{host}:{port}"
+
+
 def default_node_id(settings: Settings) -> str:
     port = settings.server.listen[0].rpartition(":")[2] if settings.server.listen else "0"
     return f"{socket.gethostname()}:{port}"
@@ -72,6 +84,8 @@ class ClusterNode:
         self.advertise = cluster.advertise or (settings.server.listen[0] if settings.server.listen else "")
         self.epoch = os.environ.get(EPOCH_ENV) or secrets.token_hex(8)
         self.started = f"{time.time():.3f}"
+        self.lmtp = _lmtp_address(settings)
+        """Where other nodes forward deliveries for our users (imapd/cluster/forward.py); "" = nowhere."""
         self.host = host_identity()
         """Recorded in the node key with our pid, so that a peer on this host can prove us dead (death.py)."""
         self._claims: dict[str, asyncio.Future[str]] = {}
@@ -110,6 +124,8 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[ChangeMessage] = asyncio.Queue(cluster.publish_queue)
+        self._wanted = asyncio.Event()
+        """Set by a request that found the breaker open: the reconnect loop probes Redis now."""
         self._down_since: float | None = None
         self._failed_pairs: set[tuple[str, str]] = set()
         # (user, mailbox) of deliveries stored here while Redis was unreachable, whose notices could not go
@@ -140,6 +156,7 @@ class ClusterNode:
         self._failure_script = self._client.register_script(scripts.FAILURE)
         self._success_script = self._client.register_script(scripts.SUCCESS)
         self._fence_script = self._client.register_script(scripts.FENCE)
+        self._owner_lmtp_script = self._client.register_script(scripts.OWNER_LMTP)
         await self._renew_once()
         for coro in (self._heartbeat(), self._publisher()):
             self._tasks.append(asyncio.create_task(coro))
@@ -178,6 +195,8 @@ class ClusterNode:
 
     # -- liveness ---------------------------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
+        """Renew; while Redis is down, this loop is the only caller that tries it (the breaker, see
+        :meth:`_redis_down`), with backoff, or at once when a request wanted Redis meanwhile."""
         backoff = 0.05
         while True:
             ok = await self._renew_once()
@@ -186,8 +205,22 @@ class ClusterNode:
                 self._release_idle()
                 await asyncio.sleep(self.settings.heartbeat_interval)
             else:
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(0.05)
+                self._wanted.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wanted.wait(), max(0.0, backoff - 0.05))
                 backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    def _redis_down(self) -> bool:
+        """The breaker: once a call found Redis down (a refused connection, or a time-out: a hung Redis),
+        requests do not try it again, each waiting ``cluster.timeout`` for the same answer; they act as in
+        the outage at once and ask the reconnect loop to probe now, which closes the breaker when Redis
+        answers. A hung Redis costs requests one time-out per outage, not one each."""
+        if self.reachable:
+            return False
+        self._call_on_loop(self._wanted.set)
+        self.metrics.inc("imapd_cluster_breaker_skips_total")
+        return True
 
     async def _renew_once(self) -> bool:
         assert self._client is not None
@@ -197,7 +230,7 @@ class ClusterNode:
                 got = await self._heartbeat_script(
                     keys=[self.keys.node(self.node_id), self.keys.since],
                     args=[self.epoch, int(self.settings.lease_ttl * 1000), self.advertise, self.started,
-                          os.getpid(), self.host])
+                          os.getpid(), self.host, self.lmtp])
         except _DOWN as exc:
             self._went_down(exc, sent)
             return False
@@ -337,6 +370,10 @@ class ClusterNode:
         deadline = loop.time() + self.settings.login_wait
         pause = 0.05
         while True:
+            if self._redis_down():
+                if user in self.owned:
+                    return  # outage mode: ours before Redis went away, still ours
+                raise NotOwner("the cluster's coordination service is unreachable")
             try:
                 status = await self._on_loop(self._assert(user, "claim", lose=False))
             except _DOWN as exc:
@@ -358,11 +395,29 @@ class ClusterNode:
         False when another live node owns it or Redis cannot say (then the message file alone is stored)."""
         if self.owns_fresh(user):
             return True
+        if self._redis_down():
+            return user in self.owned
         try:
             return await self._on_loop(self._assert(user, "claim", lose=False)) == "ok"
         except _DOWN as exc:
             self._call_on_loop(self._went_down, exc)
             return user in self.owned
+
+    async def owner_lmtp(self, user: str) -> tuple[str, str] | None:
+        """(node id, LMTP address) of the live node that serves ``user``, or None (nobody, or Redis down)."""
+        if self._redis_down():
+            return None
+
+        async def read() -> list[Any]:
+            async with asyncio.timeout(self.settings.timeout):
+                return list(await self._owner_lmtp_script(keys=[self.keys.owner(user)], args=[self.keys.node("")]))
+
+        try:
+            got = await self._on_loop(read())
+        except _DOWN as exc:
+            self._call_on_loop(self._went_down, exc)
+            return None
+        return (str(got[0]), str(got[1])) if len(got) == 2 and got[0] != self.node_id else None
 
     async def _assert(self, user: str, mode: str, *, lose: bool = True) -> str:
         """Run the ASSERT script on the network loop; update :attr:`owned`. Raises NotOwner when a user
@@ -404,7 +459,8 @@ class ClusterNode:
                 keys=[self.keys.node(self.node_id), self.keys.owner(user), self.keys.since],
                 args=[self.node_id, self.epoch, int(self.settings.lease_ttl * 1000), self.advertise,
                       self.started, os.getpid(), self.keys.node(""), int(self.settings.grace * 1000),
-                      "confirm" if was_ours else mode, int(self.reassert_window * 1000), self.host])
+                      "confirm" if was_ours else mode, int(self.reassert_window * 1000), self.host,
+                      self.lmtp])
         self._came_back()
         if status == "taken" and len(evidence) == 3 and not fenced and await self._fence(other, *evidence):
             return await self._assert_once(user, mode, lose=lose, fenced=True)
@@ -623,6 +679,8 @@ class ClusterNode:
         self._call_on_loop(lambda: asyncio.get_running_loop().create_task(self._count(address, user, failed)))
 
     async def _count(self, address: str, user: str | None, failed: bool) -> None:
+        if not self.reachable:
+            return  # the breaker is open: not counted cluster-wide (the local throttle still counts)
         keys = list(self.keys.failures(address, user))
         try:
             async with asyncio.timeout(self.settings.timeout):
@@ -651,14 +709,17 @@ class ClusterNode:
             async with asyncio.timeout(self.settings.timeout):
                 await self._client.set(self.keys.revoked(lineage), "1", px=int(self.revocation_ttl * 1000))
 
+        if self._redis_down():
+            log.warning("X-STATE revocation not recorded in Redis (unreachable; the user's index has it)")
+            return
         try:
             await self._on_loop(set_key())
         except _DOWN as exc:
             log.warning("X-STATE revocation not recorded in Redis (the user's index has it): %s", exc)
 
     async def is_revoked(self, lineage: bytes) -> bool:
-        if not lineage:
-            return False
+        if not lineage or self._redis_down():
+            return False  # the index's record still holds
         try:
             got = await self._on_loop(self._mget(self.keys.revoked(lineage)))
         except _DOWN:

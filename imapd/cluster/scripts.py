@@ -7,20 +7,22 @@ Redis Cluster would need hash tags).
 
 from __future__ import annotations
 
-__all__ = ["ASSERT", "FAILURE", "FENCE", "HEARTBEAT", "RELEASE", "SUCCESS"]
+__all__ = ["ASSERT", "FAILURE", "FENCE", "HEARTBEAT", "OWNER_LMTP", "RELEASE", "SUCCESS"]
 
 # Renew this node's liveness key and mark when the keyspace was first seen.
 # KEYS: node key, since key.  ARGV: epoch, ttl ms, imap address, started, pid, host (optional: the boot id
 # and pid namespace of the machine, imapd/cluster/death.py; with it, every renewing process leaves a
-# "pid:N" field, so that a peer on the same host can prove the node dead before its TTL runs out).
+# "pid:N" field, so that a peer on the same host can prove the node dead before its TTL runs out), lmtp
+# (optional: HOST:PORT of its LMTP listener, where other nodes forward deliveries for its users).
 # renew() returns 1 (renewed), 0 (the key had lapsed: re-created), -1 (another process holds this node
 # id); HEARTBEAT returns {that, the node's "draining" field} (set by an operator's drain: "1").
 _RENEW = """
-local function renew(node_key, since_key, epoch, ttl, imap, started, pid, host)
+local function renew(node_key, since_key, epoch, ttl, imap, started, pid, host, lmtp)
   local held = redis.call('HGET', node_key, 'epoch')
   if held and held ~= epoch then return -1 end
   redis.call('HSET', node_key, 'epoch', epoch, 'imap', imap, 'started', started, 'pid', pid)
   if host and host ~= '' then redis.call('HSET', node_key, 'host', host, 'pid:' .. pid, '1') end
+  if lmtp and lmtp ~= '' then redis.call('HSET', node_key, 'lmtp', lmtp) end
   redis.call('PEXPIRE', node_key, ttl)
   if redis.call('EXISTS', since_key) == 0 then
     local t = redis.call('TIME')
@@ -44,14 +46,14 @@ end
 """
 
 HEARTBEAT = _RENEW + """
-local renewed = renew(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+local renewed = renew(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 return {renewed, redis.call('HGET', KEYS[1], 'draining') or ''}
 """
 
 # Renew the node, then claim or confirm one user.
 # KEYS: my node key, the user's owner key, since key.
 # ARGV: node id, epoch, ttl ms, imap, started, pid, node-key prefix, grace ms, mode, re-assert window ms,
-# host (optional, as for HEARTBEAT).
+# host, lmtp (optional, as for HEARTBEAT).
 # mode "claim": take the user if unowned or its owner is dead, once the re-assert grace has passed;
 # mode "confirm": the user was ours; keep it if the record says so, or if the record is missing because
 # Redis lost its keys not longer ago than the re-assert window (a restart); never take it from another
@@ -61,7 +63,7 @@ return {renewed, redis.call('HGET', KEYS[1], 'draining') or ''}
 # that finds the user held by a live node also gets that node's evidence: {"taken", other, lapsed, its
 # host, its epoch, its pids (sorted, comma-separated)}, for the death check of imapd/cluster/death.py.
 ASSERT = _RENEW + _PIDS + """
-local lapsed = renew(KEYS[1], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[11])
+local lapsed = renew(KEYS[1], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[11], ARGV[12])
 if lapsed == -1 then return {'conflict', '', 0} end
 local owner = redis.call('GET', KEYS[2])
 if owner == ARGV[1] then return {'ok', '', lapsed} end
@@ -95,6 +97,16 @@ if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 if pids(KEYS[1]) ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
+"""
+
+# Where to forward a delivery for a user: KEYS: the user's owner key.  ARGV: the node-key prefix.
+# {node, its lmtp address} of a live owner, or {}.
+OWNER_LMTP = """
+local node = redis.call('GET', KEYS[1])
+if not node then return {} end
+local lmtp = redis.call('HGET', ARGV[1] .. node, 'lmtp')
+if not lmtp then return {} end
+return {node, lmtp}
 """
 
 # KEYS: owner key.  ARGV: node id.  Deletes the record only if it is ours.

@@ -361,6 +361,41 @@ def test_redis_outage_keeps_serving_and_reconnects(cluster_root: ClusterRoot, re
     assert "reachable again" in a.log()
 
 
+def test_a_hung_redis_costs_requests_one_timeout_per_outage(cluster_root: ClusterRoot, redis_server: RedisServer,
+                                                            nodes: list[RunningServer]) -> None:
+    """SIGSTOP of redis-server: once the node found it hung (one cluster.timeout), logins of the users it
+    owns no longer wait for Redis each (the breaker); when Redis answers again the node is back at once."""
+    a = start_node(cluster_root, "a", redis_server, "-o", "cluster.reconnect_max=5")
+    nodes.append(a)
+    held = login(a)
+    held.ok("SELECT INBOX")
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for("outage mode", lambda: "outage mode" in a.log(), timeout=5)
+        walls = []
+        for _ in range(5):
+            started = time.monotonic()
+            login(a).ok("LOGOUT")  # alice's lease is stale in memory: without the breaker each waits 0.5 s
+            walls.append(time.monotonic() - started)
+        assert max(walls) < 0.3, walls
+        assert b"OK" in append(held, "while Redis hangs")
+        _, tagged = RawIMAP(a.host, a.port).command("LOGIN bob secret2")  # not owned: refused, at once
+        assert b"NO [UNAVAILABLE]" in tagged
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    # the reconnect loop sits in a backoff of up to 5 s; a request that met the open breaker asks it to
+    # probe now, so a login soon finds Redis back
+    started = time.monotonic()
+    while True:
+        _, tagged = RawIMAP(a.host, a.port).command("LOGIN bob secret2")
+        if b" OK " in tagged or time.monotonic() - started > 3:
+            break
+        time.sleep(0.05)
+    assert b" OK " in tagged and time.monotonic() - started < 1.5, tagged
+    assert "reachable again" in a.log()
+
+
 def test_after_an_outage_an_idle_owned_user_is_reasserted_whatever_call_comes_first(
         cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
     """A login's claim may be the first call to reach Redis again (the heartbeat sits in its backoff).

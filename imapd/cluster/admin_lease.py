@@ -86,7 +86,12 @@ class _AdminLease:
                 self._thread = threading.Thread(target=self._renew, name="admin-lease", daemon=True)
                 self._thread.start()
                 return
-            if status == "taken" or time.monotonic() > deadline:
+            if status == "wait" and time.monotonic() > deadline:
+                self._drop_node_key()
+                raise LeaseRefused(f"the cluster's Redis lost its records recently and the owners are still "
+                                   f"re-asserting their users (cluster.reassert_grace); retry user {self.user} "
+                                   f"shortly")
+            if status != "wait":
                 self._drop_node_key()
                 where = f"cluster node {other}" if other else "another cluster node"
                 raise LeaseRefused(f"user {self.user} is served by {where} right now; run this on that node, "

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Hibernation", "Sleeper"]
 
-WAKES_ON_CHANGE = 48
+WAKES_ON_CHANGE = 256
 """Change-woken sessions restoring at once, per proxy. A delivery to every user (or a failover) wakes
 thousands together; all in flight at once, each advances in lockstep with the others and the first is
 told no sooner than the last, while the backends thrash. Bounded, they are told in order, as fast in

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.timeout(120)
 
 def _cluster(redis: RedisServer) -> tuple[str, ...]:
     return ("-o", f"cluster.redis_url={redis.url}", "-o", "cluster.lease_ttl=1.5",
-            "-o", "cluster.heartbeat_interval=0.3", "-o", "cluster.login_wait=0.5")
+            "-o", "cluster.heartbeat_interval=0.3", "-o", "cluster.login_wait=0.5",
+            "-o", "cluster.reassert_grace=0.3")
 
 
 def test_index_rebuild_refuses_a_user_another_node_serves(cluster_root: ClusterRoot, redis_server: RedisServer,

@@ -241,22 +241,39 @@ def test_a_killed_node_on_this_host_is_proven_dead_before_its_lease_runs_out(
     slow = ("-o", "cluster.lease_ttl=6", "-o", "cluster.heartbeat_interval=1", "-o", "cluster.login_wait=3.0")
     a = start_node(cluster_root, "a", redis_server, *slow)
     nodes.append(a)
-    b = start_node(cluster_root, "b", redis_server, *slow)
+    b = start_node(cluster_root, "b", redis_server, *slow, "-o", f"lmtp.listen=\"127.0.0.1:{free_port()}\"")
     nodes.append(b)
     old = login(a)
     old.ok("SELECT INBOX")
     assert b"OK" in append(old, "before the kill")
+    login(a, "bob").ok("SELECT INBOX")
     r: Any = redis_server.client()
     assert r.hget("imapd:node:a", f"pid:{a.proc.pid}") == "1" and r.hget("imapd:node:a", "host")
     a.proc.kill()
     a.proc.wait()
     killed = time.monotonic()
+    # both of a's users at once: the claims race to end a's key; each must then take its user
+    import threading
+
+    def deliver(user: str) -> None:
+        with smtplib.LMTP(*_lmtp_address(b)) as lmtp:
+            lmtp.sendmail("s@example.org", [user], b"Subject: delivered after the kill\r\n\r\nhi\r\n")
+
+    both = [threading.Thread(target=deliver, args=(u,)) for u in ("alice", "bob")]
+    for t in both:
+        t.start()
+    for t in both:
+        t.join()
+    assert r.get("imapd:owner:bob") == "b"
+    assert len(index_subjects(cluster_root, "bob")) == 1  # indexed by b (not a file left in new/)
+    assert files_in_inbox(cluster_root, "bob") == 1 and not os.listdir(cluster_root.mail / "bob" / "new")
     new = login(b)
     took = time.monotonic() - killed
     assert took < 1.0, took  # not the 6 s of the lease
     assert r.get("imapd:owner:alice") == "b" and not r.exists("imapd:node:a")
     assert b"OK" in append(new, "after the kill")
-    assert sorted(index_subjects(cluster_root)) == ["Subject: after the kill", "Subject: before the kill"]
+    subjects = index_subjects(cluster_root)
+    assert len(subjects) == 3 and {"Subject: after the kill", "Subject: before the kill"} <= set(subjects)
     assert "node a is dead" in b.log()
     new.ok("LOGOUT")
 
@@ -312,6 +329,35 @@ def test_delivery_on_another_node_reaches_the_owners_idle_session(
     client.readline()
     assert len(index_subjects(cluster_root)) == 1  # indexed by a, the owner
     assert "for the node that serves the user" in b.log()
+
+
+def test_a_delivery_for_another_nodes_user_runs_its_sieve_script_on_the_owner(
+        cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
+    """LMTP on b for alice, whom a serves: b hands the copy to a's LMTP listener (registered in a's node
+    key), so alice's script files it into "Lists" and a indexes it; nothing lands in INBOX new/."""
+    from imapd.sieve.scripts import ScriptStore
+
+    a_lmtp = free_port()
+    a = start_node(cluster_root, "a", redis_server, "-o", f"lmtp.listen=\"127.0.0.1:{a_lmtp}\"")
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, "-o", f"lmtp.listen=\"127.0.0.1:{free_port()}\"")
+    nodes.append(b)
+    scripts = ScriptStore(str(cluster_root.mail / "alice"))
+    scripts.put("lists", 'require ["fileinto", "mailbox"];\n'
+                         'if header :contains "subject" "[list]" { fileinto :create "Lists"; stop; }\n')
+    scripts.set_active("lists")
+    client = login(a)
+    client.ok("SELECT INBOX")
+    r: Any = redis_server.client()
+    assert r.hget("imapd:node:a", "lmtp") == f"127.0.0.1:{a_lmtp}"
+    with smtplib.LMTP(*_lmtp_address(b)) as lmtp:
+        lmtp.sendmail("s@example.org", ["alice"], b"Subject: [list] via b\r\n\r\nhi\r\n")
+    untagged = client.ok('STATUS "Lists" (MESSAGES)')
+    assert b"MESSAGES 1" in b"".join(untagged), untagged
+    assert b"* 0 EXISTS" in client.ok("SELECT INBOX")  # filed by the script, not kept
+    assert "handed to node a over LMTP" in b.log()
+    assert files_in_inbox(cluster_root) == 0
+    client.ok("LOGOUT")
 
 
 # -- Redis down ------------------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ skipped, logged as a warning.
 
 from __future__ import annotations
 
-import smtplib
+import asyncio
+import re
 
 from imapd.delivery.agent import Envelope, Outcome
 from imapd.store.names import INBOX
@@ -25,6 +26,7 @@ from imapd.store.names import INBOX
 __all__ = ["FORWARD_HELO", "forward_copy", "forwarded"]
 
 FORWARD_HELO = "cluster-forward."
+_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 def forwarded(envelope: Envelope) -> bool:
@@ -32,35 +34,60 @@ def forwarded(envelope: Envelope) -> bool:
     return envelope.helo.startswith(FORWARD_HELO)
 
 
-def forward_copy(address: str, node_id: str, envelope: Envelope, message: bytes, timeout: float) -> Outcome | None:
+class _Unreachable(Exception):
+    pass
+
+
+async def _reply(reader: asyncio.StreamReader) -> tuple[int, str]:
+    """One (possibly multi-line) reply: its code and last line's text."""
+    while True:
+        line = await reader.readline()
+        if len(line) < 4 or not line[:3].isdigit():
+            raise _Unreachable(f"bad reply {line[:40]!r}")
+        if line[3:4] != b"-":
+            return int(line[:3]), line[4:].decode(errors="replace").strip()
+
+
+async def _send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> tuple[int, str]:
+    writer.write(line + b"\r\n")
+    return await _reply(reader)
+
+
+async def forward_copy(address: str, node_id: str, envelope: Envelope, message: bytes,
+                       timeout: float) -> Outcome | None:
     """One recipient's copy over LMTP to ``address`` (HOST:PORT or a socket path); its outcome by the owner's
-    reply, or None when the owner could not be reached or its reply did not come (the caller stores the
-    file alone). Blocking: run it in a thread."""
-    host, _, port = address.rpartition(":")
+    reply, or None when the owner could not be reached or did not answer in time (the caller stores the
+    file alone). Asynchronous, so that the copies of a delivery to many users are forwarded together."""
     try:
-        client = smtplib.LMTP(address, timeout=timeout) if "/" in address else smtplib.LMTP(host, int(port),
-                                                                                             timeout=timeout)
-    except (OSError, ValueError, smtplib.SMTPException):
+        async with asyncio.timeout(timeout):
+            if "/" in address:
+                reader, writer = await asyncio.open_unix_connection(address)
+            else:
+                host, _, port = address.rpartition(":")
+                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+            try:
+                code, text = await _reply(reader)
+                steps = [b"LHLO " + (FORWARD_HELO + node_id).encode(),
+                         b"MAIL FROM:<" + envelope.mail_from.encode() + b">",
+                         b"RCPT TO:<" + envelope.recipient.address.encode() + b">", b"DATA"]
+                for step in steps:
+                    if code >= 400:
+                        break
+                    code, text = await _send(reader, writer, step)
+                if code == 354:
+                    body = _DOT.sub(b"..", message)
+                    if not body.endswith(b"\r\n"):
+                        body += b"\r\n"
+                    code, text = await _send(reader, writer, body + b".")
+                elif code < 400:
+                    raise _Unreachable(f"DATA answered {code}")
+                writer.write(b"QUIT\r\n")
+            finally:
+                writer.close()
+    except (OSError, ValueError, TimeoutError, _Unreachable, asyncio.IncompleteReadError):
         return None
-    try:
-        code, _ = client.ehlo(FORWARD_HELO + node_id)  # LMTP sends it as LHLO
-        if code != 250:
-            return None
-        code, text = client.mail(envelope.mail_from)
-        if code == 250:
-            code, text = client.rcpt(envelope.recipient.address)
-        if code == 250:
-            code, text = client.data(message)
-    except (OSError, smtplib.SMTPException):
-        return None
-    finally:
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            client.close()
-    reason = text.decode(errors="replace")
     if 200 <= code < 300:
-        return Outcome(kind="stored", stored=((INBOX, 0),), reason=reason)
+        return Outcome(kind="stored", stored=((INBOX, 0),), reason=text)
     if 500 <= code < 600:
-        return Outcome(kind="rejected", reason=reason)
-    return Outcome(kind="failed", failure="tempfail", reason=reason)
+        return Outcome(kind="rejected", reason=text)
+    return Outcome(kind="failed", failure="tempfail", reason=text)

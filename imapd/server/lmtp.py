@@ -296,8 +296,8 @@ class LMTPService:
         owner = None if forwarded(envelope) else await cluster.owner_lmtp(user)
         if owner is not None:
             node, address = owner
-            got = await asyncio.to_thread(forward_copy, address, cluster.node_id, envelope,
-                                          trace_headers(envelope) + body, self.ctx.settings.cluster.forward_timeout)
+            got = await forward_copy(address, cluster.node_id, envelope, trace_headers(envelope) + body,
+                                     self.ctx.settings.cluster.forward_timeout)
             if got is not None:
                 log.info("delivery to %s handed to node %s over LMTP (%s): %s", user, node, address, got.reason[:80])
                 return got

@@ -419,6 +419,7 @@ def test_a_hung_redis_costs_requests_one_timeout_per_outage(cluster_root: Cluste
     redis_server.proc.send_signal(signal.SIGSTOP)
     try:
         wait_for("outage mode", lambda: "outage mode" in a.log(), timeout=5)
+        time.sleep(1.5)  # past lease_ttl - heartbeat_interval: alice's lease is no longer fresh in memory
         walls = []
         for _ in range(5):
             started = time.monotonic()

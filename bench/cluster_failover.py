@@ -15,6 +15,10 @@ and redis branches merged). Steps:
 4. kill -9 ``--kill``; at once deliver one message to every user over LMTP to a surviving backend.
 5. Wait until every IDLE session is told of its user's new message (``* N EXISTS``), or ``--timeout``.
 
+``--no-kill`` is the control: the same delivery with every backend alive, i.e. what waking all the
+hibernated sessions costs by itself. The phases (from the cluster's log lines) and a histogram of when the
+clients were told say where the time went.
+
 Figures (one JSON line, then a summary): IDLE sessions that saw a BYE (goal 0) or lost their connection;
 seconds from the kill until every IDLE session was told (goal <= 2 s; also median and p99, and from the
 delivery); messages lost (goal 0: every delivered message and every earlier UID found afterwards);
@@ -263,6 +267,53 @@ def deliver(lmtp_port: int, users: list[str], stamp: str) -> list[bytes]:
         return out
 
 
+def _log_times(logs: Path, kill_wall: float) -> dict[str, object]:
+    """The failover's phases from the cluster's own log lines, in seconds after the kill (log timestamps are
+    local wall-clock time to the millisecond): the proxies see the victim down, a survivor proves it dead
+    (imapd/cluster/death.py) and ends its lease, users taken over (first, last), and RESTOREs on the
+    survivors (X-STATE logins after the kill: first, median, last, how many)."""
+    from datetime import datetime
+
+    def at(line: str) -> float | None:
+        try:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - kill_wall
+        except ValueError:
+            return None
+
+    found: dict[str, list[float]] = {"proxy_saw_down": [], "lease_ended": [], "taken_over": [], "restores": []}
+    for path in sorted(logs.glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            kind = None
+            if path.name.startswith("proxy") and "backend backend-" in line and "is down" in line:
+                kind = "proxy_saw_down"
+            elif "is dead (its process" in line:
+                kind = "lease_ended"
+            elif "taken over from dead node" in line:
+                kind = "taken_over"
+            elif path.name.startswith("backend") and "mechanism=X-STATE" in line and "imapd.audit: login" in line:
+                kind = "restores"
+            if kind is None:
+                continue
+            t = at(line)
+            if t is not None and t >= -0.05:
+                found[kind].append(t)
+    out: dict[str, object] = {}
+    for kind, times in found.items():
+        times.sort()
+        out[kind] = ({"n": len(times), "first": round(times[0], 3), "median": round(times[len(times) // 2], 3),
+                      "last": round(times[-1], 3)} if times else None)
+    return out
+
+
+def _histogram(told: list[float], step: float = 0.25) -> dict[str, int]:
+    """How many IDLE sessions were first told in each ``step`` seconds after the kill."""
+    out: dict[str, int] = {}
+    for t in told:
+        key = f"{int(t / step) * step:.2f}"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: float(kv[0])))
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -293,7 +344,9 @@ async def measure(args: argparse.Namespace, cluster: cluster_demo.Cluster, users
     victim = cluster.children[args.kill]
     survivor = next(n for n in (1, 2, 3) if f"backend-{n}" != args.kill)
     run.kill_at = time.monotonic()
-    victim.kill()
+    kill_wall = time.time()
+    if not args.no_kill:
+        victim.kill()
     stamp = f"{int(time.time())}"
     replies = await asyncio.to_thread(deliver, cluster.layout.lmtp(survivor), users, stamp)
     run.delivered_at = time.monotonic()
@@ -338,6 +391,8 @@ async def measure(args: argparse.Namespace, cluster: cluster_demo.Cluster, users
         "webmail_failed_after_kill": len(failed_after),
         "byes": sorted({s.bye.decode(errors="replace")[:80] for s in run.sessions if s.bye is not None})[:5],
         "load": os.getloadavg()[0],
+        "phases": _log_times(cluster.directory / "logs", kill_wall),
+        "told_histogram": _histogram(told),
     }
 
 
@@ -354,6 +409,9 @@ def main() -> int:
     parser.add_argument("--setup-timeout", type=float, default=300.0)
     parser.add_argument("--concurrency", type=int, default=50, help="IDLE sessions being set up at once")
     parser.add_argument("--quick", action="store_true", help="200 IDLE sessions, 20 users, 4 webmail clients")
+    parser.add_argument("--no-kill", action="store_true",
+                        help="the control: the same delivery to every user without killing a backend (how long "
+                             "waking every hibernated session takes by itself)")
     args = parser.parse_args()
     if args.quick:
         args.idle, args.users, args.webmail = 200, 20, 4
@@ -388,6 +446,8 @@ def main() -> int:
           f"messages lost {result['messages_lost']}; UIDVALIDITY changed {result['uidvalidity_changed']}, "
           f"UIDs missing {result['uids_missing']}; webmail after the kill: {result['webmail_ok_after_kill']} ok, "
           f"{result['webmail_failed_after_kill']} failed")
+    print(f"phases (s after the kill): {result['phases']}")
+    print(f"told per 0.25 s: {result['told_histogram']}")
     return 0
 
 

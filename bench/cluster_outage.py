@@ -222,9 +222,11 @@ def main() -> None:
     ap.add_argument("--after", type=float, default=8.0)
     ap.add_argument("--keep", action="store_true", help="keep the data dir and node logs")
     ap.add_argument("--hang", action="store_true", help="SIGSTOP redis-server instead of kill -9")
+    ap.add_argument("--tmp", default=None, help="where the data dir is made (default: the system's temp dir)")
+    ap.add_argument("--prefix", default="outage-bench-", help="the data dir's name prefix")
     args = ap.parse_args()
     base = args.port_base
-    root = Path(tempfile.mkdtemp(prefix="outage-bench-"))
+    root = Path(tempfile.mkdtemp(prefix=args.prefix, dir=args.tmp))
     (root / "shared").mkdir()
     users = ["alice", *(f"w{i}" for i in range(args.clients))]
     for user in users:

@@ -226,6 +226,9 @@ class ClusterSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     release_after: float = 300.0
     # Change messages waiting to be published; beyond this they are dropped (and counted).
     publish_queue: int = 10000
+    # A delivery for a user another node serves is handed to that node's LMTP listener (its Sieve script
+    # runs there); its answer is awaited this long, else the file alone is stored here.
+    forward_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.redis_url and not 0 < self.heartbeat_interval < self.lease_ttl:

@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from imapd.cluster import scripts
+from imapd.cluster.death import all_gone, host_identity
 from imapd.cluster.keys import ChangeKind, ChangeMessage, ClusterKeys, decode_change, encode_change
 from imapd.store.errors import NotOwner
 
@@ -50,6 +51,18 @@ EPOCH_ENV = "IMAPD_CLUSTER_EPOCH"
 
 T = TypeVar("T")
 _DOWN = (RedisError, OSError, asyncio.TimeoutError, TimeoutError, concurrent.futures.TimeoutError)
+
+
+def _lmtp_address(settings: Settings) -> str:
+    """``lmtp.listen`` as others can reach it: a wildcard host is replaced by the advertised IMAP host."""
+    listen = settings.lmtp.listen
+    if not listen or "/" in listen:
+        return listen
+    host, _, port = listen.rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        advertised = settings.cluster.advertise or (settings.server.listen[0] if settings.server.listen else "")
+        host = advertised.rpartition(":")[0] or "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def default_node_id(settings: Settings) -> str:
@@ -71,6 +84,13 @@ class ClusterNode:
         self.advertise = cluster.advertise or (settings.server.listen[0] if settings.server.listen else "")
         self.epoch = os.environ.get(EPOCH_ENV) or secrets.token_hex(8)
         self.started = f"{time.time():.3f}"
+        self.lmtp = _lmtp_address(settings)
+        """Where other nodes forward deliveries for our users (imapd/cluster/forward.py); "" = nowhere."""
+        self.host = host_identity()
+        """Recorded in the node key with our pid, so that a peer on this host can prove us dead (death.py)."""
+        self._claims: dict[str, asyncio.Future[str]] = {}
+        """user -> the claim in flight here: concurrent claims of one user (its 20 sessions restored at once
+        after a failover) share one script call instead of each polling Redis."""
         self.fresh_for = cluster.lease_ttl - cluster.heartbeat_interval
         self.reassert_window = cluster.grace + cluster.lease_ttl + cluster.reconnect_max
         """After Redis lost its keys, an owner may re-assert a user whose record is gone for this long."""
@@ -104,6 +124,8 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[ChangeMessage] = asyncio.Queue(cluster.publish_queue)
+        self._wanted = asyncio.Event()
+        """Set by a request that found the breaker open: the reconnect loop probes Redis now."""
         self._down_since: float | None = None
         self._failed_pairs: set[tuple[str, str]] = set()
         # (user, mailbox) of deliveries stored here while Redis was unreachable, whose notices could not go
@@ -133,6 +155,8 @@ class ClusterNode:
         self._release_script = self._client.register_script(scripts.RELEASE)
         self._failure_script = self._client.register_script(scripts.FAILURE)
         self._success_script = self._client.register_script(scripts.SUCCESS)
+        self._fence_script = self._client.register_script(scripts.FENCE)
+        self._owner_lmtp_script = self._client.register_script(scripts.OWNER_LMTP)
         await self._renew_once()
         for coro in (self._heartbeat(), self._publisher()):
             self._tasks.append(asyncio.create_task(coro))
@@ -171,6 +195,8 @@ class ClusterNode:
 
     # -- liveness ---------------------------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
+        """Renew; while Redis is down, this loop is the only caller that tries it (the breaker, see
+        :meth:`_redis_down`), with backoff, or at once when a request wanted Redis meanwhile."""
         backoff = 0.05
         while True:
             ok = await self._renew_once()
@@ -179,8 +205,22 @@ class ClusterNode:
                 self._release_idle()
                 await asyncio.sleep(self.settings.heartbeat_interval)
             else:
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(0.05)
+                self._wanted.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wanted.wait(), max(0.0, backoff - 0.05))
                 backoff = min(backoff * 2, self.settings.reconnect_max)
+
+    def _redis_down(self) -> bool:
+        """The breaker: once a call found Redis down (a refused connection, or a time-out: a hung Redis),
+        requests do not try it again, each waiting ``cluster.timeout`` for the same answer; they act as in
+        the outage at once and ask the reconnect loop to probe now, which closes the breaker when Redis
+        answers. A hung Redis costs requests one time-out per outage, not one each."""
+        if self.reachable:
+            return False
+        self._call_on_loop(self._wanted.set)
+        self.metrics.inc("imapd_cluster_breaker_skips_total")
+        return True
 
     async def _renew_once(self) -> bool:
         assert self._client is not None
@@ -190,7 +230,7 @@ class ClusterNode:
                 got = await self._heartbeat_script(
                     keys=[self.keys.node(self.node_id), self.keys.since],
                     args=[self.epoch, int(self.settings.lease_ttl * 1000), self.advertise, self.started,
-                          os.getpid()])
+                          os.getpid(), self.host, self.lmtp])
         except _DOWN as exc:
             self._went_down(exc, sent)
             return False
@@ -330,6 +370,10 @@ class ClusterNode:
         deadline = loop.time() + self.settings.login_wait
         pause = 0.05
         while True:
+            if self._redis_down():
+                if user in self.owned:
+                    return  # outage mode: ours before Redis went away, still ours
+                raise NotOwner("the cluster's coordination service is unreachable")
             try:
                 status = await self._on_loop(self._assert(user, "claim", lose=False))
             except _DOWN as exc:
@@ -351,26 +395,75 @@ class ClusterNode:
         False when another live node owns it or Redis cannot say (then the message file alone is stored)."""
         if self.owns_fresh(user):
             return True
+        if self._redis_down():
+            return user in self.owned
         try:
             return await self._on_loop(self._assert(user, "claim", lose=False)) == "ok"
         except _DOWN as exc:
             self._call_on_loop(self._went_down, exc)
             return user in self.owned
 
+    async def owner_lmtp(self, user: str) -> tuple[str, str] | None:
+        """(node id, LMTP address) of the live node that serves ``user``, or None (nobody, or Redis down)."""
+        if self._redis_down():
+            return None
+
+        async def read() -> list[Any]:
+            async with asyncio.timeout(self.settings.timeout):
+                return list(await self._owner_lmtp_script(keys=[self.keys.owner(user)], args=[self.keys.node("")]))
+
+        try:
+            got = await self._on_loop(read())
+        except _DOWN as exc:
+            self._call_on_loop(self._went_down, exc)
+            return None
+        return (str(got[0]), str(got[1])) if len(got) == 2 and got[0] != self.node_id else None
+
     async def _assert(self, user: str, mode: str, *, lose: bool = True) -> str:
         """Run the ASSERT script on the network loop; update :attr:`owned`. Raises NotOwner when a user
-        that was ours is lost (and ``lose``), _DOWN errors when Redis cannot answer."""
+        that was ours is lost (and ``lose``), _DOWN errors when Redis cannot answer. Claims of one user
+        that overlap share one call (the first one's answer)."""
+        if mode != "claim" or lose or user in self.owned:
+            return await self._assert_once(user, mode, lose=lose)
+        while (pending := self._claims.get(user)) is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the first claimer went away (its client closed): ask again ourselves
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._claims[user] = future
+        try:
+            status = await self._assert_once(user, mode, lose=lose)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no warning when nobody else waited
+            raise
+        finally:
+            self._claims.pop(user, None)
+        future.set_result(status)
+        return status
+
+    async def _assert_once(self, user: str, mode: str, *, lose: bool = True, fenced: bool = False) -> str:
         assert self._client is not None
         with self._lock:
             was_ours = user in self.owned
         sent = time.monotonic()
         async with asyncio.timeout(self.settings.timeout):
-            status, other, lapsed = await self._assert_script(
+            status, other, lapsed, *evidence = await self._assert_script(
                 keys=[self.keys.node(self.node_id), self.keys.owner(user), self.keys.since],
                 args=[self.node_id, self.epoch, int(self.settings.lease_ttl * 1000), self.advertise,
                       self.started, os.getpid(), self.keys.node(""), int(self.settings.grace * 1000),
-                      "confirm" if was_ours else mode, int(self.reassert_window * 1000)])
+                      "confirm" if was_ours else mode, int(self.reassert_window * 1000), self.host,
+                      self.lmtp])
         self._came_back()
+        if status == "taken" and len(evidence) == 3 and not fenced and await self._fence(other, *evidence):
+            return await self._assert_once(user, mode, lose=lose, fenced=True)
         if status == "ok":
             with self._lock:
                 if int(lapsed) == 0:
@@ -390,6 +483,21 @@ class ClusterNode:
         if was_ours and lose:
             raise NotOwner(f"user {user} is now served by cluster node {other or '(another)'}")
         return str(status)
+
+    async def _fence(self, node: str, host: str, epoch: str, pids: str) -> bool:
+        """End ``node``'s liveness key now if it is provably dead (every process of it gone from this host,
+        imapd/cluster/death.py); True if it was (then ask again: its users are free, unless a process of
+        it registered meanwhile, which FENCE refuses and the next answer shows). Claims of several of its
+        users race to end it; only one script call does, the others find the key gone."""
+        if not all_gone(str(host), str(pids)):  # a few /proc look-ups: microseconds
+            return False
+        async with asyncio.timeout(self.settings.timeout):
+            ended = await self._fence_script(keys=[self.keys.node(str(node))], args=[str(epoch), str(pids)])
+        if int(ended):
+            log.warning("cluster: node %s is dead (its process(es) %s are gone from this host): ended its lease "
+                        "now instead of after cluster.lease_ttl", node, pids)
+            self.metrics.inc("imapd_cluster_nodes_fenced_total")
+        return True
 
     def _lose(self, user: str, other: str) -> None:
         with self._lock:
@@ -573,6 +681,8 @@ class ClusterNode:
         self._call_on_loop(lambda: asyncio.get_running_loop().create_task(self._count(address, user, failed)))
 
     async def _count(self, address: str, user: str | None, failed: bool) -> None:
+        if not self.reachable:
+            return  # the breaker is open: not counted cluster-wide (the local throttle still counts)
         keys = list(self.keys.failures(address, user))
         try:
             async with asyncio.timeout(self.settings.timeout):
@@ -601,14 +711,17 @@ class ClusterNode:
             async with asyncio.timeout(self.settings.timeout):
                 await self._client.set(self.keys.revoked(lineage), "1", px=int(self.revocation_ttl * 1000))
 
+        if self._redis_down():
+            log.warning("X-STATE revocation not recorded in Redis (unreachable; the user's index has it)")
+            return
         try:
             await self._on_loop(set_key())
         except _DOWN as exc:
             log.warning("X-STATE revocation not recorded in Redis (the user's index has it): %s", exc)
 
     async def is_revoked(self, lineage: bytes) -> bool:
-        if not lineage:
-            return False
+        if not lineage or self._redis_down():
+            return False  # the index's record still holds
         try:
             got = await self._on_loop(self._mget(self.keys.revoked(lineage)))
         except _DOWN:

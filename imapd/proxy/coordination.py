@@ -32,6 +32,16 @@ return 0
 """
 
 
+# KEYS: the user's owner key.  ARGV: the node-key prefix.  {node, its imap address} or {} (none, or dead).
+_OWNER = """
+local node = redis.call('GET', KEYS[1])
+if not node then return {} end
+local address = redis.call('HGET', ARGV[1] .. node, 'imap')
+if not address then return {} end
+return {node, address}
+"""
+
+
 class Coordination:
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.prefix = prefix
@@ -41,6 +51,7 @@ class Coordination:
         self._pubsub: Any = None
         self._listeners: dict[str, set[ChangeListener]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._owner_reads: dict[str, asyncio.Future[tuple[str, str] | None]] = {}
 
     async def start(self) -> None:
         if not self.enabled:
@@ -68,20 +79,26 @@ class Coordination:
 
     # -- reads and writes ----------------------------------------------------------------------------------
     async def owner(self, user: str) -> tuple[str, str] | None:
-        """(node id, its IMAP address) of the user's live assignment, or None."""
+        """(node id, its IMAP address) of the user's live assignment, or None. Look-ups of one user that
+        overlap share one (the 20 sessions of a user that one change notice wakes at once)."""
         if self._redis is None:
             return None
-        try:
-            node = await self._redis.get(f"{self.prefix}owner:{user}")
-            if not node:
-                return None
-            address = await self._redis.hget(f"{self.prefix}node:{node}", "imap")
+        pending = self._owner_reads.get(user)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read_owner(user))
+            self._owner_reads[user] = pending
+            pending.add_done_callback(lambda _f: self._owner_reads.pop(user, None))
+        return await asyncio.shield(pending)
+
+    async def _read_owner(self, user: str) -> tuple[str, str] | None:
+        try:  # one round trip: the record and its node's address
+            got = await self._redis.eval(_OWNER, 1, f"{self.prefix}owner:{user}", f"{self.prefix}node:")
         except Exception as exc:  # Redis down: hashing decides, as without Redis
             log.warning("redis: cannot read the assignment of %s: %s", user, exc)
             return None
-        if address is None:
-            return None  # the node's registry entry expired: the assignment is dead
-        return node, address
+        if not got:
+            return None  # no record, or the node's registry entry expired: the assignment is dead
+        return str(got[0]), str(got[1])
 
     async def drained(self) -> set[str] | None:
         if self._redis is None:

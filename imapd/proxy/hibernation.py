@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Hibernation", "Sleeper"]
 
+WAKES_ON_CHANGE = 256
+"""Change-woken sessions restoring at once, per proxy. A delivery to every user (or a failover) wakes
+thousands together; all in flight at once, each advances in lockstep with the others and the first is
+told no sooner than the last, while the backends thrash. Bounded, they are told in order, as fast in
+total. A session whose client spoke does not wait for this."""
+
 
 class Sleeper:
     """One hibernated plain-TCP session: what it takes to resume it, nothing more (~0.5 KB with its token)."""
@@ -64,6 +70,7 @@ class Hibernation:
         self._by_user: dict[str, set[int]] = {}
         self._task: asyncio.Task[None] | None = None
         self._busy: set[ProxySession] = set()
+        self._change_wakes = asyncio.Semaphore(WAKES_ON_CHANGE)
         self.wakes = 0
 
     def __len__(self) -> int:
@@ -171,7 +178,7 @@ class Hibernation:
             if change.get("kind") == "kick":
                 self._kick(sleeper)
             elif sleeper.idle_tag is not None and change.get("mailbox") in (None, sleeper.mailbox):
-                self._wake_fd(fd)
+                self._wake_fd(fd, on_change=True)
 
     def _take(self, fd: int) -> Sleeper | None:
         sleeper = self.sleepers.pop(fd, None)
@@ -193,11 +200,15 @@ class Hibernation:
             os.write(sleeper.fd, b"* BYE [UNAVAILABLE] Session ended by the administrator\r\n")
         os.close(sleeper.fd)
 
-    def _wake_fd(self, fd: int) -> None:
+    def _wake_fd(self, fd: int, *, on_change: bool = False) -> None:
         sleeper = self._take(fd)
         if sleeper is not None:
             self.wakes += 1
-            self.server.loop.create_task(self._wake(sleeper))
+            self.server.loop.create_task(self._wake_after_change(sleeper) if on_change else self._wake(sleeper))
+
+    async def _wake_after_change(self, sleeper: Sleeper) -> None:
+        async with self._change_wakes:
+            await self._wake(sleeper)
 
     async def _wake(self, sleeper: Sleeper) -> None:
         from imapd.proxy.session import ProxySession

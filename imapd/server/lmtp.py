@@ -284,12 +284,25 @@ class LMTPService:
 
 
     async def _deliver_elsewhere(self, envelope: Envelope, body: bytes) -> Outcome:
-        """Another cluster node owns the user: store the file in new/ and tell that node over Redis."""
+        """Another cluster node owns the user: hand the copy to its LMTP listener, where the user's Sieve
+        script runs (imapd/cluster/forward.py); if it cannot be reached, store the file in new/ and tell
+        that node over Redis."""
+        from imapd.cluster.forward import forward_copy, forwarded
         from imapd.delivery.agent import deliver_file_only
 
         user = envelope.recipient.user
         cluster = self.ctx.cluster
         assert cluster is not None
+        owner = None if forwarded(envelope) else await cluster.owner_lmtp(user)
+        if owner is not None:
+            node, address = owner
+            got = await forward_copy(address, cluster.node_id, envelope, trace_headers(envelope) + body,
+                                     self.ctx.settings.cluster.forward_timeout)
+            if got is not None:
+                log.info("delivery to %s handed to node %s over LMTP (%s): %s", user, node, address, got.reason[:80])
+                return got
+            log.warning("delivery to %s: node %s does not answer on LMTP %s; storing the file alone (its Sieve "
+                        "script is skipped)", user, node, address)
         outcome = await asyncio.to_thread(deliver_file_only, self.ctx.store, envelope, body,
                                           fsync=self.ctx.settings.store.fsync)
         if outcome.kind == "stored":

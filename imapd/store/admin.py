@@ -225,7 +225,26 @@ def _rebuild_failed(exc: Exception) -> int:
 def cmd_index_rebuild(args: argparse.Namespace) -> int:
     """Rebuild a user's index (or one mailbox's rows) from the Maildir, keeping the UIDs and UIDVALIDITY
     that ``dovecot-uidlist`` records. Run it with the server stopped: open sessions would see the
-    mailbox vanish and come back under a new id."""
+    mailbox vanish and come back under a new id. With ``cluster.redis_url`` (``--config``/``-o``) it holds
+    the user's cluster lease while it writes, and refuses a user another node serves
+    (imapd/cluster/admin_lease.py)."""
+    from imapd.cluster.admin_lease import LeaseRefused, admin_lease
+    from imapd.config import ConfigError, load_settings
+
+    try:
+        cluster = load_settings(args.config, args.overrides).cluster
+    except ConfigError as exc:
+        _err(str(exc))
+        return EX_CONFIG
+    try:
+        with admin_lease(cluster, args.user):
+            return _rebuild(args)
+    except LeaseRefused as exc:
+        _err(f"index rebuild refused: {exc}")
+        return EX_TEMPFAIL
+
+
+def _rebuild(args: argparse.Namespace) -> int:
     store = Store(args.data_dir)
     try:
         try:
@@ -315,7 +334,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
     index = subparsers.add_parser("index", help="maintain a user's index (imapd-index.sqlite)")
     index_sub = index.add_subparsers(dest="index_command", required=True)
-    p = index_sub.add_parser("rebuild", parents=[common],
+    p = index_sub.add_parser("rebuild", parents=[common, settings],
                              help="rebuild the index from the Maildir, keeping dovecot-uidlist's UIDs")
     p.add_argument("user")
     p.add_argument("mailbox", nargs="?", default=None, help="only this mailbox (default: all)")

@@ -236,6 +236,72 @@ def test_killed_node_users_taken_over_within_two_seconds(cluster_root: ClusterRo
     client.ok("LOGOUT")
 
 
+def test_a_killed_node_on_this_host_is_proven_dead_before_its_lease_runs_out(
+        cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
+    """With a 6 s lease, a kill -9 of the owner frees its users at once for a peer on the same host (its
+    pid is gone: imapd/cluster/death.py); the peer writes right away, the user's index is intact."""
+    slow = ("-o", "cluster.lease_ttl=6", "-o", "cluster.heartbeat_interval=1", "-o", "cluster.login_wait=3.0")
+    a = start_node(cluster_root, "a", redis_server, *slow)
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, *slow, "-o", f"lmtp.listen=\"127.0.0.1:{free_port()}\"")
+    nodes.append(b)
+    old = login(a)
+    old.ok("SELECT INBOX")
+    assert b"OK" in append(old, "before the kill")
+    login(a, "bob").ok("SELECT INBOX")
+    r: Any = redis_server.client()
+    assert r.hget("imapd:node:a", f"pid:{a.proc.pid}") == "1" and r.hget("imapd:node:a", "host")
+    a.proc.kill()
+    a.proc.wait()
+    killed = time.monotonic()
+    # both of a's users at once: the claims race to end a's key; each must then take its user
+    import threading
+
+    def deliver(user: str) -> None:
+        with smtplib.LMTP(*_lmtp_address(b)) as lmtp:
+            lmtp.sendmail("s@example.org", [user], b"Subject: delivered after the kill\r\n\r\nhi\r\n")
+
+    both = [threading.Thread(target=deliver, args=(u,)) for u in ("alice", "bob")]
+    for t in both:
+        t.start()
+    for t in both:
+        t.join()
+    assert r.get("imapd:owner:bob") == "b"
+    assert len(index_subjects(cluster_root, "bob")) == 1  # indexed by b (not a file left in new/)
+    assert files_in_inbox(cluster_root, "bob") == 1 and not os.listdir(cluster_root.mail / "bob" / "new")
+    new = login(b)
+    took = time.monotonic() - killed
+    assert took < 1.0, took  # not the 6 s of the lease
+    assert r.get("imapd:owner:alice") == "b" and not r.exists("imapd:node:a")
+    assert b"OK" in append(new, "after the kill")
+    subjects = index_subjects(cluster_root)
+    assert len(subjects) == 3 and {"Subject: after the kill", "Subject: before the kill"} <= set(subjects)
+    assert "node a is dead" in b.log()
+    new.ok("LOGOUT")
+
+
+def test_a_stopped_node_is_not_taken_for_dead(cluster_root: ClusterRoot, redis_server: RedisServer,
+                                              nodes: list[RunningServer]) -> None:
+    """SIGSTOP: the process exists, so no peer may end its lease early; a login elsewhere waits and is
+    refused while the key lives."""
+    slow = ("-o", "cluster.lease_ttl=6", "-o", "cluster.heartbeat_interval=1")
+    a = start_node(cluster_root, "a", redis_server, *slow)
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, *slow)
+    nodes.append(b)
+    login(a).ok("SELECT INBOX")
+    r: Any = redis_server.client()
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        other = RawIMAP(b.host, b.port)
+        _, tagged = other.command("LOGIN alice secret1")
+        assert tagged.split()[1:3] == [b"NO", b"[UNAVAILABLE]"], tagged
+        assert r.exists("imapd:node:a") and r.get("imapd:owner:alice") == "a"
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    assert "is dead" not in b.log()
+
+
 # -- changes from other nodes --------------------------------------------------------------------------------------
 def _lmtp_address(node: RunningServer) -> tuple[str, int]:
     text = wait_for("the LMTP address", lambda: (node.data_dir / "run" / "lmtp").exists()
@@ -266,6 +332,35 @@ def test_delivery_on_another_node_reaches_the_owners_idle_session(
     client.readline()
     assert len(index_subjects(cluster_root)) == 1  # indexed by a, the owner
     assert "for the node that serves the user" in b.log()
+
+
+def test_a_delivery_for_another_nodes_user_runs_its_sieve_script_on_the_owner(
+        cluster_root: ClusterRoot, redis_server: RedisServer, nodes: list[RunningServer]) -> None:
+    """LMTP on b for alice, whom a serves: b hands the copy to a's LMTP listener (registered in a's node
+    key), so alice's script files it into "Lists" and a indexes it; nothing lands in INBOX new/."""
+    from imapd.sieve.scripts import ScriptStore
+
+    a_lmtp = free_port()
+    a = start_node(cluster_root, "a", redis_server, "-o", f"lmtp.listen=\"127.0.0.1:{a_lmtp}\"")
+    nodes.append(a)
+    b = start_node(cluster_root, "b", redis_server, "-o", f"lmtp.listen=\"127.0.0.1:{free_port()}\"")
+    nodes.append(b)
+    scripts = ScriptStore(str(cluster_root.mail / "alice"))
+    scripts.put("lists", 'require ["fileinto", "mailbox"];\n'
+                         'if header :contains "subject" "[list]" { fileinto :create "Lists"; stop; }\n')
+    scripts.set_active("lists")
+    client = login(a)
+    client.ok("SELECT INBOX")
+    r: Any = redis_server.client()
+    assert r.hget("imapd:node:a", "lmtp") == f"127.0.0.1:{a_lmtp}"
+    with smtplib.LMTP(*_lmtp_address(b)) as lmtp:
+        lmtp.sendmail("s@example.org", ["alice"], b"Subject: [list] via b\r\n\r\nhi\r\n")
+    untagged = client.ok('STATUS "Lists" (MESSAGES)')
+    assert b"MESSAGES 1" in b"".join(untagged), untagged
+    assert b"* 0 EXISTS" in client.ok("SELECT INBOX")  # filed by the script, not kept
+    assert "handed to node a over LMTP" in b.log()
+    assert files_in_inbox(cluster_root) == 0
+    client.ok("LOGOUT")
 
 
 # -- Redis down ------------------------------------------------------------------------------------------------------
@@ -312,6 +407,42 @@ def test_redis_outage_keeps_serving_and_reconnects(cluster_root: ClusterRoot, re
     assert b"OK" in append(client, "after the outage")
     untagged = client.ok("SELECT INBOX")
     assert b"* 5 EXISTS" in untagged
+    assert "reachable again" in a.log()
+
+
+def test_a_hung_redis_costs_requests_one_timeout_per_outage(cluster_root: ClusterRoot, redis_server: RedisServer,
+                                                            nodes: list[RunningServer]) -> None:
+    """SIGSTOP of redis-server: once the node found it hung (one cluster.timeout), logins of the users it
+    owns no longer wait for Redis each (the breaker); when Redis answers again the node is back at once."""
+    a = start_node(cluster_root, "a", redis_server, "-o", "cluster.reconnect_max=5")
+    nodes.append(a)
+    held = login(a)
+    held.ok("SELECT INBOX")
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for("outage mode", lambda: "outage mode" in a.log(), timeout=5)
+        time.sleep(1.5)  # past lease_ttl - heartbeat_interval: alice's lease is no longer fresh in memory
+        walls = []
+        for _ in range(5):
+            started = time.monotonic()
+            login(a).ok("LOGOUT")  # alice's lease is stale in memory: without the breaker each waits 0.5 s
+            walls.append(time.monotonic() - started)
+        assert max(walls) < 0.3, walls
+        assert b"OK" in append(held, "while Redis hangs")
+        _, tagged = RawIMAP(a.host, a.port).command("LOGIN bob secret2")  # not owned: refused, at once
+        assert b"NO [UNAVAILABLE]" in tagged
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    # the reconnect loop sits in a backoff of up to 5 s; a request that met the open breaker asks it to
+    # probe now, so a login soon finds Redis back
+    started = time.monotonic()
+    while True:
+        _, tagged = RawIMAP(a.host, a.port).command("LOGIN bob secret2")
+        if b" OK " in tagged or time.monotonic() - started > 3:
+            break
+        time.sleep(0.05)
+    assert b" OK " in tagged and time.monotonic() - started < 1.5, tagged
     assert "reachable again" in a.log()
 
 

@@ -130,3 +130,27 @@ def test_failure_counters_and_success_forgets_only_its_pair(redis_server: RedisS
     assert announced() == [{"node": "n1", "kind": "clear", "address": "10.0.0.1", "user": "alice",
                             "address_count": 2, "user_count": 1}]
     assert r.eval(*success) == 0
+
+
+def test_fence_ends_a_dead_nodes_key_only_for_the_checked_processes(redis_server: RedisServer) -> None:
+    """A claim meets a live owner with its evidence (host, epoch, pids); FENCE ends that key only while it
+    names exactly the epoch and pids that were checked."""
+    r: Any = redis_server.client()
+
+    def renew(node: str, pid: int) -> None:
+        r.eval(scripts.HEARTBEAT, 2, K.node(node), K.since, f"epoch-{node}", 1500, "x", "0", pid, "host-1")
+
+    assert _assert(r, "a", "alice", "claim")[0] == "ok"
+    renew("a", 7)
+    renew("a", 12)
+    got = r.eval(scripts.ASSERT, 3, K.node("b"), K.owner("alice"), K.since, "b", "epoch-b", 1500, "b:143", "0",
+                 2, K.node(""), 0, "claim", 60_000, "host-1")
+    assert got[0] == "taken" and got[1] == "a" and got[3:] == ["host-1", "epoch-a", "12,7"]  # (the first claim sent no host)
+    assert r.eval(scripts.FENCE, 1, K.node("a"), "epoch-b", "12,7") == 0  # another epoch
+    assert r.eval(scripts.FENCE, 1, K.node("a"), "epoch-a", "7") == 0  # a process not checked
+    renew("a", 30)  # a process registered after the check
+    assert r.eval(scripts.FENCE, 1, K.node("a"), "epoch-a", "12,7") == 0
+    assert r.exists(K.node("a"))
+    assert r.eval(scripts.FENCE, 1, K.node("a"), "epoch-a", "12,30,7") == 1
+    assert not r.exists(K.node("a"))
+    assert _assert(r, "b", "alice", "claim")[:2] == ["ok", "a"]  # taken over from the dead node at once

@@ -56,8 +56,9 @@ async def _send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line
 async def forward_copy(address: str, node_id: str, envelope: Envelope, message: bytes,
                        timeout: float) -> Outcome | None:
     """One recipient's copy over LMTP to ``address`` (HOST:PORT or a socket path); its outcome by the owner's
-    reply, or None when the owner could not be reached or did not answer in time (the caller stores the
-    file alone). Asynchronous, so that the copies of a delivery to many users are forwarded together."""
+    reply, or None when the owner could not be reached before the message was sent (the caller stores the
+    file alone); a temporary failure when the message went out and its answer did not come back. Asynchronous, so that the copies of a delivery to many users are forwarded together."""
+    body_sent = False
     try:
         async with asyncio.timeout(timeout):
             if "/" in address:
@@ -78,13 +79,20 @@ async def forward_copy(address: str, node_id: str, envelope: Envelope, message: 
                     body = _DOT.sub(b"..", message)
                     if not body.endswith(b"\r\n"):
                         body += b"\r\n"
-                    code, text = await _send(reader, writer, body + b".")
+                    writer.write(body + b".\r\n")
+                    body_sent = True
+                    code, text = await _reply(reader)
                 elif code < 400:
                     raise _Unreachable(f"DATA answered {code}")
                 writer.write(b"QUIT\r\n")
             finally:
                 writer.close()
-    except (OSError, ValueError, TimeoutError, _Unreachable, asyncio.IncompleteReadError):
+    except (OSError, ValueError, TimeoutError, _Unreachable, asyncio.IncompleteReadError) as exc:
+        if body_sent:
+            # The owner may have stored it (and run its Sieve script): a copy of our own now would be a
+            # certain duplicate. A temporary failure lets the sender retry, as SMTP does when a reply is lost.
+            return Outcome(kind="failed", failure="tempfail",
+                           reason=f"no answer from the owner's LMTP to the forwarded copy: {type(exc).__name__}")
         return None
     if 200 <= code < 300:
         return Outcome(kind="stored", stored=((INBOX, 0),), reason=text)

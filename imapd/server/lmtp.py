@@ -299,7 +299,12 @@ class LMTPService:
             got = await forward_copy(address, cluster.node_id, envelope, trace_headers(envelope) + body,
                                      self.ctx.settings.cluster.forward_timeout)
             if got is not None:
-                log.info("delivery to %s handed to node %s over LMTP (%s): %s", user, node, address, got.reason[:80])
+                if got.kind == "failed":
+                    log.warning("delivery to %s: node %s (LMTP %s) took the message but gave no answer; deferred "
+                                "(%s)", user, node, address, got.reason[:80])
+                else:
+                    log.info("delivery to %s handed to node %s over LMTP (%s): %s", user, node, address,
+                             got.reason[:80])
                 return got
             log.warning("delivery to %s: node %s does not answer on LMTP %s; storing the file alone (its Sieve "
                         "script is skipped)", user, node, address)

@@ -96,7 +96,8 @@ fuzz: $(TEST_STAMP)
 	$(BIN)/pip install --quiet atheris
 	$(BIN)/python fuzz/fuzz_parser.py -max_total_time=$${FUZZ_SECONDS:-60}
 
-# The property tests with fresh random examples (2,000 each) instead of `make test`'s repeatable ones.
+# The property tests with fresh random examples (2,000 where a test sets no count of its own) instead of
+# `make test`'s repeatable ones.
 fuzz-properties: $(TEST_STAMP)
 	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -o timeout=1800 $$(grep -rl "from hypothesis" tests --include='test_*.py')
 

@@ -299,7 +299,7 @@ def settings_options() -> argparse.ArgumentParser:
     """``--config`` and ``-o``: the server's settings, for commands that need its ``[quota]`` defaults."""
     settings = argparse.ArgumentParser(add_help=False)
     settings.add_argument("--config", metavar="FILE",
-                          help="the server's TOML config (for the [quota] defaults and the [sieve] settings)")
+                          help="the server's TOML config (the [quota], [sieve] or [cluster] settings the command needs)")
     settings.add_argument("-o", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                           help="override a setting, as for `imapd serve`")
     return settings

@@ -47,7 +47,7 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # sys.setswitchinterval for the server's threads (seconds): how long a thread running Python keeps the
     # GIL while another (the network loop, another user's lane) waits for it. Lower: another user's
     # command waits less behind a long one; higher: less switching under load.
-    gil_switch_interval: float = 0.002
+    gil_switch_interval: float = 0.001
     # A lane or the network loop that cannot run for longer than this is logged with the user and command.
     stall_warning: float = 0.1
     # RFC 9585 INPROGRESS: a long SEARCH/COPY/MOVE/EXPUNGE reports its progress this often (0: never).

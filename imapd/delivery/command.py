@@ -32,6 +32,7 @@ from imapd.store.admin import (
     EX_OK,
     EX_TEMPFAIL,
     default_quota,
+    run_leased,
     settings_options,
 )
 from imapd.store.errors import InvalidMailboxName, NoSuchMailbox, NoSuchUser, OverQuota, StorageIOError
@@ -120,20 +121,8 @@ def _over_lmtp(address: str, user: str, sender: str, data: bytes, verbose: bool,
 def _direct(args: argparse.Namespace, data: bytes) -> int:
     """Write the message here; on a cluster node (``cluster.redis_url``) only while holding the user's lease
     (imapd/cluster/admin_lease.py): a user another node serves is refused with EX_TEMPFAIL, naming it."""
-    from imapd.cluster.admin_lease import LeaseRefused, admin_lease
-    from imapd.config import ConfigError, load_settings
-
-    try:
-        cluster = load_settings(args.config, args.overrides).cluster
-    except ConfigError as exc:
-        _err(str(exc))
-        return EX_CONFIG
-    try:
-        with admin_lease(cluster, args.user):
-            return _write_here(args, data)
-    except LeaseRefused as exc:
-        _err(f"delivery refused: {exc} (or deliver over that node's LMTP listener)")
-        return EX_TEMPFAIL
+    return run_leased(args, args.user, lambda: _write_here(args, data),
+                      "delivery refused: {} (or deliver over that node's LMTP listener)")
 
 
 def _write_here(args: argparse.Namespace, data: bytes) -> int:

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 
 from imapd.store.errors import (
     InvalidMailboxName,
@@ -27,7 +28,7 @@ from imapd.store.store import Store, valid_username
 from imapd.store.users import PasswdFile
 
 __all__ = ["DEFAULT_DATA_DIR", "EX_CONFIG", "EX_DATAERR", "EX_NOPERM", "EX_NOUSER", "EX_OK", "EX_TEMPFAIL", "EX_USAGE",
-           "default_quota", "register_cli", "settings_options"]
+           "default_quota", "register_cli", "run_leased", "settings_options"]
 
 EX_OK = 0
 EX_USAGE = 64
@@ -228,20 +229,7 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     mailbox vanish and come back under a new id. With ``cluster.redis_url`` (``--config``/``-o``) it holds
     the user's cluster lease while it writes, and refuses a user another node serves
     (imapd/cluster/admin_lease.py)."""
-    from imapd.cluster.admin_lease import LeaseRefused, admin_lease
-    from imapd.config import ConfigError, load_settings
-
-    try:
-        cluster = load_settings(args.config, args.overrides).cluster
-    except ConfigError as exc:
-        _err(str(exc))
-        return EX_CONFIG
-    try:
-        with admin_lease(cluster, args.user):
-            return _rebuild(args)
-    except LeaseRefused as exc:
-        _err(f"index rebuild refused: {exc}")
-        return EX_TEMPFAIL
+    return run_leased(args, args.user, lambda: _rebuild(args), "index rebuild refused: {}")
 
 
 def _rebuild(args: argparse.Namespace) -> int:
@@ -293,6 +281,26 @@ def cmd_index_rebuild_fts(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return EX_OK
+
+
+def run_leased(args: argparse.Namespace, user: str, work: Callable[[], int], refused: str) -> int:
+    """``work()`` under ``user``'s cluster lease when the settings (``--config``/``-o``) name a Redis
+    (imapd/cluster/admin_lease.py); a user another node serves is refused with EX_TEMPFAIL and
+    ``refused`` (what was refused, and what to do instead) on stderr, naming the node."""
+    from imapd.cluster.admin_lease import LeaseRefused, admin_lease
+    from imapd.config import ConfigError, load_settings
+
+    try:
+        cluster = load_settings(args.config, args.overrides).cluster
+    except ConfigError as exc:
+        _err(str(exc))
+        return EX_CONFIG
+    try:
+        with admin_lease(cluster, user):
+            return work()
+    except LeaseRefused as exc:
+        _err(refused.format(exc))
+        return EX_TEMPFAIL
 
 
 def settings_options() -> argparse.ArgumentParser:

@@ -67,8 +67,8 @@ async def id_(s: Session, cmd: c.Id) -> Done:
     if cmd.params:
         client = ", ".join(f"{k}={v}" for k, v in cmd.params[:8])
         log.debug("client %s identifies as %s", s.conn.peer_host, client)
-        if s.state is State.NOT_AUTHENTICATED:
-            _note_originating_client(s, cmd.params)
+    if s.state is State.NOT_AUTHENTICATED:
+        _note_originating_client(s, cmd.params or ())  # (ID NIL too: the first ID settles the origin)
     s.send(IdResponse((("name", "imapd"), ("version", __version__), ("vendor", "imapd-webmail"))))
     return Done("ID completed")
 

@@ -118,6 +118,28 @@ def test_untrusted_peer_cannot_claim_an_address(tmp_path: Path) -> None:
         stop_server(srv)
 
 
+def test_only_the_first_id_of_a_trusted_peer_counts(tmp_path: Path) -> None:
+    """The proxy's ID comes first; an ID after it (a client relayed after UNAUTHENTICATE) cannot name an
+    address, even when the first one named none (``ID NIL``, or no x-originating-ip)."""
+    srv = start_server(tmp_path / "data", *ONE_PROCESS, "-o", 'auth.trusted_networks=["127.0.0.0/8"]',
+                       "-o", "cache.ttl=0")
+    try:
+        srv.add_user("hal", "pw-hal")
+        for first in ("ID NIL", 'ID ("name" "proxy")'):
+            c = RawIMAP(srv.host, srv.port, timeout=60)
+            c.ok(first)
+            c.ok('ID ("x-originating-ip" "192.0.2.55" "x-originating-port" "40123")')
+            _, tagged = c.command("LOGIN hal wrong", tag="l1")
+            c.close()
+            assert tagged.startswith(b"l1 NO")
+        lines = _audit(srv)
+        assert len(lines) == 2 and all("address=127.0.0.1 session=" in line for line in lines), lines
+        assert _login(srv, "hal", "pw-hal", origin="192.0.2.56").startswith(b"l1 OK")
+        assert "address=192.0.2.56:40123 (via 127.0.0.1)" in _audit(srv)[-1]  # a first ID still names it
+    finally:
+        stop_server(srv)
+
+
 def test_authenticate_is_audited_and_hashes_are_bounded(tmp_path: Path) -> None:
     srv = start_server(tmp_path / "data", *ONE_PROCESS, "-o", "auth.max_concurrent_hashes=1", "-o", "auth.max_queued_hashes=1",
                        "-o", "cache.ttl=0", "-o", "limits.max_connections_per_address=50")

@@ -73,7 +73,7 @@ class _AdminLease:
             sent = time.monotonic()
             try:
                 status, other, _lapsed, *evidence = self._assert()
-                if status == "taken" and len(evidence) == 3 and not fenced and all_gone(evidence[0], evidence[2]):
+                if status == "taken" and len(evidence) == 3 and not fenced and all_gone(evidence[0], evidence[2], self.host):
                     fenced = True
                     self.redis.eval(scripts.FENCE, 1, self.keys.node(other), evidence[1], evidence[2])
                     continue

@@ -52,9 +52,9 @@ def _gone(pid: int) -> bool:
     return state == b"Z"  # a zombie: exited, not reaped yet
 
 
-def all_gone(host: str, pids: str) -> bool:
-    """True only if ``host`` is this host and every pid of ``pids`` ("N,N,...") is gone here."""
-    mine = host_identity()
+def all_gone(host: str, pids: str, mine: str) -> bool:
+    """True only if ``host`` is this host (``mine``, from :func:`host_identity`) and every pid of ``pids``
+    ("N,N,...") is gone here."""
     if not mine or host != mine or not pids:
         return False
     try:

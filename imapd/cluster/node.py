@@ -156,7 +156,7 @@ class ClusterNode:
         self._failure_script = self._client.register_script(scripts.FAILURE)
         self._success_script = self._client.register_script(scripts.SUCCESS)
         self._fence_script = self._client.register_script(scripts.FENCE)
-        self._owner_lmtp_script = self._client.register_script(scripts.OWNER_LMTP)
+        self._owner_lmtp_script = self._client.register_script(scripts.OWNER_ADDRESS)
         await self._renew_once()
         for coro in (self._heartbeat(), self._publisher()):
             self._tasks.append(asyncio.create_task(coro))
@@ -410,7 +410,8 @@ class ClusterNode:
 
         async def read() -> list[Any]:
             async with asyncio.timeout(self.settings.timeout):
-                return list(await self._owner_lmtp_script(keys=[self.keys.owner(user)], args=[self.keys.node("")]))
+                return list(await self._owner_lmtp_script(keys=[self.keys.owner(user)],
+                                                          args=[self.keys.node(""), "lmtp"]))
 
         try:
             got = await self._on_loop(read())
@@ -489,7 +490,7 @@ class ClusterNode:
         imapd/cluster/death.py); True if it was (then ask again: its users are free, unless a process of
         it registered meanwhile, which FENCE refuses and the next answer shows). Claims of several of its
         users race to end it; only one script call does, the others find the key gone."""
-        if not all_gone(str(host), str(pids)):  # a few /proc look-ups: microseconds
+        if not all_gone(str(host), str(pids), self.host):  # a few /proc look-ups: microseconds
             return False
         async with asyncio.timeout(self.settings.timeout):
             ended = await self._fence_script(keys=[self.keys.node(str(node))], args=[str(epoch), str(pids)])

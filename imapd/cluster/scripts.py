@@ -7,7 +7,7 @@ Redis Cluster would need hash tags).
 
 from __future__ import annotations
 
-__all__ = ["ASSERT", "FAILURE", "FENCE", "HEARTBEAT", "OWNER_LMTP", "RELEASE", "SUCCESS"]
+__all__ = ["ASSERT", "FAILURE", "FENCE", "HEARTBEAT", "OWNER_ADDRESS", "RELEASE", "SUCCESS"]
 
 # Renew this node's liveness key and mark when the keyspace was first seen.
 # KEYS: node key, since key.  ARGV: epoch, ttl ms, imap address, started, pid, host (optional: the boot id
@@ -99,14 +99,15 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# Where to forward a delivery for a user: KEYS: the user's owner key.  ARGV: the node-key prefix.
-# {node, its lmtp address} of a live owner, or {}.
-OWNER_LMTP = """
+# One address of a user's live owner, in one round trip (the proxy: 'imap'; a delivery to forward: 'lmtp').
+# KEYS: the user's owner key.  ARGV: the node-key prefix, the node hash's field.  {node, address} or {}
+# (no owner, or its node key expired).
+OWNER_ADDRESS = """
 local node = redis.call('GET', KEYS[1])
 if not node then return {} end
-local lmtp = redis.call('HGET', ARGV[1] .. node, 'lmtp')
-if not lmtp then return {} end
-return {node, lmtp}
+local address = redis.call('HGET', ARGV[1] .. node, ARGV[2])
+if not address then return {} end
+return {node, address}
 """
 
 # KEYS: owner key.  ARGV: node id.  Deletes the record only if it is ours.

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from imapd.cluster.scripts import OWNER_ADDRESS
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ChangeListener", "Coordination"]
@@ -29,16 +31,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 1
 end
 return 0
-"""
-
-
-# KEYS: the user's owner key.  ARGV: the node-key prefix.  {node, its imap address} or {} (none, or dead).
-_OWNER = """
-local node = redis.call('GET', KEYS[1])
-if not node then return {} end
-local address = redis.call('HGET', ARGV[1] .. node, 'imap')
-if not address then return {} end
-return {node, address}
 """
 
 
@@ -92,7 +84,7 @@ class Coordination:
 
     async def _read_owner(self, user: str) -> tuple[str, str] | None:
         try:  # one round trip: the record and its node's address
-            got = await self._redis.eval(_OWNER, 1, f"{self.prefix}owner:{user}", f"{self.prefix}node:")
+            got = await self._redis.eval(OWNER_ADDRESS, 1, f"{self.prefix}owner:{user}", f"{self.prefix}node:", "imap")
         except Exception as exc:  # Redis down: hashing decides, as without Redis
             log.warning("redis: cannot read the assignment of %s: %s", user, exc)
             return None

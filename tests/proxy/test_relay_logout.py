@@ -19,13 +19,19 @@ def _logged_in(port: int) -> socket.socket:
     return sock
 
 
+def _until(sock: socket.socket, marker: bytes) -> bytes:
+    """What the proxy sends until ``marker`` has arrived."""
+    out = b""
+    while marker not in out:
+        out += sock.recv(65536)
+    return out
+
+
 def test_logout_answered_and_backend_session_ends(cluster: Cluster) -> None:
     proxy = cluster.proxy()
     sock = _logged_in(proxy.port)
     sock.sendall(b"b SELECT INBOX\r\n")
-    rest = b""
-    while b"b OK" not in rest:
-        rest += sock.recv(65536)
+    _until(sock, b"b OK")
     stopped = [srv for srv in cluster.backends.values() if srv.proc.poll() is None]
     for srv in stopped:  # a relayed LOGOUT would now wait for ever
         srv.proc.send_signal(signal.SIGSTOP)
@@ -58,14 +64,10 @@ def test_logout_with_arguments_and_a_later_command_go_to_the_backend(cluster: Cl
     proxy = cluster.proxy()
     sock = _logged_in(proxy.port)
     sock.sendall(b"c LOGOUT junk\r\n")
-    out = b""
-    while b"c " not in out:
-        out += sock.recv(65536)
+    out = _until(sock, b"c ")
     assert out.startswith(b"c BAD"), out
     sock.sendall(b"d NOOP\r\n")
-    out = b""
-    while b"d " not in out:
-        out += sock.recv(65536)
+    out = _until(sock, b"d ")
     assert b"d OK" in out and b"LOGOUT" not in out, out
     sock.sendall(b"z LOGOUT\r\n")
     assert read_until_closed(sock, timeout=5).endswith(b"z OK LOGOUT completed\r\n")

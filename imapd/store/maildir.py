@@ -7,6 +7,7 @@ Only this module writes message files. Every function raises plain ``OSError``; 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import socket
@@ -124,7 +125,7 @@ def write_unnamed(folder: str, data: bytes, mtime: float | None = None, *,
     global _unnamed_works
     if _unnamed_works is None:
         _unnamed_works = _can_link_unnamed(os.path.join(folder, "tmp"))
-    if not _unnamed_works:  # (None: tmp/ was missing; write_tmp recreates it and the next call decides)
+    if not _unnamed_works:  # (None: undecided, e.g. tmp/ was missing: write_tmp recreates it, the next call decides)
         return None
     try:
         fd = os.open(os.path.join(folder, "tmp"), os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
@@ -146,16 +147,15 @@ def write_unnamed(folder: str, data: bytes, mtime: float | None = None, *,
 
 
 def _can_link_unnamed(tmp: str) -> bool | None:
-    """Once a process: can an ``O_TMPFILE`` file be linked here (kernel, filesystem, /proc)? A file
-    linked once cannot be linked again, so the test uses a file of its own. None: undecided (no tmp/)."""
+    """Once a process: can an ``O_TMPFILE`` file be linked here (kernel, filesystem, /proc)? The test
+    links a file of its own under a probe name. None: undecided (no tmp/, or a passing error such as
+    EMFILE or EACCES on this one folder): the next call tries again."""
     if not hasattr(os, "O_TMPFILE"):
         return False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return False
+    except OSError as exc:
+        return False if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL) else None
     probe = os.path.join(tmp, new_base_name() + ".probe")
     try:
         link_unnamed(fd, probe)
